@@ -1,0 +1,67 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/cilium/ebpf"
+)
+
+// EIPCounters is one EIP's traffic, summed over CPUs. In is internet -> instance,
+// Out is instance -> internet; bytes are IP bytes.
+type EIPCounters struct {
+	InPackets, InBytes, OutPackets, OutBytes uint64
+}
+
+// Counters returns the EIP's counters since it was bound.
+func (d *Dataplane) Counters(eip netip.Addr) (EIPCounters, error) {
+	key, err := beKey(eip)
+	if err != nil {
+		return EIPCounters{}, fmt.Errorf("read counters: %w", err)
+	}
+	var b natBinding
+	if err := d.objs.InboundBindings.Lookup(key, &b); errors.Is(err, ebpf.ErrKeyNotExist) {
+		return EIPCounters{}, fmt.Errorf("read counters of %v: %w", eip, ErrNotBound)
+	} else if err != nil {
+		return EIPCounters{}, fmt.Errorf("read counters of %v: %w", eip, err)
+	}
+	var perCPU []natEipCounters
+	if err := d.objs.CountersBySlot.Lookup(b.CounterSlot, &perCPU); err != nil {
+		return EIPCounters{}, fmt.Errorf("read counters of %v: %w", eip, err)
+	}
+	var sum EIPCounters
+	for _, c := range perCPU {
+		sum.InPackets += c.InPackets
+		sum.InBytes += c.InBytes
+		sum.OutPackets += c.OutPackets
+		sum.OutBytes += c.OutBytes
+	}
+	return sum, nil
+}
+
+func (d *Dataplane) zeroCounters(slot uint32) error {
+	n, err := ebpf.PossibleCPU()
+	if err != nil {
+		return fmt.Errorf("zero counters: %w", err)
+	}
+	if err := d.objs.CountersBySlot.Put(slot, make([]natEipCounters, n)); err != nil {
+		return fmt.Errorf("zero counters of slot %d: %w", slot, err)
+	}
+	return nil
+}
+
+// ReasonCounts reads the pass and drop counters, summed over CPUs.
+func (d *Dataplane) ReasonCounts() (ReasonCounts, error) {
+	var out ReasonCounts
+	for r := Reason(0); r < ReasonMax; r++ {
+		var perCPU []uint64
+		if err := d.objs.ReasonCounters.Lookup(uint32(r), &perCPU); err != nil {
+			return out, fmt.Errorf("read reason counter %s: %w", r, err)
+		}
+		for _, n := range perCPU {
+			out[r] += n
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,286 @@
+// Package dataplane owns the BPF side of eipgw: it loads the NAT programs, pins their
+// maps and links under a bpffs directory so that traffic keeps flowing when the owning
+// process exits, adopts those pins on the next start, attaches to interfaces at XDP or
+// TC, and offers typed operations on bindings and counters. It is the only package that
+// touches the BPF maps.
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultMaxBindings is the binding capacity when Config.MaxBindings is zero.
+const DefaultMaxBindings = 131072
+
+var (
+	// ErrIncompatiblePins means the pinned dataplane was made by a build whose maps
+	// have another layout; it is refused rather than recreated (state loss) or used
+	// (corruption). Remove it with Remove, or run the matching build.
+	ErrIncompatiblePins = errors.New("pinned dataplane has an incompatible layout")
+	// ErrBusy means another process holds the pinned dataplane.
+	ErrBusy = errors.New("pinned dataplane is held by another process")
+	// ErrNotBPFFS means the pin directory's parent is not a bpffs mount.
+	ErrNotBPFFS = errors.New("pin directory is not on a bpffs mount")
+)
+
+// Config says where the dataplane lives and how big it is.
+type Config struct {
+	// PinDir is the directory on a bpffs mount that holds the pinned maps and links,
+	// for example /sys/fs/bpf/eipgw. Its parent must exist.
+	PinDir string
+	// MaxBindings is the capacity of the 1:1 binding maps; 0 means DefaultMaxBindings.
+	// A pinned dataplane with another capacity is refused as incompatible.
+	MaxBindings uint32
+}
+
+// Dataplane is an open handle on the loaded (or adopted) BPF objects.
+type Dataplane struct {
+	cfg     Config
+	objs    natObjects
+	lock    *os.File
+	adopted bool
+
+	mu    sync.Mutex // serialises binding changes and the slot allocator
+	slots *slotAllocator
+}
+
+const (
+	abiMapName = "abi"
+	linksDir   = "links"
+	bpffsMagic = 0xcafe4a11
+)
+
+// Open loads the dataplane, or adopts it when PinDir already holds one. A new
+// dataplane is pinned into a temporary directory that is renamed into place, so the
+// pins appear whole or not at all. The returned handle holds an exclusive lock on the
+// pins until Close.
+func Open(cfg Config) (*Dataplane, error) {
+	if cfg.PinDir == "" {
+		return nil, errors.New("open dataplane: no pin directory configured")
+	}
+	if cfg.MaxBindings == 0 {
+		cfg.MaxBindings = DefaultMaxBindings
+	}
+	parent := filepath.Dir(cfg.PinDir)
+	var fs unix.Statfs_t
+	if err := unix.Statfs(parent, &fs); err != nil {
+		return nil, fmt.Errorf("open dataplane: %w", err)
+	}
+	if uint32(fs.Type) != bpffsMagic {
+		return nil, fmt.Errorf("open dataplane: %s: %w (mount one with: mount -t bpf bpf %s)", parent, ErrNotBPFFS, parent)
+	}
+
+	spec, err := loadNat()
+	if err != nil {
+		return nil, fmt.Errorf("open dataplane: parse embedded BPF object: %w", err)
+	}
+	for _, name := range []string{natMapInboundBindings, natMapOutboundBindings, natMapCountersBySlot} {
+		spec.Maps[name].MaxEntries = cfg.MaxBindings
+	}
+	abi, err := layoutFingerprint(spec)
+	if err != nil {
+		return nil, fmt.Errorf("open dataplane: %w", err)
+	}
+
+	// The parent lock only covers creation, so two processes cannot both create.
+	parentLock, err := lockDir(parent, false)
+	if err != nil {
+		return nil, fmt.Errorf("open dataplane: lock %s: %w", parent, err)
+	}
+	defer parentLock.Close()
+
+	d := &Dataplane{cfg: cfg}
+	if _, err := os.Stat(cfg.PinDir); errors.Is(err, os.ErrNotExist) {
+		if err := create(cfg.PinDir, spec, abi); err != nil {
+			return nil, err
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("open dataplane: %w", err)
+	} else {
+		d.adopted = true
+	}
+
+	d.lock, err = lockDir(cfg.PinDir, true)
+	if err != nil {
+		return nil, fmt.Errorf("open dataplane %s: %w", cfg.PinDir, err)
+	}
+	if err := d.load(spec, abi); err != nil {
+		d.lock.Close()
+		return nil, err
+	}
+	if err := d.recoverBindings(); err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// Adopted tells whether Open found pins left by an earlier process.
+func (d *Dataplane) Adopted() bool { return d.adopted }
+
+// PinDir is where the maps and links are pinned.
+func (d *Dataplane) PinDir() string { return d.cfg.PinDir }
+
+// create loads fresh maps and pins them, atomically by rename.
+func create(pinDir string, spec *ebpf.CollectionSpec, abi []byte) error {
+	// bpffs refuses names with a dot.
+	tmp := fmt.Sprintf("%s-tmp-%d", pinDir, os.Getpid())
+	_ = os.RemoveAll(tmp)
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		return fmt.Errorf("create dataplane pins: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = os.RemoveAll(tmp)
+		}
+	}()
+	if err := os.Mkdir(filepath.Join(tmp, linksDir), 0o700); err != nil {
+		return fmt.Errorf("create dataplane pins: %w", err)
+	}
+	for name, ms := range spec.Maps {
+		if !pinnedMap(name) {
+			continue
+		}
+		m, err := ebpf.NewMap(ms)
+		if err != nil {
+			return fmt.Errorf("create map %s: %w", name, err)
+		}
+		err = m.Pin(filepath.Join(tmp, name))
+		m.Close()
+		if err != nil {
+			return fmt.Errorf("pin map %s: %w", name, err)
+		}
+	}
+	abiMap, err := ebpf.NewMap(abiMapSpec())
+	if err != nil {
+		return fmt.Errorf("create abi map: %w", err)
+	}
+	defer abiMap.Close()
+	if err := abiMap.Put(uint32(0), abi); err != nil {
+		return fmt.Errorf("write abi map: %w", err)
+	}
+	if err := abiMap.Pin(filepath.Join(tmp, abiMapName)); err != nil {
+		return fmt.Errorf("pin abi map: %w", err)
+	}
+	if err := os.Rename(tmp, pinDir); err != nil {
+		return fmt.Errorf("publish dataplane pins: %w", err)
+	}
+	ok = true
+	return nil
+}
+
+// pinnedMap tells which maps outlive the process: all but the loader's own
+// .rodata/.bss style sections.
+func pinnedMap(name string) bool {
+	switch name {
+	case natMapInboundBindings, natMapOutboundBindings, natMapCountersBySlot, natMapReasonCounters:
+		return true
+	}
+	return false
+}
+
+func abiMapSpec() *ebpf.MapSpec {
+	return &ebpf.MapSpec{Name: "eipgw_abi", Type: ebpf.Array, KeySize: 4, ValueSize: 32, MaxEntries: 1}
+}
+
+// load opens the pinned maps, checks them against this build, and loads the programs
+// onto them.
+func (d *Dataplane) load(spec *ebpf.CollectionSpec, abi []byte) error {
+	dir := d.cfg.PinDir
+	abiMap, err := ebpf.LoadPinnedMap(filepath.Join(dir, abiMapName), nil)
+	if err != nil {
+		return fmt.Errorf("open dataplane %s: %w: no layout marker (%v)", dir, ErrIncompatiblePins, err)
+	}
+	var pinnedABI [32]byte
+	err = abiMap.Lookup(uint32(0), &pinnedABI)
+	abiMap.Close()
+	if err != nil {
+		return fmt.Errorf("open dataplane %s: read layout marker: %w", dir, err)
+	}
+	if string(pinnedABI[:]) != string(abi) {
+		return fmt.Errorf("open dataplane %s: %w: layout %x, this build has %x", dir, ErrIncompatiblePins, pinnedABI[:6], abi[:6])
+	}
+
+	replacements := map[string]*ebpf.Map{}
+	defer func() {
+		for _, m := range replacements {
+			m.Close()
+		}
+	}()
+	for name, ms := range spec.Maps {
+		if !pinnedMap(name) {
+			continue
+		}
+		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), nil)
+		if err != nil {
+			return fmt.Errorf("open dataplane %s: map %s: %w (%v)", dir, name, ErrIncompatiblePins, err)
+		}
+		replacements[name] = m
+		if err := ms.Compatible(m); err != nil {
+			return fmt.Errorf("open dataplane %s: map %s: %w: %v", dir, name, ErrIncompatiblePins, err)
+		}
+	}
+	if err := spec.LoadAndAssign(&d.objs, &ebpf.CollectionOptions{MapReplacements: replacements}); err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) && os.Getenv("EIPGW_VERIFIER_LOG") != "" {
+			fmt.Fprintf(os.Stderr, "%+v\n", verr)
+		}
+		return fmt.Errorf("load BPF programs (set EIPGW_VERIFIER_LOG=1 for the verifier's log): %w", err)
+	}
+	return nil
+}
+
+// Close releases this process's handles. The pins, and so the maps, the links and the
+// traffic they carry, stay.
+func (d *Dataplane) Close() error {
+	err := d.objs.Close()
+	if d.lock != nil {
+		d.lock.Close()
+	}
+	return err
+}
+
+// Remove detaches every pinned link and deletes the pins: traffic stops being
+// translated. It is the only way pinned state is destroyed.
+func Remove(pinDir string) error {
+	links, err := os.ReadDir(filepath.Join(pinDir, linksDir))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove dataplane: %w", err)
+	}
+	for _, l := range links {
+		if err := detachPinned(filepath.Join(pinDir, linksDir, l.Name())); err != nil {
+			return fmt.Errorf("remove dataplane: %w", err)
+		}
+	}
+	if err := os.RemoveAll(pinDir); err != nil {
+		return fmt.Errorf("remove dataplane: %w", err)
+	}
+	return nil
+}
+
+func lockDir(path string, exclusiveNoWait bool) (*os.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	how := unix.LOCK_EX
+	if exclusiveNoWait {
+		how |= unix.LOCK_NB
+	}
+	if err := unix.Flock(int(f.Fd()), how); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, ErrBusy
+		}
+		return nil, err
+	}
+	return f, nil
+}

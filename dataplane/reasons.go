@@ -1,0 +1,63 @@
+package dataplane
+
+import "fmt"
+
+// Reason says why a packet left the fast path: handed to the kernel (a pass) or
+// dropped. Its values come from enum reason in bpf/lib/types.h.
+type Reason uint32
+
+const (
+	ReasonPassNotIPv4      = Reason(natReasonREASON_PASS_NOT_IPV4)
+	ReasonPassNotBound     = Reason(natReasonREASON_PASS_NOT_BOUND)
+	ReasonPassTTLExpiring  = Reason(natReasonREASON_PASS_TTL_EXPIRING)
+	ReasonPassNoNeigh      = Reason(natReasonREASON_PASS_NO_NEIGH)
+	ReasonPassMTUExceeded  = Reason(natReasonREASON_PASS_MTU_EXCEEDED)
+	ReasonPassFIBOther     = Reason(natReasonREASON_PASS_FIB_OTHER)
+	ReasonDropTruncatedEth = Reason(natReasonREASON_DROP_TRUNCATED_ETH)
+	ReasonDropBadIPHeader  = Reason(natReasonREASON_DROP_BAD_IP_HEADER)
+	ReasonDropBadIPLength  = Reason(natReasonREASON_DROP_BAD_IP_LENGTH)
+	ReasonDropTruncatedL4  = Reason(natReasonREASON_DROP_TRUNCATED_L4)
+	ReasonDropBadICMPError = Reason(natReasonREASON_DROP_BAD_ICMP_ERROR)
+	ReasonDropICMPMismatch = Reason(natReasonREASON_DROP_ICMP_MISMATCH)
+	ReasonMax              = Reason(natReasonREASON_MAX)
+)
+
+// reasonNames are the metric labels; the index is the Reason.
+var reasonNames = [...]string{
+	ReasonPassNotIPv4:      "pass_not_ipv4",
+	ReasonPassNotBound:     "pass_not_bound",
+	ReasonPassTTLExpiring:  "pass_ttl_expiring",
+	ReasonPassNoNeigh:      "pass_no_neigh",
+	ReasonPassMTUExceeded:  "pass_mtu_exceeded",
+	ReasonPassFIBOther:     "pass_fib_other",
+	ReasonDropTruncatedEth: "drop_truncated_eth",
+	ReasonDropBadIPHeader:  "drop_bad_ip_header",
+	ReasonDropBadIPLength:  "drop_bad_ip_length",
+	ReasonDropTruncatedL4:  "drop_truncated_l4",
+	ReasonDropBadICMPError: "drop_bad_icmp_error",
+	ReasonDropICMPMismatch: "drop_icmp_mismatch",
+}
+
+func (r Reason) String() string {
+	if r < ReasonMax && reasonNames[r] != "" {
+		return reasonNames[r]
+	}
+	return fmt.Sprintf("reason(%d)", uint32(r))
+}
+
+// IsDrop tells a drop from a pass to the kernel.
+func (r Reason) IsDrop() bool { return r >= ReasonDropTruncatedEth && r < ReasonMax }
+
+// ReasonCounts holds one packet count per Reason, summed over CPUs.
+type ReasonCounts [ReasonMax]uint64
+
+// NonZero returns the reasons that counted anything, for logs and test failures.
+func (c ReasonCounts) NonZero() map[string]uint64 {
+	out := map[string]uint64{}
+	for r, n := range c {
+		if n != 0 {
+			out[Reason(r).String()] = n
+		}
+	}
+	return out
+}

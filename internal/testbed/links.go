@@ -1,0 +1,168 @@
+package testbed
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"unsafe"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Veth joins two hosts with a veth pair and brings both ends up.
+func Veth(a *Host, aName string, b *Host, bName string) error {
+	la := &netlink.Veth{
+		LinkAttrs:     netlink.LinkAttrs{Name: aName},
+		PeerName:      bName,
+		PeerNamespace: netlink.NsFd(int(b.ns)),
+	}
+	if err := a.nl.LinkAdd(la); err != nil {
+		return fmt.Errorf("veth %s/%s - %s/%s: %w", a.Name, aName, b.Name, bName, err)
+	}
+	if err := a.LinkUp(aName); err != nil {
+		return err
+	}
+	return b.LinkUp(bName)
+}
+
+// LinkUp sets an interface up.
+func (h *Host) LinkUp(name string) error {
+	l, err := h.nl.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("%s: %s: %w", h.Name, name, err)
+	}
+	if err := h.nl.LinkSetUp(l); err != nil {
+		return fmt.Errorf("%s: %s up: %w", h.Name, name, err)
+	}
+	return nil
+}
+
+// Bridge creates a bridge, enslaves ports to it and brings it up.
+func (h *Host) Bridge(name string, ports ...string) error {
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}}
+	if err := h.nl.LinkAdd(br); err != nil {
+		return fmt.Errorf("%s: bridge %s: %w", h.Name, name, err)
+	}
+	for _, p := range ports {
+		l, err := h.nl.LinkByName(p)
+		if err != nil {
+			return fmt.Errorf("%s: %s: %w", h.Name, p, err)
+		}
+		if err := h.nl.LinkSetMaster(l, br); err != nil {
+			return fmt.Errorf("%s: enslave %s to %s: %w", h.Name, p, name, err)
+		}
+	}
+	return h.LinkUp(name)
+}
+
+// Addr adds an address in CIDR form to an interface.
+func (h *Host) Addr(ifname, cidr string) error {
+	l, err := h.nl.LinkByName(ifname)
+	if err != nil {
+		return fmt.Errorf("%s: %s: %w", h.Name, ifname, err)
+	}
+	a, err := netlink.ParseAddr(cidr)
+	if err != nil {
+		return err
+	}
+	if err := h.nl.AddrAdd(l, a); err != nil {
+		return fmt.Errorf("%s: add %s to %s: %w", h.Name, cidr, ifname, err)
+	}
+	return nil
+}
+
+// Route adds a route to dst ("default" or a CIDR) via a gateway address, or out of
+// ifname directly when via is empty.
+func (h *Host) Route(dst, via, ifname string) error {
+	r := &netlink.Route{}
+	if dst != "default" {
+		_, n, err := net.ParseCIDR(dst)
+		if err != nil {
+			return err
+		}
+		r.Dst = n
+	}
+	if via != "" {
+		r.Gw = net.ParseIP(via)
+	}
+	if ifname != "" {
+		l, err := h.nl.LinkByName(ifname)
+		if err != nil {
+			return fmt.Errorf("%s: %s: %w", h.Name, ifname, err)
+		}
+		r.LinkIndex = l.Attrs().Index
+	}
+	if err := h.nl.RouteAdd(r); err != nil {
+		return fmt.Errorf("%s: route %s via %s dev %s: %w", h.Name, dst, via, ifname, err)
+	}
+	return nil
+}
+
+// Neigh adds a permanent neighbour entry.
+func (h *Host) Neigh(ifname string, ip netip.Addr, mac net.HardwareAddr) error {
+	l, err := h.nl.LinkByName(ifname)
+	if err != nil {
+		return fmt.Errorf("%s: %s: %w", h.Name, ifname, err)
+	}
+	n := &netlink.Neigh{LinkIndex: l.Attrs().Index, Family: unix.AF_INET, State: netlink.NUD_PERMANENT,
+		IP: net.IP(ip.AsSlice()), HardwareAddr: mac}
+	if err := h.nl.NeighSet(n); err != nil {
+		return fmt.Errorf("%s: neighbour %v on %s: %w", h.Name, ip, ifname, err)
+	}
+	return nil
+}
+
+// Link returns an interface's attributes.
+func (h *Host) Link(name string) (*netlink.LinkAttrs, error) {
+	l, err := h.nl.LinkByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s: %w", h.Name, name, err)
+	}
+	return l.Attrs(), nil
+}
+
+// Legacy ethtool commands (linux/ethtool.h); each takes a struct ethtool_value.
+const (
+	ethtoolSetTXChecksum = 0x00000017
+	ethtoolSetGRO        = 0x0000002c
+)
+
+// SetTXChecksum turns transmit checksum offload on or off: with it on, a veth hands
+// packets on with CHECKSUM_PARTIAL (only the pseudo-header sum in the L4 checksum).
+func (h *Host) SetTXChecksum(ifname string, on bool) error {
+	return h.ethtool(ifname, ethtoolSetTXChecksum, on)
+}
+
+// SetGRO turns GRO on or off. On a veth, GRO gives the receiving side the NAPI
+// context that XDP_REDIRECT into the veth needs.
+func (h *Host) SetGRO(ifname string, on bool) error {
+	return h.ethtool(ifname, ethtoolSetGRO, on)
+}
+
+func (h *Host) ethtool(ifname string, cmd uint32, on bool) error {
+	return h.Do(func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		value := struct{ cmd, data uint32 }{cmd: cmd}
+		if on {
+			value.data = 1
+		}
+		// struct ifreq with its union holding a pointer to the ethtool command.
+		var ifr struct {
+			name [unix.IFNAMSIZ]byte
+			data unsafe.Pointer
+			_    [16]byte
+		}
+		copy(ifr.name[:unix.IFNAMSIZ-1], ifname)
+		ifr.data = unsafe.Pointer(&value)
+		_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr)))
+		if errno != 0 {
+			return fmt.Errorf("%s: ethtool %#x on %s: %w", h.Name, cmd, ifname, errno)
+		}
+		return nil
+	})
+}
