@@ -81,9 +81,11 @@ func Open(cfg Config) (*Dataplane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open dataplane: parse embedded BPF object: %w", err)
 	}
-	for _, name := range []string{natMapInboundBindings, natMapOutboundBindings, natMapCountersBySlot} {
-		spec.Maps[name].MaxEntries = cfg.MaxBindings
-	}
+	// One spare entry in each binding map: moving a binding adds its new outbound
+	// half before removing the old one, also when the table is full.
+	spec.Maps[natMapInboundBindings].MaxEntries = cfg.MaxBindings + 1
+	spec.Maps[natMapOutboundBindings].MaxEntries = cfg.MaxBindings + 1
+	spec.Maps[natMapCountersBySlot].MaxEntries = cfg.MaxBindings
 	abi, err := layoutFingerprint(spec)
 	if err != nil {
 		return nil, fmt.Errorf("open dataplane: %w", err)

@@ -166,3 +166,15 @@ func (h *Host) ethtool(ifname string, cmd uint32, on bool) error {
 		return nil
 	})
 }
+
+// SetMTU sets an interface's MTU.
+func (h *Host) SetMTU(name string, mtu int) error {
+	l, err := h.nl.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("%s: %s: %w", h.Name, name, err)
+	}
+	if err := h.nl.LinkSetMTU(l, mtu); err != nil {
+		return fmt.Errorf("%s: %s mtu %d: %w", h.Name, name, mtu, err)
+	}
+	return nil
+}

@@ -1,0 +1,230 @@
+package dataplane
+
+import (
+	"errors"
+	"net/netip"
+	"path/filepath"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/eipgw/eipgw/internal/testbed"
+)
+
+func TestReasonNamesMatchEnum(t *testing.T) {
+	if len(reasonNames) != int(ReasonMax) {
+		t.Fatalf("reasonNames has %d names, enum reason has %d values", len(reasonNames), ReasonMax)
+	}
+	seen := map[string]bool{}
+	for r := Reason(0); r < ReasonMax; r++ {
+		name := reasonNames[r]
+		if name == "" || seen[name] {
+			t.Errorf("reason %d has a missing or repeated name %q", r, name)
+		}
+		seen[name] = true
+		if r.IsDrop() != (name[:5] == "drop_") {
+			t.Errorf("reason %s: IsDrop()=%v disagrees with its name", name, r.IsDrop())
+		}
+	}
+}
+
+func pinDir(t *testing.T) string {
+	t.Helper()
+	testbed.Require(t)
+	fs, err := testbed.MountBPFFS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fs.Close() })
+	return filepath.Join(fs.Dir, "eipgw")
+}
+
+func mustOpen(t *testing.T, cfg Config) *Dataplane {
+	t.Helper()
+	dp, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dp
+}
+
+var (
+	eipA, privA = netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("10.0.1.1")
+	eipB, privB = netip.MustParseAddr("203.0.113.2"), netip.MustParseAddr("10.0.1.2")
+)
+
+func TestAdoptKeepsBindingsAndCounters(t *testing.T) {
+	cfg := Config{PinDir: pinDir(t), MaxBindings: 64}
+	dp := mustOpen(t, cfg)
+	if dp.Adopted() {
+		t.Fatal("a fresh pin directory was reported as adopted")
+	}
+	if err := dp.SetBinding(eipA, privA); err != nil {
+		t.Fatal(err)
+	}
+	// Count something in A's slot, as traffic would.
+	var b natBinding
+	if err := dp.objs.InboundBindings.Lookup(mustKey(t, eipA), &b); err != nil {
+		t.Fatal(err)
+	}
+	n, _ := ebpf.PossibleCPU()
+	perCPU := make([]natEipCounters, n)
+	perCPU[0].InPackets = 5
+	if err := dp.objs.CountersBySlot.Put(b.CounterSlot, perCPU); err != nil {
+		t.Fatal(err)
+	}
+	dp.Close()
+
+	dp = mustOpen(t, cfg)
+	defer dp.Close()
+	if !dp.Adopted() {
+		t.Fatal("pins left by the first handle were not adopted")
+	}
+	got, err := dp.Bindings()
+	if err != nil || len(got) != 1 || got[0] != (Binding{eipA, privA}) {
+		t.Fatalf("bindings after adoption: %v, %v", got, err)
+	}
+	if c, err := dp.Counters(eipA); err != nil || c.InPackets != 5 {
+		t.Fatalf("counters after adoption: %+v, %v", c, err)
+	}
+	// A new binding must not reuse the adopted binding's counter slot.
+	if err := dp.SetBinding(eipB, privB); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := dp.Counters(eipB); err != nil || c != (EIPCounters{}) {
+		t.Fatalf("a new binding starts with counters %+v, %v", c, err)
+	}
+	if c, _ := dp.Counters(eipA); c.InPackets != 5 {
+		t.Fatalf("binding B disturbed A's counters: %+v", c)
+	}
+}
+
+func mustKey(t *testing.T, a netip.Addr) uint32 {
+	k, err := beKey(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func TestIncompatiblePinsRefused(t *testing.T) {
+	dir := pinDir(t)
+	dp := mustOpen(t, Config{PinDir: dir, MaxBindings: 64})
+	if err := dp.SetBinding(eipA, privA); err != nil {
+		t.Fatal(err)
+	}
+	dp.Close()
+
+	if _, err := Open(Config{PinDir: dir, MaxBindings: 128}); !errors.Is(err, ErrIncompatiblePins) {
+		t.Fatalf("opening pins of another capacity: %v, want ErrIncompatiblePins", err)
+	}
+	// A marker from another build is refused too.
+	abi, err := ebpf.LoadPinnedMap(filepath.Join(dir, abiMapName), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var other [32]byte
+	other[0] = 1
+	if err := abi.Put(uint32(0), other); err != nil {
+		t.Fatal(err)
+	}
+	abi.Close()
+	if _, err := Open(Config{PinDir: dir, MaxBindings: 64}); !errors.Is(err, ErrIncompatiblePins) {
+		t.Fatalf("opening pins with another layout marker: %v, want ErrIncompatiblePins", err)
+	}
+	// Refusing must not have touched the state.
+	m, err := ebpf.LoadPinnedMap(filepath.Join(dir, natMapInboundBindings), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var b natBinding
+	if err := m.Lookup(mustKey(t, eipA), &b); err != nil || b.Addr != mustKey(t, privA) {
+		t.Fatalf("binding after refused opens: %+v, %v", b, err)
+	}
+}
+
+func TestSecondOwnerIsRefused(t *testing.T) {
+	cfg := Config{PinDir: pinDir(t), MaxBindings: 64}
+	dp := mustOpen(t, cfg)
+	if _, err := Open(cfg); !errors.Is(err, ErrBusy) {
+		t.Fatalf("second Open while the first holds the pins: %v, want ErrBusy", err)
+	}
+	dp.Close()
+	dp = mustOpen(t, cfg)
+	dp.Close()
+}
+
+func TestHalfMadeBindingIsRemovedOnAdoption(t *testing.T) {
+	cfg := Config{PinDir: pinDir(t), MaxBindings: 64}
+	dp := mustOpen(t, cfg)
+	// What a process that died between SetBinding's two writes leaves: the outbound
+	// half only.
+	if err := dp.objs.OutboundBindings.Put(mustKey(t, privA), natBinding{Addr: mustKey(t, eipA), CounterSlot: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if err := dp.SetBinding(eipB, privB); err != nil {
+		t.Fatal(err)
+	}
+	dp.Close()
+	dp = mustOpen(t, cfg)
+	defer dp.Close()
+	var b natBinding
+	if err := dp.objs.OutboundBindings.Lookup(mustKey(t, privA), &b); !errors.Is(err, ebpf.ErrKeyNotExist) {
+		t.Fatalf("half-made binding survived adoption: %+v, %v", b, err)
+	}
+	if err := dp.objs.OutboundBindings.Lookup(mustKey(t, privB), &b); err != nil {
+		t.Fatalf("a whole binding was removed: %v", err)
+	}
+}
+
+func TestBindingRules(t *testing.T) {
+	dp := mustOpen(t, Config{PinDir: pinDir(t), MaxBindings: 2})
+	defer dp.Close()
+	v6 := netip.MustParseAddr("2001:db8::1")
+	if err := dp.SetBinding(v6, privA); !errors.Is(err, ErrNotIPv4) {
+		t.Errorf("IPv6 EIP: %v, want ErrNotIPv4", err)
+	}
+	if err := dp.SetBinding(eipA, v6); !errors.Is(err, ErrNotIPv4) {
+		t.Errorf("IPv6 private address: %v, want ErrNotIPv4", err)
+	}
+	if err := dp.SetBinding(eipA, privA); err != nil {
+		t.Fatal(err)
+	}
+	if err := dp.SetBinding(eipA, privA); err != nil {
+		t.Errorf("setting the same binding again: %v", err)
+	}
+	if err := dp.SetBinding(eipB, privA); !errors.Is(err, ErrPrivateBound) {
+		t.Errorf("a second EIP for one private address: %v, want ErrPrivateBound", err)
+	}
+	if err := dp.SetBinding(eipB, privB); err != nil {
+		t.Fatal(err)
+	}
+	if err := dp.SetBinding(netip.MustParseAddr("203.0.113.3"), netip.MustParseAddr("10.0.1.3")); !errors.Is(err, ErrFull) {
+		t.Errorf("a third binding with room for two: %v, want ErrFull", err)
+	}
+	// Moving A to another private address keeps its slot and frees the old half.
+	privC := netip.MustParseAddr("10.0.1.3")
+	if err := dp.SetBinding(eipA, privC); err != nil {
+		t.Fatalf("moving a binding: %v", err)
+	}
+	var b natBinding
+	if err := dp.objs.OutboundBindings.Lookup(mustKey(t, privA), &b); !errors.Is(err, ebpf.ErrKeyNotExist) {
+		t.Errorf("the moved binding's old outbound half is still there: %v", err)
+	}
+	if err := dp.objs.OutboundBindings.Lookup(mustKey(t, privC), &b); err != nil || b.Addr != mustKey(t, eipA) {
+		t.Errorf("the moved binding's new outbound half: %+v, %v", b, err)
+	}
+	if err := dp.DeleteBinding(eipB); err != nil {
+		t.Fatal(err)
+	}
+	if err := dp.DeleteBinding(eipB); !errors.Is(err, ErrNotBound) {
+		t.Errorf("deleting twice: %v, want ErrNotBound", err)
+	}
+	if _, err := dp.Counters(eipB); !errors.Is(err, ErrNotBound) {
+		t.Errorf("counters of a deleted binding: %v, want ErrNotBound", err)
+	}
+	// The freed slot is usable again.
+	if err := dp.SetBinding(eipB, privB); err != nil {
+		t.Errorf("binding again after a delete: %v", err)
+	}
+}

@@ -1,0 +1,197 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/eipgw/eipgw/internal/testbed"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// The lab is one namespace with the gateway's two interfaces, routes and permanent
+// neighbours, so that bpf_fib_lookup inside BPF_PROG_TEST_RUN gives fixed answers.
+var (
+	labInet     = netip.MustParseAddr("198.51.100.10")
+	labRouterIP = netip.MustParseAddr("198.51.100.253")
+	labHop      = netip.MustParseAddr("198.51.100.1") // a router further out, sends ICMP errors
+
+	// A bound EIP whose instance's MAC is known: the redirect path.
+	eipVM1  = netip.MustParseAddr("203.0.113.10")
+	privVM1 = netip.MustParseAddr("10.0.1.11")
+	// Bound, but nothing has resolved the instance's MAC yet.
+	eipNoNeigh  = netip.MustParseAddr("203.0.113.12")
+	privNoNeigh = netip.MustParseAddr("10.0.1.12")
+	// Bound to an instance behind a link with a 1000-byte MTU.
+	eipSmallMTU  = netip.MustParseAddr("203.0.113.19")
+	privSmallMTU = netip.MustParseAddr("10.0.9.9")
+	// Bound to an address whose route is unreachable.
+	eipUnreachable  = netip.MustParseAddr("203.0.113.18")
+	privUnreachable = netip.MustParseAddr("10.0.8.8")
+
+	macRouter = net.HardwareAddr{0x02, 0, 0, 0, 0, 0xfe}
+	macVM1    = net.HardwareAddr{0x02, 0, 0, 0, 0x01, 0x11}
+	macVM9    = net.HardwareAddr{0x02, 0, 0, 0, 0x09, 0x09}
+	macRemote = net.HardwareAddr{0x02, 0, 0, 0, 0xaa, 0xaa} // source MAC of frames fed in
+)
+
+type lab struct {
+	host                  *testbed.Host
+	dp                    *Dataplane
+	uplink, vpc           *netlink.LinkAttrs
+	xdpCtxOff, tcCtxOff   int // offsets of the ingress ifindex in xdp_md and __sk_buff
+	xdpCtxSize, tcCtxSize int
+}
+
+func newLab(t testing.TB) *lab {
+	t.Helper()
+	testbed.Require(t)
+	host, err := testbed.NewHost(fmt.Sprintf("eipgw-lab-%d", unix.Getpid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { host.Close() })
+	steps := []func() error{
+		func() error { return testbed.Veth(host, "uplink", host, "uplink-peer") },
+		func() error { return testbed.Veth(host, "vpc", host, "vpc-peer") },
+		func() error { return host.Addr("uplink", "198.51.100.254/30") },
+		func() error { return host.Addr("vpc", "10.0.0.1/16") },
+		func() error { return host.Route("default", labRouterIP.String(), "") },
+		func() error { return host.Neigh("uplink", labRouterIP, macRouter) },
+		func() error { return host.Neigh("vpc", privVM1, macVM1) },
+		func() error { return testbed.Veth(host, "small", host, "small-peer") },
+		func() error { return host.SetMTU("small", 1000) },
+		func() error { return host.Addr("small", "10.0.9.1/24") },
+		func() error { return host.Neigh("small", privSmallMTU, macVM9) },
+		func() error { return host.Sysctl("net/ipv4/ip_forward", "1") },
+	}
+	for _, s := range steps {
+		if err := s(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := &lab{host: host}
+	if l.uplink, err = host.Link("uplink"); err != nil {
+		t.Fatal(err)
+	}
+	if l.vpc, err = host.Link("vpc"); err != nil {
+		t.Fatal(err)
+	}
+	nl := host.Netlink()
+	_, unreach, _ := net.ParseCIDR("10.0.8.0/24")
+	if err := nl.RouteAdd(&netlink.Route{Dst: unreach, Type: unix.RTN_UNREACHABLE}); err != nil {
+		t.Fatal(err)
+	}
+
+	fs, err := testbed.MountBPFFS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fs.Close() })
+	l.dp, err = Open(Config{PinDir: filepath.Join(fs.Dir, "eipgw"), MaxBindings: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.dp.Close() })
+	for eip, priv := range map[netip.Addr]netip.Addr{
+		eipVM1: privVM1, eipNoNeigh: privNoNeigh, eipSmallMTU: privSmallMTU, eipUnreachable: privUnreachable,
+	} {
+		if err := l.dp.SetBinding(eip, priv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.xdpCtxSize, l.xdpCtxOff = ctxLayout(t, "xdp_md", "ingress_ifindex")
+	l.tcCtxSize, l.tcCtxOff = ctxLayout(t, "__sk_buff", "ifindex")
+	return l
+}
+
+// ctxLayout reads a context struct's size and a member's offset from the object's BTF,
+// rather than copying the kernel's struct by hand.
+func ctxLayout(t testing.TB, typ, member string) (size, off int) {
+	t.Helper()
+	spec, err := loadNat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s *btf.Struct
+	if err := spec.Types.TypeByName(typ, &s); err != nil {
+		t.Fatalf("BTF has no %s: %v", typ, err)
+	}
+	for _, m := range s.Members {
+		if m.Name == member {
+			return int(s.Size), int(m.Offset.Bytes())
+		}
+	}
+	t.Fatalf("%s has no member %s", typ, member)
+	return 0, 0
+}
+
+// run feeds one frame to a program as if it arrived on ingress, inside the lab.
+func (l *lab) run(t testing.TB, prog *ebpf.Program, hook Hook, ingress *netlink.LinkAttrs, frame []byte) (uint32, []byte) {
+	t.Helper()
+	opts := &ebpf.RunOptions{Data: frame, DataOut: make([]byte, len(frame)+512)}
+	if hook == HookXDP {
+		ctx := make([]byte, l.xdpCtxSize)
+		binary.NativeEndian.PutUint32(ctx[4:], uint32(len(frame))) // data_end
+		binary.NativeEndian.PutUint32(ctx[l.xdpCtxOff:], uint32(ingress.Index))
+		opts.Context = ctx
+	} else {
+		ctx := make([]byte, l.tcCtxSize)
+		binary.NativeEndian.PutUint32(ctx[l.tcCtxOff:], uint32(ingress.Index))
+		opts.Context = ctx
+	}
+	var ret uint32
+	err := l.host.Do(func() error {
+		var err error
+		ret, err = prog.Run(opts)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("BPF_PROG_TEST_RUN: %v", err)
+	}
+	return ret, opts.DataOut
+}
+
+func (l *lab) program(t testing.TB, role Role, hook Hook) *ebpf.Program {
+	t.Helper()
+	p, err := l.dp.program(role, hook)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func (l *lab) ingress(role Role) *netlink.LinkAttrs {
+	if role == RoleUplink {
+		return l.uplink
+	}
+	return l.vpc
+}
+
+type countersSnapshot struct {
+	reasons ReasonCounts
+	eips    map[netip.Addr]EIPCounters
+}
+
+func (l *lab) snapshot(t testing.TB) countersSnapshot {
+	t.Helper()
+	rc, err := l.dp.ReasonCounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := countersSnapshot{reasons: rc, eips: map[netip.Addr]EIPCounters{}}
+	for _, eip := range []netip.Addr{eipVM1, eipNoNeigh, eipSmallMTU, eipUnreachable} {
+		c, err := l.dp.Counters(eip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.eips[eip] = c
+	}
+	return s
+}
