@@ -93,6 +93,9 @@ func (d *Dataplane) linkPin(ifname string, hook Hook) string {
 // path. If it has it at another hook, the new hook is attached before the old one is
 // removed. Attach returns the hook actually used (HookTC resolves to TCX or clsact).
 func (d *Dataplane) Attach(ifname string, role Role, hook Hook) (Hook, error) {
+	if d.cfg.ReadOnly {
+		return "", fmt.Errorf("attach to %s: %w", ifname, ErrReadOnly)
+	}
 	iface, err := net.InterfaceByName(ifname)
 	if err != nil {
 		return "", fmt.Errorf("attach to %s: %w", ifname, err)
@@ -202,6 +205,9 @@ func (d *Dataplane) attachClsact(iface *net.Interface, prog *ebpf.Program, pin s
 
 // Detach removes our program from the interface, whatever the hook.
 func (d *Dataplane) Detach(ifname string) error {
+	if d.cfg.ReadOnly {
+		return fmt.Errorf("detach from %s: %w", ifname, ErrReadOnly)
+	}
 	found := false
 	for _, h := range []Hook{HookXDP, HookTCX, HookClsact} {
 		pin := d.linkPin(ifname, h)

@@ -55,6 +55,9 @@ func (d *Dataplane) SetBinding(eip, private netip.Addr) error {
 	if err != nil {
 		return fmt.Errorf("set binding: %w", err)
 	}
+	if d.cfg.ReadOnly {
+		return fmt.Errorf("set binding %v: %w", eip, ErrReadOnly)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 
@@ -118,6 +121,9 @@ func (d *Dataplane) DeleteBinding(eip netip.Addr) error {
 	eipKey, err := beKey(eip)
 	if err != nil {
 		return fmt.Errorf("delete binding: %w", err)
+	}
+	if d.cfg.ReadOnly {
+		return fmt.Errorf("delete binding %v: %w", eip, ErrReadOnly)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

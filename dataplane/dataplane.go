@@ -28,6 +28,10 @@ var (
 	ErrBusy = errors.New("pinned dataplane is held by another process")
 	// ErrNotBPFFS means the pin directory's parent is not a bpffs mount.
 	ErrNotBPFFS = errors.New("pin directory is not on a bpffs mount")
+	// ErrNotPinned means a read-only open found no pinned dataplane.
+	ErrNotPinned = errors.New("no dataplane is pinned there")
+	// ErrReadOnly means a change was asked of a read-only handle.
+	ErrReadOnly = errors.New("dataplane handle is read-only")
 )
 
 // Config says where the dataplane lives and how big it is.
@@ -38,6 +42,9 @@ type Config struct {
 	// MaxBindings is the capacity of the 1:1 binding maps; 0 means DefaultMaxBindings.
 	// A pinned dataplane with another capacity is refused as incompatible.
 	MaxBindings uint32
+	// ReadOnly opens existing pins to read bindings and counters beside the process
+	// that owns them: it takes no lock, creates nothing and changes nothing.
+	ReadOnly bool
 }
 
 // Dataplane is an open handle on the loaded (or adopted) BPF objects.
@@ -99,7 +106,9 @@ func Open(cfg Config) (*Dataplane, error) {
 	defer parentLock.Close()
 
 	d := &Dataplane{cfg: cfg}
-	if _, err := os.Stat(cfg.PinDir); errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(cfg.PinDir); errors.Is(err, os.ErrNotExist) && cfg.ReadOnly {
+		return nil, fmt.Errorf("open dataplane %s: %w", cfg.PinDir, ErrNotPinned)
+	} else if errors.Is(err, os.ErrNotExist) {
 		if err := create(cfg.PinDir, spec, abi); err != nil {
 			return nil, err
 		}
@@ -109,6 +118,12 @@ func Open(cfg Config) (*Dataplane, error) {
 		d.adopted = true
 	}
 
+	if cfg.ReadOnly {
+		if err := d.load(spec, abi); err != nil {
+			return nil, err
+		}
+		return d, nil
+	}
 	d.lock, err = lockDir(cfg.PinDir, true)
 	if err != nil {
 		return nil, fmt.Errorf("open dataplane %s: %w", cfg.PinDir, err)

@@ -228,3 +228,29 @@ func TestBindingRules(t *testing.T) {
 		t.Errorf("binding again after a delete: %v", err)
 	}
 }
+
+func TestReadOnlyBesideTheOwner(t *testing.T) {
+	cfg := Config{PinDir: pinDir(t), MaxBindings: 64}
+	if _, err := Open(Config{PinDir: cfg.PinDir, MaxBindings: 64, ReadOnly: true}); !errors.Is(err, ErrNotPinned) {
+		t.Fatalf("read-only open of nothing: %v, want ErrNotPinned", err)
+	}
+	owner := mustOpen(t, cfg)
+	defer owner.Close()
+	if err := owner.SetBinding(eipA, privA); err != nil {
+		t.Fatal(err)
+	}
+	ro := mustOpen(t, Config{PinDir: cfg.PinDir, MaxBindings: 64, ReadOnly: true})
+	defer ro.Close()
+	if bs, err := ro.Bindings(); err != nil || len(bs) != 1 {
+		t.Fatalf("read-only bindings: %v, %v", bs, err)
+	}
+	if err := ro.SetBinding(eipB, privB); !errors.Is(err, ErrReadOnly) {
+		t.Errorf("read-only SetBinding: %v, want ErrReadOnly", err)
+	}
+	if err := ro.DeleteBinding(eipA); !errors.Is(err, ErrReadOnly) {
+		t.Errorf("read-only DeleteBinding: %v, want ErrReadOnly", err)
+	}
+	if _, err := ro.Attach("lo", RoleUplink, HookXDP); !errors.Is(err, ErrReadOnly) {
+		t.Errorf("read-only Attach: %v, want ErrReadOnly", err)
+	}
+}

@@ -102,7 +102,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return fmt.Errorf("lift memlock limit: %w", err)
 	}
-	dp, err := dataplane.Open(dataplane.Config{PinDir: g.pinDir, MaxBindings: uint32(g.maxBindings)})
+	// Reading needs no ownership, so it works beside a running owner.
+	readOnly := cmd == "bindings" || cmd == "counters"
+	dp, err := dataplane.Open(dataplane.Config{PinDir: g.pinDir, MaxBindings: uint32(g.maxBindings), ReadOnly: readOnly})
 	if err != nil {
 		return err
 	}
