@@ -43,7 +43,7 @@ type natCase struct {
 }
 
 // natCases is the table of every path and every reason. Frames need the lab's MACs.
-func natCases(t *testing.T, l *lab) []natCase {
+func natCases(t testing.TB, l *lab) []natCase {
 	uplinkMAC, vpcMAC := l.uplink.HardwareAddr, l.vpc.HardwareAddr
 	fromInet := func() *layers.Ethernet { return eth(macRemote, uplinkMAC) }
 	toVM := func(mac net.HardwareAddr) *layers.Ethernet { return eth(vpcMAC, mac) }
