@@ -37,6 +37,7 @@ Commands that change state:
   remove                                                      detach everything, delete the pins
 Commands that read:
   bindings                                                    list bindings
+  attachments                                                 list interfaces with the NAT on them
   counters                                                    per-EIP and per-reason counters
 `
 
@@ -88,13 +89,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return dataplane.Remove(g.pinDir)
 	}
 	handler, ok := map[string]func(context.Context, *dataplane.Dataplane, []string, io.Writer, globals) error{
-		"attach":   cmdAttach,
-		"detach":   cmdDetach,
-		"bind":     cmdBind,
-		"unbind":   cmdUnbind,
-		"bindings": cmdBindings,
-		"counters": cmdCounters,
-		"serve":    cmdServe,
+		"attach":      cmdAttach,
+		"detach":      cmdDetach,
+		"bind":        cmdBind,
+		"unbind":      cmdUnbind,
+		"bindings":    cmdBindings,
+		"attachments": cmdAttachments,
+		"counters":    cmdCounters,
+		"serve":       cmdServe,
 	}[cmd]
 	if !ok {
 		return usageError{fmt.Sprintf("unknown command %q", cmd)}
@@ -103,7 +105,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("lift memlock limit: %w", err)
 	}
 	// Reading needs no ownership, so it works beside a running owner.
-	readOnly := cmd == "bindings" || cmd == "counters"
+	readOnly := cmd == "bindings" || cmd == "counters" || cmd == "attachments"
 	dp, err := dataplane.Open(dataplane.Config{PinDir: g.pinDir, MaxBindings: uint32(g.maxBindings), ReadOnly: readOnly})
 	if err != nil {
 		return err
@@ -203,6 +205,33 @@ func cmdBindings(_ context.Context, dp *dataplane.Dataplane, args []string, out 
 		fmt.Fprintln(tw, "EIP\tPRIVATE")
 		for _, r := range rows {
 			fmt.Fprintf(tw, "%s\t%s\n", r.EIP, r.Private)
+		}
+		tw.Flush()
+	})
+}
+
+type attachmentRow struct {
+	Interface string `json:"interface"`
+	Hook      string `json:"hook"`
+}
+
+func cmdAttachments(_ context.Context, dp *dataplane.Dataplane, args []string, out io.Writer, g globals) error {
+	if len(args) != 0 {
+		return usageError{"attachments takes no arguments"}
+	}
+	as, err := dp.Attachments()
+	if err != nil {
+		return err
+	}
+	rows := make([]attachmentRow, 0, len(as))
+	for _, a := range as {
+		rows = append(rows, attachmentRow{a.Interface, string(a.Hook)})
+	}
+	return emit(out, g, rows, func(w io.Writer) {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "INTERFACE\tHOOK")
+		for _, r := range rows {
+			fmt.Fprintf(tw, "%s\t%s\n", r.Interface, r.Hook)
 		}
 		tw.Flush()
 	})
