@@ -1,7 +1,6 @@
 package dataplane
 
 import (
-	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
+	"github.com/eipgw/eipgw/internal/progrun"
 	"github.com/eipgw/eipgw/internal/testbed"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -42,11 +42,10 @@ var (
 )
 
 type lab struct {
-	host                  *testbed.Host
-	dp                    *Dataplane
-	uplink, vpc           *netlink.LinkAttrs
-	xdpCtxOff, tcCtxOff   int // offsets of the ingress ifindex in xdp_md and __sk_buff
-	xdpCtxSize, tcCtxSize int
+	host        *testbed.Host
+	dp          *Dataplane
+	uplink, vpc *netlink.LinkAttrs
+	types       *btf.Spec // for the test-run contexts
 }
 
 func newLab(t testing.TB) *lab {
@@ -106,48 +105,29 @@ func newLab(t testing.TB) *lab {
 			t.Fatal(err)
 		}
 	}
-	l.xdpCtxSize, l.xdpCtxOff = ctxLayout(t, "xdp_md", "ingress_ifindex")
-	l.tcCtxSize, l.tcCtxOff = ctxLayout(t, "__sk_buff", "ifindex")
-	return l
-}
-
-// ctxLayout reads a context struct's size and a member's offset from the object's BTF,
-// rather than copying the kernel's struct by hand.
-func ctxLayout(t testing.TB, typ, member string) (size, off int) {
-	t.Helper()
 	spec, err := loadNat()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var s *btf.Struct
-	if err := spec.Types.TypeByName(typ, &s); err != nil {
-		t.Fatalf("BTF has no %s: %v", typ, err)
-	}
-	for _, m := range s.Members {
-		if m.Name == member {
-			return int(s.Size), int(m.Offset.Bytes())
-		}
-	}
-	t.Fatalf("%s has no member %s", typ, member)
-	return 0, 0
+	l.types = spec.Types
+	return l
 }
 
 // run feeds one frame to a program as if it arrived on ingress, inside the lab.
 func (l *lab) run(t testing.TB, prog *ebpf.Program, hook Hook, ingress *netlink.LinkAttrs, frame []byte) (uint32, []byte) {
 	t.Helper()
 	opts := &ebpf.RunOptions{Data: frame, DataOut: make([]byte, len(frame)+512)}
+	var err error
 	if hook == HookXDP {
-		ctx := make([]byte, l.xdpCtxSize)
-		binary.NativeEndian.PutUint32(ctx[4:], uint32(len(frame))) // data_end
-		binary.NativeEndian.PutUint32(ctx[l.xdpCtxOff:], uint32(ingress.Index))
-		opts.Context = ctx
+		opts.Context, err = progrun.XDPContext(l.types, uint32(ingress.Index), len(frame))
 	} else {
-		ctx := make([]byte, l.tcCtxSize)
-		binary.NativeEndian.PutUint32(ctx[l.tcCtxOff:], uint32(ingress.Index))
-		opts.Context = ctx
+		opts.Context, err = progrun.SKBContext(l.types, uint32(ingress.Index))
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 	var ret uint32
-	err := l.host.Do(func() error {
+	err = l.host.Do(func() error {
 		var err error
 		ret, err = prog.Run(opts)
 		return err

@@ -1,0 +1,275 @@
+package main
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"github.com/eipgw/eipgw/dataplane"
+	"github.com/eipgw/eipgw/internal/testbed"
+	"golang.org/x/sys/unix"
+)
+
+// The benchmark's network: the generator stands for the instances (it sends from
+// private addresses), the sink for the internet; the gateway is in between.
+//
+//	[gen eth0] --- vpc [gw] uplink --- [sink eth0 198.51.100.253]
+const (
+	genCPU        = 0 // the generator's syscall thread
+	gatewayCPU    = 1 // the gateway's receive work (threaded NAPI of its vpc interface)
+	sinkAddr      = "198.51.100.253"
+	gwUplinkCIDR  = "198.51.100.254/30"
+	gwVPCCIDR     = "10.0.0.1/16"
+	flowDst       = "198.51.100.99" // routed to the sink
+	flowDstPort   = 9
+	srcBase       = "10.0.1.1" // first source host
+	eipBase       = "203.0.113.1"
+	manyHosts     = 50
+	manyPorts     = 256 // 50 x 256 = 12,800 flows
+	portBase      = 10000
+	translatedNet = "203.0.113.0/24"
+	privateNet    = "10.0.0.0/8"
+)
+
+type bed struct {
+	gen, gw, sink *testbed.Host
+	genIf         *net.Interface // inside gen: the generator's veth
+	gwVPC, gwUp   int            // ifindexes inside gw
+	gwVPCMAC      net.HardwareAddr
+	gwUpMAC       net.HardwareAddr
+	sinkMAC       net.HardwareAddr
+	objs          trafficObjects
+	types         *btf.Spec
+	dp            *dataplane.Dataplane // eipgw, opened by the first eipgw case
+	bpffs         *testbed.BPFFS
+	sinkLink      link.Link
+	sysfs         string
+}
+
+func newBed(prefix string) (_ *bed, err error) {
+	b := &bed{}
+	defer func() {
+		if err != nil {
+			b.close()
+		}
+	}()
+	for _, h := range []struct {
+		p    **testbed.Host
+		name string
+	}{{&b.gen, "gen"}, {&b.gw, "gw"}, {&b.sink, "sink"}} {
+		if *h.p, err = testbed.NewHost(prefix + "-" + h.name); err != nil {
+			return nil, err
+		}
+	}
+	steps := []func() error{
+		func() error { return testbed.Veth(b.gen, "eth0", b.gw, "vpc") },
+		func() error { return testbed.Veth(b.gw, "uplink", b.sink, "eth0") },
+		func() error { return b.gw.Addr("vpc", gwVPCCIDR) },
+		func() error { return b.gw.Addr("uplink", gwUplinkCIDR) },
+		func() error { return b.sink.Addr("eth0", sinkAddr+"/30") },
+		func() error { return b.gw.Route("default", sinkAddr, "") },
+		func() error { return b.gw.Sysctl("net/ipv4/ip_forward", "1") },
+		func() error { return b.gw.Sysctl("net/ipv4/conf/all/rp_filter", "0") },
+		func() error { return b.gw.Sysctl("net/ipv4/conf/vpc/rp_filter", "0") },
+		// Frames that XDP_TX into the gateway's veth need NAPI there when no XDP
+		// program is attached (the kernel cases).
+		func() error { return b.gw.SetGRO("vpc", true) },
+	}
+	for _, s := range steps {
+		if err := s(); err != nil {
+			return nil, err
+		}
+	}
+	attrs := func(h *testbed.Host, name string) (int, net.HardwareAddr, error) {
+		a, err := h.Link(name)
+		if err != nil {
+			return 0, nil, err
+		}
+		return a.Index, a.HardwareAddr, nil
+	}
+	if b.gwVPC, b.gwVPCMAC, err = attrs(b.gw, "vpc"); err != nil {
+		return nil, err
+	}
+	if b.gwUp, b.gwUpMAC, err = attrs(b.gw, "uplink"); err != nil {
+		return nil, err
+	}
+	if _, b.sinkMAC, err = attrs(b.sink, "eth0"); err != nil {
+		return nil, err
+	}
+	genIdx, genMAC, err := attrs(b.gen, "eth0")
+	if err != nil {
+		return nil, err
+	}
+	b.genIf = &net.Interface{Index: genIdx, HardwareAddr: genMAC, Name: "eth0"}
+	// The gateway knows the sink's MAC from the start, so no case pays for ARP.
+	if err := b.gw.Neigh("uplink", netip.MustParseAddr(sinkAddr), b.sinkMAC); err != nil {
+		return nil, err
+	}
+	if err := b.loadPrograms(); err != nil {
+		return nil, err
+	}
+	if err := b.placeGatewayNAPI(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func ipBE(s string) uint32 {
+	a := netip.MustParseAddr(s).As4()
+	return binary.NativeEndian.Uint32(a[:])
+}
+
+func prefixBE(cidr string) (net, mask uint32) {
+	p := netip.MustParsePrefix(cidr)
+	a := p.Masked().Addr().As4()
+	m := uint32(0xffffffff) << (32 - p.Bits())
+	var mb [4]byte
+	binary.BigEndian.PutUint32(mb[:], m)
+	return binary.NativeEndian.Uint32(a[:]), binary.NativeEndian.Uint32(mb[:])
+}
+
+func (b *bed) loadPrograms() error {
+	spec, err := loadTraffic()
+	if err != nil {
+		return err
+	}
+	tn, tm := prefixBE(translatedNet)
+	un, um := prefixBE(privateNet)
+	var floor trafficFloorConfig
+	copy(floor.SrcMac[:], b.gwUpMAC)
+	copy(floor.DstMac[:], b.sinkMAC)
+	floor.EgressIfindex = uint32(b.gwUp)
+	for name, v := range map[string]any{
+		"sink_cfg":  trafficSinkConfig{TranslatedNet: tn, TranslatedMask: tm, UntranslatedNet: un, UntranslatedMask: um, SampleEvery: 64},
+		"floor_cfg": floor,
+	} {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+	b.types = spec.Types
+	if err := spec.LoadAndAssign(&b.objs, nil); err != nil {
+		return fmt.Errorf("load bench programs: %w", err)
+	}
+	sinkIdx, _, err := func() (int, net.HardwareAddr, error) {
+		a, err := b.sink.Link("eth0")
+		if err != nil {
+			return 0, nil, err
+		}
+		return a.Index, a.HardwareAddr, nil
+	}()
+	if err != nil {
+		return err
+	}
+	return b.sink.Do(func() error {
+		var err error
+		b.sinkLink, err = link.AttachXDP(link.XDPOptions{Program: b.objs.Sink, Interface: sinkIdx})
+		return err
+	})
+}
+
+// placeGatewayNAPI makes the gateway's receive work a kernel thread of its own (threaded
+// NAPI) and pins it to gatewayCPU, away from the generator. The device's sysfs is only
+// visible to a sysfs mounted from inside the gateway's namespace.
+func (b *bed) placeGatewayNAPI() error {
+	dir, err := os.MkdirTemp("", "eipgw-bench-sysfs-")
+	if err != nil {
+		return err
+	}
+	if err := b.gw.Do(func() error { return unix.Mount("sysfs", dir, "sysfs", 0, "") }); err != nil {
+		os.Remove(dir)
+		return fmt.Errorf("mount the gateway's sysfs: %w", err)
+	}
+	b.sysfs = dir
+	if err := os.WriteFile(filepath.Join(dir, "class/net/vpc/threaded"), []byte("1"), 0o644); err != nil {
+		return fmt.Errorf("threaded NAPI on the gateway: %w", err)
+	}
+	// The thread is named napi/vpc-<id>; it appears once the device has polled.
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		pids, err := napiThreads("vpc")
+		if err != nil {
+			return err
+		}
+		if len(pids) > 0 {
+			for _, pid := range pids {
+				var set unix.CPUSet
+				set.Set(gatewayCPU)
+				if err := unix.SchedSetaffinity(pid, &set); err != nil {
+					return fmt.Errorf("pin napi thread %d: %w", pid, err)
+				}
+			}
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errors.New("no NAPI thread for the gateway's vpc interface appeared")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// napiThreads finds kernel threads napi/<ifname>-*. Names are not unique across
+// namespaces, so the bench's interface names are unusual only within its own run;
+// pinning another run's thread too would do no harm.
+func napiThreads(ifname string) ([]int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
+		if err == nil && strings.HasPrefix(strings.TrimSpace(string(comm)), "napi/"+ifname+"-") {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
+}
+
+// attachXDP attaches a program to the gateway's vpc interface.
+func (b *bed) attachXDP(prog *ebpf.Program) (link.Link, error) {
+	var l link.Link
+	err := b.gw.Do(func() error {
+		var err error
+		l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: b.gwVPC})
+		return err
+	})
+	return l, err
+}
+
+func (b *bed) close() {
+	if b.dp != nil {
+		_ = dataplane.Remove(b.dp.PinDir())
+		b.dp.Close()
+	}
+	if b.bpffs != nil {
+		b.bpffs.Close()
+	}
+	if b.sinkLink != nil {
+		b.sinkLink.Close()
+	}
+	b.objs.Close()
+	if b.sysfs != "" {
+		_ = unix.Unmount(b.sysfs, unix.MNT_DETACH)
+		os.Remove(b.sysfs)
+	}
+	for _, h := range []*testbed.Host{b.sink, b.gw, b.gen} {
+		if h != nil {
+			h.Close()
+		}
+	}
+}

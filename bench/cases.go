@@ -1,0 +1,177 @@
+package main
+
+import (
+	"fmt"
+	"net/netip"
+	"path/filepath"
+
+	"github.com/eipgw/eipgw/dataplane"
+	"github.com/eipgw/eipgw/internal/testbed"
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// benchCase is one way of getting packets through the gateway.
+type benchCase struct {
+	Name string
+	// What it is, for the report.
+	Desc       string
+	Flows      flows
+	Translated bool // the sink must see translated sources
+	// Setup configures the gateway and returns how to undo it.
+	Setup func(b *bed) (teardown func() error, err error)
+}
+
+func allCases() []benchCase {
+	return []benchCase{
+		{"kernel-forwarding", "Linux IP forwarding, no NAT", manyFlows, false, noSetup},
+		{"nft-stateless-1to1", "nftables: notrack + ip saddr set ip saddr map { 50 bindings }", manyFlows, true, nftStateless},
+		{"nft-snat-conntrack-1flow", "nftables: snat with conntrack, one flow", oneFlow, true, nftSNAT},
+		{"nft-snat-conntrack-many", "nftables: snat with conntrack, 12,800 flows", manyFlows, true, nftSNAT},
+		{"xdp-floor", "XDP: MAC rewrite and redirect, nothing else (the floor for any XDP gateway)", manyFlows, false, xdpFloor},
+		{"eipgw-1to1-xdp", "eipgw 1:1 EIP at XDP, 50 bindings", manyFlows, true, eipgwAt(dataplane.HookXDP)},
+		{"eipgw-1to1-tc", "eipgw 1:1 EIP at TC (tcx), 50 bindings", manyFlows, true, eipgwAt(dataplane.HookTC)},
+	}
+}
+
+func noSetup(*bed) (func() error, error) { return func() error { return nil }, nil }
+
+// bindings are the 1:1 pairs every NAT case uses: the generator's source hosts to EIPs.
+func bindings() map[netip.Addr]netip.Addr {
+	m := map[netip.Addr]netip.Addr{}
+	priv, eip := netip.MustParseAddr(srcBase), netip.MustParseAddr(eipBase)
+	for i := 0; i < manyHosts; i++ {
+		m[priv] = eip
+		priv, eip = priv.Next(), eip.Next()
+	}
+	return m
+}
+
+const nftTable = "eipgw_bench"
+
+// nft applies rules to the gateway's namespace in one transaction and returns how to
+// remove them (the table, whole).
+func (b *bed) nft(build func(c *nftables.Conn, t *nftables.Table) error) (func() error, error) {
+	c, err := nftables.New(nftables.WithNetNSFd(int(b.gw.NsHandle())))
+	if err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
+	t := c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: nftTable})
+	if err := build(c, t); err != nil {
+		return nil, err
+	}
+	if err := c.Flush(); err != nil {
+		return nil, fmt.Errorf("nftables: apply: %w", err)
+	}
+	return func() error {
+		c.DelTable(t)
+		if err := c.Flush(); err != nil {
+			return fmt.Errorf("nftables: remove table: %w", err)
+		}
+		return nil
+	}, nil
+}
+
+// nftStateless is the kernel's stateless 1:1: no conntrack, the source rewritten
+// through a map, checksums fixed by nftables.
+func nftStateless(b *bed) (func() error, error) {
+	return b.nft(func(c *nftables.Conn, t *nftables.Table) error {
+		raw := c.AddChain(&nftables.Chain{Name: "raw_pre", Table: t, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRaw})
+		c.AddRule(&nftables.Rule{Table: t, Chain: raw, Exprs: []expr.Any{&expr.Notrack{}}})
+		set := &nftables.Set{Table: t, Name: "eips", IsMap: true, KeyType: nftables.TypeIPAddr, DataType: nftables.TypeIPAddr}
+		var elems []nftables.SetElement
+		for priv, eip := range bindings() {
+			elems = append(elems, nftables.SetElement{Key: priv.AsSlice(), Val: eip.AsSlice()})
+		}
+		if err := c.AddSet(set, elems); err != nil {
+			return fmt.Errorf("nftables map: %w", err)
+		}
+		pre := c.AddChain(&nftables.Chain{Name: "nat_pre", Table: t, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityMangle})
+		c.AddRule(&nftables.Rule{Table: t, Chain: pre, Exprs: []expr.Any{
+			&expr.Payload{OperationType: expr.PayloadLoad, DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+			&expr.Lookup{SourceRegister: 1, DestRegister: 1, IsDestRegSet: true, SetName: set.Name, SetID: set.ID},
+			&expr.Payload{OperationType: expr.PayloadWrite, SourceRegister: 1, Base: expr.PayloadBaseNetworkHeader,
+				Offset: 12, Len: 4, CsumType: expr.CsumTypeInet, CsumOffset: 10, CsumFlags: unix.NFT_PAYLOAD_L4CSUM_PSEUDOHDR},
+		}})
+		return nil
+	})
+}
+
+// nftSNAT is the usual kernel NAT: snat to one EIP out of the uplink, with conntrack.
+func nftSNAT(b *bed) (func() error, error) {
+	return b.nft(func(c *nftables.Conn, t *nftables.Table) error {
+		post := c.AddChain(&nftables.Chain{Name: "nat_post", Table: t, Type: nftables.ChainTypeNAT,
+			Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
+		ifname := make([]byte, unix.IFNAMSIZ)
+		copy(ifname, "uplink")
+		c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname},
+			&expr.Immediate{Register: 1, Data: netip.MustParseAddr(eipBase).AsSlice()},
+			&expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1},
+		}})
+		return nil
+	})
+}
+
+func xdpFloor(b *bed) (func() error, error) {
+	l, err := b.attachXDP(b.objs.XdpFloor)
+	if err != nil {
+		return nil, fmt.Errorf("attach the XDP floor: %w", err)
+	}
+	return l.Close, nil
+}
+
+// eipgwAt attaches eipgw's dataplane at the hook, with the bench's bindings.
+func eipgwAt(hook dataplane.Hook) func(b *bed) (func() error, error) {
+	return func(b *bed) (func() error, error) {
+		dp, err := b.eipgw()
+		if err != nil {
+			return nil, err
+		}
+		err = b.gw.Do(func() error {
+			if _, err := dp.Attach("vpc", dataplane.RoleVPC, hook); err != nil {
+				return err
+			}
+			_, err := dp.Attach("uplink", dataplane.RoleUplink, hook)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		return func() error {
+			return b.gw.Do(func() error {
+				if err := dp.Detach("vpc"); err != nil {
+					return err
+				}
+				return dp.Detach("uplink")
+			})
+		}, nil
+	}
+}
+
+// eipgw opens the dataplane once per run, on a private bpffs, with the bindings.
+func (b *bed) eipgw() (*dataplane.Dataplane, error) {
+	if b.dp != nil {
+		return b.dp, nil
+	}
+	fs, err := testbed.MountBPFFS()
+	if err != nil {
+		return nil, err
+	}
+	b.bpffs = fs
+	dp, err := dataplane.Open(dataplane.Config{PinDir: filepath.Join(fs.Dir, "eipgw")})
+	if err != nil {
+		return nil, err
+	}
+	b.dp = dp
+	for priv, eip := range bindings() {
+		if err := dp.SetBinding(eip, priv); err != nil {
+			return nil, err
+		}
+	}
+	return dp, nil
+}

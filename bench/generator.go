@@ -1,0 +1,141 @@
+package main
+
+import (
+	"encoding/binary"
+	"fmt"
+	"runtime"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/eipgw/eipgw/internal/progrun"
+	"golang.org/x/sys/unix"
+)
+
+// flows is the set of 5-tuples the generator walks: hosts x ports source pairs to
+// one destination.
+type flows struct {
+	Hosts, Ports uint32
+}
+
+var (
+	oneFlow   = flows{1, 1}
+	manyFlows = flows{manyHosts, manyPorts}
+)
+
+func (f flows) String() string { return fmt.Sprintf("%d flows", f.Hosts*f.Ports) }
+
+// window is what one generator run delivered.
+type window struct {
+	Sent, Late                      uint64
+	Translated, Untranslated, Other uint64
+	Checked, BadChecksum            uint64
+	Elapsed                         time.Duration
+}
+
+func (w window) rate(translated bool) float64 {
+	n := w.Untranslated
+	if translated {
+		n = w.Translated
+	}
+	return float64(n) / w.Elapsed.Seconds()
+}
+
+// template is the frame the live-frames pages start from; the generator rewrites
+// every header byte of every packet, the payload stays as it is here.
+func template() ([]byte, uint32) {
+	frame := make([]byte, 14+20+int(trafficFrameLayoutFRAME_UDP_LEN))
+	payload := frame[14+20+8:]
+	for i := range payload {
+		payload[i] = byte(0x5a + i)
+	}
+	var sum uint32
+	for i := 0; i+1 < len(payload); i += 2 {
+		// The BPF side adds 16-bit words as loaded on a little-endian CPU.
+		sum += uint32(binary.NativeEndian.Uint16(payload[i:]))
+	}
+	if len(payload)%2 == 1 {
+		var last [2]byte
+		last[0] = payload[len(payload)-1]
+		sum += uint32(binary.NativeEndian.Uint16(last[:]))
+	}
+	return frame, sum
+}
+
+func (b *bed) sinkCounts() ([trafficSinkClassSINK_MAX]uint64, error) {
+	var out [trafficSinkClassSINK_MAX]uint64
+	for c := range out {
+		var perCPU []uint64
+		if err := b.objs.SinkCounts.Lookup(uint32(c), &perCPU); err != nil {
+			return out, fmt.Errorf("read sink counter %d: %w", c, err)
+		}
+		for _, n := range perCPU {
+			out[c] += n
+		}
+	}
+	return out, nil
+}
+
+// generate sends packets frames of the flows at pps (0: as fast as the generator
+// can) and returns what the sink counted.
+func (b *bed) generate(f flows, pps float64, packets uint64) (window, error) {
+	frame, payloadSum := template()
+	cfg := trafficGenConfig{
+		SrcBase: ipBE(srcBase), DstBase: ipBE(flowDst), SrcHosts: f.Hosts, DstHosts: 1,
+		SrcPorts: f.Ports, PortBase: portBase, DstPort: flowDstPort, PayloadSum: payloadSum,
+	}
+	copy(cfg.SrcMac[:], b.genIf.HardwareAddr)
+	copy(cfg.DstMac[:], b.gwVPCMAC)
+	if pps > 0 {
+		cfg.IntervalNs = uint64(1e9 / pps)
+	}
+	if err := b.objs.GenConfigs.Put(uint32(0), cfg); err != nil {
+		return window{}, fmt.Errorf("configure generator: %w", err)
+	}
+	if err := b.objs.GenStates.Put(uint32(0), trafficGenState{}); err != nil {
+		return window{}, fmt.Errorf("reset generator: %w", err)
+	}
+	ctx, err := progrun.XDPContext(b.types, uint32(b.genIf.Index), len(frame))
+	if err != nil {
+		return window{}, err
+	}
+	before, err := b.sinkCounts()
+	if err != nil {
+		return window{}, err
+	}
+	var elapsed time.Duration
+	err = b.gen.Do(func() error {
+		// The thread is locked and in gen's namespace for the whole run.
+		var set unix.CPUSet
+		set.Set(genCPU)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			return fmt.Errorf("pin generator: %w", err)
+		}
+		start := time.Now()
+		_, err := b.objs.Gen.Run(&ebpf.RunOptions{
+			Data: frame, Context: ctx, Repeat: uint32(packets), Flags: unix.BPF_F_TEST_XDP_LIVE_FRAMES,
+		})
+		elapsed = time.Since(start)
+		runtime.KeepAlive(frame)
+		return err
+	})
+	if err != nil {
+		return window{}, fmt.Errorf("generator: %w", err)
+	}
+	// Let the gateway drain what is queued before counting.
+	time.Sleep(30 * time.Millisecond)
+	after, err := b.sinkCounts()
+	if err != nil {
+		return window{}, err
+	}
+	var st trafficGenState
+	if err := b.objs.GenStates.Lookup(uint32(0), &st); err != nil {
+		return window{}, err
+	}
+	d := func(c trafficSinkClass) uint64 { return after[c] - before[c] }
+	return window{
+		Sent: st.Sent, Late: st.Late, Elapsed: elapsed,
+		Translated: d(trafficSinkClassSINK_TRANSLATED), Untranslated: d(trafficSinkClassSINK_UNTRANSLATED),
+		Other: d(trafficSinkClassSINK_OTHER), Checked: d(trafficSinkClassSINK_CHECKED),
+		BadChecksum: d(trafficSinkClassSINK_BAD_CHECKSUM),
+	}, nil
+}
