@@ -21,9 +21,10 @@ build:
 test: deps
 	./scripts/test.sh
 
-# Per-path program cost (ns/packet) with BPF_PROG_TEST_RUN.
+# Packet rates against the kernel's NAT and the XDP floor, program cost, scale
+# curves: writes bench/results/ (see bench/README.md).
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 2000000x ./dataplane
+	$(GO) run ./bench
 
 demo: deps build
 	./$(BIN)/eipgw-demo

@@ -1,36 +1,109 @@
 // Command bench measures eipgw against the kernel's own NAT and the bare XDP floor:
 // packet rates through the gateway in interleaved windows, program cost per path, and
-// scale curves. See bench/README.md.
+// scale curves. See bench/README.md. Run it as root from the repository:
+//
+//	sudo go run ./bench            # the full run, results in bench/results/
+//	sudo go run ./bench --smoke    # one short round of each case, asserts delivery only
 package main
 
 import (
+	"flag"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/cilium/ebpf/rlimit"
 )
 
 func main() {
+	opts := options{Log: os.Stdout}
+	flag.IntVar(&opts.Rounds, "rounds", 10, "interleaved rounds of every case")
+	flag.DurationVar(&opts.Window, "window", 2*time.Second, "length of one case's window")
+	flag.Float64Var(&opts.Overload, "overload", 1.3, "pace each case at this multiple of its capacity")
+	flag.BoolVar(&opts.Smoke, "smoke", false, "one short round of each case at a low rate; checks delivery, measures nothing")
+	out := flag.String("out", "", "results directory (default bench/results; in smoke mode none)")
+	flag.Parse()
+	if err := run(opts, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(opts options, out string) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("needs root (namespaces and BPF): sudo make bench")
+	}
 	if err := rlimit.RemoveMemlock(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		return err
 	}
-	b, err := newBed("eipgw-bench")
+	root, err := moduleRoot()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		return err
 	}
-	defer b.close()
-	for _, c := range allCases() {
-		td, err := c.Setup(b)
-		if err != nil {
-			fmt.Println(c.Name, err)
-			continue
+	if opts.Smoke {
+		opts.Rounds, opts.Window = 1, 250*time.Millisecond
+	}
+	if out == "" && !opts.Smoke {
+		out = filepath.Join(root, "bench", "results")
+	}
+
+	rep := &report{Date: time.Now().UTC(), Machine: thisMachine(), Rounds: opts.Rounds,
+		WindowS: opts.Window.Seconds(), Overload: opts.Overload}
+	b, err := newBed(fmt.Sprintf("eipgw-bench-%d", os.Getpid()))
+	if err != nil {
+		return err
+	}
+	rep.Rates, err = b.rates(allCases(), opts)
+	b.close()
+	if err != nil {
+		return err
+	}
+	// A rate whose translation or checksum check fails is not a result.
+	if err := check(rep.Rates); err != nil {
+		return err
+	}
+	if opts.Smoke {
+		for _, c := range rep.Rates.Cases {
+			fmt.Printf("smoke: %-26s delivered %d packets, %d checksums checked, all valid\n",
+				c.Name, c.Samples[0].Delivered, c.Samples[0].Checked)
 		}
-		w, err := b.generate(c.Flows, 0, 3_000_000)
-		fmt.Printf("%-30s %.3f Mpps %+v %v\n", c.Name, w.rate(c.Translated)/1e6, w, err)
-		if err := td(); err != nil {
-			fmt.Println(err)
+		if out == "" {
+			return nil
+		}
+	} else {
+		fmt.Println("program cost and binding scale (go test -bench ./dataplane)...")
+		if rep.Costs, rep.Scale, err = programCosts(root); err != nil {
+			return err
+		}
+		if rep.Programs, err = programStats(); err != nil {
+			return err
 		}
 	}
+	if err := rep.write(out); err != nil {
+		return err
+	}
+	fmt.Print("\n" + rep.markdown())
+	if !opts.Smoke && out == filepath.Join(root, "bench", "results") {
+		if err := rep.updateReadme(filepath.Join(root, "bench", "README.md")); err != nil {
+			return err
+		}
+	}
+	fmt.Println("results in", out)
+	return nil
+}
+
+// moduleRoot is the repository, where go test runs the dataplane benchmarks.
+func moduleRoot() (string, error) {
+	b, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("find the module (run the bench from the repository): %w", err)
+	}
+	gomod := strings.TrimSpace(string(b))
+	if gomod == "" || gomod == os.DevNull {
+		return "", fmt.Errorf("not inside the eipgw module: run the bench from the repository")
+	}
+	return filepath.Dir(gomod), nil
 }

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -97,4 +98,58 @@ func withTTL(frame []byte, ttl uint8) []byte {
 	}
 	binary.BigEndian.PutUint16(ip[10:], ^uint16(sum))
 	return f
+}
+
+// BenchmarkBindingScale reports the inbound hit cost and the maps' memory with 1,
+// 1,000 and 100,000 bindings added to the lab's few (capacity close to use). The
+// measured packet hits one binding; the live benchmark in bench/ spreads traffic over
+// many.
+func BenchmarkBindingScale(b *testing.B) {
+	for _, n := range []int{1, 1000, 100000} {
+		b.Run(fmt.Sprintf("bindings=%d", n), func(b *testing.B) {
+			l := newLabSized(b, uint32(n)+4)
+			eip, priv := netip.MustParseAddr("198.18.0.0"), netip.MustParseAddr("172.16.0.0")
+			for i := 0; i < n-1; i++ {
+				eip, priv = eip.Next(), priv.Next()
+				if err := l.dp.SetBinding(eip, priv); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := l.dp.SetBinding(mustAddr("10.0.1.11"), mustAddr("203.0.113.10")); err != nil {
+				b.Fatal(err)
+			}
+			var c natCase
+			for _, cc := range natCases(b, l) {
+				if cc.name == "inbound tcp" {
+					c = cc
+				}
+			}
+			frame := withTTL(c.in, 255)
+			prog := l.program(b, RoleUplink, HookXDP)
+			var total time.Duration
+			b.ResetTimer()
+			for done := 0; done < b.N; {
+				k := min(200, b.N-done)
+				var ret uint32
+				var d time.Duration
+				var err error
+				_ = l.host.Do(func() error { ret, d, err = prog.Benchmark(frame, k, nil); return nil })
+				if err != nil {
+					b.Fatal(err)
+				}
+				if ret != hookVerdict(HookXDP, verdictRedirect) {
+					b.Fatalf("verdict %d: not measuring the redirect path", ret)
+				}
+				total += d * time.Duration(k)
+				done += k
+			}
+			b.StopTimer()
+			mem, err := l.dp.MapMemory()
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(total.Nanoseconds())/float64(b.N), "ns/packet")
+			b.ReportMetric(float64(mem), "map-bytes")
+		})
+	}
 }

@@ -254,3 +254,34 @@ func TestReadOnlyBesideTheOwner(t *testing.T) {
 		t.Errorf("read-only Attach: %v, want ErrReadOnly", err)
 	}
 }
+
+func TestProgramStatsAndMemory(t *testing.T) {
+	dp := mustOpen(t, Config{PinDir: pinDir(t), MaxBindings: 64})
+	defer dp.Close()
+	stats, err := dp.ProgramStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stats) != 4 {
+		t.Fatalf("stats for %d programs, want 4", len(stats))
+	}
+	for _, s := range stats {
+		if s.VerifiedInstructions == 0 || s.Instructions == 0 || s.JitedBytes == 0 {
+			t.Errorf("program %s: %+v", s.Name, s)
+		}
+	}
+	small, err := dp.MapMemory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp.Close()
+	big := mustOpen(t, Config{PinDir: pinDir(t), MaxBindings: 4096})
+	defer big.Close()
+	large, err := big.MapMemory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if small == 0 || large <= small {
+		t.Errorf("map memory with 64 bindings %d, with 4096 %d: want it to grow with capacity", small, large)
+	}
+}

@@ -48,7 +48,10 @@ type lab struct {
 	types       *btf.Spec // for the test-run contexts
 }
 
-func newLab(t testing.TB) *lab {
+func newLab(t testing.TB) *lab { return newLabSized(t, 1024) }
+
+// newLabSized is newLab with room for maxBindings bindings.
+func newLabSized(t testing.TB, maxBindings uint32) *lab {
 	t.Helper()
 	testbed.Require(t)
 	host, err := testbed.NewHost(fmt.Sprintf("eipgw-lab-%d", unix.Getpid()))
@@ -93,7 +96,7 @@ func newLab(t testing.TB) *lab {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { fs.Close() })
-	l.dp, err = Open(Config{PinDir: filepath.Join(fs.Dir, "eipgw"), MaxBindings: 1024})
+	l.dp, err = Open(Config{PinDir: filepath.Join(fs.Dir, "eipgw"), MaxBindings: maxBindings})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,59 @@
+package dataplane
+
+import (
+	"fmt"
+
+	"github.com/cilium/ebpf"
+)
+
+// ProgramStat describes one loaded NAT program, for benchmarks and debugging.
+type ProgramStat struct {
+	Name string
+	// VerifiedInstructions is how many instructions the verifier walked: its cost of
+	// proving the program safe, a proxy for the program's complexity.
+	VerifiedInstructions uint32
+	// Instructions is the program's length after the kernel's rewrites.
+	Instructions int
+	// JitedBytes is the size of its machine code.
+	JitedBytes uint32
+}
+
+// ProgramStats reports on each NAT program.
+func (d *Dataplane) ProgramStats() ([]ProgramStat, error) {
+	var out []ProgramStat
+	for _, p := range []struct {
+		name string
+		prog *ebpf.Program
+	}{{"xdp_uplink", d.objs.XdpUplink}, {"xdp_vpc", d.objs.XdpVpc}, {"tc_uplink", d.objs.TcUplink}, {"tc_vpc", d.objs.TcVpc}} {
+		info, err := p.prog.Info()
+		if err != nil {
+			return nil, fmt.Errorf("program %s: %w", p.name, err)
+		}
+		st := ProgramStat{Name: p.name}
+		st.VerifiedInstructions, _ = info.VerifiedInstructions()
+		if n, err := info.TranslatedSize(); err == nil {
+			st.Instructions = n / 8 // one BPF instruction is 8 bytes
+		}
+		st.JitedBytes, _ = info.JitedSize()
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// MapMemory is the kernel memory the binding and counter maps hold, in bytes (their
+// memlock accounting). Hash maps are preallocated, so it follows capacity, not use.
+func (d *Dataplane) MapMemory() (uint64, error) {
+	var total uint64
+	for _, m := range []*ebpf.Map{d.objs.InboundBindings, d.objs.OutboundBindings, d.objs.CountersBySlot, d.objs.ReasonCounters} {
+		info, err := m.Info()
+		if err != nil {
+			return 0, fmt.Errorf("map info: %w", err)
+		}
+		n, ok := info.Memlock()
+		if !ok {
+			return 0, fmt.Errorf("map %s: the kernel does not report its memory", info.Name)
+		}
+		total += n
+	}
+	return total, nil
+}
