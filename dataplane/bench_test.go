@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf"
 )
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
@@ -52,33 +54,41 @@ func BenchmarkPaths(b *testing.B) {
 				if c.verdict == verdictRedirect {
 					frame = withTTL(c.in, 255)
 				}
-				const perCall = 200
-				var total time.Duration
-				b.ResetTimer()
-				for done := 0; done < b.N; {
-					n := min(perCall, b.N-done)
-					var ret uint32
-					var d time.Duration
-					var err error
-					// Without a context the ingress device is loopback; the route
-					// lookup does not depend on it.
-					_ = l.host.Do(func() error {
-						ret, d, err = prog.Benchmark(frame, n, nil)
-						return nil
-					})
-					if err != nil {
-						b.Fatal(err)
-					}
-					if want := hookVerdict(hook, c.verdict); ret != want {
-						b.Fatalf("verdict %d, want %d: not measuring the %s path", ret, want, c.verdict)
-					}
-					total += d * time.Duration(n)
-					done += n
-				}
-				b.ReportMetric(float64(total.Nanoseconds())/float64(b.N), "ns/packet")
+				b.ReportMetric(l.costPerPacket(b, prog, frame, hookVerdict(hook, c.verdict)), "ns/packet")
 			})
 		}
 	}
+}
+
+// costPerPacket runs frame through prog b.N times in calls of at most 200 repeats (see
+// BenchmarkPaths), checks every call ends in wantRet, and returns ns per packet.
+func (l *lab) costPerPacket(b *testing.B, prog *ebpf.Program, frame []byte, wantRet uint32) float64 {
+	b.Helper()
+	const perCall = 200
+	var total time.Duration
+	b.ResetTimer()
+	for done := 0; done < b.N; {
+		n := min(perCall, b.N-done)
+		var ret uint32
+		var d time.Duration
+		var err error
+		// Without a context the ingress device is loopback; the route lookup does
+		// not depend on it.
+		_ = l.host.Do(func() error {
+			ret, d, err = prog.Benchmark(frame, n, nil)
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if ret != wantRet {
+			b.Fatalf("verdict %d, want %d: not measuring the path the benchmark names", ret, wantRet)
+		}
+		total += d * time.Duration(n)
+		done += n
+	}
+	b.StopTimer()
+	return float64(total.Nanoseconds()) / float64(b.N)
 }
 
 // withTTL returns a copy of an Ethernet+IPv4 frame with another TTL and the IP header
@@ -125,30 +135,13 @@ func BenchmarkBindingScale(b *testing.B) {
 				}
 			}
 			frame := withTTL(c.in, 255)
-			prog := l.program(b, RoleUplink, HookXDP)
-			var total time.Duration
-			b.ResetTimer()
-			for done := 0; done < b.N; {
-				k := min(200, b.N-done)
-				var ret uint32
-				var d time.Duration
-				var err error
-				_ = l.host.Do(func() error { ret, d, err = prog.Benchmark(frame, k, nil); return nil })
-				if err != nil {
-					b.Fatal(err)
-				}
-				if ret != hookVerdict(HookXDP, verdictRedirect) {
-					b.Fatalf("verdict %d: not measuring the redirect path", ret)
-				}
-				total += d * time.Duration(k)
-				done += k
-			}
+			perPacket := l.costPerPacket(b, l.program(b, RoleUplink, HookXDP), frame, hookVerdict(HookXDP, verdictRedirect))
 			b.StopTimer()
 			mem, err := l.dp.MapMemory()
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.ReportMetric(float64(total.Nanoseconds())/float64(b.N), "ns/packet")
+			b.ReportMetric(perPacket, "ns/packet")
 			b.ReportMetric(float64(mem), "map-bytes")
 		})
 	}
