@@ -1,0 +1,321 @@
+package model
+
+import (
+	"net/netip"
+	"slices"
+	"strconv"
+)
+
+func init() {
+	register("AssociateEipAddress", true, (*Service).associate)
+	register("UnassociateEipAddress", true, (*Service).unassociate)
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+// active tells whether an EIP holds its association (being set up, in use, or being
+// taken down): it still occupies its target.
+func active(e *EIP) bool {
+	return e.Status == StatusAssociating || e.Status == StatusInUse || e.Status == StatusUnassociating
+}
+
+// eipsOn lists the active EIPs associated with one target.
+func eipsOn(tx Tx, instanceType, instanceID string) ([]*EIP, error) {
+	all, err := list[EIP](tx, KindEIP)
+	if err != nil {
+		return nil, err
+	}
+	var out []*EIP
+	for _, e := range all {
+		if active(e) && e.InstanceType == instanceType && e.InstanceID == instanceID {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// privateTaken tells whether an active 1:1 association already translates to ip.
+func privateTaken(tx Tx, ip string) (bool, error) {
+	all, err := list[EIP](tx, KindEIP)
+	if err != nil {
+		return false, err
+	}
+	for _, e := range all {
+		if active(e) && e.PrivateIPAddress == ip && oneToOne(e) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// oneToOne tells whether an association is a 1:1 binding in the dataplane here.
+// NAT gateways and the cut-through modes have their own dataplane (later work).
+func oneToOne(e *EIP) bool {
+	switch e.InstanceType {
+	case TypeEcs, TypeSLB, TypeHaVip:
+		return true
+	case TypeENI:
+		return e.Mode == ModeNAT
+	}
+	return false
+}
+
+func (s *Service) associate(c *Call) (any, error) {
+	e, err := ownEIP(c)
+	if err != nil {
+		return nil, err
+	}
+	id, err := c.Params.required("InstanceId")
+	if err != nil {
+		return nil, err
+	}
+	typ, err := c.Params.oneOf("InstanceType", TypeEcs, TypeEcs, TypeENI, TypeNat, TypeSLB, TypeHaVip)
+	if err != nil {
+		return nil, errInstanceType
+	}
+	mode, err := c.Params.oneOf("Mode", ModeNAT, ModeNAT, ModeBinded, ModeMulti)
+	if err != nil {
+		return nil, err
+	}
+	if mode != ModeNAT && typ != TypeENI {
+		return nil, errDirectEipBindType
+	}
+	wantIP, err := c.Params.ipv4("PrivateIpAddress", false)
+	if err != nil {
+		return nil, err
+	}
+	if e.Status != StatusAvailable {
+		return nil, errIncorrectEip
+	}
+
+	var private string
+	switch typ {
+	case TypeEcs:
+		private, err = s.checkEcs(c, e, id)
+	case TypeENI:
+		private, err = s.checkENI(c, e, id, mode, wantIP)
+	case TypeSLB:
+		private, err = checkSingle[SLB](c, KindSLB, typ, id, "LoadBalancer", func(lb *SLB) (string, string, error) { return lb.Region, lb.Address, nil })
+	case TypeHaVip:
+		private, err = checkSingle[HaVip](c, KindHaVip, typ, id, "HaVip", func(h *HaVip) (string, string, error) {
+			if h.Status != "Available" && h.Status != "InUse" {
+				return "", "", errHaVipStatus
+			}
+			return h.Region, h.IPAddress, nil
+		})
+	case TypeNat:
+		err = s.checkNat(c, e, id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if private != "" && typ != TypeENI {
+		if taken, err := privateTaken(c.Tx, private); err != nil || taken {
+			return nil, firstErr(err, errDuplicated)
+		}
+	}
+	e.Status, e.InstanceType, e.InstanceID, e.PrivateIPAddress = StatusAssociating, typ, id, private
+	e.Mode = ""
+	if typ == TypeENI {
+		e.Mode = mode
+	}
+	return struct{}{}, put(c.Tx, KindEIP, e.AllocationID, e)
+}
+
+func (s *Service) checkEcs(c *Call, e *EIP, id string) (string, error) {
+	in, err := get[Instance](c.Tx, KindInstance, id)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case in == nil:
+		return "", errInstanceNotFound
+	case in.VpcID == "":
+		return "", errNotInVPC
+	case in.Region != e.Region:
+		return "", errRegionMismatch
+	case in.Status != "Running" && in.Status != "Stopped":
+		return "", errInstanceStatus
+	case in.PublicIPAddress != "":
+		return "", errHasPublicIP
+	}
+	if on, err := eipsOn(c.Tx, TypeEcs, id); err != nil || len(on) > 0 {
+		return "", firstErr(err, errDuplicated)
+	}
+	eni, err := get[ENI](c.Tx, KindENI, in.PrimaryENI)
+	if err != nil || eni == nil {
+		return "", firstErr(err, errInstanceNotFound)
+	}
+	return eni.PrimaryIP, nil
+}
+
+func (s *Service) checkENI(c *Call, e *EIP, id, mode, wantIP string) (string, error) {
+	eni, err := get[ENI](c.Tx, KindENI, id)
+	if err != nil {
+		return "", err
+	}
+	if eni == nil {
+		return "", notFound("NetworkInterface", id)
+	}
+	if eni.Region != e.Region {
+		return "", errRegionMismatch
+	}
+	// The cut-through modes exist only for secondary ENIs, whatever else is on it.
+	if mode != ModeNAT && eni.Primary {
+		return "", errPrimaryEniOnly
+	}
+	on, err := eipsOn(c.Tx, TypeENI, id)
+	if err != nil {
+		return "", err
+	}
+	for _, o := range on {
+		if o.Mode != mode {
+			return "", errModeConflict
+		}
+	}
+	switch mode {
+	case ModeNAT:
+		ip := eni.PrimaryIP
+		if wantIP != "" {
+			if wantIP != eni.PrimaryIP && !slices.Contains(eni.SecondaryIPs, wantIP) {
+				return "", errPrivateIPNotOnEni
+			}
+			ip = wantIP
+		}
+		if taken, err := privateTaken(c.Tx, ip); err != nil || taken {
+			return "", firstErr(err, errDuplicated)
+		}
+		return ip, nil
+	case ModeBinded:
+		// The EIP replaces the secondary ENI's primary private address: the ENI
+		// must be unattached and carry no other address.
+		switch {
+		case eni.InstanceID != "":
+			return "", errEniAttached
+		case len(eni.SecondaryIPs) > 0:
+			return "", errEniHasSubIP
+		case wantIP != "" && wantIP != eni.PrimaryIP:
+			return "", errPrivateIPNotOnEni
+		case len(on) > 0:
+			return "", errDuplicated
+		}
+		return eni.PrimaryIP, nil
+	default: // MULTI_BINDED: beside the ENI's private address, up to 10
+		if len(on) >= maxMultiEIPs {
+			return "", errMultiBindedQuota
+		}
+		return eni.PrimaryIP, nil
+	}
+}
+
+// checkSingle checks a target that takes one EIP: it exists, is in the EIP's
+// region, and has none yet. It returns the target's private address.
+func checkSingle[T any](c *Call, kind, typ, id, what string, addr func(*T) (region, ip string, err error)) (string, error) {
+	v, err := get[T](c.Tx, kind, id)
+	if err != nil {
+		return "", err
+	}
+	if v == nil {
+		return "", notFound(what, id)
+	}
+	region, ip, err := addr(v)
+	if err != nil {
+		return "", err
+	}
+	e, _ := ownEIP(c)
+	if e != nil && region != e.Region {
+		return "", errRegionMismatch
+	}
+	if on, err := eipsOn(c.Tx, typ, id); err != nil || len(on) > 0 {
+		return "", firstErr(err, errDuplicated)
+	}
+	return ip, nil
+}
+
+func (s *Service) checkNat(c *Call, e *EIP, id string) error {
+	g, err := get[NatGateway](c.Tx, KindNAT, id)
+	if err != nil {
+		return err
+	}
+	if g == nil {
+		return notFound("NatGateway", id)
+	}
+	if g.Region != e.Region {
+		return errRegionMismatch
+	}
+	on, err := eipsOn(c.Tx, TypeNat, id)
+	if err != nil {
+		return err
+	}
+	if len(on) >= maxNatEIPs {
+		return errNatQuota
+	}
+	return nil
+}
+
+func (s *Service) unassociate(c *Call) (any, error) {
+	e, err := ownEIP(c)
+	if err != nil {
+		return nil, err
+	}
+	id, err := c.Params.required("InstanceId")
+	if err != nil {
+		return nil, err
+	}
+	if e.Status != StatusInUse {
+		return nil, errIncorrectEip
+	}
+	if id != e.InstanceID || (c.Params["InstanceType"] != "" && c.Params["InstanceType"] != e.InstanceType) {
+		return nil, errInstanceNotFound
+	}
+	e.Status = StatusUnassociating
+	return struct{}{}, put(c.Tx, KindEIP, e.AllocationID, e)
+}
+
+// Binding is a 1:1 translation the dataplane must carry.
+type Binding struct {
+	EIP, Private netip.Addr
+}
+
+// DesiredBindings are the translations of every association being set up or in
+// use. An association being taken down is already out: disassociation stops inbound
+// traffic at once.
+func DesiredBindings(tx Tx) ([]Binding, error) {
+	all, err := list[EIP](tx, KindEIP)
+	if err != nil {
+		return nil, err
+	}
+	var out []Binding
+	for _, e := range all {
+		if (e.Status == StatusAssociating || e.Status == StatusInUse) && oneToOne(e) {
+			out = append(out, Binding{EIP: netip.MustParseAddr(e.IPAddress), Private: netip.MustParseAddr(e.PrivateIPAddress)})
+		}
+	}
+	return out, nil
+}
+
+// Settle finishes the transitions the dataplane has carried out: Associating
+// becomes InUse, Unassociating becomes Available with its association cleared.
+// The reconciler calls it in its own transaction after applying the bindings.
+func Settle(tx Tx) (int, error) {
+	all, err := list[EIP](tx, KindEIP)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range all {
+		switch e.Status {
+		case StatusAssociating:
+			e.Status = StatusInUse
+		case StatusUnassociating:
+			e.Status, e.InstanceType, e.InstanceID, e.PrivateIPAddress, e.Mode = StatusAvailable, "", "", "", ""
+		default:
+			continue
+		}
+		if err := put(tx, KindEIP, e.AllocationID, e); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}

@@ -1,0 +1,254 @@
+package model
+
+import (
+	"net/netip"
+	"sort"
+	"strconv"
+	"time"
+)
+
+func init() {
+	register("AllocateEipAddress", true, (*Service).allocate)
+	register("ReleaseEipAddress", true, (*Service).release)
+	register("ModifyEipAddressAttribute", true, (*Service).modify)
+	register("DescribeEipAddresses", false, (*Service).describe)
+}
+
+// bandwidthRange is the Bandwidth range of a charge type, in Mbit/s.
+func bandwidthRange(chargeType string) (int, int) {
+	if chargeType == "PayByBandwidth" {
+		return 1, 500
+	}
+	return 1, 200
+}
+
+func bandwidthParam(p Params, chargeType string, def int) (int, error) {
+	lo, hi := bandwidthRange(chargeType)
+	v, ok := p["Bandwidth"]
+	if !ok || v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, errBandwidth
+	}
+	return n, nil
+}
+
+// ownEIP finds an EIP of the caller's; another account's EIP does not exist for it.
+func ownEIP(c *Call) (*EIP, error) {
+	id, err := c.Params.required("AllocationId")
+	if err != nil {
+		return nil, err
+	}
+	e, err := get[EIP](c.Tx, KindEIP, id)
+	if err != nil {
+		return nil, err
+	}
+	if e == nil || e.Owner != c.Account {
+		return nil, errEipNotFound
+	}
+	return e, nil
+}
+
+type allocateResponse struct {
+	AllocationID string `json:"AllocationId"`
+	EipAddress   string `json:"EipAddress"`
+}
+
+func (s *Service) allocate(c *Call) (any, error) {
+	charge, err := c.Params.oneOf("InternetChargeType", "PayByTraffic", "PayByTraffic", "PayByBandwidth")
+	if err != nil {
+		return nil, err
+	}
+	instanceCharge, err := c.Params.oneOf("InstanceChargeType", "PostPaid", "PostPaid", "PrePaid")
+	if err != nil {
+		return nil, err
+	}
+	bw, err := bandwidthParam(c.Params, charge, 5)
+	if err != nil {
+		return nil, err
+	}
+	want, err := c.Params.ipv4("IpAddress", false)
+	if err != nil {
+		return nil, err
+	}
+	ip, err := s.pickAddress(c, want)
+	if err != nil {
+		return nil, err
+	}
+	e := &EIP{AllocationID: newID("eip"), IPAddress: ip, Owner: c.Account, Region: s.Region, Status: StatusAvailable,
+		Bandwidth: bw, InternetChargeType: charge, InstanceChargeType: instanceCharge,
+		Name: c.Params["Name"], Description: c.Params["Description"], AllocatedAt: c.Now}
+	if err := put(c.Tx, KindEIP, e.AllocationID, e); err != nil {
+		return nil, err
+	}
+	return allocateResponse{AllocationID: e.AllocationID, EipAddress: e.IPAddress}, nil
+}
+
+// pickAddress returns want when the caller may have it (free, or released by the
+// caller within the recovery window), or else the lowest free address of the pool.
+// A released address is nobody else's until its window ends.
+func (s *Service) pickAddress(c *Call, want string) (string, error) {
+	taken := map[string]bool{}
+	eips, err := list[EIP](c.Tx, KindEIP)
+	if err != nil {
+		return "", err
+	}
+	for _, e := range eips {
+		taken[e.IPAddress] = true
+	}
+	released, err := list[Released](c.Tx, KindReleased)
+	if err != nil {
+		return "", err
+	}
+	held := map[string]*Released{}
+	for _, r := range released {
+		if c.Now.Before(r.Until) {
+			held[r.IPAddress] = r
+		} else if err := c.Tx.Delete(KindReleased, r.IPAddress); err != nil {
+			return "", err
+		}
+	}
+	if want != "" {
+		a := netip.MustParseAddr(want)
+		if !s.inPool(a) || taken[want] {
+			return "", errIPNotRecoverable
+		}
+		if r := held[want]; r != nil {
+			if r.Owner != c.Account {
+				return "", errIPNotRecoverable
+			}
+			if err := c.Tx.Delete(KindReleased, want); err != nil {
+				return "", err
+			}
+		}
+		return want, nil
+	}
+	for _, p := range s.Pool {
+		for a := p.Masked().Addr(); p.Contains(a); a = a.Next() {
+			if p.Bits() < 31 && (a == p.Masked().Addr() || !p.Contains(a.Next())) {
+				continue // network and broadcast addresses
+			}
+			if !taken[a.String()] && held[a.String()] == nil {
+				return a.String(), nil
+			}
+		}
+	}
+	return "", errPoolExhausted
+}
+
+func (s *Service) inPool(a netip.Addr) bool {
+	for _, p := range s.Pool {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Service) release(c *Call) (any, error) {
+	e, err := ownEIP(c)
+	if err != nil {
+		return nil, err
+	}
+	if e.Status != StatusAvailable {
+		return nil, errIncorrectEip
+	}
+	if err := c.Tx.Delete(KindEIP, e.AllocationID); err != nil {
+		return nil, err
+	}
+	r := &Released{IPAddress: e.IPAddress, Owner: e.Owner, Until: c.Now.Add(recoverWindow)}
+	if err := put(c.Tx, KindReleased, r.IPAddress, r); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
+func (s *Service) modify(c *Call) (any, error) {
+	e, err := ownEIP(c)
+	if err != nil {
+		return nil, err
+	}
+	if e.Bandwidth, err = bandwidthParam(c.Params, e.InternetChargeType, e.Bandwidth); err != nil {
+		return nil, err
+	}
+	if v, ok := c.Params["Name"]; ok {
+		e.Name = v
+	}
+	if v, ok := c.Params["Description"]; ok {
+		e.Description = v
+	}
+	if err := put(c.Tx, KindEIP, e.AllocationID, e); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
+// EipAddressView is one EIP in DescribeEipAddresses, with the SDK's field names.
+type EipAddressView struct {
+	AllocationID       string `json:"AllocationId"`
+	IPAddress          string `json:"IpAddress"`
+	RegionID           string `json:"RegionId"`
+	Status             string `json:"Status"`
+	Bandwidth          string `json:"Bandwidth"`
+	InternetChargeType string `json:"InternetChargeType"`
+	ChargeType         string `json:"ChargeType"`
+	Name               string `json:"Name"`
+	Description        string `json:"Description"`
+	AllocationTime     string `json:"AllocationTime"`
+	InstanceType       string `json:"InstanceType"`
+	InstanceID         string `json:"InstanceId"`
+	PrivateIPAddress   string `json:"PrivateIpAddress"`
+	Mode               string `json:"Mode"`
+}
+
+type describeResponse struct {
+	TotalCount   int `json:"TotalCount"`
+	PageNumber   int `json:"PageNumber"`
+	PageSize     int `json:"PageSize"`
+	EipAddresses struct {
+		EipAddress []EipAddressView `json:"EipAddress"`
+	} `json:"EipAddresses"`
+}
+
+func (s *Service) describe(c *Call) (any, error) {
+	page, err := c.Params.intIn("PageNumber", 1, 1, 1<<30)
+	if err != nil {
+		return nil, err
+	}
+	size, err := c.Params.intIn("PageSize", 10, 1, 100)
+	if err != nil {
+		return nil, err
+	}
+	eips, err := list[EIP](c.Tx, KindEIP)
+	if err != nil {
+		return nil, err
+	}
+	match := func(param, value string) bool { v := c.Params[param]; return v == "" || v == value }
+	var views []EipAddressView
+	for _, e := range eips {
+		if e.Owner != c.Account || !match("AllocationId", e.AllocationID) || !match("EipAddress", e.IPAddress) ||
+			!match("Status", e.Status) || !match("AssociatedInstanceType", e.InstanceType) ||
+			!match("AssociatedInstanceId", e.InstanceID) {
+			continue
+		}
+		views = append(views, EipAddressView{AllocationID: e.AllocationID, IPAddress: e.IPAddress, RegionID: e.Region,
+			Status: e.Status, Bandwidth: strconv.Itoa(e.Bandwidth), InternetChargeType: e.InternetChargeType,
+			ChargeType: e.InstanceChargeType, Name: e.Name, Description: e.Description,
+			AllocationTime: e.AllocatedAt.UTC().Format(time.RFC3339), InstanceType: e.InstanceType,
+			InstanceID: e.InstanceID, PrivateIPAddress: e.PrivateIPAddress, Mode: e.Mode})
+	}
+	sort.Slice(views, func(i, j int) bool {
+		return views[i].AllocationTime+views[i].AllocationID < views[j].AllocationTime+views[j].AllocationID
+	})
+	resp := describeResponse{TotalCount: len(views), PageNumber: page, PageSize: size}
+	from := (page - 1) * size
+	if from < len(views) {
+		resp.EipAddresses.EipAddress = views[from:min(from+size, len(views))]
+	}
+	if resp.EipAddresses.EipAddress == nil {
+		resp.EipAddresses.EipAddress = []EipAddressView{}
+	}
+	return resp, nil
+}

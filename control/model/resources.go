@@ -1,0 +1,104 @@
+package model
+
+import "time"
+
+// EIP statuses.
+const (
+	StatusAvailable     = "Available"
+	StatusAssociating   = "Associating"
+	StatusInUse         = "InUse"
+	StatusUnassociating = "Unassociating"
+	StatusReleasing     = "Releasing"
+)
+
+// Association instance types and modes.
+const (
+	TypeEcs       = "EcsInstance"
+	TypeENI       = "NetworkInterface"
+	TypeNat       = "Nat"
+	TypeSLB       = "SlbInstance"
+	TypeHaVip     = "HaVip"
+	ModeNAT       = "NAT"
+	ModeBinded    = "BINDED"
+	ModeMulti     = "MULTI_BINDED"
+	maxNatEIPs    = 20
+	maxMultiEIPs  = 10
+	recoverWindow = 7 * 24 * time.Hour
+)
+
+// EIP is an elastic IP address and, when associated, what it is associated with.
+type EIP struct {
+	AllocationID       string    `json:"allocation_id"`
+	IPAddress          string    `json:"ip_address"`
+	Owner              string    `json:"owner"`
+	Region             string    `json:"region"`
+	Status             string    `json:"status"`
+	Bandwidth          int       `json:"bandwidth"`
+	InternetChargeType string    `json:"internet_charge_type"`
+	InstanceChargeType string    `json:"instance_charge_type"`
+	Name               string    `json:"name,omitempty"`
+	Description        string    `json:"description,omitempty"`
+	AllocatedAt        time.Time `json:"allocated_at"`
+	InstanceType       string    `json:"instance_type,omitempty"`
+	InstanceID         string    `json:"instance_id,omitempty"`
+	PrivateIPAddress   string    `json:"private_ip_address,omitempty"`
+	Mode               string    `json:"mode,omitempty"`
+}
+
+// Released is an address released by its owner, recoverable by that owner only
+// until Until; nobody else is given it meanwhile.
+type Released struct {
+	IPAddress string    `json:"ip_address"`
+	Owner     string    `json:"owner"`
+	Until     time.Time `json:"until"`
+}
+
+// Instance is an ECS instance the gateway serves.
+type Instance struct {
+	InstanceID      string `json:"instance_id"`
+	Region          string `json:"region"`
+	VpcID           string `json:"vpc_id"`
+	Status          string `json:"status"`
+	PrimaryENI      string `json:"primary_eni"`
+	PublicIPAddress string `json:"public_ip_address,omitempty"` // a fixed public IP: no EIP then
+}
+
+// ENI is an elastic network interface: the primary one of an instance, or a
+// secondary one, attached or not.
+type ENI struct {
+	ENIID        string   `json:"eni_id"`
+	Region       string   `json:"region"`
+	VpcID        string   `json:"vpc_id"`
+	Primary      bool     `json:"primary"`
+	InstanceID   string   `json:"instance_id,omitempty"`
+	PrimaryIP    string   `json:"primary_ip"`
+	SecondaryIPs []string `json:"secondary_ips,omitempty"`
+}
+
+// HaVip is a private address that moves between instances; an EIP associated with
+// it follows it to whichever instance holds it.
+type HaVip struct {
+	HaVipID   string   `json:"havip_id"`
+	Region    string   `json:"region"`
+	VpcID     string   `json:"vpc_id"`
+	IPAddress string   `json:"ip_address"`
+	Status    string   `json:"status"` // Available, or InUse once an instance is associated
+	Instances []string `json:"instances,omitempty"`
+}
+
+// SLB is a CLB instance, reached at its private VIP.
+type SLB struct {
+	LoadBalancerID string `json:"load_balancer_id"`
+	Region         string `json:"region"`
+	VpcID          string `json:"vpc_id"`
+	Address        string `json:"address"`
+}
+
+// NatGateway is a logical NAT gateway; its SNAT and DNAT entries come with the
+// NAT-gateway work.
+type NatGateway struct {
+	NatGatewayID string `json:"nat_gateway_id"`
+	Region       string `json:"region"`
+	VpcID        string `json:"vpc_id"`
+	Name         string `json:"name,omitempty"`
+}

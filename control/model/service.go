@@ -1,0 +1,174 @@
+package model
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Params are a request's parameters, flattened as the RPC style sends them
+// (PrivateIpAddress.1, PrivateIpAddress.2, ...).
+type Params map[string]string
+
+func (p Params) required(name string) (string, error) {
+	if v := strings.TrimSpace(p[name]); v != "" {
+		return v, nil
+	}
+	return "", missing(name)
+}
+
+func (p Params) intIn(name string, def, lo, hi int) (int, error) {
+	v, ok := p[name]
+	if !ok || v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, invalid(name, v)
+	}
+	return n, nil
+}
+
+func (p Params) oneOf(name, def string, allowed ...string) (string, error) {
+	v, ok := p[name]
+	if !ok || v == "" {
+		return def, nil
+	}
+	for _, a := range allowed {
+		if v == a {
+			return v, nil
+		}
+	}
+	return "", invalid(name, v)
+}
+
+// list reads Name.1, Name.2, ... in order.
+func (p Params) list(name string) []string {
+	var out []string
+	for i := 1; ; i++ {
+		v, ok := p[name+"."+strconv.Itoa(i)]
+		if !ok {
+			return out
+		}
+		out = append(out, v)
+	}
+}
+
+func (p Params) ipv4(name string, required bool) (string, error) {
+	v := strings.TrimSpace(p[name])
+	if v == "" {
+		if required {
+			return "", missing(name)
+		}
+		return "", nil
+	}
+	a, err := netip.ParseAddr(v)
+	if err != nil || !a.Is4() {
+		return "", invalid(name, v)
+	}
+	return a.String(), nil
+}
+
+// Call is one API request inside its transaction.
+type Call struct {
+	Tx      Tx
+	Account string // the caller's AccessKeyId: EIPs belong to it
+	Params  Params
+	Now     time.Time
+}
+
+type handler func(*Service, *Call) (any, error)
+
+type action struct {
+	run   handler
+	write bool
+}
+
+// Service answers API actions against the store.
+type Service struct {
+	Region string
+	Pool   []netip.Prefix
+}
+
+var actions = map[string]action{}
+
+func register(name string, write bool, h handler) { actions[name] = action{run: h, write: write} }
+
+// Actions lists the actions the model answers.
+func Actions() []string {
+	out := make([]string, 0, len(actions))
+	for a := range actions {
+		out = append(out, a)
+	}
+	return out
+}
+
+// IsWrite tells whether an action changes state.
+func IsWrite(name string) bool { return actions[name].write }
+
+// ErrUnknownAction is returned for an action the model does not know.
+var ErrUnknownAction = errors.New("unknown action")
+
+// Do runs one action in tx and returns its response. With DryRun=true it validates
+// and returns DryRunOperation, and the caller must roll the transaction back (any
+// error means: roll back). A write with a ClientToken seen before from the same
+// account returns the first answer again and changes nothing.
+func (s *Service) Do(tx Tx, account, name string, params Params, now time.Time) (any, error) {
+	a, ok := actions[name]
+	if !ok {
+		return nil, ErrUnknownAction
+	}
+	call := &Call{Tx: tx, Account: account, Params: params, Now: now}
+	token := ""
+	if a.write && params["ClientToken"] != "" {
+		token = account + "\x00" + name + "\x00" + params["ClientToken"]
+		raw, err := tx.Get(KindToken, token)
+		if err != nil {
+			return nil, err
+		}
+		if raw != nil {
+			return json.RawMessage(raw), nil
+		}
+	}
+	resp, err := a.run(s, call)
+	if err != nil {
+		return nil, err
+	}
+	if params["DryRun"] == "true" {
+		return nil, errDryRun
+	}
+	if token != "" {
+		raw, err := json.Marshal(resp)
+		if err != nil {
+			return nil, err
+		}
+		if err := tx.Put(KindToken, token, raw); err != nil {
+			return nil, err
+		}
+	}
+	return resp, nil
+}
+
+// newID makes a cloud-style resource ID: a prefix and 20 random characters.
+func newID(prefix string) string {
+	const alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+	b := make([]byte, 20)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return prefix + "-" + string(b)
+}
+
+// idParam is an optional caller-chosen ID (for the eipgw-only register actions),
+// else a new one.
+func idParam(p Params, name, prefix string) string {
+	if v := strings.TrimSpace(p[name]); v != "" {
+		return v
+	}
+	return newID(prefix)
+}

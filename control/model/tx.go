@@ -1,0 +1,105 @@
+package model
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+)
+
+// Kinds of stored resources.
+const (
+	KindEIP      = "eip"
+	KindReleased = "released" // released addresses, held for their owner to recover
+	KindInstance = "instance"
+	KindENI      = "eni"
+	KindHaVip    = "havip"
+	KindSLB      = "slb"
+	KindNAT      = "natgw"
+	KindToken    = "clienttoken"
+)
+
+// Kinds lists every kind the store must hold.
+var Kinds = []string{KindEIP, KindReleased, KindInstance, KindENI, KindHaVip, KindSLB, KindNAT, KindToken}
+
+// Tx is one store transaction: every API write runs in exactly one, so a failed or
+// interrupted write leaves nothing behind.
+type Tx interface {
+	Get(kind, id string) ([]byte, error) // nil, nil when absent
+	Put(kind, id string, value []byte) error
+	Delete(kind, id string) error
+	// ForEach visits a kind's entries in key order.
+	ForEach(kind string, fn func(id string, value []byte) error) error
+}
+
+func get[T any](tx Tx, kind, id string) (*T, error) {
+	raw, err := tx.Get(kind, id)
+	if err != nil || raw == nil {
+		return nil, err
+	}
+	v := new(T)
+	if err := json.Unmarshal(raw, v); err != nil {
+		return nil, fmt.Errorf("decode %s %s: %w", kind, id, err)
+	}
+	return v, nil
+}
+
+func put(tx Tx, kind, id string, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s %s: %w", kind, id, err)
+	}
+	return tx.Put(kind, id, raw)
+}
+
+func list[T any](tx Tx, kind string) ([]*T, error) {
+	var out []*T
+	err := tx.ForEach(kind, func(id string, raw []byte) error {
+		v := new(T)
+		if err := json.Unmarshal(raw, v); err != nil {
+			return fmt.Errorf("decode %s %s: %w", kind, id, err)
+		}
+		out = append(out, v)
+		return nil
+	})
+	return out, err
+}
+
+// MemTx is an in-memory Tx for tests.
+type MemTx map[string]map[string][]byte
+
+func (m MemTx) Get(kind, id string) ([]byte, error) { return m[kind][id], nil }
+
+func (m MemTx) Put(kind, id string, v []byte) error {
+	if m[kind] == nil {
+		m[kind] = map[string][]byte{}
+	}
+	m[kind][id] = append([]byte(nil), v...)
+	return nil
+}
+
+func (m MemTx) Delete(kind, id string) error { delete(m[kind], id); return nil }
+
+func (m MemTx) ForEach(kind string, fn func(string, []byte) error) error {
+	ids := make([]string, 0, len(m[kind]))
+	for id := range m[kind] {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		if err := fn(id, m[kind][id]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Clone copies a MemTx, so a test can compare state before and after a refused write.
+func (m MemTx) Clone() MemTx {
+	c := MemTx{}
+	for k, ids := range m {
+		for id, v := range ids {
+			_ = c.Put(k, id, v)
+		}
+	}
+	return c
+}
