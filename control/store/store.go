@@ -1,0 +1,212 @@
+// Package store persists the model in an embedded bbolt database. Every API write is
+// one bbolt transaction: it commits whole or not at all, also if the process dies.
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/eipgw/eipgw/control/model"
+	bolt "go.etcd.io/bbolt"
+)
+
+var (
+	// ErrNoState means the state file does not exist and creating it was not asked for.
+	ErrNoState = errors.New("no state file")
+	// ErrCorrupt means the state file exists but cannot be read as eipgw state.
+	ErrCorrupt = errors.New("state file is corrupt or not eipgw state")
+)
+
+const (
+	metaBucket    = "meta"
+	schemaKey     = "schema"
+	schemaVersion = "1"
+)
+
+// Store is the open state file.
+type Store struct {
+	db *bolt.DB
+}
+
+// Open opens the state file at path. A missing file is created only when create is
+// set, so a lost state directory is noticed instead of silently starting empty (and
+// then unbinding every EIP). A file that is not intact eipgw state is refused.
+func Open(path string, create bool) (_ *Store, err error) {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) && !create {
+		return nil, fmt.Errorf("open state %s: %w (create it with eipd --init)", path, ErrNoState)
+	}
+	db, err := openBolt(path)
+	if err != nil {
+		return nil, fmt.Errorf("open state %s: %w: %v", path, ErrCorrupt, err)
+	}
+	defer func() {
+		if err != nil {
+			db.Close()
+		}
+	}()
+	if err := db.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			return err
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("open state %s: %w: %v", path, ErrCorrupt, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket([]byte(metaBucket))
+		if meta == nil {
+			if tx.Bucket([]byte(model.KindEIP)) != nil {
+				return fmt.Errorf("%w: no schema marker", ErrCorrupt)
+			}
+			if meta, err = tx.CreateBucket([]byte(metaBucket)); err != nil {
+				return err
+			}
+			if err := meta.Put([]byte(schemaKey), []byte(schemaVersion)); err != nil {
+				return err
+			}
+		}
+		if v := string(meta.Get([]byte(schemaKey))); v != schemaVersion {
+			return fmt.Errorf("%w: schema %q, this build reads %q", ErrCorrupt, v, schemaVersion)
+		}
+		for _, k := range model.Kinds {
+			if _, err := tx.CreateBucketIfNotExists([]byte(k)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open state %s: %w", path, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// openBolt opens the file, turning bbolt's panics on some damaged files into errors.
+// A file shorter than its own meta pages say would fault the whole process through
+// the memory map (SIGBUS, which no recover catches), so that is checked first.
+func openBolt(path string) (db *bolt.DB, err error) {
+	if err := checkLength(path); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	return bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+}
+
+// Close closes the state file.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Update runs fn in one read-write transaction; any error rolls everything back.
+func (s *Store) Update(fn func(model.Tx) error) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
+}
+
+// View runs fn in a read-only transaction.
+func (s *Store) View(fn func(model.Tx) error) error {
+	return s.db.View(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
+}
+
+type boltTx struct{ tx *bolt.Tx }
+
+func (t boltTx) bucket(kind string) (*bolt.Bucket, error) {
+	b := t.tx.Bucket([]byte(kind))
+	if b == nil {
+		return nil, fmt.Errorf("state has no bucket %q", kind)
+	}
+	return b, nil
+}
+
+func (t boltTx) Get(kind, id string) ([]byte, error) {
+	b, err := t.bucket(kind)
+	if err != nil {
+		return nil, err
+	}
+	v := b.Get([]byte(id))
+	if v == nil {
+		return nil, nil
+	}
+	return append([]byte(nil), v...), nil // bbolt's slice dies with the transaction
+}
+
+func (t boltTx) Put(kind, id string, v []byte) error {
+	b, err := t.bucket(kind)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(id), v)
+}
+
+func (t boltTx) Delete(kind, id string) error {
+	b, err := t.bucket(kind)
+	if err != nil {
+		return err
+	}
+	return b.Delete([]byte(id))
+}
+
+func (t boltTx) ForEach(kind string, fn func(string, []byte) error) error {
+	b, err := t.bucket(kind)
+	if err != nil {
+		return err
+	}
+	return b.ForEach(func(k, v []byte) error { return fn(string(k), v) })
+}
+
+// bbolt's file layout (its meta page, little-endian on the platforms we build for):
+// a 16-byte page header, then magic, version, page size, flags, the root bucket (16
+// bytes), the freelist page id, the high-water page id, the transaction id.
+const (
+	boltMagic       = 0xED0CDAED
+	metaMagicOff    = 16
+	metaPageSizeOff = 24
+	metaHighOff     = 56
+	metaLen         = 80
+)
+
+// checkLength refuses a file that is shorter than its meta pages' high-water mark.
+func checkLength(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // bbolt creates it
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.Size() == 0 {
+		return nil
+	}
+	head := make([]byte, metaLen)
+	if _, err := f.ReadAt(head, 0); err != nil {
+		return fmt.Errorf("read meta page: %w", err)
+	}
+	if binary.LittleEndian.Uint32(head[metaMagicOff:]) != boltMagic {
+		return errors.New("not a bbolt file")
+	}
+	pageSize := int64(binary.LittleEndian.Uint32(head[metaPageSizeOff:]))
+	if pageSize < 512 || pageSize > 1<<16 {
+		return fmt.Errorf("implausible page size %d", pageSize)
+	}
+	for _, off := range []int64{0, pageSize} {
+		if _, err := f.ReadAt(head, off); err != nil {
+			return fmt.Errorf("read meta page: %w", err)
+		}
+		if binary.LittleEndian.Uint32(head[metaMagicOff:]) != boltMagic {
+			continue
+		}
+		if high := int64(binary.LittleEndian.Uint64(head[metaHighOff:])); high*pageSize > st.Size() {
+			return fmt.Errorf("file is %d bytes but its pages reach %d", st.Size(), high*pageSize)
+		}
+	}
+	return nil
+}
