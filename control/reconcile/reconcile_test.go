@@ -1,0 +1,170 @@
+package reconcile
+
+import (
+	"errors"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/eipgw/eipgw/control/model"
+)
+
+type memStore struct{ tx model.MemTx }
+
+func (m *memStore) View(fn func(model.Tx) error) error { return fn(m.tx) }
+func (m *memStore) Update(fn func(model.Tx) error) error {
+	c := m.tx.Clone()
+	if err := fn(c); err != nil {
+		return err
+	}
+	m.tx = c
+	return nil
+}
+
+type fakeDP struct {
+	b     map[netip.Addr]netip.Addr
+	calls int
+	fail  error
+}
+
+func (f *fakeDP) Bindings() (map[netip.Addr]netip.Addr, error) {
+	out := map[netip.Addr]netip.Addr{}
+	for k, v := range f.b {
+		out[k] = v
+	}
+	return out, nil
+}
+
+// SetBinding behaves as dataplane.SetBinding: a private address has one EIP, and
+// an EIP bound elsewhere moves.
+func (f *fakeDP) SetBinding(e, p netip.Addr) error {
+	f.calls++
+	if f.fail != nil {
+		return f.fail
+	}
+	for k, v := range f.b {
+		if v == p && k != e {
+			return errors.New("private address bound to another EIP")
+		}
+	}
+	f.b[e] = p
+	return nil
+}
+
+func (f *fakeDP) DeleteBinding(e netip.Addr) error { f.calls++; delete(f.b, e); return nil }
+
+func do(t *testing.T, s *memStore, action string, kv ...string) {
+	t.Helper()
+	svc := &model.Service{Region: "r", Pool: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}}
+	p := model.Params{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		p[kv[i]] = kv[i+1]
+	}
+	err := s.Update(func(tx model.Tx) error {
+		_, err := svc.Do(tx, "ak", action, p, time.Now())
+		return err
+	})
+	if err != nil {
+		t.Fatalf("%s: %v", action, err)
+	}
+}
+
+func status(t *testing.T, s *memStore) map[string]string {
+	out := map[string]string{}
+	_ = s.tx.ForEach(model.KindEIP, func(id string, raw []byte) error {
+		out[id] = string(raw)
+		return nil
+	})
+	return out
+}
+
+func TestReconcileAppliesOnlyTheDifference(t *testing.T) {
+	s := &memStore{tx: model.MemTx{}}
+	dp := &fakeDP{b: map[netip.Addr]netip.Addr{
+		// Left from before: a binding the store no longer has.
+		netip.MustParseAddr("203.0.113.200"): netip.MustParseAddr("10.9.9.9"),
+	}}
+	r := &Reconciler{Store: s, Dataplane: dp}
+	do(t, s, "RegisterInstance", "InstanceId", "i-1", "VpcId", "v", "PrivateIpAddress", "10.0.1.11")
+	do(t, s, "RegisterInstance", "InstanceId", "i-2", "VpcId", "v", "PrivateIpAddress", "10.0.1.12")
+	ids := allocate(t, s, 2)
+	do(t, s, "AssociateEipAddress", "AllocationId", ids[0], "InstanceId", "i-1")
+	do(t, s, "AssociateEipAddress", "AllocationId", ids[1], "InstanceId", "i-2")
+
+	res, err := r.Reconcile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Added != 2 || res.Removed != 1 || res.Settled != 2 {
+		t.Errorf("first pass: %v", res)
+	}
+	// Nothing to do the second time: not a single dataplane call.
+	dp.calls = 0
+	if res, err = r.Reconcile(); err != nil || res.Changed() || dp.calls != 0 {
+		t.Errorf("second pass: %v, %v, %d dataplane calls", res, err, dp.calls)
+	}
+	// Disassociating takes the binding out in the next pass, then the EIP is free
+	// for another instance.
+	do(t, s, "UnassociateEipAddress", "AllocationId", ids[0], "InstanceId", "i-1")
+	do(t, s, "UnassociateEipAddress", "AllocationId", ids[1], "InstanceId", "i-2")
+	if res, err = r.Reconcile(); err != nil || res.Removed != 2 || res.Settled != 2 || len(dp.b) != 0 {
+		t.Fatalf("disassociating pass: %v, %v, dataplane %v", res, err, dp.b)
+	}
+	do(t, s, "AssociateEipAddress", "AllocationId", ids[1], "InstanceId", "i-1")
+	if res, err = r.Reconcile(); err != nil || res.Added != 1 {
+		t.Fatalf("reassociating pass: %v, %v", res, err)
+	}
+	// Drift: the dataplane translates the EIP to another address. It is moved back.
+	for eip := range dp.b {
+		dp.b[eip] = netip.MustParseAddr("10.0.1.99")
+	}
+	if res, err = r.Reconcile(); err != nil || res.Moved != 1 || res.Added != 0 {
+		t.Fatalf("drift pass: %v, %v", res, err)
+	}
+	for _, priv := range dp.b {
+		if priv != netip.MustParseAddr("10.0.1.11") {
+			t.Errorf("after repairing drift: %v", dp.b)
+		}
+	}
+}
+
+func TestFailedApplyLeavesStatusesAsTheyAre(t *testing.T) {
+	s := &memStore{tx: model.MemTx{}}
+	dp := &fakeDP{b: map[netip.Addr]netip.Addr{}, fail: errors.New("map full")}
+	r := &Reconciler{Store: s, Dataplane: dp}
+	do(t, s, "RegisterInstance", "InstanceId", "i-1", "VpcId", "v", "PrivateIpAddress", "10.0.1.11")
+	ids := allocate(t, s, 1)
+	do(t, s, "AssociateEipAddress", "AllocationId", ids[0], "InstanceId", "i-1")
+	before := status(t, s)
+	if _, err := r.Reconcile(); err == nil {
+		t.Fatal("a failing dataplane did not fail the pass")
+	}
+	if after := status(t, s); after[ids[0]] != before[ids[0]] {
+		t.Errorf("status changed although the dataplane failed")
+	}
+	dp.fail = nil
+	if res, err := r.Reconcile(); err != nil || res.Settled != 1 {
+		t.Errorf("retry: %v, %v", res, err)
+	}
+}
+
+func allocate(t *testing.T, s *memStore, n int) []string {
+	t.Helper()
+	before := map[string]bool{}
+	for id := range status(t, s) {
+		before[id] = true
+	}
+	for i := 0; i < n; i++ {
+		do(t, s, "AllocateEipAddress")
+	}
+	var ids []string
+	for id := range status(t, s) {
+		if !before[id] {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) != n {
+		t.Fatalf("allocated %d, want %d", len(ids), n)
+	}
+	return ids
+}
