@@ -6,17 +6,14 @@ package api
 import (
 	"fmt"
 	"net/http"
+
+	"github.com/eipgw/eipgw/control/model"
 )
 
 // Error is an API error as the cloud returns it: a Code the SDKs branch on, a
-// Message for people, and an HTTP status.
-type Error struct {
-	Status  int
-	Code    string
-	Message string
-}
-
-func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }
+// Message for people, and an HTTP status. The model's rule violations are the same
+// type.
+type Error = model.Error
 
 func errorf(status int, code, format string, args ...any) *Error {
 	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
@@ -35,4 +32,9 @@ var (
 	errAccessKeyNotFound = errorf(http.StatusNotFound, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
 	errSignatureMethod   = errorf(http.StatusBadRequest, "InvalidSignatureMethod", "Specified signature method is not supported: use HMAC-SHA1 with SignatureVersion 1.0.")
 	errNonceCacheFull    = errorf(http.StatusServiceUnavailable, "Throttling", "Too many signed requests in the timestamp window; try again later.")
+	errUnknownAction     = errorf(http.StatusNotFound, "InvalidAction.NotFound", "Specified api is not found, please check your url and method.")
+	errVersion           = errorf(http.StatusBadRequest, "InvalidVersion", "Specified parameter Version is not valid: this service speaks 2016-04-28.")
+	errFormat            = errorf(http.StatusBadRequest, "InvalidParameter.Format", "Only Format=JSON is supported.")
+	errMethod            = errorf(http.StatusMethodNotAllowed, "UnsupportedHTTPMethod", "Use GET or POST.")
+	errInternal          = errorf(http.StatusInternalServerError, "InternalError", "The request processing has failed due to some unknown error.")
 )

@@ -1,0 +1,150 @@
+package api
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/eipgw/eipgw/control/model"
+)
+
+// APIVersion is the VPC OpenAPI version served.
+const APIVersion = "2016-04-28"
+
+// Store is what the server needs of the store.
+type Store interface {
+	View(func(model.Tx) error) error
+	Update(func(model.Tx) error) error
+}
+
+// Server serves the RPC API.
+type Server struct {
+	Verifier *Verifier
+	Model    *model.Service
+	Store    Store
+	// AfterWrite runs after every committed write (the reconciler), before the reply.
+	AfterWrite func()
+	Metrics    *Metrics
+	Log        *slog.Logger
+	Now        func() time.Time
+}
+
+func requestID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	h := strings.ToUpper(hex.EncodeToString(b))
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/metrics" && r.Method == http.MethodGet && r.URL.RawQuery == "" {
+		s.Metrics.Write(w)
+		return
+	}
+	start := time.Now()
+	id := requestID()
+	action, status, code := s.serve(w, r, id)
+	s.Metrics.Observe(action, code, status, time.Since(start))
+	if s.Log != nil {
+		s.Log.Info("api", "request_id", id, "action", action, "status", status, "code", code, "duration", time.Since(start))
+	}
+}
+
+// serve handles one request and returns what it answered, for metrics and logs.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (action string, status int, code string) {
+	reply := func(err *Error) (string, int, string) {
+		writeJSON(w, err.Status, map[string]any{"RequestId": id, "Code": err.Code, "Message": err.Message, "HostId": r.Host})
+		return action, err.Status, err.Code
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		return reply(errMethod)
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+	if err := r.ParseForm(); err != nil {
+		return reply(errorf(http.StatusBadRequest, "InvalidParameter", "The request body cannot be read: %v.", err))
+	}
+	action = r.Form.Get("Action")
+	if _, err := s.Verifier.Verify(r.Method, r.Form); err != nil {
+		return reply(err)
+	}
+	account := r.Form.Get("AccessKeyId")
+	if action == "" {
+		return reply(errorf(http.StatusBadRequest, "MissingParameter", "The input parameter \"Action\" that is mandatory for processing this request is not supplied."))
+	}
+	if r.Form.Get("Version") != APIVersion {
+		return reply(errVersion)
+	}
+	if f := r.Form.Get("Format"); f != "" && !strings.EqualFold(f, "JSON") {
+		return reply(errFormat)
+	}
+	params := model.Params{}
+	for k, v := range r.Form {
+		if len(v) > 0 {
+			params[k] = v[0]
+		}
+	}
+
+	var resp any
+	run := func(tx model.Tx) error {
+		var err error
+		resp, err = s.Model.Do(tx, account, action, params, s.Now())
+		return err
+	}
+	write := model.IsWrite(action)
+	var err error
+	if write {
+		err = s.Store.Update(run) // any error, DryRunOperation included, rolls back
+	} else {
+		err = s.Store.View(run)
+	}
+	var apiErr *Error
+	switch {
+	case errors.Is(err, model.ErrUnknownAction):
+		return reply(errUnknownAction)
+	case errors.As(err, &apiErr):
+		return reply(apiErr)
+	case err != nil:
+		if s.Log != nil {
+			s.Log.Error("api: internal error", "request_id", id, "action", action, "error", err)
+		}
+		return reply(errInternal)
+	}
+	if write && s.AfterWrite != nil {
+		s.AfterWrite()
+	}
+	body, err := withRequestID(resp, id)
+	if err != nil {
+		return reply(errInternal)
+	}
+	writeJSON(w, http.StatusOK, body)
+	return action, http.StatusOK, ""
+}
+
+// withRequestID turns a response into a JSON object with the RequestId added.
+func withRequestID(resp any, id string) (map[string]any, error) {
+	raw, ok := resp.(json.RawMessage)
+	if !ok {
+		var err error
+		if raw, err = json.Marshal(resp); err != nil {
+			return nil, err
+		}
+	}
+	m := map[string]any{}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, fmt.Errorf("response is not an object: %w", err)
+	}
+	m["RequestId"] = id
+	return m, nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json;charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,201 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eipgw/eipgw/control/model"
+	"github.com/eipgw/eipgw/control/store"
+)
+
+type testAPI struct {
+	srv    *httptest.Server
+	st     *store.Store
+	client *Client
+	writes int
+}
+
+func newTestAPI(t *testing.T) *testAPI {
+	t.Helper()
+	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	a := &testAPI{st: st}
+	s := &Server{
+		Verifier: &Verifier{Secrets: staticSecrets{"testid": "testsecret"}, Window: 15 * time.Minute, MaxNonces: 10000, Now: time.Now},
+		Model:    &model.Service{Region: "eipgw-1", Pool: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}},
+		Store:    st, Metrics: &Metrics{}, Now: time.Now,
+		AfterWrite: func() { a.writes++ },
+	}
+	a.srv = httptest.NewServer(s)
+	t.Cleanup(a.srv.Close)
+	a.client = &Client{Endpoint: a.srv.URL, AccessKeyID: "testid", AccessSecret: "testsecret", RegionID: "eipgw-1"}
+	return a
+}
+
+// snapshot is the whole state, to show a refused request changed nothing.
+func (a *testAPI) snapshot(t *testing.T) string {
+	var b strings.Builder
+	_ = a.st.View(func(tx model.Tx) error {
+		for _, k := range model.Kinds {
+			_ = tx.ForEach(k, func(id string, v []byte) error { fmt.Fprintf(&b, "%s/%s=%s\n", k, id, v); return nil })
+		}
+		return nil
+	})
+	return b.String()
+}
+
+func (a *testAPI) ok(t *testing.T, action string, kv ...string) map[string]any {
+	t.Helper()
+	p := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		p[kv[i]] = kv[i+1]
+	}
+	m, err := a.client.Call(action, p)
+	if err != nil {
+		t.Fatalf("%s: %v", action, err)
+	}
+	if m["RequestId"] == "" {
+		t.Errorf("%s: no RequestId", action)
+	}
+	return m
+}
+
+// rawPost sends a form as is, for requests no well-behaved client would send.
+func (a *testAPI) rawPost(t *testing.T, form url.Values) (int, string) {
+	t.Helper()
+	resp, err := http.PostForm(a.srv.URL, form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct{ Code, Message, RequestId string }
+	_ = jsonDecode(resp, &body)
+	if body.RequestId == "" {
+		t.Errorf("error reply without RequestId")
+	}
+	return resp.StatusCode, body.Code
+}
+
+func signedForm(action string, kv map[string]string, nonce string, at time.Time) url.Values {
+	f := url.Values{}
+	for k, v := range kv {
+		f.Set(k, v)
+	}
+	for k, v := range map[string]string{"Action": action, "Version": APIVersion, "Format": "JSON", "AccessKeyId": "testid",
+		"SignatureMethod": "HMAC-SHA1", "SignatureVersion": "1.0", "SignatureType": "", "SignatureNonce": nonce,
+		"Timestamp": at.UTC().Format("2006-01-02T15:04:05Z")} {
+		f.Set(k, v)
+	}
+	f.Set("Signature", Sign(http.MethodPost, f, "testsecret"))
+	return f
+}
+
+func TestBadInputChangesNothing(t *testing.T) {
+	a := newTestAPI(t)
+	a.ok(t, "RegisterInstance", "InstanceId", "i-1", "VpcId", "vpc-1", "PrivateIpAddress", "10.0.1.11")
+	alloc := a.ok(t, "AllocateEipAddress")
+	id := alloc["AllocationId"].(string)
+	a.ok(t, "AssociateEipAddress", "AllocationId", id, "InstanceId", "i-1")
+	before := a.snapshot(t)
+	writes := a.writes
+
+	unsigned := signedForm("AllocateEipAddress", nil, "u1", time.Now())
+	unsigned.Del("Signature")
+	badSig := signedForm("AllocateEipAddress", nil, "u2", time.Now())
+	badSig.Set("Signature", "bm9wZQ==")
+	replayed := signedForm("DescribeEipAddresses", nil, "u3", time.Now())
+	if status, code := a.rawPost(t, replayed); status != 200 {
+		t.Fatalf("first use of a nonce: %d %s", status, code)
+	}
+	for _, c := range []struct {
+		name   string
+		form   url.Values
+		status int
+		code   string
+	}{
+		{"unsigned", unsigned, 400, "IncompleteSignature"},
+		{"bad signature", badSig, 400, "SignatureDoesNotMatch"},
+		{"replayed nonce", replayed, 400, "SignatureNonceUsed"},
+		{"stale timestamp", signedForm("AllocateEipAddress", nil, "u4", time.Now().Add(-time.Hour)), 400, "InvalidTimeStamp.Expired"},
+		{"unknown action", signedForm("MakeCoffee", nil, "u5", time.Now()), 404, "InvalidAction.NotFound"},
+		{"other version", func() url.Values {
+			f := signedForm("AllocateEipAddress", map[string]string{"Version": "2014-05-26"}, "u6", time.Now())
+			f.Set("Version", "2014-05-26")
+			f.Set("Signature", Sign(http.MethodPost, f, "testsecret"))
+			return f
+		}(), 400, "InvalidVersion"},
+		{"malformed bandwidth", signedForm("AllocateEipAddress", map[string]string{"Bandwidth": "lots"}, "u7", time.Now()), 400, "InvalidBandwidth.ValueNotSupported"},
+		{"malformed address", signedForm("AllocateEipAddress", map[string]string{"IpAddress": "300.1.1.1"}, "u8", time.Now()), 400, "InvalidParameter"},
+		{"associating twice", signedForm("AssociateEipAddress", map[string]string{"AllocationId": id, "InstanceId": "i-1"}, "u9", time.Now()), 400, "IncorrectEipStatus"},
+		{"releasing while associated", signedForm("ReleaseEipAddress", map[string]string{"AllocationId": id}, "u10", time.Now()), 400, "IncorrectEipStatus"},
+		{"dry run", signedForm("AllocateEipAddress", map[string]string{"DryRun": "true"}, "u11", time.Now()), 400, "DryRunOperation"},
+		{"missing parameter", signedForm("AssociateEipAddress", map[string]string{"AllocationId": id}, "u12", time.Now()), 400, "MissingParameter"},
+	} {
+		status, code := a.rawPost(t, c.form)
+		if status != c.status || code != c.code {
+			t.Errorf("%s: %d %s, want %d %s", c.name, status, code, c.status, c.code)
+		}
+	}
+	if after := a.snapshot(t); after != before {
+		t.Errorf("refused requests changed the state:\nbefore %s\nafter  %s", before, after)
+	}
+	if a.writes != writes {
+		t.Errorf("refused requests triggered %d reconciles", a.writes-writes)
+	}
+}
+
+func TestClientErrorsCarryTheCode(t *testing.T) {
+	a := newTestAPI(t)
+	_, err := a.client.Call("ReleaseEipAddress", map[string]string{"AllocationId": "eip-none"})
+	var apiErr *Error
+	if !errors.As(err, &apiErr) || apiErr.Code != "InvalidAllocationId.NotFound" || apiErr.Status != 404 {
+		t.Fatalf("release of nothing: %v", err)
+	}
+	m := a.ok(t, "DescribeEipAddresses")
+	if m["TotalCount"].(float64) != 0 {
+		t.Errorf("describe of nothing: %v", m)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	a := newTestAPI(t)
+	a.ok(t, "AllocateEipAddress")
+	_, _ = a.client.Call("ReleaseEipAddress", map[string]string{"AllocationId": "eip-none"})
+	resp, err := http.Get(a.srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	buf := make([]byte, 4096)
+	for {
+		n, err := resp.Body.Read(buf)
+		b.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	for _, want := range []string{
+		`eipgw_api_requests_total{action="AllocateEipAddress",code="OK",status="200"} 1`,
+		`eipgw_api_requests_total{action="ReleaseEipAddress",code="InvalidAllocationId.NotFound",status="404"} 1`,
+		`eipgw_api_request_duration_seconds_count{action="AllocateEipAddress"} 1`,
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("metrics lack %s:\n%s", want, b.String())
+		}
+	}
+}
+
+func jsonDecode(resp *http.Response, v any) error { return json.NewDecoder(resp.Body).Decode(v) }
