@@ -1,0 +1,93 @@
+// Package eipd assembles the daemon: configuration, credentials, the store, the
+// dataplane, the reconciler and the API server. cmd/eipd only calls Run.
+package eipd
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/eipgw/eipgw/dataplane"
+)
+
+// Interface is one interface the gateway runs on.
+type Interface struct {
+	Name string `json:"interface"`
+	Hook string `json:"hook"` // xdp, tc, tcx or clsact; default xdp
+}
+
+// Config is eipd's configuration file (JSON; see examples/eipd.json and docs/eipd.md).
+type Config struct {
+	Uplink            Interface `json:"uplink"`
+	VPC               Interface `json:"vpc"`
+	Pools             []string  `json:"pools"`
+	Region            string    `json:"region"`
+	Listen            string    `json:"listen"`
+	CredentialsFile   string    `json:"credentials_file"`
+	StateDir          string    `json:"state_dir"`
+	BPFFSDir          string    `json:"bpffs_dir"`
+	MaxBindings       uint32    `json:"max_bindings"`
+	TimestampWindow   string    `json:"timestamp_window"`
+	ReconcileInterval string    `json:"reconcile_interval"`
+
+	pools             []netip.Prefix
+	timestampWindow   time.Duration
+	reconcileInterval time.Duration
+}
+
+// LoadConfig reads and checks a configuration file; every error names the field.
+func LoadConfig(path string) (*Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	c := &Config{Listen: "127.0.0.1:8080", Region: "eipgw-1", StateDir: "/var/lib/eipgw",
+		BPFFSDir: "/sys/fs/bpf/eipgw", TimestampWindow: "15m", ReconcileInterval: "10s",
+		CredentialsFile: "/etc/eipgw/credentials.json"}
+	dec := json.NewDecoder(bytesReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(c); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, c.check()
+}
+
+func (c *Config) check() error {
+	var errs []error
+	for _, i := range []*Interface{&c.Uplink, &c.VPC} {
+		if i.Name == "" {
+			errs = append(errs, errors.New("uplink.interface and vpc.interface are required"))
+		}
+		if i.Hook == "" {
+			i.Hook = string(dataplane.HookXDP)
+		}
+		if _, err := dataplane.ParseHook(i.Hook); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(c.Pools) == 0 {
+		errs = append(errs, errors.New("pools: at least one EIP prefix is required"))
+	}
+	for _, p := range c.Pools {
+		pfx, err := netip.ParsePrefix(p)
+		if err != nil || !pfx.Addr().Is4() {
+			errs = append(errs, fmt.Errorf("pools: %q is not an IPv4 prefix", p))
+			continue
+		}
+		c.pools = append(c.pools, pfx.Masked())
+	}
+	var err error
+	if c.timestampWindow, err = time.ParseDuration(c.TimestampWindow); err != nil || c.timestampWindow <= 0 {
+		errs = append(errs, fmt.Errorf("timestamp_window: %q is not a positive duration", c.TimestampWindow))
+	}
+	if c.reconcileInterval, err = time.ParseDuration(c.ReconcileInterval); err != nil || c.reconcileInterval <= 0 {
+		errs = append(errs, fmt.Errorf("reconcile_interval: %q is not a positive duration", c.ReconcileInterval))
+	}
+	if c.StateDir == "" || c.BPFFSDir == "" || c.CredentialsFile == "" || c.Listen == "" {
+		errs = append(errs, errors.New("state_dir, bpffs_dir, credentials_file and listen must not be empty"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,180 @@
+package eipd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/cilium/ebpf/rlimit"
+	"github.com/eipgw/eipgw/control/api"
+	"github.com/eipgw/eipgw/control/model"
+	"github.com/eipgw/eipgw/control/reconcile"
+	"github.com/eipgw/eipgw/control/store"
+	"github.com/eipgw/eipgw/dataplane"
+)
+
+// StateFile is the store's file name in the state directory.
+const StateFile = "eipgw.db"
+
+// Run starts the daemon and serves until ctx ends. The order matters: the store is
+// opened first, so a missing or corrupt state file stops the daemon before it
+// touches the pinned dataplane; the dataplane is adopted and reconciled (applying
+// only the difference) before the API answers. On the way out the dataplane is
+// closed, never removed: traffic keeps flowing without the daemon.
+func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, ready func(addr string)) error {
+	creds, err := LoadCredentials(cfg.CredentialsFile)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(filepath.Join(cfg.StateDir, StateFile), initState)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return fmt.Errorf("lift memlock limit: %w", err)
+	}
+	dp, err := dataplane.Open(dataplane.Config{PinDir: cfg.BPFFSDir, MaxBindings: cfg.MaxBindings})
+	if err != nil {
+		return err
+	}
+	defer dp.Close()
+	log.Info("dataplane open", "pins", cfg.BPFFSDir, "adopted", dp.Adopted())
+	for _, i := range []struct {
+		iface Interface
+		role  dataplane.Role
+	}{{cfg.Uplink, dataplane.RoleUplink}, {cfg.VPC, dataplane.RoleVPC}} {
+		used, err := dp.Attach(i.iface.Name, i.role, dataplane.Hook(i.iface.Hook))
+		if err != nil {
+			return err
+		}
+		log.Info("attached", "interface", i.iface.Name, "role", i.role, "hook", used)
+	}
+
+	rec := &reconcile.Reconciler{Store: st, Dataplane: adapter{dp}}
+	res, err := rec.Reconcile()
+	if err != nil {
+		return fmt.Errorf("reconcile at start: %w", err)
+	}
+	log.Info("reconciled at start", "result", res.String())
+	reconcileNow := func() {
+		if res, err := rec.Reconcile(); err != nil {
+			log.Error("reconcile", "error", err)
+		} else if res.Changed() || res.Settled > 0 {
+			log.Info("reconciled", "result", res.String())
+		}
+	}
+
+	metrics := &api.Metrics{Collect: func(w io.Writer) { writeDataplaneMetrics(w, dp, log) }}
+	srv := &http.Server{
+		Handler: &api.Server{
+			Verifier:   &api.Verifier{Secrets: creds, Window: cfg.timestampWindow, MaxNonces: 1 << 20, Now: time.Now},
+			Model:      &model.Service{Region: cfg.Region, Pool: cfg.pools},
+			Store:      st,
+			AfterWrite: reconcileNow,
+			Metrics:    metrics,
+			Log:        log,
+			Now:        time.Now,
+		},
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	log.Info("serving the API", "listen", ln.Addr().String())
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	tick := time.NewTicker(cfg.reconcileInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(shutdown)
+			log.Info("stopping; the dataplane keeps forwarding")
+			return nil
+		case err := <-serveErr:
+			if errors.Is(err, http.ErrServerClosed) {
+				return nil
+			}
+			return fmt.Errorf("serve: %w", err)
+		case <-tick.C:
+			reconcileNow()
+		}
+	}
+}
+
+// adapter gives the reconciler the dataplane through its small interface.
+type adapter struct{ dp *dataplane.Dataplane }
+
+func (a adapter) Bindings() (map[netip.Addr]netip.Addr, error) {
+	bs, err := a.dp.Bindings()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[netip.Addr]netip.Addr, len(bs))
+	for _, b := range bs {
+		out[b.EIP] = b.Private
+	}
+	return out, nil
+}
+
+func (a adapter) SetBinding(eip, private netip.Addr) error { return a.dp.SetBinding(eip, private) }
+func (a adapter) DeleteBinding(eip netip.Addr) error       { return a.dp.DeleteBinding(eip) }
+
+// writeDataplaneMetrics writes per-EIP traffic and the pass and drop counters.
+func writeDataplaneMetrics(w io.Writer, dp *dataplane.Dataplane, log *slog.Logger) {
+	bs, err := dp.Bindings()
+	if err != nil {
+		log.Error("metrics: bindings", "error", err)
+		return
+	}
+	sort.Slice(bs, func(i, j int) bool { return bs[i].EIP.Less(bs[j].EIP) })
+	fmt.Fprintln(w, "# HELP eipgw_eip_packets_total Packets through each EIP; in is internet to instance.")
+	fmt.Fprintln(w, "# TYPE eipgw_eip_packets_total counter")
+	var lines []string
+	for _, b := range bs {
+		c, err := dp.Counters(b.EIP)
+		if err != nil {
+			continue // unbound since the listing
+		}
+		fmt.Fprintf(w, "eipgw_eip_packets_total{eip=%q,direction=\"in\"} %d\n", b.EIP, c.InPackets)
+		fmt.Fprintf(w, "eipgw_eip_packets_total{eip=%q,direction=\"out\"} %d\n", b.EIP, c.OutPackets)
+		lines = append(lines, fmt.Sprintf("eipgw_eip_bytes_total{eip=%q,direction=\"in\"} %d\n", b.EIP, c.InBytes),
+			fmt.Sprintf("eipgw_eip_bytes_total{eip=%q,direction=\"out\"} %d\n", b.EIP, c.OutBytes))
+	}
+	fmt.Fprintln(w, "# HELP eipgw_eip_bytes_total IP bytes through each EIP.")
+	fmt.Fprintln(w, "# TYPE eipgw_eip_bytes_total counter")
+	for _, l := range lines {
+		fmt.Fprint(w, l)
+	}
+	rc, err := dp.ReasonCounts()
+	if err != nil {
+		log.Error("metrics: reasons", "error", err)
+		return
+	}
+	fmt.Fprintln(w, "# HELP eipgw_dataplane_packets_total Packets the fast path passed to the kernel or dropped, by reason.")
+	fmt.Fprintln(w, "# TYPE eipgw_dataplane_packets_total counter")
+	for r := dataplane.Reason(0); r < dataplane.ReasonMax; r++ {
+		verdict := "pass"
+		if r.IsDrop() {
+			verdict = "drop"
+		}
+		fmt.Fprintf(w, "eipgw_dataplane_packets_total{verdict=%q,reason=%q} %d\n", verdict, r, rc[r])
+	}
+}
