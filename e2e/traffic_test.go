@@ -52,3 +52,6 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// ioCopyCount reads r to its end and returns how many bytes came.
+func ioCopyCount(r io.Reader) (int64, error) { return io.Copy(io.Discard, r) }

@@ -1,0 +1,265 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eipgw/eipgw/internal/testbed"
+)
+
+const (
+	apiListen   = "127.0.0.1:18080" // inside the gateway's namespace
+	accessKey   = "e2e-key"
+	accessValue = "e2e-secret-0123456789"
+)
+
+// daemon is eipd running in the gateway of a standard topology.
+type daemon struct {
+	*gateway
+	dir     string
+	cmd     *exec.Cmd
+	log     *syncBuffer
+	profile string
+}
+
+func newDaemon(t *testing.T, hook string) *daemon {
+	t.Helper()
+	g := newGateway(t, hook, true)
+	d := &daemon{gateway: g, dir: t.TempDir()}
+	cfg := map[string]any{
+		"uplink": map[string]string{"interface": testbed.GWUplink, "hook": hook},
+		"vpc":    map[string]string{"interface": testbed.GWVPC, "hook": hook},
+		"pools":  []string{testbed.EIPPool}, "listen": apiListen,
+		"credentials_file": filepath.Join(d.dir, "credentials.json"),
+		"state_dir":        d.dir, "bpffs_dir": g.pinDir, "reconcile_interval": "1s",
+	}
+	writeJSON(t, filepath.Join(d.dir, "eipd.json"), cfg, 0o644)
+	writeJSON(t, filepath.Join(d.dir, "credentials.json"), map[string]any{
+		"keys": []map[string]string{{"access_key_id": accessKey, "access_key_secret": accessValue}}}, 0o600)
+	d.profile = filepath.Join(d.dir, "profile.json")
+	writeJSON(t, d.profile, map[string]string{"endpoint": "http://" + apiListen, "access_key_id": accessKey,
+		"access_key_secret": accessValue, "region_id": "eipgw-1"}, 0o600)
+	return d
+}
+
+func writeJSON(t *testing.T, path string, v any, mode os.FileMode) {
+	t.Helper()
+	raw, _ := json.Marshal(v)
+	if err := os.WriteFile(path, raw, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// start runs eipd and waits until it serves; init creates the state file.
+func (d *daemon) start(t *testing.T, init bool) {
+	t.Helper()
+	args := []string{"--config", filepath.Join(d.dir, "eipd.json")}
+	if init {
+		args = append(args, "--init")
+	}
+	d.log = &syncBuffer{}
+	d.cmd = exec.Command(bin("eipd"), args...)
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if err := d.GW.Start(d.cmd); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "eipd to serve", 15*time.Second, func() bool {
+		if d.cmd.ProcessState != nil {
+			return true
+		}
+		return strings.Contains(d.log.String(), "serving the API")
+	})
+	if !strings.Contains(d.log.String(), "serving the API") {
+		t.Fatalf("eipd did not start:\n%s", d.log.String())
+	}
+}
+
+// ctl runs eipctl in the gateway's namespace and decodes its JSON reply; on an
+// API error it returns the error text.
+func (d *daemon) ctl(t *testing.T, args ...string) (map[string]any, string) {
+	t.Helper()
+	cmd := exec.Command(bin("eipctl"), append([]string{"--profile", d.profile, "--output", "json"}, args...)...)
+	var out []byte
+	err := d.GW.Do(func() error {
+		var err error
+		out, err = cmd.CombinedOutput()
+		return err
+	})
+	if err != nil {
+		return nil, string(out)
+	}
+	var m map[string]any
+	if jerr := json.Unmarshal(out, &m); jerr != nil {
+		t.Fatalf("eipctl %v: %s", args, out)
+	}
+	return m, ""
+}
+
+func (d *daemon) must(t *testing.T, args ...string) map[string]any {
+	t.Helper()
+	m, errText := d.ctl(t, args...)
+	if errText != "" {
+		t.Fatalf("eipctl %v: %s", args, errText)
+	}
+	return m
+}
+
+func (d *daemon) eipStatus(t *testing.T, id string) string {
+	t.Helper()
+	m := d.must(t, "describe-eip-addresses", "--allocation-id", id)
+	list := m["EipAddresses"].(map[string]any)["EipAddress"].([]any)
+	if len(list) != 1 {
+		t.Fatalf("describe %s: %v", id, m)
+	}
+	return list[0].(map[string]any)["Status"].(string)
+}
+
+// inboundWorks tells whether a UDP datagram from inet1 to eip:port reaches a VM
+// listener within the deadline.
+func inboundWorks(t *testing.T, d *daemon, vm *testbed.Host, eip string, port int) bool {
+	t.Helper()
+	_, _, err := testbed.UDPExchange(vm, fmt.Sprintf(":%d", port), d.Inet1, fmt.Sprintf("%s:%d", eip, port), []byte("knock knock"))
+	return err == nil
+}
+
+// TestEipdEcsInstanceLifecycle drives eipd with eipctl through an EIP's life with
+// real traffic at each step, and kills eipd with SIGKILL in the middle of a stream.
+func TestEipdEcsInstanceLifecycle(t *testing.T) {
+	d := newDaemon(t, "xdp")
+	// Refuses to start without state unless told to create it, and leaves the
+	// dataplane's pins alone while refusing.
+	bad := exec.Command(bin("eipd"), "--config", filepath.Join(d.dir, "eipd.json"))
+	var badOut []byte
+	_ = d.GW.Do(func() error { badOut, _ = bad.CombinedOutput(); return nil })
+	if !strings.Contains(string(badOut), "no state file") {
+		t.Errorf("eipd without state and without --init: %s", badOut)
+	}
+	if _, err := os.Stat(d.pinDir); err == nil {
+		t.Errorf("eipd refused to start but created the dataplane pins")
+	}
+	d.start(t, true)
+
+	d.must(t, "register-instance", "--instance-id", "i-vm1", "--vpc-id", "vpc-1", "--private-ip-address", testbed.VM1Addr)
+	alloc := d.must(t, "allocate-eip-address", "--bandwidth", "10")
+	id, eip := alloc["AllocationId"].(string), alloc["EipAddress"].(string)
+	if inboundWorks(t, d, d.VM1, eip, 7100) {
+		t.Fatal("an unassociated EIP carried traffic")
+	}
+	d.must(t, "associate-eip-address", "--allocation-id", id, "--instance-id", "i-vm1", "--instance-type", "EcsInstance")
+	if st := d.eipStatus(t, id); st != "InUse" {
+		t.Errorf("status after associate: %s", st)
+	}
+	if _, errText := d.ctl(t, "associate-eip-address", "--allocation-id", id, "--instance-id", "i-vm1"); !strings.Contains(errText, "IncorrectEipStatus") {
+		t.Errorf("associating twice: %q", errText)
+	}
+	if _, errText := d.ctl(t, "release-eip-address", "--allocation-id", id); !strings.Contains(errText, "IncorrectEipStatus") {
+		t.Errorf("releasing an InUse EIP: %q", errText)
+	}
+	if !inboundWorks(t, d, d.VM1, eip, 7101) {
+		t.Fatal("inbound to the associated EIP does not reach the VM")
+	}
+	got := tcpTransfer(t, d.Inet1, testbed.Inet1Addr+":7102", d.VM1, testbed.Inet1Addr+":7102", 4<<20)
+	if !got.Intact || got.RemoteAddr != eip {
+		t.Errorf("outbound TCP: %+v", got)
+	}
+	d.must(t, "modify-eip-address-attribute", "--allocation-id", id, "--bandwidth", "20", "--name", "web")
+
+	// Kill -9 in the middle of a stream: the stream survives, the restart changes
+	// nothing in the maps, and a change after the restart takes effect.
+	l, err := d.Inet1.Listen("tcp", testbed.Inet1Addr+":7103")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	done := make(chan testbed.Transfer, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			done <- testbed.Transfer{}
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		n, _ := ioCopyCount(c)
+		done <- testbed.Transfer{Bytes: n}
+	}()
+	conn, err := d.VM1.Dial("tcp", testbed.Inet1Addr+":7103", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 32<<10)
+	sent := 0
+	for i := 0; i < 60; i++ {
+		if i == 20 {
+			_ = d.cmd.Process.Kill()
+			_ = d.cmd.Wait()
+		}
+		if i == 35 {
+			d.start(t, false)
+		}
+		_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		if _, err := conn.Write(chunk); err != nil {
+			t.Fatalf("the stream broke at chunk %d: %v", i, err)
+		}
+		sent += len(chunk)
+		time.Sleep(20 * time.Millisecond)
+	}
+	conn.Close()
+	if tr := <-done; tr.Bytes != int64(sent) {
+		t.Errorf("the stream across the restart delivered %d of %d bytes", tr.Bytes, sent)
+	}
+	if !strings.Contains(d.log.String(), "dataplane open") || !strings.Contains(d.log.String(), "adopted=true") {
+		t.Errorf("the restarted eipd did not adopt the pins:\n%s", d.log.String())
+	}
+	if !strings.Contains(d.log.String(), `result="0 added, 0 moved, 0 removed, 0 settled"`) {
+		t.Errorf("the restart changed the dataplane:\n%s", d.log.String())
+	}
+
+	// The reply to a disassociation comes after the dataplane dropped the binding:
+	// a datagram sent right after it must not arrive.
+	// API counters are this process's; the dataplane's outlive it.
+	if st := d.eipStatus(t, id); st != "InUse" {
+		t.Errorf("status after the restart: %s", st)
+	}
+	metrics := d.metrics(t)
+	for _, want := range []string{fmt.Sprintf(`eipgw_eip_packets_total{eip=%q,direction="in"}`, eip),
+		`eipgw_api_requests_total{action="DescribeEipAddresses",code="OK",status="200"}`,
+		`eipgw_dataplane_packets_total{verdict="pass",reason="pass_not_ipv4"}`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	d.must(t, "unassociate-eip-address", "--allocation-id", id, "--instance-id", "i-vm1")
+	if inboundWorks(t, d, d.VM1, eip, 7104) {
+		t.Error("inbound traffic still arrives after disassociation")
+	}
+	if st := d.eipStatus(t, id); st != "Available" {
+		t.Errorf("status after disassociation: %s", st)
+	}
+	d.must(t, "release-eip-address", "--allocation-id", id)
+	rec := d.must(t, "allocate-eip-address", "--ip-address", eip)
+	if rec["EipAddress"] != eip {
+		t.Errorf("recovering the released address gave %v", rec)
+	}
+}
+
+// metrics fetches /metrics from inside the gateway's namespace.
+func (d *daemon) metrics(t *testing.T) string {
+	t.Helper()
+	c, err := d.GW.Dial("tcp", apiListen, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "GET /metrics HTTP/1.0\r\nHost: eipd\r\n\r\n")
+	body, _ := io.ReadAll(c)
+	return string(body)
+}
