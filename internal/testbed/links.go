@@ -178,3 +178,19 @@ func (h *Host) SetMTU(name string, mtu int) error {
 	}
 	return nil
 }
+
+// DelAddr removes an address in CIDR form from an interface.
+func (h *Host) DelAddr(ifname, cidr string) error {
+	l, err := h.nl.LinkByName(ifname)
+	if err != nil {
+		return fmt.Errorf("%s: %s: %w", h.Name, ifname, err)
+	}
+	a, err := netlink.ParseAddr(cidr)
+	if err != nil {
+		return err
+	}
+	if err := h.nl.AddrDel(l, a); err != nil {
+		return fmt.Errorf("%s: remove %s from %s: %w", h.Name, cidr, ifname, err)
+	}
+	return nil
+}
