@@ -196,11 +196,13 @@ type EipAddressView struct {
 	ChargeType         string `json:"ChargeType"`
 	Name               string `json:"Name"`
 	Description        string `json:"Description"`
-	AllocationTime     string `json:"AllocationTime"`
-	InstanceType       string `json:"InstanceType"`
-	InstanceID         string `json:"InstanceId"`
-	PrivateIPAddress   string `json:"PrivateIpAddress"`
-	Mode               string `json:"Mode"`
+	// The official SDK's EipAddress struct spells the field this way; both are sent.
+	DescriptionSDK   string `json:"Descritpion"`
+	AllocationTime   string `json:"AllocationTime"`
+	InstanceType     string `json:"InstanceType"`
+	InstanceID       string `json:"InstanceId"`
+	PrivateIPAddress string `json:"PrivateIpAddress"`
+	Mode             string `json:"Mode"`
 }
 
 type describeResponse struct {
@@ -235,7 +237,7 @@ func (s *Service) describe(c *Call) (any, error) {
 		}
 		views = append(views, EipAddressView{AllocationID: e.AllocationID, IPAddress: e.IPAddress, RegionID: e.Region,
 			Status: e.Status, Bandwidth: strconv.Itoa(e.Bandwidth), InternetChargeType: e.InternetChargeType,
-			ChargeType: e.InstanceChargeType, Name: e.Name, Description: e.Description,
+			ChargeType: e.InstanceChargeType, Name: e.Name, Description: e.Description, DescriptionSDK: e.Description,
 			AllocationTime: e.AllocatedAt.UTC().Format(time.RFC3339), InstanceType: e.InstanceType,
 			InstanceID: e.InstanceID, PrivateIPAddress: e.PrivateIPAddress, Mode: e.Mode})
 	}

@@ -1,0 +1,126 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	sdkerrors "github.com/aliyun/alibaba-cloud-sdk-go/sdk/errors"
+	"github.com/aliyun/alibaba-cloud-sdk-go/services/vpc"
+	"github.com/eipgw/eipgw/internal/testbed"
+)
+
+// TestOfficialSDK drives eipd with the cloud's own Go SDK, unmodified: only the
+// request's Domain (eipd) and Scheme (http) are set, and its transport dials from
+// inside the gateway's namespace, where eipd listens.
+func TestOfficialSDK(t *testing.T) {
+	d := newDaemon(t, "xdp")
+	d.start(t, true)
+	d.must(t, "register-instance", "--instance-id", "i-vm1", "--vpc-id", "vpc-1", "--private-ip-address", testbed.VM1Addr)
+
+	client, err := vpc.NewClientWithAccessKey("eipgw-1", accessKey, accessValue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Wrapped, because the SDK replaces the dialer of a plain *http.Transport.
+	client.SetTransport(nsTransport{&http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return d.GW.Dial(network, addr, 5*time.Second)
+	}}})
+	at := func(r interface {
+		SetDomain(string)
+		SetScheme(string)
+	}) {
+		r.SetDomain(apiListen)
+		r.SetScheme("http")
+	}
+
+	alloc := vpc.CreateAllocateEipAddressRequest()
+	at(alloc)
+	alloc.Bandwidth = "5"
+	alloc.InternetChargeType = "PayByTraffic"
+	alloc.Name = "sdk"
+	aresp, err := client.AllocateEipAddress(alloc)
+	if err != nil {
+		t.Fatalf("AllocateEipAddress: %v", err)
+	}
+	id, eip := aresp.AllocationId, aresp.EipAddress
+	if aresp.RequestId == "" || !strings.HasPrefix(id, "eip-") || eip == "" {
+		t.Fatalf("allocation: %+v", aresp)
+	}
+
+	assoc := vpc.CreateAssociateEipAddressRequest()
+	at(assoc)
+	assoc.AllocationId, assoc.InstanceId, assoc.InstanceType = id, "i-vm1", "EcsInstance"
+	if _, err := client.AssociateEipAddress(assoc); err != nil {
+		t.Fatalf("AssociateEipAddress: %v", err)
+	}
+	// The SDK surfaces our error codes as it does the cloud's.
+	if _, err := client.AssociateEipAddress(assoc); !hasCode(err, "IncorrectEipStatus") {
+		t.Errorf("associating twice through the SDK: %v", err)
+	}
+	if !inboundWorks(t, d, d.VM1, eip, 7400) {
+		t.Fatal("inbound through the EIP")
+	}
+	if got := tcpTransfer(t, d.Inet1, testbed.Inet1Addr+":7401", d.VM1, testbed.Inet1Addr+":7401", 1<<20); !got.Intact || got.RemoteAddr != eip {
+		t.Errorf("outbound through the EIP: %+v", got)
+	}
+
+	mod := vpc.CreateModifyEipAddressAttributeRequest()
+	at(mod)
+	mod.AllocationId, mod.Bandwidth, mod.Description = id, "50", "via the sdk"
+	if _, err := client.ModifyEipAddressAttribute(mod); err != nil {
+		t.Fatalf("ModifyEipAddressAttribute: %v", err)
+	}
+	desc := vpc.CreateDescribeEipAddressesRequest()
+	at(desc)
+	desc.AllocationId = id
+	dresp, err := client.DescribeEipAddresses(desc)
+	if err != nil {
+		t.Fatalf("DescribeEipAddresses: %v", err)
+	}
+	if dresp.TotalCount != 1 || len(dresp.EipAddresses.EipAddress) != 1 {
+		t.Fatalf("describe: %+v", dresp)
+	}
+	e := dresp.EipAddresses.EipAddress[0]
+	if e.Status != "InUse" || e.Bandwidth != "50" || e.InstanceId != "i-vm1" || e.IpAddress != eip || e.Descritpion != "via the sdk" {
+		t.Errorf("described EIP: %+v", e)
+	}
+
+	un := vpc.CreateUnassociateEipAddressRequest()
+	at(un)
+	un.AllocationId, un.InstanceId = id, "i-vm1"
+	if _, err := client.UnassociateEipAddress(un); err != nil {
+		t.Fatalf("UnassociateEipAddress: %v", err)
+	}
+	if inboundWorks(t, d, d.VM1, eip, 7402) {
+		t.Error("inbound still works after UnassociateEipAddress replied")
+	}
+	rel := vpc.CreateReleaseEipAddressRequest()
+	at(rel)
+	rel.AllocationId = id
+	if _, err := client.ReleaseEipAddress(rel); err != nil {
+		t.Fatalf("ReleaseEipAddress: %v", err)
+	}
+	recov := vpc.CreateAllocateEipAddressRequest()
+	at(recov)
+	recov.IpAddress = eip
+	rresp, err := client.AllocateEipAddress(recov)
+	if err != nil || rresp.EipAddress != eip {
+		t.Fatalf("recovering %s: %+v, %v", eip, rresp, err)
+	}
+}
+
+func hasCode(err error, code string) bool {
+	var se *sdkerrors.ServerError
+	return errors.As(err, &se) && se.ErrorCode() == code
+}
+
+// nsTransport dials inside a namespace; it is not an *http.Transport, so the SDK
+// leaves its dialer alone.
+type nsTransport struct{ t *http.Transport }
+
+func (n nsTransport) RoundTrip(r *http.Request) (*http.Response, error) { return n.t.RoundTrip(r) }
