@@ -61,7 +61,6 @@ var (
 	errPrimaryEniOnly    = badRequest("InvalidParameter.EniType", "The operation needs a secondary ENI.")
 	errPrivateIPNotOnEni = badRequest("InvalidParameter.PrivateIpAddress", "The specified PrivateIpAddress does not belong to the ENI.")
 	errAlreadyExists     = badRequest("InvalidParameter.AlreadyExists", "A resource with the specified ID already exists.")
-	errDependency        = badRequest("DependencyViolation", "The resource is still referred to by an EIP association; disassociate it first.")
 )
 
 func notFound(kind, id string) *Error {
