@@ -11,14 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eipgw/eipgw/internal/eipd"
 	"github.com/eipgw/eipgw/internal/testbed"
 )
 
-const (
-	apiListen   = "127.0.0.1:18080" // inside the gateway's namespace
-	accessKey   = "e2e-key"
-	accessValue = "e2e-secret-0123456789"
-)
+const apiListen = "127.0.0.1:18080" // inside the gateway's namespace
 
 // daemon is eipd running in the gateway of a standard topology.
 type daemon struct {
@@ -33,28 +30,13 @@ func newDaemon(t *testing.T, hook string) *daemon {
 	t.Helper()
 	g := newGateway(t, hook, true)
 	d := &daemon{gateway: g, dir: t.TempDir()}
-	cfg := map[string]any{
-		"uplink": map[string]string{"interface": testbed.GWUplink, "hook": hook},
-		"vpc":    map[string]string{"interface": testbed.GWVPC, "hook": hook},
-		"pools":  []string{testbed.EIPPool}, "listen": apiListen,
-		"credentials_file": filepath.Join(d.dir, "credentials.json"),
-		"state_dir":        d.dir, "bpffs_dir": g.pinDir, "reconcile_interval": "1s",
-	}
-	writeJSON(t, filepath.Join(d.dir, "eipd.json"), cfg, 0o644)
-	writeJSON(t, filepath.Join(d.dir, "credentials.json"), map[string]any{
-		"keys": []map[string]string{{"access_key_id": accessKey, "access_key_secret": accessValue}}}, 0o600)
-	d.profile = filepath.Join(d.dir, "profile.json")
-	writeJSON(t, d.profile, map[string]string{"endpoint": "http://" + apiListen, "access_key_id": accessKey,
-		"access_key_secret": accessValue, "region_id": "eipgw-1"}, 0o600)
-	return d
-}
-
-func writeJSON(t *testing.T, path string, v any, mode os.FileMode) {
-	t.Helper()
-	raw, _ := json.Marshal(v)
-	if err := os.WriteFile(path, raw, mode); err != nil {
+	files, err := eipd.WriteLocalSetup(d.dir, eipd.LocalSetup{Uplink: testbed.GWUplink, VPC: testbed.GWVPC, Hook: hook,
+		Pools: []string{testbed.EIPPool}, Listen: apiListen, BPFFSDir: g.pinDir, ReconcileInterval: "1s"})
+	if err != nil {
 		t.Fatal(err)
 	}
+	d.profile = files.Profile
+	return d
 }
 
 // start runs eipd and waits until it serves; init creates the state file.

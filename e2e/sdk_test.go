@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +24,15 @@ func TestOfficialSDK(t *testing.T) {
 	d.start(t, true)
 	d.must(t, "register-instance", "--instance-id", "i-vm1", "--vpc-id", "vpc-1", "--private-ip-address", testbed.VM1Addr)
 
-	client, err := vpc.NewClientWithAccessKey("eipgw-1", accessKey, accessValue)
+	var prof struct{ AccessKeyID, AccessKeySecret string }
+	raw, err := os.ReadFile(d.profile)
+	if err != nil || json.Unmarshal(raw, &struct {
+		ID     *string `json:"access_key_id"`
+		Secret *string `json:"access_key_secret"`
+	}{&prof.AccessKeyID, &prof.AccessKeySecret}) != nil {
+		t.Fatalf("profile: %v", err)
+	}
+	client, err := vpc.NewClientWithAccessKey("eipgw-1", prof.AccessKeyID, prof.AccessKeySecret)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,13 +11,13 @@ import (
 
 func main() {
 	hook := flag.String("hook", "xdp", "where the NAT runs: xdp, tc, tcx or clsact")
-	eipdp := flag.String("eipdp", demo.DefaultEIPDP(), "path of the eipdp binary")
+	binDir := flag.String("bin", demo.DefaultBinDir(), "directory holding eipd, eipctl and eipdp")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "eipgw-demo: needs root (network namespaces and BPF); run it as: sudo make demo")
 		os.Exit(1)
 	}
-	if err := demo.Run(demo.Options{Hook: *hook, EIPDP: *eipdp, Out: os.Stdout}); err != nil {
+	if err := demo.Run(demo.Options{Hook: *hook, BinDir: *binDir, Out: os.Stdout}); err != nil {
 		fmt.Fprintln(os.Stderr, "eipgw-demo:", err)
 		os.Exit(1)
 	}
