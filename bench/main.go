@@ -25,14 +25,18 @@ func main() {
 	flag.Float64Var(&opts.Overload, "overload", 1.3, "pace each case at this multiple of its capacity")
 	flag.BoolVar(&opts.Smoke, "smoke", false, "one short round of each case at a low rate; checks delivery, measures nothing")
 	out := flag.String("out", "", "results directory (default bench/results; in smoke mode none)")
+	only := flag.String("only", "", "run one part: rates or control (default: everything)")
 	flag.Parse()
-	if err := run(opts, *out); err != nil {
+	if err := run(opts, *out, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(opts options, out string) error {
+func run(opts options, out, only string) error {
+	if only != "" && only != "rates" && only != "control" {
+		return fmt.Errorf("--only %q: want rates or control", only)
+	}
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("needs root (namespaces and BPF): sudo make bench")
 	}
@@ -52,28 +56,47 @@ func run(opts options, out string) error {
 
 	rep := &report{Date: time.Now().UTC(), Machine: thisMachine(), Rounds: opts.Rounds,
 		WindowS: opts.Window.Seconds(), Overload: opts.Overload}
-	b, err := newBed(fmt.Sprintf("eipgw-bench-%d", os.Getpid()))
-	if err != nil {
-		return err
+	if only != "control" {
+		b, err := newBed(fmt.Sprintf("eipgw-bench-%d", os.Getpid()))
+		if err != nil {
+			return err
+		}
+		rep.Rates, err = b.rates(allCases(), opts)
+		b.close()
+		if err != nil {
+			return err
+		}
+		// A rate whose translation or checksum check fails is not a result.
+		if err := check(rep.Rates); err != nil {
+			return err
+		}
 	}
-	rep.Rates, err = b.rates(allCases(), opts)
-	b.close()
-	if err != nil {
-		return err
-	}
-	// A rate whose translation or checksum check fails is not a result.
-	if err := check(rep.Rates); err != nil {
-		return err
+	if only != "rates" {
+		apiN, bigN := 2000, 100000
+		if opts.Smoke {
+			apiN, bigN = 50, 500
+		}
+		fmt.Printf("control plane: %d associations through the API, %d through the reconciler...\n", apiN, bigN)
+		var err error
+		if rep.Control, err = measureControl(apiN, bigN); err != nil {
+			return fmt.Errorf("control plane: %w", err)
+		}
 	}
 	if opts.Smoke {
-		for _, c := range rep.Rates.Cases {
-			fmt.Printf("smoke: %-26s delivered %d packets, %d checksums checked, all valid\n",
-				c.Name, c.Samples[0].Delivered, c.Samples[0].Checked)
+		if rep.Rates != nil {
+			for _, c := range rep.Rates.Cases {
+				fmt.Printf("smoke: %-26s delivered %d packets, %d checksums checked, all valid\n",
+					c.Name, c.Samples[0].Delivered, c.Samples[0].Checked)
+			}
+		}
+		if rep.Control != nil {
+			fmt.Printf("smoke: control plane associated %d through the API and %d through the reconciler, all in the maps\n",
+				rep.Control.APIAssociations, rep.Control.ReconcilerBindings)
 		}
 		if out == "" {
 			return nil
 		}
-	} else {
+	} else if only == "" {
 		fmt.Println("program cost and binding scale (go test -bench ./dataplane)...")
 		if rep.Costs, rep.Scale, err = programCosts(root); err != nil {
 			return err
@@ -86,7 +109,7 @@ func run(opts options, out string) error {
 		return err
 	}
 	fmt.Print("\n" + rep.markdown())
-	if !opts.Smoke && out == filepath.Join(root, "bench", "results") {
+	if !opts.Smoke && only == "" && out == filepath.Join(root, "bench", "results") {
 		if err := rep.updateReadme(filepath.Join(root, "bench", "README.md")); err != nil {
 			return err
 		}

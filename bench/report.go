@@ -46,6 +46,7 @@ type report struct {
 	Costs    []pathCost              `json:"program_cost"`
 	Programs []dataplane.ProgramStat `json:"programs"`
 	Scale    []scalePoint            `json:"binding_scale"`
+	Control  *controlReport          `json:"control_plane,omitempty"`
 }
 
 // markdown renders the tables people read in bench/README.md.
@@ -104,6 +105,14 @@ func (r *report) markdown() string {
 			fmt.Fprintf(&b, "| %d | %.1f | %.1f MiB |\n", s.Bindings, s.NsPerPkt, s.MapBytes/(1<<20))
 		}
 		b.WriteString("\n")
+	}
+	if c := r.Control; c != nil {
+		b.WriteString("Control plane (eipd's store, model, reconciler, API server and real BPF maps in one process):\n\n| figure | value |\n|---|---:|\n")
+		fmt.Fprintf(&b, "| associations per second through the API (%d, each signed, committed and in the map before the reply) | %.0f |\n", c.APIAssociations, c.APIAssocPerSec)
+		fmt.Fprintf(&b, "| API call to the binding in the dataplane, p50 / p99 | %.2f / %.2f ms |\n", c.APIToDataplaneP50Ms, c.APIToDataplaneP99Ms)
+		fmt.Fprintf(&b, "| bindings per second through the reconciler alone (%d) | %.0f |\n", c.ReconcilerBindings, c.ReconcilerPerSec)
+		fmt.Fprintf(&b, "| reconcile at start with %d associations, maps already matching | %.0f ms |\n", c.ReconcilerBindings, c.StartReconcileMs)
+		fmt.Fprintf(&b, "| reconcile at start with %d associations, empty maps | %.0f ms |\n\n", c.ReconcilerBindings, c.StartReconcileFullMs)
 	}
 	return b.String()
 }

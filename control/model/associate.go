@@ -1,9 +1,11 @@
 package model
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 func init() {
@@ -21,13 +23,17 @@ func active(e *EIP) bool {
 
 // eipsOn lists the active EIPs associated with one target.
 func eipsOn(tx Tx, instanceType, instanceID string) ([]*EIP, error) {
-	all, err := list[EIP](tx, KindEIP)
+	ids, err := eipIDsOn(tx, instanceType, instanceID)
 	if err != nil {
 		return nil, err
 	}
-	var out []*EIP
-	for _, e := range all {
-		if active(e) && e.InstanceType == instanceType && e.InstanceID == instanceID {
+	out := make([]*EIP, 0, len(ids))
+	for _, id := range ids {
+		e, err := get[EIP](tx, KindEIP, id)
+		if err != nil {
+			return nil, err
+		}
+		if e != nil {
 			out = append(out, e)
 		}
 	}
@@ -36,16 +42,8 @@ func eipsOn(tx Tx, instanceType, instanceID string) ([]*EIP, error) {
 
 // privateTaken tells whether an active 1:1 association already translates to ip.
 func privateTaken(tx Tx, ip string) (bool, error) {
-	all, err := list[EIP](tx, KindEIP)
-	if err != nil {
-		return false, err
-	}
-	for _, e := range all {
-		if active(e) && e.PrivateIPAddress == ip && oneToOne(e) {
-			return true, nil
-		}
-	}
-	return false, nil
+	v, err := tx.Get(kindEIPByPrivate, ip)
+	return v != nil, err
 }
 
 // oneToOne tells whether an association is a 1:1 binding in the dataplane here.
@@ -114,12 +112,13 @@ func (s *Service) associate(c *Call) (any, error) {
 			return nil, firstErr(err, errDuplicated)
 		}
 	}
+	old := *e
 	e.Status, e.InstanceType, e.InstanceID, e.PrivateIPAddress = StatusAssociating, typ, id, private
 	e.Mode = ""
 	if typ == TypeENI {
 		e.Mode = mode
 	}
-	return struct{}{}, put(c.Tx, KindEIP, e.AllocationID, e)
+	return struct{}{}, saveEIP(c.Tx, &old, e)
 }
 
 func (s *Service) checkEcs(c *Call, e *EIP, id string) (string, error) {
@@ -268,8 +267,9 @@ func (s *Service) unassociate(c *Call) (any, error) {
 	if id != e.InstanceID || (c.Params["InstanceType"] != "" && c.Params["InstanceType"] != e.InstanceType) {
 		return nil, errInstanceNotFound
 	}
+	old := *e
 	e.Status = StatusUnassociating
-	return struct{}{}, put(c.Tx, KindEIP, e.AllocationID, e)
+	return struct{}{}, saveEIP(c.Tx, &old, e)
 }
 
 // Binding is a 1:1 translation the dataplane must carry.
@@ -281,29 +281,44 @@ type Binding struct {
 // use. An association being taken down is already out: disassociation stops inbound
 // traffic at once.
 func DesiredBindings(tx Tx) ([]Binding, error) {
-	all, err := list[EIP](tx, KindEIP)
-	if err != nil {
-		return nil, err
-	}
 	var out []Binding
-	for _, e := range all {
-		if (e.Status == StatusAssociating || e.Status == StatusInUse) && oneToOne(e) {
-			out = append(out, Binding{EIP: netip.MustParseAddr(e.IPAddress), Private: netip.MustParseAddr(e.PrivateIPAddress)})
+	err := tx.ForEach(kindEIPByPrivate, func(private string, v []byte) error {
+		ip, status, _ := strings.Cut(string(v), "|")
+		if status == StatusUnassociating {
+			return nil
 		}
-	}
-	return out, nil
+		eip, err1 := netip.ParseAddr(ip)
+		priv, err2 := netip.ParseAddr(private)
+		if err1 != nil || err2 != nil {
+			return fmt.Errorf("binding index entry %q -> %q is damaged", private, v)
+		}
+		out = append(out, Binding{EIP: eip, Private: priv})
+		return nil
+	})
+	return out, err
 }
 
 // Settle finishes the transitions the dataplane has carried out: Associating
 // becomes InUse, Unassociating becomes Available with its association cleared.
 // The reconciler calls it in its own transaction after applying the bindings.
 func Settle(tx Tx) (int, error) {
-	all, err := list[EIP](tx, KindEIP)
-	if err != nil {
+	var pending []string
+	if err := tx.ForEach(kindEIPPending, func(id string, _ []byte) error {
+		pending = append(pending, id)
+		return nil
+	}); err != nil {
 		return 0, err
 	}
 	n := 0
-	for _, e := range all {
+	for _, id := range pending {
+		e, err := get[EIP](tx, KindEIP, id)
+		if err != nil {
+			return n, err
+		}
+		if e == nil {
+			return n, fmt.Errorf("pending index names a missing EIP %s", id)
+		}
+		old := *e
 		switch e.Status {
 		case StatusAssociating:
 			e.Status = StatusInUse
@@ -312,7 +327,7 @@ func Settle(tx Tx) (int, error) {
 		default:
 			continue
 		}
-		if err := put(tx, KindEIP, e.AllocationID, e); err != nil {
+		if err := saveEIP(tx, &old, e); err != nil {
 			return n, err
 		}
 		n++

@@ -80,7 +80,7 @@ func (s *Service) allocate(c *Call) (any, error) {
 	e := &EIP{AllocationID: newID("eip"), IPAddress: ip, Owner: c.Account, Region: s.Region, Status: StatusAvailable,
 		Bandwidth: bw, InternetChargeType: charge, InstanceChargeType: instanceCharge,
 		Name: c.Params["Name"], Description: c.Params["Description"], AllocatedAt: c.Now}
-	if err := put(c.Tx, KindEIP, e.AllocationID, e); err != nil {
+	if err := saveEIP(c.Tx, nil, e); err != nil {
 		return nil, err
 	}
 	return allocateResponse{AllocationID: e.AllocationID, EipAddress: e.IPAddress}, nil
@@ -88,34 +88,37 @@ func (s *Service) allocate(c *Call) (any, error) {
 
 // pickAddress returns want when the caller may have it (free, or released by the
 // caller within the recovery window), or else the lowest free address of the pool.
-// A released address is nobody else's until its window ends.
+// A released address is nobody else's until its window ends. Each candidate costs two
+// index lookups, so finding a free address walks past the used ones at the pool's
+// start.
 func (s *Service) pickAddress(c *Call, want string) (string, error) {
-	taken := map[string]bool{}
-	eips, err := list[EIP](c.Tx, KindEIP)
-	if err != nil {
-		return "", err
-	}
-	for _, e := range eips {
-		taken[e.IPAddress] = true
-	}
-	released, err := list[Released](c.Tx, KindReleased)
-	if err != nil {
-		return "", err
-	}
-	held := map[string]*Released{}
-	for _, r := range released {
-		if c.Now.Before(r.Until) {
-			held[r.IPAddress] = r
-		} else if err := c.Tx.Delete(KindReleased, r.IPAddress); err != nil {
-			return "", err
+	// held returns the release record keeping ip, forgetting one whose window ended.
+	held := func(ip string) (*Released, error) {
+		r, err := get[Released](c.Tx, KindReleased, ip)
+		if err != nil || r == nil {
+			return nil, err
 		}
+		if !c.Now.Before(r.Until) {
+			return nil, c.Tx.Delete(KindReleased, ip)
+		}
+		return r, nil
+	}
+	taken := func(ip string) (bool, error) {
+		v, err := c.Tx.Get(kindEIPByIP, ip)
+		return v != nil, err
 	}
 	if want != "" {
-		a := netip.MustParseAddr(want)
-		if !s.inPool(a) || taken[want] {
+		if !s.inPool(netip.MustParseAddr(want)) {
 			return "", errIPNotRecoverable
 		}
-		if r := held[want]; r != nil {
+		if t, err := taken(want); err != nil || t {
+			return "", firstErr(err, errIPNotRecoverable)
+		}
+		r, err := held(want)
+		if err != nil {
+			return "", err
+		}
+		if r != nil {
 			if r.Owner != c.Account {
 				return "", errIPNotRecoverable
 			}
@@ -130,8 +133,20 @@ func (s *Service) pickAddress(c *Call, want string) (string, error) {
 			if p.Bits() < 31 && (a == p.Masked().Addr() || !p.Contains(a.Next())) {
 				continue // network and broadcast addresses
 			}
-			if !taken[a.String()] && held[a.String()] == nil {
-				return a.String(), nil
+			ip := a.String()
+			t, err := taken(ip)
+			if err != nil {
+				return "", err
+			}
+			if t {
+				continue
+			}
+			r, err := held(ip)
+			if err != nil {
+				return "", err
+			}
+			if r == nil {
+				return ip, nil
 			}
 		}
 	}
@@ -155,7 +170,7 @@ func (s *Service) release(c *Call) (any, error) {
 	if e.Status != StatusAvailable {
 		return nil, errIncorrectEip
 	}
-	if err := c.Tx.Delete(KindEIP, e.AllocationID); err != nil {
+	if err := saveEIP(c.Tx, e, nil); err != nil {
 		return nil, err
 	}
 	r := &Released{IPAddress: e.IPAddress, Owner: e.Owner, Until: c.Now.Add(recoverWindow)}
@@ -179,7 +194,7 @@ func (s *Service) modify(c *Call) (any, error) {
 	if v, ok := c.Params["Description"]; ok {
 		e.Description = v
 	}
-	if err := put(c.Tx, KindEIP, e.AllocationID, e); err != nil {
+	if err := saveEIP(c.Tx, e, e); err != nil {
 		return nil, err
 	}
 	return struct{}{}, nil

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 )
 
 // Kinds of stored resources.
@@ -16,10 +17,16 @@ const (
 	KindSLB      = "slb"
 	KindNAT      = "natgw"
 	KindToken    = "clienttoken"
+	// Indexes of EIPs, kept by saveEIP in the same transaction as the EIP.
+	kindEIPByIP      = "eip_by_ip"      // address -> AllocationId
+	kindEIPByTarget  = "eip_by_target"  // type|instance|AllocationId -> "" (active EIPs)
+	kindEIPByPrivate = "eip_by_private" // private address -> EIP address|status (active 1:1)
+	kindEIPPending   = "eip_pending"    // AllocationId -> "" (Associating, Unassociating)
 )
 
 // Kinds lists every kind the store must hold.
-var Kinds = []string{KindEIP, KindReleased, KindInstance, KindENI, KindHaVip, KindSLB, KindNAT, KindToken}
+var Kinds = []string{KindEIP, KindReleased, KindInstance, KindENI, KindHaVip, KindSLB, KindNAT, KindToken,
+	kindEIPByIP, kindEIPByTarget, kindEIPByPrivate, kindEIPPending}
 
 // Tx is one store transaction: every API write runs in exactly one, so a failed or
 // interrupted write leaves nothing behind.
@@ -29,6 +36,8 @@ type Tx interface {
 	Delete(kind, id string) error
 	// ForEach visits a kind's entries in key order.
 	ForEach(kind string, fn func(id string, value []byte) error) error
+	// ForEachPrefix visits, in key order, the entries whose key starts with prefix.
+	ForEachPrefix(kind, prefix string, fn func(id string, value []byte) error) error
 }
 
 func get[T any](tx Tx, kind, id string) (*T, error) {
@@ -91,6 +100,15 @@ func (m MemTx) ForEach(kind string, fn func(string, []byte) error) error {
 		}
 	}
 	return nil
+}
+
+func (m MemTx) ForEachPrefix(kind, prefix string, fn func(string, []byte) error) error {
+	return m.ForEach(kind, func(id string, v []byte) error {
+		if strings.HasPrefix(id, prefix) {
+			return fn(id, v)
+		}
+		return nil
+	})
 }
 
 // Clone copies a MemTx, so a test can compare state before and after a refused write.

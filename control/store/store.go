@@ -3,6 +3,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -148,6 +149,21 @@ func (t boltTx) Delete(kind, id string) error {
 		return err
 	}
 	return b.Delete([]byte(id))
+}
+
+func (t boltTx) ForEachPrefix(kind, prefix string, fn func(string, []byte) error) error {
+	b, err := t.bucket(kind)
+	if err != nil {
+		return err
+	}
+	c := b.Cursor()
+	p := []byte(prefix)
+	for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+		if err := fn(string(k), v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (t boltTx) ForEach(kind string, fn func(string, []byte) error) error {

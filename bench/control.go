@@ -1,0 +1,216 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/eipgw/eipgw/control/api"
+	"github.com/eipgw/eipgw/control/model"
+	"github.com/eipgw/eipgw/control/reconcile"
+	"github.com/eipgw/eipgw/control/store"
+	"github.com/eipgw/eipgw/dataplane"
+	"github.com/eipgw/eipgw/internal/testbed"
+)
+
+// controlReport is the control plane's figures: eipd's own parts (store, model,
+// reconciler, API server, real BPF maps) in one process, without traffic.
+type controlReport struct {
+	APIAssociations      int     `json:"api_associations"`
+	APIAssocPerSec       float64 `json:"api_associations_per_second"`
+	APIToDataplaneP50Ms  float64 `json:"api_to_dataplane_p50_ms"`
+	APIToDataplaneP99Ms  float64 `json:"api_to_dataplane_p99_ms"`
+	ReconcilerBindings   int     `json:"reconciler_bindings"`
+	ReconcilerPerSec     float64 `json:"reconciler_bindings_per_second"`
+	StartReconcileMs     float64 `json:"start_reconcile_ms"`      // adopted maps already match: no change
+	StartReconcileFullMs float64 `json:"start_reconcile_full_ms"` // empty maps: every binding applied
+}
+
+// agent is the control plane under measurement.
+type agent struct {
+	st  *store.Store
+	dp  *dataplane.Dataplane
+	rec *reconcile.Reconciler
+	svc *model.Service
+	fs  *testbed.BPFFS
+	dir string
+}
+
+type dpAdapter struct{ dp *dataplane.Dataplane }
+
+func (a dpAdapter) Bindings() (map[netip.Addr]netip.Addr, error) {
+	bs, err := a.dp.Bindings()
+	out := make(map[netip.Addr]netip.Addr, len(bs))
+	for _, b := range bs {
+		out[b.EIP] = b.Private
+	}
+	return out, err
+}
+func (a dpAdapter) SetBinding(e, p netip.Addr) error { return a.dp.SetBinding(e, p) }
+func (a dpAdapter) DeleteBinding(e netip.Addr) error { return a.dp.DeleteBinding(e) }
+
+// The pool is RFC 2544's benchmarking range: these addresses only ever sit in maps.
+var benchPool = netip.MustParsePrefix("198.18.0.0/15")
+
+func newAgent() (*agent, error) {
+	a := &agent{svc: &model.Service{Region: "eipgw-1", Pool: []netip.Prefix{benchPool}}}
+	var err error
+	if a.dir, err = os.MkdirTemp("", "eipgw-bench-control-"); err != nil {
+		return nil, err
+	}
+	if a.st, err = store.Open(filepath.Join(a.dir, "state.db"), true); err != nil {
+		return nil, err
+	}
+	if a.fs, err = testbed.MountBPFFS(); err != nil {
+		return nil, err
+	}
+	if a.dp, err = dataplane.Open(dataplane.Config{PinDir: filepath.Join(a.fs.Dir, "eipgw")}); err != nil {
+		return nil, err
+	}
+	a.rec = &reconcile.Reconciler{Store: a.st, Dataplane: dpAdapter{a.dp}}
+	return a, nil
+}
+
+func (a *agent) close() {
+	if a.dp != nil {
+		a.dp.Close()
+	}
+	if a.fs != nil {
+		a.fs.Close()
+	}
+	if a.st != nil {
+		a.st.Close()
+	}
+	os.RemoveAll(a.dir)
+}
+
+// seed registers n instances and allocates n EIPs in one transaction, and returns
+// their IDs; with associate set the EIPs are associated too.
+func (a *agent) seed(n int, associate bool) (instances, eips []string, err error) {
+	err = a.st.Update(func(tx model.Tx) error {
+		priv := netip.MustParseAddr("10.1.0.1")
+		pub := benchPool.Addr().Next()
+		for i := 0; i < n; i++ {
+			id := fmt.Sprintf("i-%07d", i)
+			if _, err := a.svc.Do(tx, "admin", "RegisterInstance", model.Params{"InstanceId": id, "VpcId": "v", "PrivateIpAddress": priv.String()}, time.Now()); err != nil {
+				return err
+			}
+			priv = priv.Next()
+			resp, err := a.svc.Do(tx, "bench", "AllocateEipAddress", model.Params{"IpAddress": pub.String()}, time.Now())
+			pub = pub.Next()
+			if err != nil {
+				return err
+			}
+			eips = append(eips, jsonString(resp, "AllocationId"))
+			instances = append(instances, id)
+			if associate {
+				if _, err := a.svc.Do(tx, "bench", "AssociateEipAddress", model.Params{"AllocationId": eips[i], "InstanceId": id}, time.Now()); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	return instances, eips, err
+}
+
+func jsonString(resp any, field string) string {
+	m, _ := withFields(resp)
+	s, _ := m[field].(string)
+	return s
+}
+
+func percentile(xs []time.Duration, q float64) float64 {
+	s := append([]time.Duration(nil), xs...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return float64(s[int(q*float64(len(s)-1))].Microseconds()) / 1000
+}
+
+// measureControl runs the control-plane measurements.
+func measureControl(apiN, bigN int) (*controlReport, error) {
+	rep := &controlReport{APIAssociations: apiN, ReconcilerBindings: bigN}
+
+	// Through the API: a signed request each, the store write and the reconcile
+	// pass that puts the binding in the map, as eipd does before replying.
+	a, err := newAgent()
+	if err != nil {
+		return nil, err
+	}
+	instances, eips, err := a.seed(apiN, false)
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	srv := httptest.NewServer(&api.Server{
+		Verifier: &api.Verifier{Secrets: benchSecrets{}, Window: time.Minute, MaxNonces: 1 << 20, Now: time.Now},
+		Model:    a.svc, Store: a.st, Now: time.Now,
+		AfterWrite: func() { _, _ = a.rec.Reconcile() },
+	})
+	client := &api.Client{Endpoint: srv.URL, AccessKeyID: "bench", AccessSecret: benchSecret}
+	lat := make([]time.Duration, 0, apiN)
+	start := time.Now()
+	for i := 0; i < apiN; i++ {
+		t0 := time.Now()
+		if _, err := client.Call("AssociateEipAddress", map[string]string{"AllocationId": eips[i], "InstanceId": instances[i]}); err != nil {
+			srv.Close()
+			a.close()
+			return nil, err
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	rep.APIAssocPerSec = float64(apiN) / time.Since(start).Seconds()
+	srv.Close()
+	if bs, err := a.dp.Bindings(); err != nil || len(bs) != apiN {
+		a.close()
+		return nil, fmt.Errorf("after %d associations the dataplane holds %d bindings (%v)", apiN, len(bs), err)
+	}
+	rep.APIToDataplaneP50Ms, rep.APIToDataplaneP99Ms = percentile(lat, 0.5), percentile(lat, 0.99)
+	a.close()
+
+	// The reconciler alone, and a start with bigN associations.
+	if a, err = newAgent(); err != nil {
+		return nil, err
+	}
+	defer a.close()
+	if _, _, err := a.seed(bigN, true); err != nil {
+		return nil, err
+	}
+	t0 := time.Now()
+	res, err := a.rec.Reconcile()
+	if err != nil {
+		return nil, err
+	}
+	full := time.Since(t0)
+	if res.Added != bigN {
+		return nil, fmt.Errorf("reconciling %d associations added %d bindings", bigN, res.Added)
+	}
+	rep.ReconcilerPerSec = float64(bigN) / full.Seconds()
+	rep.StartReconcileFullMs = float64(full.Microseconds()) / 1000
+	t0 = time.Now()
+	if res, err = a.rec.Reconcile(); err != nil || res.Changed() {
+		return nil, fmt.Errorf("second pass over %d: %v, %v", bigN, res, err)
+	}
+	rep.StartReconcileMs = float64(time.Since(t0).Microseconds()) / 1000
+	return rep, nil
+}
+
+const benchSecret = "bench-secret-0123456789"
+
+type benchSecrets struct{}
+
+func (benchSecrets) Secret(id string) (string, bool) { return benchSecret, id == "bench" }
+
+// withFields turns a model response into a field map.
+func withFields(resp any) (map[string]any, error) {
+	raw, err := json.Marshal(resp)
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]any{}
+	return m, json.Unmarshal(raw, &m)
+}
