@@ -24,6 +24,7 @@ type daemon struct {
 	cmd     *exec.Cmd
 	log     *syncBuffer
 	profile string
+	lbEIP   string // the CLB's EIP, once associated
 }
 
 func newDaemon(t *testing.T, hook string) *daemon {
@@ -138,11 +139,20 @@ func TestEipdEcsInstanceLifecycle(t *testing.T) {
 	if st := d.eipStatus(t, id); st != "InUse" {
 		t.Errorf("status after associate: %s", st)
 	}
+	// Refused requests change neither the store nor the maps.
+	maps := d.eipdp(t, "--output", "json", "bindings")
+	state := d.must(t, "describe-eip-addresses")
 	if _, errText := d.ctl(t, "associate-eip-address", "--allocation-id", id, "--instance-id", "i-vm1"); !strings.Contains(errText, "IncorrectEipStatus") {
 		t.Errorf("associating twice: %q", errText)
 	}
 	if _, errText := d.ctl(t, "release-eip-address", "--allocation-id", id); !strings.Contains(errText, "IncorrectEipStatus") {
 		t.Errorf("releasing an InUse EIP: %q", errText)
+	}
+	if after := d.eipdp(t, "--output", "json", "bindings"); after != maps {
+		t.Errorf("refused requests changed the maps:\n%s\n%s", maps, after)
+	}
+	if after := d.must(t, "describe-eip-addresses"); fmt.Sprint(after["EipAddresses"]) != fmt.Sprint(state["EipAddresses"]) {
+		t.Errorf("refused requests changed the store")
 	}
 	if !inboundWorks(t, d, d.VM1, eip, 7101) {
 		t.Fatal("inbound to the associated EIP does not reach the VM")

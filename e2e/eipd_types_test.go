@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -98,11 +99,29 @@ func TestEipdAssociationTypes(t *testing.T) {
 			t.Fatal(err)
 		}
 		id, eip := d.allocate(t)
+		d.lbEIP = eip
 		d.must(t, "associate-eip-address", "--allocation-id", id, "--instance-id", "lb-1", "--instance-type", "SlbInstance")
 		vmSaw, inetSaw := udpTo(t, d, d.VM3, vip+":7201", eip+":7201")
 		if vmSaw != testbed.Inet1Addr || inetSaw != eip {
 			t.Errorf("through the CLB's EIP: VM saw %s, inet saw %s", vmSaw, inetSaw)
 		}
+	})
+
+	t.Run("SIGTERM leaves the dataplane forwarding", func(t *testing.T) {
+		if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.cmd.Wait(); err != nil {
+			t.Fatalf("eipd on SIGTERM: %v\n%s", err, d.log.String())
+		}
+		if !strings.Contains(d.log.String(), "the dataplane keeps forwarding") {
+			t.Errorf("eipd log:\n%s", d.log.String())
+		}
+		vmSaw, _ := udpTo(t, d, d.VM3, "10.0.2.100:7210", d.lbEIP+":7210")
+		if vmSaw != testbed.Inet1Addr {
+			t.Errorf("with eipd stopped the CLB's EIP delivered from %s", vmSaw)
+		}
+		d.start(t, false)
 	})
 
 	t.Run("havip moving between VMs under ping", func(t *testing.T) {
