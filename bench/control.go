@@ -15,6 +15,7 @@ import (
 	"github.com/eipgw/eipgw/control/reconcile"
 	"github.com/eipgw/eipgw/control/store"
 	"github.com/eipgw/eipgw/dataplane"
+	"github.com/eipgw/eipgw/internal/eipd"
 	"github.com/eipgw/eipgw/internal/testbed"
 )
 
@@ -41,19 +42,6 @@ type agent struct {
 	dir string
 }
 
-type dpAdapter struct{ dp *dataplane.Dataplane }
-
-func (a dpAdapter) Bindings() (map[netip.Addr]netip.Addr, error) {
-	bs, err := a.dp.Bindings()
-	out := make(map[netip.Addr]netip.Addr, len(bs))
-	for _, b := range bs {
-		out[b.EIP] = b.Private
-	}
-	return out, err
-}
-func (a dpAdapter) SetBinding(e, p netip.Addr) error { return a.dp.SetBinding(e, p) }
-func (a dpAdapter) DeleteBinding(e netip.Addr) error { return a.dp.DeleteBinding(e) }
-
 // The pool is RFC 2544's benchmarking range: these addresses only ever sit in maps.
 var benchPool = netip.MustParsePrefix("198.18.0.0/15")
 
@@ -72,7 +60,7 @@ func newAgent() (*agent, error) {
 	if a.dp, err = dataplane.Open(dataplane.Config{PinDir: filepath.Join(a.fs.Dir, "eipgw")}); err != nil {
 		return nil, err
 	}
-	a.rec = &reconcile.Reconciler{Store: a.st, Dataplane: dpAdapter{a.dp}}
+	a.rec = &reconcile.Reconciler{Store: a.st, Dataplane: eipd.ReconcileTarget(a.dp)}
 	return a, nil
 }
 

@@ -60,7 +60,7 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 		log.Info("attached", "interface", i.iface.Name, "role", i.role, "hook", used)
 	}
 
-	rec := &reconcile.Reconciler{Store: st, Dataplane: adapter{dp}}
+	rec := &reconcile.Reconciler{Store: st, Dataplane: ReconcileTarget(dp)}
 	res, err := rec.Reconcile()
 	if err != nil {
 		return fmt.Errorf("reconcile at start: %w", err)
@@ -119,7 +119,9 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 	}
 }
 
-// adapter gives the reconciler the dataplane through its small interface.
+// ReconcileTarget gives the reconciler the dataplane through its small interface.
+func ReconcileTarget(dp *dataplane.Dataplane) reconcile.Dataplane { return adapter{dp} }
+
 type adapter struct{ dp *dataplane.Dataplane }
 
 func (a adapter) Bindings() (map[netip.Addr]netip.Addr, error) {

@@ -58,6 +58,15 @@ func (h *Host) Bridge(name string, ports ...string) error {
 
 // Addr adds an address in CIDR form to an interface.
 func (h *Host) Addr(ifname, cidr string) error {
+	return h.changeAddr("add", h.nl.AddrAdd, ifname, cidr)
+}
+
+// DelAddr removes an address in CIDR form from an interface.
+func (h *Host) DelAddr(ifname, cidr string) error {
+	return h.changeAddr("remove", h.nl.AddrDel, ifname, cidr)
+}
+
+func (h *Host) changeAddr(verb string, op func(netlink.Link, *netlink.Addr) error, ifname, cidr string) error {
 	l, err := h.nl.LinkByName(ifname)
 	if err != nil {
 		return fmt.Errorf("%s: %s: %w", h.Name, ifname, err)
@@ -66,8 +75,8 @@ func (h *Host) Addr(ifname, cidr string) error {
 	if err != nil {
 		return err
 	}
-	if err := h.nl.AddrAdd(l, a); err != nil {
-		return fmt.Errorf("%s: add %s to %s: %w", h.Name, cidr, ifname, err)
+	if err := op(l, a); err != nil {
+		return fmt.Errorf("%s: %s %s on %s: %w", h.Name, verb, cidr, ifname, err)
 	}
 	return nil
 }
@@ -175,22 +184,6 @@ func (h *Host) SetMTU(name string, mtu int) error {
 	}
 	if err := h.nl.LinkSetMTU(l, mtu); err != nil {
 		return fmt.Errorf("%s: %s mtu %d: %w", h.Name, name, mtu, err)
-	}
-	return nil
-}
-
-// DelAddr removes an address in CIDR form from an interface.
-func (h *Host) DelAddr(ifname, cidr string) error {
-	l, err := h.nl.LinkByName(ifname)
-	if err != nil {
-		return fmt.Errorf("%s: %s: %w", h.Name, ifname, err)
-	}
-	a, err := netlink.ParseAddr(cidr)
-	if err != nil {
-		return err
-	}
-	if err := h.nl.AddrDel(l, a); err != nil {
-		return fmt.Errorf("%s: remove %s from %s: %w", h.Name, cidr, ifname, err)
 	}
 	return nil
 }
