@@ -354,3 +354,28 @@ func TestClientTokenAndDryRun(t *testing.T) {
 		t.Errorf("unknown action: %v", err)
 	}
 }
+
+func TestDescribeEipGatewayInfo(t *testing.T) {
+	w := newWorld(t)
+	w.svc.EIPGateway = netip.MustParseAddr("10.0.0.1")
+	w.ok("admin", "CreateNetworkInterface", "NetworkInterfaceId", "eni-m", "VpcId", "vpc-1", "PrimaryIpAddress", "10.0.6.1")
+	var ips []string
+	for i := 0; i < 3; i++ {
+		id, ip := w.allocate(acct)
+		ips = append(ips, ip)
+		w.ok(acct, "AssociateEipAddress", "AllocationId", id, "InstanceId", "eni-m", "InstanceType", TypeENI, "Mode", ModeMulti)
+	}
+	m := w.ok(acct, "DescribeEipGatewayInfo", "InstanceId", "eni-m")
+	infos := m["EipInfos"].(map[string]any)["EipInfo"].([]any)
+	if len(infos) != 3 {
+		t.Fatalf("gateway info: %v", m)
+	}
+	for i, raw := range infos {
+		info := raw.(map[string]any)
+		if info["Ip"] != ips[i] || info["IpGw"] != "10.0.0.1" || info["IpMask"] != "255.255.255.0" {
+			t.Errorf("EIP %d: %v", i, info)
+		}
+	}
+	w.wantCode("InvalidNetworkInterfaceId.NotFound", acct, "DescribeEipGatewayInfo", "InstanceId", "eni-none")
+	w.wantCode("MissingParameter", acct, "DescribeEipGatewayInfo")
+}

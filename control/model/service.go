@@ -92,6 +92,9 @@ type action struct {
 type Service struct {
 	Region string
 	Pool   []netip.Prefix
+	// EIPGateway is the gateway's address on the VPC side, the next hop of a
+	// cut-through EIP's traffic (DescribeEipGatewayInfo's IpGw).
+	EIPGateway netip.Addr
 }
 
 var actions = map[string]action{}

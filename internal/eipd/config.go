@@ -32,8 +32,12 @@ type Config struct {
 	MaxBindings       uint32    `json:"max_bindings"`
 	TimestampWindow   string    `json:"timestamp_window"`
 	ReconcileInterval string    `json:"reconcile_interval"`
+	// EIPGateway is the gateway's VPC-side address that cut-through instances route
+	// their EIP traffic to (DescribeEipGatewayInfo's IpGw); optional.
+	EIPGateway string `json:"eip_gateway"`
 
 	pools             []netip.Prefix
+	eipGateway        netip.Addr
 	timestampWindow   time.Duration
 	reconcileInterval time.Duration
 }
@@ -80,6 +84,11 @@ func (c *Config) check() error {
 		c.pools = append(c.pools, pfx.Masked())
 	}
 	var err error
+	if c.EIPGateway != "" {
+		if c.eipGateway, err = netip.ParseAddr(c.EIPGateway); err != nil || !c.eipGateway.Is4() {
+			errs = append(errs, fmt.Errorf("eip_gateway: %q is not an IPv4 address", c.EIPGateway))
+		}
+	}
 	if c.timestampWindow, err = time.ParseDuration(c.TimestampWindow); err != nil || c.timestampWindow <= 0 {
 		errs = append(errs, fmt.Errorf("timestamp_window: %q is not a positive duration", c.TimestampWindow))
 	}

@@ -78,7 +78,7 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 	srv := &http.Server{
 		Handler: &api.Server{
 			Verifier:   &api.Verifier{Secrets: creds, Window: cfg.timestampWindow, MaxNonces: 1 << 20, Now: time.Now},
-			Model:      &model.Service{Region: cfg.Region, Pool: cfg.pools},
+			Model:      &model.Service{Region: cfg.Region, Pool: cfg.pools, EIPGateway: cfg.eipGateway},
 			Store:      st,
 			AfterWrite: reconcileNow,
 			Metrics:    metrics,
