@@ -16,6 +16,8 @@ var (
 	ErrPrivateBound = errors.New("private address is bound to another EIP")
 	// ErrNotBound means the EIP has no binding.
 	ErrNotBound = errors.New("EIP is not bound")
+	// ErrCutThrough means the EIP is cut-through, or 1:1-bound when cut-through is asked.
+	ErrCutThrough = errors.New("EIP is bound in the other mode (1:1 or cut-through)")
 	// ErrFull means every binding slot is taken.
 	ErrFull = errors.New("binding table is full")
 )
@@ -78,6 +80,9 @@ func (d *Dataplane) SetBinding(eip, private netip.Addr) error {
 	}
 	if old != nil && old.Addr == privKey {
 		return nil
+	}
+	if err := d.objs.CutThroughs.Lookup(eipKey, new(natCutThrough)); err == nil {
+		return fmt.Errorf("set binding %v: %w", eip, ErrCutThrough)
 	}
 
 	slot := uint32(0)
@@ -173,6 +178,14 @@ func (d *Dataplane) recoverBindings() error {
 	}
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("recover bindings: %w", err)
+	}
+	var ct natCutThrough
+	cit := d.objs.CutThroughs.Iterate()
+	for cit.Next(&key, &ct) {
+		d.slots.mark(ct.CounterSlot)
+	}
+	if err := cit.Err(); err != nil {
+		return fmt.Errorf("recover cut-through EIPs: %w", err)
 	}
 	var orphans []uint32
 	it = d.objs.OutboundBindings.Iterate()

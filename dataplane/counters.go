@@ -20,14 +20,23 @@ func (d *Dataplane) Counters(eip netip.Addr) (EIPCounters, error) {
 	if err != nil {
 		return EIPCounters{}, fmt.Errorf("read counters: %w", err)
 	}
+	// A 1:1 binding or a cut-through EIP: both own a counter slot.
+	var slot uint32
 	var b natBinding
-	if err := d.objs.InboundBindings.Lookup(key, &b); errors.Is(err, ebpf.ErrKeyNotExist) {
+	var ct natCutThrough
+	if err := d.objs.InboundBindings.Lookup(key, &b); err == nil {
+		slot = b.CounterSlot
+	} else if !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return EIPCounters{}, fmt.Errorf("read counters of %v: %w", eip, err)
+	} else if err := d.objs.CutThroughs.Lookup(key, &ct); errors.Is(err, ebpf.ErrKeyNotExist) {
 		return EIPCounters{}, fmt.Errorf("read counters of %v: %w", eip, ErrNotBound)
 	} else if err != nil {
 		return EIPCounters{}, fmt.Errorf("read counters of %v: %w", eip, err)
+	} else {
+		slot = ct.CounterSlot
 	}
 	var perCPU []natEipCounters
-	if err := d.objs.CountersBySlot.Lookup(b.CounterSlot, &perCPU); err != nil {
+	if err := d.objs.CountersBySlot.Lookup(slot, &perCPU); err != nil {
 		return EIPCounters{}, fmt.Errorf("read counters of %v: %w", eip, err)
 	}
 	var sum EIPCounters

@@ -92,6 +92,7 @@ func Open(cfg Config) (*Dataplane, error) {
 	// half before removing the old one, also when the table is full.
 	spec.Maps[natMapInboundBindings].MaxEntries = cfg.MaxBindings + 1
 	spec.Maps[natMapOutboundBindings].MaxEntries = cfg.MaxBindings + 1
+	spec.Maps[natMapCutThroughs].MaxEntries = cfg.MaxBindings
 	spec.Maps[natMapCountersBySlot].MaxEntries = cfg.MaxBindings
 	abi, err := layoutFingerprint(spec)
 	if err != nil {
@@ -198,7 +199,7 @@ func create(pinDir string, spec *ebpf.CollectionSpec, abi []byte) error {
 // .rodata/.bss style sections.
 func pinnedMap(name string) bool {
 	switch name {
-	case natMapInboundBindings, natMapOutboundBindings, natMapCountersBySlot, natMapReasonCounters:
+	case natMapInboundBindings, natMapOutboundBindings, natMapCutThroughs, natMapCountersBySlot, natMapReasonCounters:
 		return true
 	}
 	return false

@@ -285,3 +285,43 @@ func TestProgramStatsAndMemory(t *testing.T) {
 		t.Errorf("map memory with 64 bindings %d, with 4096 %d: want it to grow with capacity", small, large)
 	}
 }
+
+func TestCutThroughRules(t *testing.T) {
+	dp := mustOpen(t, Config{PinDir: pinDir(t), MaxBindings: 4})
+	defer dp.Close()
+	mac := []byte{2, 0, 0, 0, 0, 1}
+	if err := dp.SetBinding(eipA, privA); err != nil {
+		t.Fatal(err)
+	}
+	if err := dp.SetCutThrough(eipA, mac); !errors.Is(err, ErrCutThrough) {
+		t.Errorf("cut-through on a 1:1 EIP: %v, want ErrCutThrough", err)
+	}
+	if err := dp.SetCutThrough(eipB, mac[:4]); err == nil {
+		t.Error("a 4-byte MAC was accepted")
+	}
+	if err := dp.SetCutThrough(eipB, mac); err != nil {
+		t.Fatal(err)
+	}
+	if err := dp.SetBinding(eipB, privB); !errors.Is(err, ErrCutThrough) {
+		t.Errorf("1:1 on a cut-through EIP: %v, want ErrCutThrough", err)
+	}
+	if c, err := dp.Counters(eipB); err != nil || c != (EIPCounters{}) {
+		t.Errorf("counters of a new cut-through EIP: %+v, %v", c, err)
+	}
+	cts, err := dp.CutThroughs()
+	if err != nil || len(cts) != 1 || cts[0].EIP != eipB {
+		t.Errorf("cut-through list: %v, %v", cts, err)
+	}
+	if err := dp.DeleteCutThrough(eipB); err != nil {
+		t.Fatal(err)
+	}
+	if err := dp.DeleteCutThrough(eipB); !errors.Is(err, ErrNotBound) {
+		t.Errorf("deleting twice: %v", err)
+	}
+	// Its counter slot is free again: room for three more with four slots and A.
+	for i, e := range []string{"203.0.113.50", "203.0.113.51", "203.0.113.52"} {
+		if err := dp.SetCutThrough(netip.MustParseAddr(e), mac); err != nil {
+			t.Errorf("cut-through %d: %v", i, err)
+		}
+	}
+}

@@ -39,6 +39,10 @@ var (
 	macVM1    = net.HardwareAddr{0x02, 0, 0, 0, 0x01, 0x11}
 	macVM9    = net.HardwareAddr{0x02, 0, 0, 0, 0x09, 0x09}
 	macRemote = net.HardwareAddr{0x02, 0, 0, 0, 0xaa, 0xaa} // source MAC of frames fed in
+
+	// A cut-through EIP on a secondary ENI: the gateway reaches it on the VPC side.
+	eipCut = netip.MustParseAddr("203.0.113.30")
+	macCut = net.HardwareAddr{0x02, 0, 0, 0, 0x03, 0x30}
 )
 
 type lab struct {
@@ -72,6 +76,8 @@ func newLabSized(t testing.TB, maxBindings uint32) *lab {
 		func() error { return host.Addr("small", "10.0.9.1/24") },
 		func() error { return host.Neigh("small", privSmallMTU, macVM9) },
 		func() error { return host.Sysctl("net/ipv4/ip_forward", "1") },
+		func() error { return host.Route(eipCut.String()+"/32", "", "vpc") },
+		func() error { return host.Neigh("vpc", eipCut, macCut) },
 	}
 	for _, s := range steps {
 		if err := s(); err != nil {
@@ -107,6 +113,9 @@ func newLabSized(t testing.TB, maxBindings uint32) *lab {
 		if err := l.dp.SetBinding(eip, priv); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := l.dp.SetCutThrough(eipCut, macCut); err != nil {
+		t.Fatal(err)
 	}
 	spec, err := loadNat()
 	if err != nil {
@@ -169,7 +178,7 @@ func (l *lab) snapshot(t testing.TB) countersSnapshot {
 		t.Fatal(err)
 	}
 	s := countersSnapshot{reasons: rc, eips: map[netip.Addr]EIPCounters{}}
-	for _, eip := range []netip.Addr{eipVM1, eipNoNeigh, eipSmallMTU, eipUnreachable} {
+	for _, eip := range []netip.Addr{eipVM1, eipNoNeigh, eipSmallMTU, eipUnreachable, eipCut} {
 		c, err := l.dp.Counters(eip)
 		if err != nil {
 			t.Fatal(err)

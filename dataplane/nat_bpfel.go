@@ -19,6 +19,13 @@ type natBinding struct {
 	CounterSlot uint32
 }
 
+type natCutThrough struct {
+	_           structs.HostLayout
+	EniMac      [6]uint8
+	Pad         uint16
+	CounterSlot uint32
+}
+
 type natEipCounters struct {
 	_          structs.HostLayout
 	InPackets  uint64
@@ -30,19 +37,20 @@ type natEipCounters struct {
 type natReason uint32
 
 const (
-	natReasonREASON_PASS_NOT_IPV4       natReason = 0
-	natReasonREASON_PASS_NOT_BOUND      natReason = 1
-	natReasonREASON_PASS_TTL_EXPIRING   natReason = 2
-	natReasonREASON_PASS_NO_NEIGH       natReason = 3
-	natReasonREASON_PASS_MTU_EXCEEDED   natReason = 4
-	natReasonREASON_PASS_FIB_OTHER      natReason = 5
-	natReasonREASON_DROP_TRUNCATED_ETH  natReason = 6
-	natReasonREASON_DROP_BAD_IP_HEADER  natReason = 7
-	natReasonREASON_DROP_BAD_IP_LENGTH  natReason = 8
-	natReasonREASON_DROP_TRUNCATED_L4   natReason = 9
-	natReasonREASON_DROP_BAD_ICMP_ERROR natReason = 10
-	natReasonREASON_DROP_ICMP_MISMATCH  natReason = 11
-	natReasonREASON_MAX                 natReason = 12
+	natReasonREASON_PASS_NOT_IPV4          natReason = 0
+	natReasonREASON_PASS_NOT_BOUND         natReason = 1
+	natReasonREASON_PASS_TTL_EXPIRING      natReason = 2
+	natReasonREASON_PASS_NO_NEIGH          natReason = 3
+	natReasonREASON_PASS_MTU_EXCEEDED      natReason = 4
+	natReasonREASON_PASS_FIB_OTHER         natReason = 5
+	natReasonREASON_DROP_TRUNCATED_ETH     natReason = 6
+	natReasonREASON_DROP_BAD_IP_HEADER     natReason = 7
+	natReasonREASON_DROP_BAD_IP_LENGTH     natReason = 8
+	natReasonREASON_DROP_TRUNCATED_L4      natReason = 9
+	natReasonREASON_DROP_BAD_ICMP_ERROR    natReason = 10
+	natReasonREASON_DROP_ICMP_MISMATCH     natReason = 11
+	natReasonREASON_DROP_CUT_THROUGH_SPOOF natReason = 12
+	natReasonREASON_MAX                    natReason = 13
 )
 
 // Names of all BPF objects in the ELF.
@@ -50,6 +58,7 @@ const (
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	natMapCountersBySlot   = "counters_by_slot"
+	natMapCutThroughs      = "cut_throughs"
 	natMapInboundBindings  = "inbound_bindings"
 	natMapOutboundBindings = "outbound_bindings"
 	natMapReasonCounters   = "reason_counters"
@@ -112,6 +121,7 @@ type natProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type natMapSpecs struct {
 	CountersBySlot   *ebpf.MapSpec `ebpf:"counters_by_slot"`
+	CutThroughs      *ebpf.MapSpec `ebpf:"cut_throughs"`
 	InboundBindings  *ebpf.MapSpec `ebpf:"inbound_bindings"`
 	OutboundBindings *ebpf.MapSpec `ebpf:"outbound_bindings"`
 	ReasonCounters   *ebpf.MapSpec `ebpf:"reason_counters"`
@@ -144,6 +154,7 @@ func (o *natObjects) Close() error {
 // It can be passed to loadNatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type natMaps struct {
 	CountersBySlot   *ebpf.Map `ebpf:"counters_by_slot"`
+	CutThroughs      *ebpf.Map `ebpf:"cut_throughs"`
 	InboundBindings  *ebpf.Map `ebpf:"inbound_bindings"`
 	OutboundBindings *ebpf.Map `ebpf:"outbound_bindings"`
 	ReasonCounters   *ebpf.Map `ebpf:"reason_counters"`
@@ -152,6 +163,7 @@ type natMaps struct {
 func (m *natMaps) Close() error {
 	return _NatClose(
 		m.CountersBySlot,
+		m.CutThroughs,
 		m.InboundBindings,
 		m.OutboundBindings,
 		m.ReasonCounters,

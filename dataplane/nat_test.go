@@ -189,6 +189,21 @@ func natCases(t testing.TB, l *lab) []natCase {
 			verdict: verdictRedirect, eips: out1(uint64(len(in) - 14))})
 	}
 
+	// Cut-through: forwarded untranslated, and only from its ENI's MAC.
+	cutIn := map[netip.Addr]EIPCounters{eipCut: {InPackets: 1, InBytes: 60}}
+	cutOut := map[netip.Addr]EIPCounters{eipCut: {OutPackets: 1, OutBytes: 60}}
+	cases = append(cases,
+		natCase{name: "inbound to a cut-through EIP goes untranslated", role: RoleUplink,
+			in:  inbound(fromInet(), udpShape(32), labInet, eipCut, 64),
+			out: inbound(toVM(macCut), udpShape(32), labInet, eipCut, 63), verdict: verdictRedirect, eips: cutIn},
+		natCase{name: "outbound from a cut-through ENI goes untranslated", role: RoleVPC,
+			in:  inbound(eth(macCut, vpcMAC), udpShape(32), eipCut, labInet, 64),
+			out: inbound(toRouter(), udpShape(32), eipCut, labInet, 63), verdict: verdictRedirect, eips: cutOut},
+		natCase{name: "a cut-through EIP as source from another MAC is dropped", role: RoleVPC,
+			in: inbound(fromVM(), udpShape(32), eipCut, labInet, 64), verdict: verdictDrop,
+			reasons: pass(ReasonDropCutThroughSpoof)},
+	)
+
 	// Handed to the kernel untouched.
 	passUntouched := func(name string, role Role, frame []byte, r Reason) {
 		cases = append(cases, natCase{name: name, role: role, in: frame, verdict: verdictPass, reasons: pass(r)})

@@ -24,6 +24,14 @@ struct {
 	__type(value, struct binding);
 } outbound_bindings SEC(".maps");
 
+/* EIP -> its cut-through ENI: forwarded untranslated both ways. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_BINDINGS);
+	__type(key, __be32);
+	__type(value, struct cut_through);
+} cut_throughs SEC(".maps");
+
 /* Per-EIP packet and byte counters, indexed by binding.counter_slot (the map is counters_by_slot). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -21,6 +21,7 @@ enum reason {
 	REASON_DROP_TRUNCATED_L4,   /* a bound packet whose TCP/UDP/ICMP header is cut short */
 	REASON_DROP_BAD_ICMP_ERROR, /* an ICMP error whose quoted packet is malformed */
 	REASON_DROP_ICMP_MISMATCH,  /* an ICMP error whose quoted packet was not sent by the binding */
+	REASON_DROP_CUT_THROUGH_SPOOF, /* a cut-through EIP as source, but not from its ENI's MAC */
 	REASON_MAX,
 };
 
@@ -38,4 +39,12 @@ struct eip_counters {
 	__u64 in_bytes;
 	__u64 out_packets;
 	__u64 out_bytes;
+};
+
+/* A cut-through EIP: it lives on the instance's secondary ENI and is forwarded
+ * untranslated; only that ENI (its MAC) may send with it as source. */
+struct cut_through {
+	__u8 eni_mac[6];
+	__u16 pad;
+	__u32 counter_slot;
 };
