@@ -114,9 +114,16 @@ func (s *Service) associate(c *Call) (any, error) {
 	}
 	old := *e
 	e.Status, e.InstanceType, e.InstanceID, e.PrivateIPAddress = StatusAssociating, typ, id, private
-	e.Mode = ""
+	e.Mode, e.ENIMAC = "", ""
 	if typ == TypeENI {
 		e.Mode = mode
+		if mode != ModeNAT {
+			eni, err := get[ENI](c.Tx, KindENI, id)
+			if err != nil {
+				return nil, err
+			}
+			e.ENIMAC = eni.MacAddress
+		}
 	}
 	return struct{}{}, saveEIP(c.Tx, &old, e)
 }
@@ -159,9 +166,13 @@ func (s *Service) checkENI(c *Call, e *EIP, id, mode, wantIP string) (string, er
 	if eni.Region != e.Region {
 		return "", errRegionMismatch
 	}
-	// The cut-through modes exist only for secondary ENIs, whatever else is on it.
+	// The cut-through modes exist only for secondary ENIs, whatever else is on it,
+	// and the gateway must know the ENI's MAC to check sources.
 	if mode != ModeNAT && eni.Primary {
 		return "", errPrimaryEniOnly
+	}
+	if mode != ModeNAT && eni.MacAddress == "" {
+		return "", errNoENIMAC
 	}
 	on, err := eipsOn(c.Tx, TypeENI, id)
 	if err != nil {
@@ -298,6 +309,30 @@ func DesiredBindings(tx Tx) ([]Binding, error) {
 	return out, err
 }
 
+// CutThrough is a cut-through EIP the dataplane must forward untranslated.
+type CutThrough struct {
+	EIP    netip.Addr
+	ENIMAC string
+}
+
+// DesiredCutThroughs are the cut-through EIPs being set up or in use.
+func DesiredCutThroughs(tx Tx) ([]CutThrough, error) {
+	var out []CutThrough
+	err := tx.ForEach(kindEIPCut, func(ip string, v []byte) error {
+		mac, status, _ := strings.Cut(string(v), "|")
+		if status == StatusUnassociating {
+			return nil
+		}
+		a, err := netip.ParseAddr(ip)
+		if err != nil {
+			return fmt.Errorf("cut-through index entry %q is damaged", ip)
+		}
+		out = append(out, CutThrough{EIP: a, ENIMAC: mac})
+		return nil
+	})
+	return out, err
+}
+
 // Settle finishes the transitions the dataplane has carried out: Associating
 // becomes InUse, Unassociating becomes Available with its association cleared.
 // The reconciler calls it in its own transaction after applying the bindings.
@@ -323,7 +358,7 @@ func Settle(tx Tx) (int, error) {
 		case StatusAssociating:
 			e.Status = StatusInUse
 		case StatusUnassociating:
-			e.Status, e.InstanceType, e.InstanceID, e.PrivateIPAddress, e.Mode = StatusAvailable, "", "", "", ""
+			e.Status, e.InstanceType, e.InstanceID, e.PrivateIPAddress, e.Mode, e.ENIMAC = StatusAvailable, "", "", "", "", ""
 		default:
 			continue
 		}

@@ -60,6 +60,7 @@ var (
 	errIPNotRecoverable  = badRequest("InvalidIpAddress.NotRecoverable", "The specified IpAddress is not in the pool, in use, or not released by this account in the last 7 days.")
 	errPrimaryEniOnly    = badRequest("InvalidParameter.EniType", "The operation needs a secondary ENI.")
 	errPrivateIPNotOnEni = badRequest("InvalidParameter.PrivateIpAddress", "The specified PrivateIpAddress does not belong to the ENI.")
+	errNoENIMAC          = badRequest("OperationDenied.EniMacUnknown", "A cut-through EIP needs the ENI's MacAddress (CreateNetworkInterface MacAddress).")
 	errAlreadyExists     = badRequest("InvalidParameter.AlreadyExists", "A resource with the specified ID already exists.")
 )
 

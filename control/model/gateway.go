@@ -19,7 +19,8 @@ type eipInfo struct {
 }
 
 // describeGatewayInfo answers for an ENI (InstanceId) with MULTI_BINDED EIPs, as the
-// reference documents: each EIP with its gateway and mask. The gateway is the EIP
+// reference documents, and for a BINDED one too (what its instance needs is the
+// same): each EIP with its gateway and mask. The gateway is the EIP
 // gateway's address on the VPC side; the mask is that of the pool the EIP is from.
 func (s *Service) describeGatewayInfo(c *Call) (any, error) {
 	id, err := c.Params.required("InstanceId")
@@ -44,7 +45,7 @@ func (s *Service) describeGatewayInfo(c *Call) (any, error) {
 	}{}
 	resp.EipInfos.EipInfo = []eipInfo{}
 	for _, e := range eips {
-		if e.Mode != ModeMulti || e.Owner != c.Account {
+		if (e.Mode != ModeMulti && e.Mode != ModeBinded) || e.Owner != c.Account {
 			continue
 		}
 		a := netip.MustParseAddr(e.IPAddress)

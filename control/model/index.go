@@ -12,6 +12,7 @@ func saveEIP(tx Tx, old, e *EIP) error {
 			{kindEIPByTarget, targetKey(old)},
 			{kindEIPByPrivate, old.PrivateIPAddress},
 			{kindEIPPending, old.AllocationID},
+			{kindEIPCut, old.IPAddress},
 		} {
 			if k.key != "" {
 				if err := tx.Delete(k.kind, k.key); err != nil {
@@ -32,6 +33,11 @@ func saveEIP(tx Tx, old, e *EIP) error {
 	if active(e) {
 		if err := tx.Put(kindEIPByTarget, targetKey(e), nil); err != nil {
 			return err
+		}
+		if e.InstanceType == TypeENI && (e.Mode == ModeBinded || e.Mode == ModeMulti) {
+			if err := tx.Put(kindEIPCut, e.IPAddress, []byte(e.ENIMAC+"|"+e.Status)); err != nil {
+				return err
+			}
 		}
 		if oneToOne(e) {
 			if err := tx.Put(kindEIPByPrivate, e.PrivateIPAddress, []byte(e.IPAddress+"|"+e.Status)); err != nil {

@@ -1,6 +1,10 @@
 package model
 
-import "slices"
+import (
+	"net"
+	"slices"
+	"strings"
+)
 
 // The inventory that associations refer to. Where the cloud has an action for a
 // change, it has the cloud's name; registering an instance, changing its state and
@@ -55,7 +59,11 @@ func (s *Service) registerInstance(c *Call) (any, error) {
 	if ok, err := exists(c.Tx, KindInstance, in.InstanceID); err != nil || ok {
 		return nil, firstErr(err, errAlreadyExists)
 	}
-	eni := &ENI{ENIID: newID("eni"), Region: in.Region, VpcID: vpc, Primary: true, InstanceID: in.InstanceID, PrimaryIP: ip}
+	mac, err := macParam(c.Params, "MacAddress")
+	if err != nil {
+		return nil, err
+	}
+	eni := &ENI{ENIID: newID("eni"), Region: in.Region, VpcID: vpc, Primary: true, InstanceID: in.InstanceID, PrimaryIP: ip, MacAddress: mac}
 	in.PrimaryENI = eni.ENIID
 	if err := put(c.Tx, KindInstance, in.InstanceID, in); err != nil {
 		return nil, err
@@ -131,7 +139,11 @@ func (s *Service) createENI(c *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &ENI{ENIID: idParam(c.Params, "NetworkInterfaceId", "eni"), Region: s.region(c), VpcID: vpc, PrimaryIP: ip}
+	mac, err := macParam(c.Params, "MacAddress")
+	if err != nil {
+		return nil, err
+	}
+	e := &ENI{ENIID: idParam(c.Params, "NetworkInterfaceId", "eni"), Region: s.region(c), VpcID: vpc, PrimaryIP: ip, MacAddress: mac}
 	if ok, err := exists(c.Tx, KindENI, e.ENIID); err != nil || ok {
 		return nil, firstErr(err, errAlreadyExists)
 	}
@@ -279,4 +291,16 @@ func (s *Service) createNatGateway(c *Call) (any, error) {
 	return struct {
 		NatGatewayID string `json:"NatGatewayId"`
 	}{g.NatGatewayID}, put(c.Tx, KindNAT, g.NatGatewayID, g)
+}
+
+func macParam(p Params, name string) (string, error) {
+	v := strings.TrimSpace(p[name])
+	if v == "" {
+		return "", nil
+	}
+	mac, err := net.ParseMAC(v)
+	if err != nil || len(mac) != 6 {
+		return "", invalid(name, v)
+	}
+	return mac.String(), nil
 }

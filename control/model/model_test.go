@@ -230,7 +230,7 @@ func TestAssociateENIRules(t *testing.T) {
 		eips = append(eips, id)
 	}
 	primary := w.instance("i-1", "10.0.1.11")
-	w.ok("admin", "CreateNetworkInterface", "NetworkInterfaceId", "eni-nat", "VpcId", "vpc-1", "PrimaryIpAddress", "10.0.3.1")
+	w.ok("admin", "CreateNetworkInterface", "NetworkInterfaceId", "eni-nat", "VpcId", "vpc-1", "PrimaryIpAddress", "10.0.3.1", "MacAddress", "02:00:00:00:0f:01")
 	w.ok("admin", "AssignPrivateIpAddresses", "NetworkInterfaceId", "eni-nat", "PrivateIpAddress.1", "10.0.3.2", "PrivateIpAddress.2", "10.0.3.3")
 	w.wantCode("InvalidParameter", "admin", "AssignPrivateIpAddresses", "NetworkInterfaceId", "eni-nat", "PrivateIpAddress.1", "10.0.3.2")
 	w.ok("admin", "AttachNetworkInterface", "NetworkInterfaceId", "eni-nat", "InstanceId", "i-1")
@@ -247,7 +247,7 @@ func TestAssociateENIRules(t *testing.T) {
 	w.wantCode("OperationFailed.EipBindModeConflict", acct, "AssociateEipAddress", "AllocationId", eips[3], "InstanceId", "eni-nat", "InstanceType", TypeENI, "Mode", ModeMulti)
 
 	// Cut-through: secondary, unattached, no other address; then no new address.
-	w.ok("admin", "CreateNetworkInterface", "NetworkInterfaceId", "eni-cut", "VpcId", "vpc-1", "PrimaryIpAddress", "10.0.4.1")
+	w.ok("admin", "CreateNetworkInterface", "NetworkInterfaceId", "eni-cut", "VpcId", "vpc-1", "PrimaryIpAddress", "10.0.4.1", "MacAddress", "02:00:00:00:0f:02")
 	w.wantCode("InvalidParameter.EniType", acct, "AssociateEipAddress", "AllocationId", eips[3], "InstanceId", primary, "InstanceType", TypeENI, "Mode", ModeBinded)
 	w.ok("admin", "AttachNetworkInterface", "NetworkInterfaceId", "eni-cut", "InstanceId", "i-1")
 	w.wantCode("Eni.Attached", acct, "AssociateEipAddress", "AllocationId", eips[3], "InstanceId", "eni-cut", "InstanceType", TypeENI, "Mode", ModeBinded)
@@ -256,12 +256,17 @@ func TestAssociateENIRules(t *testing.T) {
 	w.wantCode("Eni.HasSubIp", "admin", "AssignPrivateIpAddresses", "NetworkInterfaceId", "eni-cut", "PrivateIpAddress.1", "10.0.4.2")
 	w.wantCode("InvalidAssociation.Duplicated", acct, "AssociateEipAddress", "AllocationId", eips[4], "InstanceId", "eni-cut", "InstanceType", TypeENI, "Mode", ModeBinded)
 	w.ok("admin", "AttachNetworkInterface", "NetworkInterfaceId", "eni-cut", "InstanceId", "i-1")
-	w.ok("admin", "CreateNetworkInterface", "NetworkInterfaceId", "eni-sub", "VpcId", "vpc-1", "PrimaryIpAddress", "10.0.5.1")
+	w.ok("admin", "CreateNetworkInterface", "NetworkInterfaceId", "eni-sub", "VpcId", "vpc-1", "PrimaryIpAddress", "10.0.5.1", "MacAddress", "02:00:00:00:0f:03")
 	w.ok("admin", "AssignPrivateIpAddresses", "NetworkInterfaceId", "eni-sub", "PrivateIpAddress.1", "10.0.5.2")
 	w.wantCode("Eni.HasSubIp", acct, "AssociateEipAddress", "AllocationId", eips[4], "InstanceId", "eni-sub", "InstanceType", TypeENI, "Mode", ModeBinded)
 
+	// The gateway checks a cut-through EIP's source against the ENI's MAC: none, no mode.
+	w.ok("admin", "CreateNetworkInterface", "NetworkInterfaceId", "eni-nomac", "VpcId", "vpc-1", "PrimaryIpAddress", "10.0.7.9")
+	w.wantCode("OperationDenied.EniMacUnknown", acct, "AssociateEipAddress", "AllocationId", eips[4], "InstanceId", "eni-nomac", "InstanceType", TypeENI, "Mode", ModeBinded)
+	w.wantCode("InvalidParameter", "admin", "CreateNetworkInterface", "VpcId", "vpc-1", "PrimaryIpAddress", "10.0.7.10", "MacAddress", "not-a-mac")
+
 	// Multi-EIP cut-through: up to 10 on a secondary ENI.
-	w.ok("admin", "CreateNetworkInterface", "NetworkInterfaceId", "eni-multi", "VpcId", "vpc-1", "PrimaryIpAddress", "10.0.6.1")
+	w.ok("admin", "CreateNetworkInterface", "NetworkInterfaceId", "eni-multi", "VpcId", "vpc-1", "PrimaryIpAddress", "10.0.6.1", "MacAddress", "02:00:00:00:0f:04")
 	for i := 4; i < 14; i++ {
 		w.ok(acct, "AssociateEipAddress", "AllocationId", eips[i], "InstanceId", "eni-multi", "InstanceType", TypeENI, "Mode", ModeMulti)
 	}
@@ -358,7 +363,7 @@ func TestClientTokenAndDryRun(t *testing.T) {
 func TestDescribeEipGatewayInfo(t *testing.T) {
 	w := newWorld(t)
 	w.svc.EIPGateway = netip.MustParseAddr("10.0.0.1")
-	w.ok("admin", "CreateNetworkInterface", "NetworkInterfaceId", "eni-m", "VpcId", "vpc-1", "PrimaryIpAddress", "10.0.6.1")
+	w.ok("admin", "CreateNetworkInterface", "NetworkInterfaceId", "eni-m", "VpcId", "vpc-1", "PrimaryIpAddress", "10.0.6.1", "MacAddress", "02:00:00:00:0f:05")
 	var ips []string
 	for i := 0; i < 3; i++ {
 		id, ip := w.allocate(acct)
@@ -375,6 +380,10 @@ func TestDescribeEipGatewayInfo(t *testing.T) {
 		if info["Ip"] != ips[i] || info["IpGw"] != "10.0.0.1" || info["IpMask"] != "255.255.255.0" {
 			t.Errorf("EIP %d: %v", i, info)
 		}
+	}
+	cts, err := DesiredCutThroughs(w.tx)
+	if err != nil || len(cts) != 3 || cts[0].ENIMAC == "" {
+		t.Errorf("desired cut-through EIPs: %v, %v", cts, err)
 	}
 	w.wantCode("InvalidNetworkInterfaceId.NotFound", acct, "DescribeEipGatewayInfo", "InstanceId", "eni-none")
 	w.wantCode("MissingParameter", acct, "DescribeEipGatewayInfo")

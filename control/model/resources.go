@@ -43,6 +43,7 @@ type EIP struct {
 	InstanceID         string    `json:"instance_id,omitempty"`
 	PrivateIPAddress   string    `json:"private_ip_address,omitempty"`
 	Mode               string    `json:"mode,omitempty"`
+	ENIMAC             string    `json:"eni_mac,omitempty"` // cut-through modes: the ENI's MAC
 }
 
 // Released is an address released by its owner, recoverable by that owner only
@@ -73,6 +74,9 @@ type ENI struct {
 	InstanceID   string   `json:"instance_id,omitempty"`
 	PrimaryIP    string   `json:"primary_ip"`
 	SecondaryIPs []string `json:"secondary_ips,omitempty"`
+	// MacAddress identifies the ENI at L2: the gateway accepts a cut-through EIP as
+	// source only from it.
+	MacAddress string `json:"mac_address,omitempty"`
 }
 
 // HaVip is a private address that moves between instances; an EIP associated with

@@ -22,11 +22,12 @@ const (
 	kindEIPByTarget  = "eip_by_target"  // type|instance|AllocationId -> "" (active EIPs)
 	kindEIPByPrivate = "eip_by_private" // private address -> EIP address|status (active 1:1)
 	kindEIPPending   = "eip_pending"    // AllocationId -> "" (Associating, Unassociating)
+	kindEIPCut       = "eip_cut"        // EIP address -> ENI MAC|status (active cut-through)
 )
 
 // Kinds lists every kind the store must hold.
 var Kinds = []string{KindEIP, KindReleased, KindInstance, KindENI, KindHaVip, KindSLB, KindNAT, KindToken,
-	kindEIPByIP, kindEIPByTarget, kindEIPByPrivate, kindEIPPending}
+	kindEIPByIP, kindEIPByTarget, kindEIPByPrivate, kindEIPPending, kindEIPCut}
 
 // Tx is one store transaction: every API write runs in exactly one, so a failed or
 // interrupted write leaves nothing behind.

@@ -170,3 +170,34 @@ func TestPlanChecks(t *testing.T) {
 		}
 	}
 }
+
+func TestGatewayRoutes(t *testing.T) {
+	vm := instance(t)
+	h := vm.Netlink()
+	// A route somebody else made must survive.
+	if err := vm.Route("203.0.113.99/32", "", "eth1"); err != nil {
+		t.Fatal(err)
+	}
+	g := GatewayRoutes{Handle: h, Interface: "eth1"}
+	a, b := netip.MustParseAddr("203.0.113.7"), netip.MustParseAddr("203.0.113.8")
+	if err := g.Sync([]netip.Addr{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	got := snapshot(t, h)
+	if !strings.Contains(got, "dst=203.0.113.7/32") || !strings.Contains(got, "dst=203.0.113.8/32") {
+		t.Errorf("after Sync(a, b):\n%s", got)
+	}
+	if err := g.Sync([]netip.Addr{b}); err != nil {
+		t.Fatal(err)
+	}
+	got = snapshot(t, h)
+	if strings.Contains(got, "dst=203.0.113.7/32") || !strings.Contains(got, "dst=203.0.113.8/32") || !strings.Contains(got, "dst=203.0.113.99/32") {
+		t.Errorf("after Sync(b):\n%s", got)
+	}
+	if err := g.Sync(nil); err != nil {
+		t.Fatal(err)
+	}
+	if got = snapshot(t, h); strings.Contains(got, "dst=203.0.113.8/32") || !strings.Contains(got, "dst=203.0.113.99/32") {
+		t.Errorf("after Sync():\n%s", got)
+	}
+}

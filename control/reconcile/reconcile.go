@@ -18,6 +18,15 @@ type Dataplane interface {
 	Bindings() (map[netip.Addr]netip.Addr, error) // EIP -> private
 	SetBinding(eip, private netip.Addr) error
 	DeleteBinding(eip netip.Addr) error
+	CutThroughs() (map[netip.Addr]string, error) // EIP -> ENI MAC
+	SetCutThrough(eip netip.Addr, mac string) error
+	DeleteCutThrough(eip netip.Addr) error
+}
+
+// Routes keeps the gateway's own routes to cut-through EIPs (on-link, out of the VPC
+// side, where the instance answers for its EIP) equal to a set.
+type Routes interface {
+	Sync(eips []netip.Addr) error
 }
 
 // Store is what the reconciler needs of the store.
@@ -42,6 +51,7 @@ func (r Result) Changed() bool { return r.Added+r.Moved+r.Removed > 0 }
 type Reconciler struct {
 	Store     Store
 	Dataplane Dataplane
+	Routes    Routes // nil: the gateway's routes are not managed
 	mu        sync.Mutex
 }
 
@@ -53,9 +63,13 @@ func (r *Reconciler) Reconcile() (Result, error) {
 	defer r.mu.Unlock()
 	var res Result
 	var desired []model.Binding
+	var cuts []model.CutThrough
 	if err := r.Store.View(func(tx model.Tx) error {
 		var err error
-		desired, err = model.DesiredBindings(tx)
+		if desired, err = model.DesiredBindings(tx); err != nil {
+			return err
+		}
+		cuts, err = model.DesiredCutThroughs(tx)
 		return err
 	}); err != nil {
 		return res, fmt.Errorf("reconcile: read desired state: %w", err)
@@ -92,6 +106,9 @@ func (r *Reconciler) Reconcile() (Result, error) {
 			res.Added++
 		}
 	}
+	if err := r.reconcileCutThroughs(cuts, &res); err != nil {
+		return res, err
+	}
 	// The dataplane now carries every association: settle their statuses.
 	if err := r.Store.Update(func(tx model.Tx) error {
 		n, err := model.Settle(tx)
@@ -101,4 +118,47 @@ func (r *Reconciler) Reconcile() (Result, error) {
 		return res, fmt.Errorf("reconcile: settle: %w", err)
 	}
 	return res, nil
+}
+
+// reconcileCutThroughs brings the cut-through EIPs and the gateway's routes to them
+// in line. The route goes in before the EIP is forwarded, and out after it stops.
+func (r *Reconciler) reconcileCutThroughs(cuts []model.CutThrough, res *Result) error {
+	want := map[netip.Addr]string{}
+	var eips []netip.Addr
+	for _, c := range cuts {
+		want[c.EIP] = c.ENIMAC
+		eips = append(eips, c.EIP)
+	}
+	have, err := r.Dataplane.CutThroughs()
+	if err != nil {
+		return fmt.Errorf("reconcile: read cut-through EIPs: %w", err)
+	}
+	for eip := range have {
+		if _, ok := want[eip]; !ok {
+			if err := r.Dataplane.DeleteCutThrough(eip); err != nil {
+				return fmt.Errorf("reconcile: remove cut-through %v: %w", eip, err)
+			}
+			res.Removed++
+		}
+	}
+	if r.Routes != nil {
+		if err := r.Routes.Sync(eips); err != nil {
+			return fmt.Errorf("reconcile: gateway routes: %w", err)
+		}
+	}
+	for eip, mac := range want {
+		old, had := have[eip]
+		if had && old == mac {
+			continue
+		}
+		if err := r.Dataplane.SetCutThrough(eip, mac); err != nil {
+			return fmt.Errorf("reconcile: cut-through %v: %w", eip, err)
+		}
+		if had {
+			res.Moved++
+		} else {
+			res.Added++
+		}
+	}
+	return nil
 }

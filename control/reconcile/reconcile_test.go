@@ -23,6 +23,7 @@ func (m *memStore) Update(fn func(model.Tx) error) error {
 
 type fakeDP struct {
 	b     map[netip.Addr]netip.Addr
+	cut   map[netip.Addr]string
 	calls int
 	fail  error
 }
@@ -52,6 +53,52 @@ func (f *fakeDP) SetBinding(e, p netip.Addr) error {
 }
 
 func (f *fakeDP) DeleteBinding(e netip.Addr) error { f.calls++; delete(f.b, e); return nil }
+
+func (f *fakeDP) CutThroughs() (map[netip.Addr]string, error) {
+	out := map[netip.Addr]string{}
+	for k, v := range f.cut {
+		out[k] = v
+	}
+	return out, nil
+}
+
+func (f *fakeDP) SetCutThrough(e netip.Addr, mac string) error {
+	f.calls++
+	if f.cut == nil {
+		f.cut = map[netip.Addr]string{}
+	}
+	f.cut[e] = mac
+	return nil
+}
+
+func (f *fakeDP) DeleteCutThrough(e netip.Addr) error { f.calls++; delete(f.cut, e); return nil }
+
+type fakeRoutes struct{ eips []netip.Addr }
+
+func (r *fakeRoutes) Sync(eips []netip.Addr) error { r.eips = eips; return nil }
+
+func TestReconcileCutThrough(t *testing.T) {
+	s := &memStore{tx: model.MemTx{}}
+	dp := &fakeDP{b: map[netip.Addr]netip.Addr{}}
+	routes := &fakeRoutes{}
+	r := &Reconciler{Store: s, Dataplane: dp, Routes: routes}
+	do(t, s, "CreateNetworkInterface", "NetworkInterfaceId", "eni-1", "VpcId", "v", "PrimaryIpAddress", "10.0.3.1", "MacAddress", "02:00:00:00:00:31")
+	ids := allocate(t, s, 1)
+	do(t, s, "AssociateEipAddress", "AllocationId", ids[0], "InstanceId", "eni-1", "InstanceType", "NetworkInterface", "Mode", "BINDED")
+	res, err := r.Reconcile()
+	if err != nil || res.Added != 1 || res.Settled != 1 || len(dp.cut) != 1 || len(routes.eips) != 1 || len(dp.b) != 0 {
+		t.Fatalf("cut-through pass: %v, %v, dataplane %v, routes %v", res, err, dp.cut, routes.eips)
+	}
+	for _, mac := range dp.cut {
+		if mac != "02:00:00:00:00:31" {
+			t.Errorf("cut-through MAC %q", mac)
+		}
+	}
+	do(t, s, "UnassociateEipAddress", "AllocationId", ids[0], "InstanceId", "eni-1")
+	if res, err = r.Reconcile(); err != nil || res.Removed != 1 || len(dp.cut) != 0 || len(routes.eips) != 0 {
+		t.Fatalf("disassociating pass: %v, %v, dataplane %v, routes %v", res, err, dp.cut, routes.eips)
+	}
+}
 
 func do(t *testing.T, s *memStore, action string, kv ...string) {
 	t.Helper()

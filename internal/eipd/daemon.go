@@ -16,9 +16,11 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 	"github.com/eipgw/eipgw/control/api"
 	"github.com/eipgw/eipgw/control/model"
+	"github.com/eipgw/eipgw/control/netcfg"
 	"github.com/eipgw/eipgw/control/reconcile"
 	"github.com/eipgw/eipgw/control/store"
 	"github.com/eipgw/eipgw/dataplane"
+	"github.com/vishvananda/netlink"
 )
 
 // StateFile is the store's file name in the state directory.
@@ -60,7 +62,13 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 		log.Info("attached", "interface", i.iface.Name, "role", i.role, "hook", used)
 	}
 
-	rec := &reconcile.Reconciler{Store: st, Dataplane: ReconcileTarget(dp)}
+	nl, err := netlink.NewHandle()
+	if err != nil {
+		return fmt.Errorf("netlink: %w", err)
+	}
+	defer nl.Close()
+	rec := &reconcile.Reconciler{Store: st, Dataplane: ReconcileTarget(dp),
+		Routes: netcfg.GatewayRoutes{Handle: nl, Interface: cfg.VPC.Name}}
 	res, err := rec.Reconcile()
 	if err != nil {
 		return fmt.Errorf("reconcile at start: %w", err)
@@ -135,6 +143,28 @@ func (a adapter) Bindings() (map[netip.Addr]netip.Addr, error) {
 	}
 	return out, nil
 }
+
+func (a adapter) CutThroughs() (map[netip.Addr]string, error) {
+	cts, err := a.dp.CutThroughs()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[netip.Addr]string, len(cts))
+	for _, c := range cts {
+		out[c.EIP] = c.ENIMAC.String()
+	}
+	return out, nil
+}
+
+func (a adapter) SetCutThrough(eip netip.Addr, mac string) error {
+	hw, err := net.ParseMAC(mac)
+	if err != nil {
+		return fmt.Errorf("cut-through %v: %w", eip, err)
+	}
+	return a.dp.SetCutThrough(eip, hw)
+}
+
+func (a adapter) DeleteCutThrough(eip netip.Addr) error { return a.dp.DeleteCutThrough(eip) }
 
 func (a adapter) SetBinding(eip, private netip.Addr) error { return a.dp.SetBinding(eip, private) }
 func (a adapter) DeleteBinding(eip netip.Addr) error       { return a.dp.DeleteBinding(eip) }
