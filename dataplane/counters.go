@@ -74,3 +74,23 @@ func (d *Dataplane) ReasonCounts() (ReasonCounts, error) {
 	}
 	return out, nil
 }
+
+// CountedEIPs lists every EIP that has counters: 1:1 bindings and cut-through EIPs.
+func (d *Dataplane) CountedEIPs() ([]netip.Addr, error) {
+	bs, err := d.Bindings()
+	if err != nil {
+		return nil, err
+	}
+	cts, err := d.CutThroughs()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]netip.Addr, 0, len(bs)+len(cts))
+	for _, b := range bs {
+		out = append(out, b.EIP)
+	}
+	for _, c := range cts {
+		out = append(out, c.EIP)
+	}
+	return out, nil
+}

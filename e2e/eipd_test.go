@@ -25,14 +25,19 @@ type daemon struct {
 	log     *syncBuffer
 	profile string
 	lbEIP   string // the CLB's EIP, once associated
+	listen  string // the API's address in the gateway
 }
 
-func newDaemon(t *testing.T, hook string) *daemon {
+func newDaemon(t *testing.T, hook string) *daemon { return newDaemonAt(t, hook, apiListen, "") }
+
+// newDaemonAt is newDaemon with the API on another address (one instances reach, for
+// agents) and an EIP gateway for cut-through instances.
+func newDaemonAt(t *testing.T, hook, listen, eipGateway string) *daemon {
 	t.Helper()
 	g := newGateway(t, hook, true)
-	d := &daemon{gateway: g, dir: t.TempDir()}
+	d := &daemon{gateway: g, dir: t.TempDir(), listen: listen}
 	files, err := eipd.WriteLocalSetup(d.dir, eipd.LocalSetup{Uplink: testbed.GWUplink, VPC: testbed.GWVPC, Hook: hook,
-		Pools: []string{testbed.EIPPool}, Listen: apiListen, BPFFSDir: g.pinDir, ReconcileInterval: "1s"})
+		Pools: []string{testbed.EIPPool}, Listen: listen, BPFFSDir: g.pinDir, ReconcileInterval: "1s", EIPGateway: eipGateway})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +250,7 @@ func TestEipdEcsInstanceLifecycle(t *testing.T) {
 // metrics fetches /metrics from inside the gateway's namespace.
 func (d *daemon) metrics(t *testing.T) string {
 	t.Helper()
-	c, err := d.GW.Dial("tcp", apiListen, 5*time.Second)
+	c, err := d.GW.Dial("tcp", d.listen, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,5 +1,6 @@
 // Command eipd is the eipgw daemon: the EIP service's API and the dataplane that
-// carries it. See docs/eipd.md.
+// carries it. `eipd agent` runs inside an instance and configures its cut-through ENI.
+// See docs/eipd.md.
 package main
 
 import (
@@ -15,17 +16,32 @@ import (
 )
 
 func main() {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if len(os.Args) > 1 && os.Args[1] == "agent" {
+		fs := flag.NewFlagSet("eipd agent", flag.ExitOnError)
+		configPath := fs.String("config", "/etc/eipgw/agent.json", "agent configuration file")
+		_ = fs.Parse(os.Args[2:])
+		cfg, base, poll, err := eipd.LoadAgentConfig(*configPath)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "eipd agent:", err)
+			os.Exit(2)
+		}
+		if err := eipd.RunAgent(ctx, cfg, base, poll, log); err != nil {
+			fmt.Fprintln(os.Stderr, "eipd agent:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	configPath := flag.String("config", "/etc/eipgw/eipd.json", "configuration file")
 	initState := flag.Bool("init", false, "create the state file if it does not exist (first start only)")
 	flag.Parse()
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	cfg, err := eipd.LoadConfig(*configPath)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "eipd:", err)
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	if err := eipd.Run(ctx, cfg, *initState, log, nil); err != nil {
 		fmt.Fprintln(os.Stderr, "eipd:", err)
 		os.Exit(1)

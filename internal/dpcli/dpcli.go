@@ -244,18 +244,18 @@ type countersReport struct {
 
 func readCounters(dp *dataplane.Dataplane) (countersReport, error) {
 	rep := countersReport{EIPs: map[string]dataplane.EIPCounters{}}
-	bs, err := dp.Bindings()
+	eips, err := dp.CountedEIPs()
 	if err != nil {
 		return rep, err
 	}
-	for _, b := range bs {
-		c, err := dp.Counters(b.EIP)
+	for _, eip := range eips {
+		c, err := dp.Counters(eip)
 		if errors.Is(err, dataplane.ErrNotBound) {
 			continue // unbound since the listing
 		} else if err != nil {
 			return rep, err
 		}
-		rep.EIPs[b.EIP.String()] = c
+		rep.EIPs[eip.String()] = c
 	}
 	rc, err := dp.ReasonCounts()
 	if err != nil {

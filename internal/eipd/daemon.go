@@ -171,24 +171,24 @@ func (a adapter) DeleteBinding(eip netip.Addr) error       { return a.dp.DeleteB
 
 // writeDataplaneMetrics writes per-EIP traffic and the pass and drop counters.
 func writeDataplaneMetrics(w io.Writer, dp *dataplane.Dataplane, log *slog.Logger) {
-	bs, err := dp.Bindings()
+	eips, err := dp.CountedEIPs()
 	if err != nil {
-		log.Error("metrics: bindings", "error", err)
+		log.Error("metrics: EIPs", "error", err)
 		return
 	}
-	sort.Slice(bs, func(i, j int) bool { return bs[i].EIP.Less(bs[j].EIP) })
+	sort.Slice(eips, func(i, j int) bool { return eips[i].Less(eips[j]) })
 	fmt.Fprintln(w, "# HELP eipgw_eip_packets_total Packets through each EIP; in is internet to instance.")
 	fmt.Fprintln(w, "# TYPE eipgw_eip_packets_total counter")
 	var lines []string
-	for _, b := range bs {
-		c, err := dp.Counters(b.EIP)
+	for _, eip := range eips {
+		c, err := dp.Counters(eip)
 		if err != nil {
 			continue // unbound since the listing
 		}
-		fmt.Fprintf(w, "eipgw_eip_packets_total{eip=%q,direction=\"in\"} %d\n", b.EIP, c.InPackets)
-		fmt.Fprintf(w, "eipgw_eip_packets_total{eip=%q,direction=\"out\"} %d\n", b.EIP, c.OutPackets)
-		lines = append(lines, fmt.Sprintf("eipgw_eip_bytes_total{eip=%q,direction=\"in\"} %d\n", b.EIP, c.InBytes),
-			fmt.Sprintf("eipgw_eip_bytes_total{eip=%q,direction=\"out\"} %d\n", b.EIP, c.OutBytes))
+		fmt.Fprintf(w, "eipgw_eip_packets_total{eip=%q,direction=\"in\"} %d\n", eip, c.InPackets)
+		fmt.Fprintf(w, "eipgw_eip_packets_total{eip=%q,direction=\"out\"} %d\n", eip, c.OutPackets)
+		lines = append(lines, fmt.Sprintf("eipgw_eip_bytes_total{eip=%q,direction=\"in\"} %d\n", eip, c.InBytes),
+			fmt.Sprintf("eipgw_eip_bytes_total{eip=%q,direction=\"out\"} %d\n", eip, c.OutBytes))
 	}
 	fmt.Fprintln(w, "# HELP eipgw_eip_bytes_total IP bytes through each EIP.")
 	fmt.Fprintln(w, "# TYPE eipgw_eip_bytes_total counter")

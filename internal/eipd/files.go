@@ -16,6 +16,7 @@ type LocalSetup struct {
 	Listen            string
 	BPFFSDir          string
 	ReconcileInterval string
+	EIPGateway        string
 }
 
 // Files are the paths WriteLocalSetup wrote.
@@ -46,6 +47,7 @@ func WriteLocalSetup(dir string, s LocalSetup) (Files, error) {
 			"vpc":    map[string]string{"interface": s.VPC, "hook": s.Hook},
 			"pools":  s.Pools, "listen": s.Listen, "credentials_file": f.Credentials,
 			"state_dir": dir, "bpffs_dir": s.BPFFSDir, "reconcile_interval": s.ReconcileInterval,
+			"eip_gateway": s.EIPGateway,
 		}},
 		{f.Credentials, 0o600, map[string]any{"keys": []map[string]string{{"access_key_id": key, "access_key_secret": hex.EncodeToString(secret)}}}},
 		{f.Profile, 0o600, map[string]string{"endpoint": "http://" + s.Listen, "access_key_id": key,

@@ -187,3 +187,19 @@ func (h *Host) SetMTU(name string, mtu int) error {
 	}
 	return nil
 }
+
+// Enslave attaches a port to an existing bridge.
+func (h *Host) Enslave(port, bridge string) error {
+	p, err := h.nl.LinkByName(port)
+	if err != nil {
+		return fmt.Errorf("%s: %s: %w", h.Name, port, err)
+	}
+	br, err := h.nl.LinkByName(bridge)
+	if err != nil {
+		return fmt.Errorf("%s: %s: %w", h.Name, bridge, err)
+	}
+	if err := h.nl.LinkSetMaster(p, br); err != nil {
+		return fmt.Errorf("%s: enslave %s to %s: %w", h.Name, port, bridge, err)
+	}
+	return nil
+}

@@ -1,0 +1,309 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eipgw/eipgw/internal/testbed"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// The address of the internal-service host that cut-through instances must still
+// reach through their primary ENI (100.64.0.0/10 is used for nothing else).
+const (
+	svcAddr   = "100.64.0.2"
+	svcGWAddr = "100.64.0.1"
+	ctListen  = testbed.GWVPCAddr + ":18080" // the API where instances' agents reach it
+)
+
+// secondaryENI gives a VM a second interface on the VPC switch and returns its MAC.
+func secondaryENI(t *testing.T, d *daemon, vm *testbed.Host, port, addr string) string {
+	t.Helper()
+	for _, s := range []func() error{
+		func() error { return testbed.Veth(d.Switch, port, vm, "eth1") },
+		func() error { return d.Switch.Enslave(port, "br0") },
+		func() error { return vm.Addr("eth1", addr) },
+		// The instance answers ARP for an address only on the interface that has it.
+		func() error { return vm.Sysctl("net/ipv4/conf/all/arp_ignore", "1") },
+	} {
+		if err := s(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := vm.Link("eth1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.HardwareAddr.String()
+}
+
+// internalService adds a host on 100.64.0.0/10 behind the gateway.
+func internalService(t *testing.T, d *daemon) *testbed.Host {
+	t.Helper()
+	svc, err := testbed.NewHost(d.GW.Name + "-svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close() })
+	for _, s := range []func() error{
+		func() error { return testbed.Veth(d.GW, "svc", svc, testbed.HostIface) },
+		func() error { return d.GW.Addr("svc", svcGWAddr+"/30") },
+		func() error { return svc.Addr(testbed.HostIface, svcAddr+"/30") },
+		func() error { return svc.Route("default", svcGWAddr, "") },
+	} {
+		if err := s(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return svc
+}
+
+// startAgent runs `eipd agent` in the VM for one ENI.
+func startAgent(t *testing.T, d *daemon, vm *testbed.Host, eni, private string) *syncBuffer {
+	t.Helper()
+	var prof map[string]string
+	raw, _ := os.ReadFile(d.profile)
+	_ = json.Unmarshal(raw, &prof)
+	cfg := map[string]any{"endpoint": "http://" + ctListen, "access_key_id": prof["access_key_id"],
+		"access_key_secret": prof["access_key_secret"], "network_interface_id": eni, "interface": "eth1",
+		"private_address": private, "primary_interface": "eth0", "primary_gateway": testbed.GWVPCAddr,
+		"poll_interval": "200ms"}
+	path := filepath.Join(d.dir, "agent-"+vm.Name+".json")
+	raw, _ = json.Marshal(cfg)
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := &syncBuffer{}
+	cmd := exec.Command(bin("eipd"), "agent", "--config", path)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := vm.Start(cmd); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// ifaceState is eth1's addresses and the VM's routes and rules, to compare.
+func ifaceState(t *testing.T, vm *testbed.Host) string {
+	t.Helper()
+	h := vm.Netlink()
+	var lines []string
+	l, err := h.LinkByName("eth1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs, _ := h.AddrList(l, unix.AF_INET)
+	for _, a := range addrs {
+		lines = append(lines, "addr "+a.IPNet.String())
+	}
+	routes, _ := h.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	for _, r := range routes {
+		lines = append(lines, fmt.Sprintf("route %d %v %v", r.Table, r.Dst, r.Gw))
+	}
+	rules, _ := h.RuleList(unix.AF_INET)
+	for _, r := range rules {
+		lines = append(lines, fmt.Sprintf("rule %d %v %d", r.Priority, r.Src, r.Table))
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+// activeModeTransfer is the shape of active-mode FTP: the client tells the server,
+// inside the payload, the address to connect back to, and the server sends data
+// there. A NAT that does not rewrite payloads breaks it.
+func activeModeTransfer(t *testing.T, client *testbed.Host, local string, server *testbed.Host) error {
+	t.Helper()
+	ctrlL, err := server.Listen("tcp", testbed.Inet1Addr+":7021")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctrlL.Close()
+	serverErr := make(chan error, 1)
+	go func() {
+		c, err := ctrlL.Accept()
+		if err != nil {
+			serverErr <- err
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			serverErr <- err
+			return
+		}
+		addr := strings.TrimSpace(strings.TrimPrefix(line, "PORT "))
+		data, err := server.Dial("tcp", addr, 2*time.Second)
+		if err != nil {
+			serverErr <- fmt.Errorf("connect back to %s: %w", addr, err)
+			return
+		}
+		_, err = io.WriteString(data, "the file\n")
+		data.Close()
+		serverErr <- err
+	}()
+	dataL, err := client.Listen("tcp", local+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dataL.Close()
+	var ctrl net.Conn
+	err = client.Do(func() error {
+		d := net.Dialer{Timeout: 3 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+		var err error
+		ctrl, err = d.Dial("tcp", testbed.Inet1Addr+":7021")
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("control connection: %w", err)
+	}
+	defer ctrl.Close()
+	// The address the client believes it has, as FTP's PORT command carries it.
+	fmt.Fprintf(ctrl, "PORT %s:%d\n", ctrl.LocalAddr().(*net.TCPAddr).IP, dataL.Addr().(*net.TCPAddr).Port)
+	got := make(chan string, 1)
+	go func() {
+		_ = dataL.(*net.TCPListener).SetDeadline(time.Now().Add(4 * time.Second))
+		c, err := dataL.Accept()
+		if err != nil {
+			got <- ""
+			return
+		}
+		defer c.Close()
+		b, _ := io.ReadAll(c)
+		got <- string(b)
+	}()
+	if err := <-serverErr; err != nil {
+		return err
+	}
+	if s := <-got; s != "the file\n" {
+		return fmt.Errorf("data connection delivered %q", s)
+	}
+	return nil
+}
+
+func waitAddr(t *testing.T, vm *testbed.Host, want string, present bool) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%s on %s's eth1 (present=%v)", want, vm.Name, present), 10*time.Second, func() bool {
+		return strings.Contains(ifaceState(t, vm), "addr "+want+"/32") == present
+	})
+}
+
+func TestCutThrough(t *testing.T) {
+	d := newDaemonAt(t, "xdp", ctListen, testbed.GWVPCAddr)
+	d.start(t, true)
+	internalService(t, d)
+	vm1MAC, _ := d.VM1.Link(testbed.HostIface)
+	const ctPrivate = "10.0.1.31"
+	ctMAC := secondaryENI(t, d, d.VM1, "vm1b", ctPrivate+"/16")
+	before := ifaceState(t, d.VM1)
+
+	d.must(t, "register-instance", "--instance-id", "i-vm1", "--vpc-id", "vpc-1", "--private-ip-address", testbed.VM1Addr,
+		"--mac-address", vm1MAC.HardwareAddr.String())
+	d.must(t, "create-network-interface", "--network-interface-id", "eni-ct", "--vpc-id", "vpc-1",
+		"--primary-ip-address", ctPrivate, "--mac-address", ctMAC)
+	id, eip := d.allocate(t)
+	d.must(t, "associate-eip-address", "--allocation-id", id, "--instance-id", "eni-ct", "--instance-type", "NetworkInterface", "--mode", "BINDED")
+	d.must(t, "attach-network-interface", "--network-interface-id", "eni-ct", "--instance-id", "i-vm1")
+	agentLog := startAgent(t, d, d.VM1, "eni-ct", ctPrivate+"/16")
+	waitAddr(t, d.VM1, eip, true)
+	if strings.Contains(ifaceState(t, d.VM1), "addr "+ctPrivate+"/16") {
+		t.Errorf("BINDED mode kept the private address on eth1")
+	}
+
+	// A server on the VM at the EIP sees the internet host's real address.
+	got := tcpTransfer(t, d.VM1, eip+":7020", d.Inet1, eip+":7020", 1<<20)
+	if !got.Intact || got.RemoteAddr != testbed.Inet1Addr {
+		t.Errorf("inet -> cut-through EIP: %+v", got)
+	}
+	// The VM still reaches the internal-service range, through its primary ENI.
+	if _, err := d.VM1.Run(10*time.Second, "ping", "-c", "2", "-i", "0.2", "-W", "2", svcAddr); err != nil {
+		t.Errorf("the VM cannot reach %s: %v", svcAddr, err)
+	}
+	// Addresses in the payload work, because nothing is translated.
+	if err := activeModeTransfer(t, d.VM1, eip, d.Inet1); err != nil {
+		t.Errorf("active-mode transfer through the cut-through EIP: %v", err)
+	}
+	// Through a NAT-mode EIP the same exchange fails: the payload carries the
+	// private address.
+	d.must(t, "register-instance", "--instance-id", "i-vm2", "--vpc-id", "vpc-1", "--private-ip-address", testbed.VM2Addr)
+	natID, _ := d.allocate(t)
+	d.must(t, "associate-eip-address", "--allocation-id", natID, "--instance-id", "i-vm2")
+	if err := activeModeTransfer(t, d.VM2, testbed.VM2Addr, d.Inet1); err == nil {
+		t.Error("active-mode transfer worked through a NAT-mode EIP; it cannot")
+	}
+	// Metering as for a NAT-mode EIP.
+	c := d.counters(t)
+	if c.EIPs[eip].InPackets == 0 || c.EIPs[eip].OutPackets == 0 {
+		t.Errorf("cut-through EIP counters: %v", c.EIPs[eip])
+	}
+
+	// Disassociation undoes it all and gives the interface back as it was.
+	d.must(t, "unassociate-eip-address", "--allocation-id", id, "--instance-id", "eni-ct")
+	waitAddr(t, d.VM1, eip, false)
+	waitFor(t, "eth1 restored", 10*time.Second, func() bool { return ifaceState(t, d.VM1) == before })
+	if after := ifaceState(t, d.VM1); after != before {
+		t.Errorf("eth1 after disassociation:\n%s\nbefore:\n%s\nagent:\n%s", after, before, agentLog.String())
+	}
+}
+
+func TestMultiEIPCutThrough(t *testing.T) {
+	d := newDaemonAt(t, "tc", ctListen, testbed.GWVPCAddr)
+	d.start(t, true)
+	const private = "10.0.1.32"
+	mac := secondaryENI(t, d, d.VM2, "vm2b", private+"/16")
+	before := ifaceState(t, d.VM2)
+	d.must(t, "register-instance", "--instance-id", "i-vm2", "--vpc-id", "vpc-1", "--private-ip-address", testbed.VM2Addr)
+	d.must(t, "create-network-interface", "--network-interface-id", "eni-m", "--vpc-id", "vpc-1",
+		"--primary-ip-address", private, "--mac-address", mac)
+	d.must(t, "attach-network-interface", "--network-interface-id", "eni-m", "--instance-id", "i-vm2")
+	var eips []string
+	for i := 0; i < 3; i++ {
+		id, eip := d.allocate(t)
+		d.must(t, "associate-eip-address", "--allocation-id", id, "--instance-id", "eni-m", "--instance-type", "NetworkInterface", "--mode", "MULTI_BINDED")
+		eips = append(eips, eip)
+	}
+	startAgent(t, d, d.VM2, "eni-m", private+"/16")
+	for _, e := range eips {
+		waitAddr(t, d.VM2, e, true)
+	}
+	state := ifaceState(t, d.VM2)
+	if !strings.Contains(state, "addr "+private+"/16") {
+		t.Errorf("MULTI_BINDED mode removed the private address:\n%s", state)
+	}
+	// What DescribeEipGatewayInfo says is what is on the interface.
+	info := d.must(t, "describe-eip-gateway-info", "--instance-id", "eni-m")
+	list := info["EipInfos"].(map[string]any)["EipInfo"].([]any)
+	if len(list) != 3 {
+		t.Fatalf("gateway info: %v", info)
+	}
+	for _, raw := range list {
+		e := raw.(map[string]any)
+		if !strings.Contains(state, "addr "+e["Ip"].(string)+"/32") || e["IpGw"] != testbed.GWVPCAddr || e["IpMask"] != "255.255.255.0" {
+			t.Errorf("gateway info %v does not match eth1:\n%s", e, state)
+		}
+	}
+	// Each EIP serves its own listener.
+	for i, e := range eips {
+		port := 7030 + i
+		vmSaw, inetSaw := udpTo(t, d, d.VM2, fmt.Sprintf("%s:%d", e, port), fmt.Sprintf("%s:%d", e, port))
+		if vmSaw != testbed.Inet1Addr || inetSaw != e {
+			t.Errorf("EIP %s: VM saw %s, inet saw the answer from %s", e, vmSaw, inetSaw)
+		}
+	}
+	for i := range eips {
+		m := d.must(t, "describe-eip-addresses", "--eip-address", eips[i])
+		id := m["EipAddresses"].(map[string]any)["EipAddress"].([]any)[0].(map[string]any)["AllocationId"].(string)
+		d.must(t, "unassociate-eip-address", "--allocation-id", id, "--instance-id", "eni-m")
+	}
+	waitFor(t, "eth1 restored", 10*time.Second, func() bool { return ifaceState(t, d.VM2) == before })
+}
