@@ -236,7 +236,7 @@ func TestCutThrough(t *testing.T) {
 	// Through a NAT-mode EIP the same exchange fails: the payload carries the
 	// private address.
 	d.must(t, "register-instance", "--instance-id", "i-vm2", "--vpc-id", "vpc-1", "--private-ip-address", testbed.VM2Addr)
-	natID, _ := d.allocate(t)
+	natID, natEIP := d.allocate(t)
 	d.must(t, "associate-eip-address", "--allocation-id", natID, "--instance-id", "i-vm2")
 	if err := activeModeTransfer(t, d.VM2, testbed.VM2Addr, d.Inet1); err == nil {
 		t.Error("active-mode transfer worked through a NAT-mode EIP; it cannot")
@@ -253,6 +253,21 @@ func TestCutThrough(t *testing.T) {
 	waitFor(t, "eth1 restored", 10*time.Second, func() bool { return ifaceState(t, d.VM1) == before })
 	if after := ifaceState(t, d.VM1); after != before {
 		t.Errorf("eth1 after disassociation:\n%s\nbefore:\n%s\nagent:\n%s", after, before, agentLog.String())
+	}
+
+	// Switching modes is a disassociation and an association: the same EIP now in
+	// NAT mode on the ENI's private address, while the other EIP carries on.
+	d.must(t, "associate-eip-address", "--allocation-id", id, "--instance-id", "eni-ct", "--instance-type", "NetworkInterface",
+		"--private-ip-address", ctPrivate)
+	vmSaw, inetSaw := udpTo(t, d, d.VM1, ctPrivate+":7040", eip+":7040")
+	if vmSaw != testbed.Inet1Addr || inetSaw != eip {
+		t.Errorf("the EIP in NAT mode: VM saw %s, inet saw %s", vmSaw, inetSaw)
+	}
+	if ifaceState(t, d.VM1) != before {
+		t.Errorf("a NAT-mode association changed the instance's interface")
+	}
+	if vmSaw, _ := udpTo(t, d, d.VM2, ":7041", natEIP+":7041"); vmSaw != testbed.Inet1Addr {
+		t.Errorf("the other EIP stopped working across the switch")
 	}
 }
 
