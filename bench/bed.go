@@ -48,6 +48,7 @@ type bed struct {
 	gwVPCMAC      net.HardwareAddr
 	gwUpMAC       net.HardwareAddr
 	sinkMAC       net.HardwareAddr
+	sinkIf        int // the sink's interface, inside sink
 	objs          trafficObjects
 	types         *btf.Spec
 	dp            *dataplane.Dataplane // eipgw, opened by the first eipgw case
@@ -84,6 +85,8 @@ func newBed(prefix string) (_ *bed, err error) {
 		// Frames that XDP_TX into the gateway's veth need NAPI there when no XDP
 		// program is attached (the kernel cases).
 		func() error { return b.gw.SetGRO("vpc", true) },
+		// The same for replies the sink's side sends (the flowtable case).
+		func() error { return b.gw.SetGRO("uplink", true) },
 	}
 	for _, s := range steps {
 		if err := s(); err != nil {
@@ -103,7 +106,7 @@ func newBed(prefix string) (_ *bed, err error) {
 	if b.gwUp, b.gwUpMAC, err = attrs(b.gw, "uplink"); err != nil {
 		return nil, err
 	}
-	if _, b.sinkMAC, err = attrs(b.sink, "eth0"); err != nil {
+	if b.sinkIf, b.sinkMAC, err = attrs(b.sink, "eth0"); err != nil {
 		return nil, err
 	}
 	genIdx, genMAC, err := attrs(b.gen, "eth0")

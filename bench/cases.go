@@ -1,8 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"compress/gzip"
+	"encoding/binary"
 	"fmt"
+	"io"
 	"net/netip"
+	"os"
 	"path/filepath"
 
 	"github.com/eipgw/eipgw/dataplane"
@@ -21,17 +26,21 @@ type benchCase struct {
 	Translated bool // the sink must see translated sources
 	// Setup configures the gateway and returns how to undo it.
 	Setup func(b *bed) (teardown func() error, err error)
+	// Requires says why this kernel cannot run the case, or nil.
+	Requires func() error
 }
 
 func allCases() []benchCase {
 	return []benchCase{
-		{"kernel-forwarding", "Linux IP forwarding, no NAT", manyFlows, false, noSetup},
-		{"nft-stateless-1to1", "nftables: notrack + ip saddr set ip saddr map { 50 bindings }", manyFlows, true, nftStateless},
-		{"nft-snat-conntrack-1flow", "nftables: snat with conntrack, one flow", oneFlow, true, nftSNAT},
-		{"nft-snat-conntrack-many", "nftables: snat with conntrack, 12,800 flows", manyFlows, true, nftSNAT},
-		{"xdp-floor", "XDP: MAC rewrite and redirect, nothing else (the floor for any XDP gateway)", manyFlows, false, xdpFloor},
-		{"eipgw-1to1-xdp", "eipgw 1:1 EIP at XDP, 50 bindings", manyFlows, true, eipgwAt(dataplane.HookXDP)},
-		{"eipgw-1to1-tc", "eipgw 1:1 EIP at TC (tcx), 50 bindings", manyFlows, true, eipgwAt(dataplane.HookTC)},
+		{"kernel-forwarding", "Linux IP forwarding, no NAT", manyFlows, false, noSetup, nil},
+		{"nft-stateless-1to1", "nftables: notrack + ip saddr set ip saddr map { 50 bindings }", manyFlows, true, nftStateless, nil},
+		{"nft-snat-conntrack-1flow", "nftables: snat with conntrack, one flow", oneFlow, true, nftSNAT, nil},
+		{"nft-snat-conntrack-many", "nftables: snat with conntrack, 12,800 flows", manyFlows, true, nftSNAT, nil},
+		{"nft-flowtable-bidir", "nftables: snat with conntrack and a flowtable, 256 flows made established by a reply each", flowtableFlows, true, nftFlowtable,
+			kernelHas("CONFIG_NF_FLOW_TABLE")},
+		{"xdp-floor", "XDP: MAC rewrite and redirect, nothing else (the floor for any XDP gateway)", manyFlows, false, xdpFloor, nil},
+		{"eipgw-1to1-xdp", "eipgw 1:1 EIP at XDP, 50 bindings", manyFlows, true, eipgwAt(dataplane.HookXDP), nil},
+		{"eipgw-1to1-tc", "eipgw 1:1 EIP at TC (tcx), 50 bindings", manyFlows, true, eipgwAt(dataplane.HookTC), nil},
 	}
 }
 
@@ -102,7 +111,11 @@ func nftStateless(b *bed) (func() error, error) {
 
 // nftSNAT is the usual kernel NAT: snat to one EIP out of the uplink, with conntrack.
 func nftSNAT(b *bed) (func() error, error) {
-	return b.nft(func(c *nftables.Conn, t *nftables.Table) error {
+	return b.nft(snatRule)
+}
+
+func snatRule(c *nftables.Conn, t *nftables.Table) error {
+	{
 		post := c.AddChain(&nftables.Chain{Name: "nat_post", Table: t, Type: nftables.ChainTypeNAT,
 			Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
 		ifname := make([]byte, unix.IFNAMSIZ)
@@ -114,7 +127,71 @@ func nftSNAT(b *bed) (func() error, error) {
 			&expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1},
 		}})
 		return nil
+	}
+}
+
+// flowtableFlows are one host's ports: SNAT to one EIP keeps them, so the replies
+// know where to go. Their own port range keeps them apart from the other cases' flows.
+var flowtableFlows = flows{Hosts: 1, Ports: 256, Base: 20000}
+
+// nftFlowtable is the kernel's fastest NAT: established flows leave the forwarding
+// path for a flowtable at ingress. One-way UDP never becomes established, so each
+// window starts by sending every flow one packet and getting one reply.
+func nftFlowtable(b *bed) (func() error, error) {
+	teardown, err := b.nft(func(c *nftables.Conn, t *nftables.Table) error {
+		ft := c.AddFlowtable(&nftables.Flowtable{Table: t, Name: "ft", Devices: []string{"vpc", "uplink"},
+			Hooknum: nftables.FlowtableHookIngress, Priority: nftables.FlowtablePriorityFilter})
+		fwd := c.AddChain(&nftables.Chain{Name: "forward", Table: t, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter})
+		c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: []expr.Any{
+			&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutilNative(expr.CtStateBitESTABLISHED), Xor: binaryutilNative(0)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutilNative(0)},
+			&expr.FlowOffload{Name: ft.Name},
+		}})
+		return snatRule(c, t)
 	})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := b.generate(flowtableFlows, 100e3, uint64(flowtableFlows.Ports)); err != nil {
+		return nil, fmt.Errorf("flowtable warm-up: %w", err)
+	}
+	if err := b.reply(flowtableFlows, eipBase); err != nil {
+		return nil, fmt.Errorf("flowtable replies: %w", err)
+	}
+	return teardown, nil
+}
+
+// kernelHas checks the running kernel's configuration for an option, where the
+// kernel publishes it; where it does not, the case is tried.
+func kernelHas(option string) func() error {
+	return func() error {
+		f, err := os.Open("/proc/config.gz")
+		if err != nil {
+			return nil
+		}
+		defer f.Close()
+		z, err := gzip.NewReader(f)
+		if err != nil {
+			return nil
+		}
+		cfg, err := io.ReadAll(z)
+		if err != nil {
+			return nil
+		}
+		if bytes.Contains(cfg, []byte(option+"=y")) || bytes.Contains(cfg, []byte(option+"=m")) {
+			return nil
+		}
+		return fmt.Errorf("this kernel is built without %s", option)
+	}
+}
+
+func binaryutilNative(v uint32) []byte {
+	b := make([]byte, 4)
+	binary.NativeEndian.PutUint32(b, v)
+	return b
 }
 
 func xdpFloor(b *bed) (func() error, error) {

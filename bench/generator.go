@@ -8,6 +8,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/eipgw/eipgw/internal/progrun"
+	"github.com/eipgw/eipgw/internal/testbed"
 	"golang.org/x/sys/unix"
 )
 
@@ -15,11 +16,19 @@ import (
 // one destination.
 type flows struct {
 	Hosts, Ports uint32
+	Base         uint16 // first source port; 0 means portBase
+}
+
+func (f flows) base() uint16 {
+	if f.Base == 0 {
+		return portBase
+	}
+	return f.Base
 }
 
 var (
-	oneFlow   = flows{1, 1}
-	manyFlows = flows{manyHosts, manyPorts}
+	oneFlow   = flows{Hosts: 1, Ports: 1}
+	manyFlows = flows{Hosts: manyHosts, Ports: manyPorts}
 )
 
 func (f flows) String() string { return fmt.Sprintf("%d flows", f.Hosts*f.Ports) }
@@ -81,10 +90,30 @@ func (b *bed) generate(f flows, pps float64, packets uint64) (window, error) {
 	frame, payloadSum := template()
 	cfg := trafficGenConfig{
 		SrcBase: ipBE(srcBase), DstBase: ipBE(flowDst), SrcHosts: f.Hosts, DstHosts: 1,
-		SrcPorts: f.Ports, PortBase: portBase, DstPort: flowDstPort, PayloadSum: payloadSum,
+		SrcPorts: f.Ports, PortBase: f.base(), DstPort: flowDstPort, PayloadSum: payloadSum,
 	}
 	copy(cfg.SrcMac[:], b.genIf.HardwareAddr)
 	copy(cfg.DstMac[:], b.gwVPCMAC)
+	return b.send(b.gen, b.genIf.Index, cfg, frame, pps, packets)
+}
+
+// reply sends, from the sink's side, one packet back to every flow of f as the EIP
+// made it (one host, so the NAT kept the source ports): what makes the kernel's
+// connection tracking call the flows established.
+func (b *bed) reply(f flows, eip string) error {
+	frame, payloadSum := template()
+	cfg := trafficGenConfig{
+		SrcBase: ipBE(flowDst), DstBase: ipBE(eip), SrcHosts: 1, DstHosts: 1, SrcPorts: f.Ports, PortBase: f.base(),
+		DstPort: flowDstPort, PayloadSum: payloadSum, WalkDstPort: 1, IntervalNs: 10_000,
+	}
+	copy(cfg.SrcMac[:], b.sinkMAC)
+	copy(cfg.DstMac[:], b.gwUpMAC)
+	_, err := b.send(b.sink, b.sinkIf, cfg, frame, 0, uint64(f.Ports))
+	return err
+}
+
+// send runs the generator on a host's interface and returns what the sink counted.
+func (b *bed) send(h *testbed.Host, ifindex int, cfg trafficGenConfig, frame []byte, pps float64, packets uint64) (window, error) {
 	if pps > 0 {
 		cfg.IntervalNs = uint64(1e9 / pps)
 	}
@@ -94,7 +123,7 @@ func (b *bed) generate(f flows, pps float64, packets uint64) (window, error) {
 	if err := b.objs.GenStates.Put(uint32(0), trafficGenState{}); err != nil {
 		return window{}, fmt.Errorf("reset generator: %w", err)
 	}
-	ctx, err := progrun.XDPContext(b.types, uint32(b.genIf.Index), len(frame))
+	ctx, err := progrun.XDPContext(b.types, uint32(ifindex), len(frame))
 	if err != nil {
 		return window{}, err
 	}
@@ -103,7 +132,7 @@ func (b *bed) generate(f flows, pps float64, packets uint64) (window, error) {
 		return window{}, err
 	}
 	var elapsed time.Duration
-	err = b.gen.Do(func() error {
+	err = h.Do(func() error {
 		// The thread is locked and in gen's namespace for the whole run.
 		var set unix.CPUSet
 		set.Set(genCPU)

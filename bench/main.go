@@ -85,6 +85,10 @@ func run(opts options, out, only string) error {
 	if opts.Smoke {
 		if rep.Rates != nil {
 			for _, c := range rep.Rates.Cases {
+				if c.Unavailable != "" {
+					fmt.Printf("smoke: %-26s not measured: %s\n", c.Name, c.Unavailable)
+					continue
+				}
 				fmt.Printf("smoke: %-26s delivered %d packets, %d checksums checked, all valid\n",
 					c.Name, c.Samples[0].Delivered, c.Samples[0].Checked)
 			}

@@ -59,6 +59,10 @@ func (r *report) markdown() string {
 		b.WriteString("| case | flows | Mpps, median (IQR) | loss | vs kernel forwarding | vs kernel NAT counterpart | vs XDP floor | flags |\n")
 		b.WriteString("|---|---:|---|---:|---|---|---|---|\n")
 		for _, c := range r.Rates.Cases {
+			if c.Unavailable != "" {
+				fmt.Fprintf(&b, "| %s | %d | not measured: %s | | | | | |\n", c.Name, c.Flows, c.Unavailable)
+				continue
+			}
 			counterpart := "-"
 			if c.VsKernelNAT != nil {
 				counterpart = fmt.Sprintf("%s (%s)", ratioCell(*c.VsKernelNAT), c.Counterpart)
@@ -150,6 +154,9 @@ func (r *report) write(dir string) error {
 	if r.Rates != nil {
 		var rates, ratios []bar
 		for _, c := range r.Rates.Cases {
+			if c.Unavailable != "" {
+				continue
+			}
 			hl := strings.HasPrefix(c.Name, "eipgw")
 			rates = append(rates, bar{Label: c.Name, Value: c.Mpps.Median, Low: c.Mpps.Q1, High: c.Mpps.Q3, Highlight: hl})
 			ratios = append(ratios, bar{Label: c.Name, Value: c.VsForwarding.Median, Low: c.VsForwarding.Q1, High: c.VsForwarding.Q3, Highlight: hl})

@@ -71,6 +71,8 @@ type caseResult struct {
 	// generator's, not the gateway's. Unsaturated: under 2% loss at its pace.
 	GeneratorBound bool `json:"generator_bound"`
 	Unsaturated    bool `json:"unsaturated"`
+	// Unavailable says why the case was not measured on this machine.
+	Unavailable string `json:"unavailable,omitempty"`
 }
 
 // counterparts name, for each eipgw case, the kernel case that does the same job.
@@ -143,9 +145,18 @@ func (b *bed) rates(cases []benchCase, opts options) (*rateReport, error) {
 
 	pace := map[string]float64{}
 	results := map[string]*caseResult{}
+	var runnable []benchCase
 	for _, c := range cases {
 		results[c.Name] = &caseResult{Name: c.Name, Desc: c.Desc, Flows: c.Flows.Hosts * c.Flows.Ports, Translated: c.Translated}
 		rep.Cases = append(rep.Cases, results[c.Name])
+		if c.Requires != nil {
+			if err := c.Requires(); err != nil {
+				results[c.Name].Unavailable = err.Error()
+				fmt.Fprintf(opts.Log, "not measured: %s: %v\n", c.Name, err)
+				continue
+			}
+		}
+		runnable = append(runnable, c)
 		if opts.Smoke {
 			pace[c.Name] = 0.2e6
 			continue
@@ -159,6 +170,7 @@ func (b *bed) rates(cases []benchCase, opts options) (*rateReport, error) {
 		pace[c.Name] = min(opts.Overload*s.Mpps*1e6, maxPace(ceil))
 		fmt.Fprintf(opts.Log, "calibrate %-26s %.2f Mpps flat out -> pace %.2f Mpps\n", c.Name, s.Mpps, pace[c.Name]/1e6)
 	}
+	cases = runnable
 	for r := 0; r < opts.Rounds; r++ {
 		for i := range cases {
 			// Rotate the order so no case always follows the same one.
@@ -237,6 +249,9 @@ func summarize(rep *rateReport) {
 // valid checksums. It says nothing about speed.
 func check(rep *rateReport) error {
 	for _, c := range rep.Cases {
+		if c.Unavailable == "" && len(c.Samples) == 0 {
+			return fmt.Errorf("%s was not measured", c.Name)
+		}
 		for _, s := range c.Samples {
 			switch {
 			case s.Delivered == 0:

@@ -28,18 +28,20 @@ const (
 )
 
 type trafficGenConfig struct {
-	_          structs.HostLayout
-	SrcMac     [6]uint8
-	DstMac     [6]uint8
-	SrcBase    uint32
-	DstBase    uint32
-	SrcHosts   uint32
-	DstHosts   uint32
-	SrcPorts   uint32
-	PortBase   uint16
-	DstPort    uint16
-	PayloadSum uint32
-	IntervalNs uint64
+	_           structs.HostLayout
+	SrcMac      [6]uint8
+	DstMac      [6]uint8
+	SrcBase     uint32
+	DstBase     uint32
+	SrcHosts    uint32
+	DstHosts    uint32
+	SrcPorts    uint32
+	PortBase    uint16
+	DstPort     uint16
+	PayloadSum  uint32
+	WalkDstPort uint32
+	_           [4]byte
+	IntervalNs  uint64
 }
 
 type trafficGenState struct {

@@ -31,6 +31,7 @@ struct gen_config {
 	__u16 port_base;
 	__u16 dst_port;
 	__u32 payload_sum;    /* one's complement sum of the template's payload */
+	__u32 walk_dst_port;  /* 1: the walked port is the destination's (replies), dst_port the source's */
 	__u64 interval_ns;    /* time between packets; 0 sends flat out */
 };
 
@@ -174,8 +175,13 @@ int gen(struct xdp_md *ctx)
 	      sum32(daddr);
 	ip->check = ~fold(sum);
 
-	udp->source = bpf_htons(sport);
-	udp->dest = bpf_htons(cfg->dst_port);
+	if (cfg->walk_dst_port) {
+		udp->source = bpf_htons(cfg->dst_port);
+		udp->dest = bpf_htons(sport);
+	} else {
+		udp->source = bpf_htons(sport);
+		udp->dest = bpf_htons(cfg->dst_port);
+	}
 	udp->len = bpf_htons(udp_len);
 	udp->check = 0;
 	sum = sum32(saddr) + sum32(daddr) + bpf_htons(IPPROTO_UDP) + bpf_htons(udp_len) +
