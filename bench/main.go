@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf/rlimit"
@@ -61,7 +63,19 @@ func run(opts options, out, only string) error {
 		if err != nil {
 			return err
 		}
+		// Interrupted, the bench still deletes its namespaces and mounts.
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+		go func() {
+			if _, ok := <-sig; ok {
+				b.close()
+				fmt.Fprintln(os.Stderr, "bench: interrupted; testbed removed")
+				os.Exit(130)
+			}
+		}()
 		rep.Rates, err = b.rates(allCases(), opts)
+		signal.Stop(sig)
+		close(sig)
 		b.close()
 		if err != nil {
 			return err
