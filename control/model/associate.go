@@ -278,6 +278,11 @@ func (s *Service) unassociate(c *Call) (any, error) {
 	if id != e.InstanceID || (c.Params["InstanceType"] != "" && c.Params["InstanceType"] != e.InstanceType) {
 		return nil, errInstanceNotFound
 	}
+	if e.InstanceType == TypeNat {
+		if used, err := eipUsedByNatEntry(c.Tx, e.IPAddress); err != nil || used {
+			return nil, firstErr(err, errEipUsedByNatEntry)
+		}
+	}
 	old := *e
 	e.Status = StatusUnassociating
 	return struct{}{}, saveEIP(c.Tx, &old, e)

@@ -288,9 +288,19 @@ func (s *Service) createNatGateway(c *Call) (any, error) {
 	if ok, err := exists(c.Tx, KindNAT, g.NatGatewayID); err != nil || ok {
 		return nil, firstErr(err, errAlreadyExists)
 	}
-	return struct {
+	resp := struct {
 		NatGatewayID string `json:"NatGatewayId"`
-	}{g.NatGatewayID}, put(c.Tx, KindNAT, g.NatGatewayID, g)
+		SnatTableIDs struct {
+			SnatTableID []string `json:"SnatTableId"`
+		} `json:"SnatTableIds"`
+		ForwardTableIDs struct {
+			ForwardTableID []string `json:"ForwardTableId"`
+		} `json:"ForwardTableIds"`
+	}{NatGatewayID: g.NatGatewayID}
+	snat, fwd := natTables(g)
+	resp.SnatTableIDs.SnatTableID = []string{snat}
+	resp.ForwardTableIDs.ForwardTableID = []string{fwd}
+	return resp, put(c.Tx, KindNAT, g.NatGatewayID, g)
 }
 
 func macParam(p Params, name string) (string, error) {

@@ -26,7 +26,7 @@ const (
 )
 
 // Kinds lists every kind the store must hold.
-var Kinds = []string{KindEIP, KindReleased, KindInstance, KindENI, KindHaVip, KindSLB, KindNAT, KindToken,
+var Kinds = []string{KindEIP, KindReleased, KindInstance, KindENI, KindHaVip, KindSLB, KindNAT, KindToken, KindSnat, KindForward,
 	kindEIPByIP, kindEIPByTarget, kindEIPByPrivate, kindEIPPending, kindEIPCut}
 
 // Tx is one store transaction: every API write runs in exactly one, so a failed or

@@ -1,0 +1,81 @@
+package model
+
+import "testing"
+
+func TestNatGatewayEntries(t *testing.T) {
+	w := newWorld(t)
+	g := w.ok("admin", "CreateNatGateway", "NatGatewayId", "ngw-1", "VpcId", "vpc-1")
+	stb := g["SnatTableIds"].(map[string]any)["SnatTableId"].([]any)[0].(string)
+	ftb := g["ForwardTableIds"].(map[string]any)["ForwardTableId"].([]any)[0].(string)
+	var ips, ids []string
+	for i := 0; i < 3; i++ {
+		id, ip := w.allocate(acct)
+		ids, ips = append(ids, id), append(ips, ip)
+	}
+	w.ok(acct, "AssociateEipAddress", "AllocationId", ids[0], "InstanceId", "ngw-1", "InstanceType", TypeNat)
+	w.ok(acct, "AssociateEipAddress", "AllocationId", ids[1], "InstanceId", "ngw-1", "InstanceType", TypeNat)
+	w.settle()
+
+	// SNAT entries.
+	w.wantCode("InvalidSnatTableId.NotFound", acct, "CreateSnatEntry", "SnatTableId", "stb-none", "SourceCIDR", "10.0.1.0/24", "SnatIp", ips[0])
+	w.wantCode("InvalidSnatIp.Malformed", acct, "CreateSnatEntry", "SnatTableId", stb, "SourceCIDR", "10.0.1.0/24", "SnatIp", "nope")
+	w.wantCode("InvalidSnatIp.NotFound", acct, "CreateSnatEntry", "SnatTableId", stb, "SourceCIDR", "10.0.1.0/24", "SnatIp", ips[2])
+	w.wantCode("InvalidParameter", acct, "CreateSnatEntry", "SnatTableId", stb, "SourceCIDR", "10.0.1.0/33", "SnatIp", ips[0])
+	w.wantCode("InvalidVSwitchId.NotFound", acct, "CreateSnatEntry", "SnatTableId", stb, "SourceVSwitchId", "vsw-1", "SnatIp", ips[0])
+	m := w.ok(acct, "CreateSnatEntry", "SnatTableId", stb, "SourceCIDR", "10.0.1.0/24", "SnatIp", ips[0]+","+ips[1], "EipAffinity", "1")
+	snat := m["SnatEntryId"].(string)
+	w.wantCode("Forbidden.SourceVSwitchId.Duplicated", acct, "CreateSnatEntry", "SnatTableId", stb, "SourceCIDR", "10.0.1.11/32", "SnatIp", ips[0])
+	w.wantCode("Forbidden.SourceVSwitchId.Duplicated", acct, "CreateSnatEntry", "SnatTableId", stb, "SourceCIDR", "10.0.0.0/16", "SnatIp", ips[0])
+	w.ok(acct, "CreateSnatEntry", "SnatTableId", stb, "SourceCIDR", "10.0.2.0/24", "SnatIp", ips[1])
+	d := w.ok(acct, "DescribeSnatTableEntries", "SnatTableId", stb)
+	if d["TotalCount"].(float64) != 2 {
+		t.Errorf("SNAT entries: %v", d)
+	}
+	w.ok(acct, "ModifySnatEntry", "SnatTableId", stb, "SnatEntryId", snat, "SnatIp", ips[1], "SnatEntryName", "web")
+	w.wantCode("InvalidSnatEntryId.NotFound", acct, "ModifySnatEntry", "SnatTableId", stb, "SnatEntryId", "snat-none")
+
+	// Forward entries.
+	fwd := func(kv ...string) []string {
+		return append([]string{"ForwardTableId", ftb, "ExternalIp", ips[0], "InternalIp", "10.0.1.11"}, kv...)
+	}
+	w.wantCode("InvalidForwardTableId.NotFound", acct, "CreateForwardEntry", "ForwardTableId", "ftb-none", "ExternalIp", ips[0],
+		"InternalIp", "10.0.1.11", "ExternalPort", "80", "InternalPort", "80", "IpProtocol", "TCP")
+	w.wantCode("InvalidIp.NotInNatgw", acct, "CreateForwardEntry", "ForwardTableId", ftb, "ExternalIp", ips[2],
+		"InternalIp", "10.0.1.11", "ExternalPort", "80", "InternalPort", "80", "IpProtocol", "TCP")
+	w.wantCode("InvalidExternalIp.Malformed", acct, "CreateForwardEntry", "ForwardTableId", ftb, "ExternalIp", "x",
+		"InternalIp", "10.0.1.11", "ExternalPort", "80", "InternalPort", "80", "IpProtocol", "TCP")
+	w.wantCode("InvalidInternalIp.Malformed", acct, "CreateForwardEntry", "ForwardTableId", ftb, "ExternalIp", ips[0],
+		"InternalIp", "x", "ExternalPort", "80", "InternalPort", "80", "IpProtocol", "TCP")
+	w.wantCode("InvalidProtocal.ValueNotSupported", acct, "CreateForwardEntry", fwd("ExternalPort", "80", "InternalPort", "80", "IpProtocol", "SCTP")...)
+	w.wantCode("InvalidExternalPort.Malformed", acct, "CreateForwardEntry", fwd("ExternalPort", "0", "InternalPort", "80", "IpProtocol", "TCP")...)
+	w.wantCode("InvalidExternalPort.Malformed", acct, "CreateForwardEntry", fwd("ExternalPort", "90/80", "InternalPort", "80", "IpProtocol", "TCP")...)
+	w.wantCode("InvalidInternalPort.Malformed", acct, "CreateForwardEntry", fwd("ExternalPort", "1000/1010", "InternalPort", "2000/2005", "IpProtocol", "TCP")...)
+	w.wantCode("InvalidExternalPort.Malformed", acct, "CreateForwardEntry", fwd("ExternalPort", "Any", "InternalPort", "Any", "IpProtocol", "TCP")...)
+	w.wantCode("MissingParameter", acct, "CreateForwardEntry", fwd("ExternalPort", "80", "InternalPort", "80")...)
+	m = w.ok(acct, "CreateForwardEntry", fwd("ExternalPort", "1000/1010", "InternalPort", "2000/2010", "IpProtocol", "TCP")...)
+	fwdID := m["ForwardEntryId"].(string)
+	w.wantCode("Forbidden.PortOccupied", acct, "CreateForwardEntry", fwd("ExternalPort", "1010", "InternalPort", "80", "IpProtocol", "TCP")...)
+	w.ok(acct, "CreateForwardEntry", fwd("ExternalPort", "1010", "InternalPort", "80", "IpProtocol", "UDP")...)
+	// Whole-IP mapping owns an address no SNAT entry uses.
+	w.wantCode("Forbidden.ExternalIp.UsedInSnatTable", acct, "CreateForwardEntry", "ForwardTableId", ftb, "ExternalIp", ips[1],
+		"InternalIp", "10.0.1.12", "ExternalPort", "Any", "InternalPort", "Any", "IpProtocol", "Any")
+	d = w.ok(acct, "DescribeForwardTableEntries", "ForwardTableId", ftb)
+	if d["TotalCount"].(float64) != 2 {
+		t.Errorf("forward entries: %v", d)
+	}
+
+	// An EIP an entry uses cannot leave the gateway, nor the gateway go.
+	w.wantCode("DependencyViolation.NatEntry", acct, "UnassociateEipAddress", "AllocationId", ids[0], "InstanceId", "ngw-1")
+	w.wantCode("DependencyViolation.NatGateway", "admin", "DeleteNatGateway", "NatGatewayId", "ngw-1")
+	for _, e := range d["ForwardTableEntries"].(map[string]any)["ForwardTableEntry"].([]any) {
+		w.ok(acct, "DeleteForwardEntry", "ForwardTableId", ftb, "ForwardEntryId", e.(map[string]any)["ForwardEntryId"].(string))
+	}
+	w.wantCode("InvalidForwardEntryId.NotFound", acct, "DeleteForwardEntry", "ForwardTableId", ftb, "ForwardEntryId", fwdID)
+	// ips[0] is no longer in any entry after the SNAT entry moved to ips[1].
+	w.ok(acct, "UnassociateEipAddress", "AllocationId", ids[0], "InstanceId", "ngw-1")
+	w.wantCode("DependencyViolation.NatEntry", acct, "UnassociateEipAddress", "AllocationId", ids[1], "InstanceId", "ngw-1")
+	gw := w.ok(acct, "DescribeNatGateways", "NatGatewayId", "ngw-1")
+	if gw["TotalCount"].(float64) != 1 {
+		t.Errorf("describe gateways: %v", gw)
+	}
+}
