@@ -199,28 +199,54 @@ func (s *Service) createSnatEntry(c *Call) (any, error) {
 	}{e.SnatEntryID}, put(c.Tx, KindSnat, e.SnatEntryID, e)
 }
 
-func snatEntry(c *Call) (*SnatEntry, error) {
-	table, err := c.Params.required("SnatTableId")
+// tableEntries checks that the table named by tableParam exists and lists its entries
+// of a kind, only the one named by idParam when the request names one. It returns the
+// table's gateway too.
+func tableEntries[T any](c *Call, kind, tableParam, idParam string, forward bool,
+	tableOf, idOf func(*T) string) ([]*T, *NatGateway, error) {
+	table, err := c.Params.required(tableParam)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if _, err := gatewayOfTable(c, table, false); err != nil {
-		return nil, err
-	}
-	id, err := c.Params.required("SnatEntryId")
+	g, err := gatewayOfTable(c, table, forward)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	entries, err := list[SnatEntry](c.Tx, KindSnat)
+	all, err := list[T](c.Tx, kind)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	for _, e := range entries {
-		if e.SnatEntryID == id && e.SnatTableID == table {
-			return e, nil
+	var rows []*T
+	for _, e := range all {
+		if tableOf(e) == table && (c.Params[idParam] == "" || c.Params[idParam] == idOf(e)) {
+			rows = append(rows, e)
 		}
 	}
-	return nil, errSnatEntryNotFound
+	return rows, g, nil
+}
+
+func snatEntries(c *Call) ([]*SnatEntry, *NatGateway, error) {
+	return tableEntries(c, KindSnat, "SnatTableId", "SnatEntryId", false,
+		func(e *SnatEntry) string { return e.SnatTableID }, func(e *SnatEntry) string { return e.SnatEntryID })
+}
+
+func forwardEntries(c *Call) ([]*ForwardEntry, *NatGateway, error) {
+	return tableEntries(c, KindForward, "ForwardTableId", "ForwardEntryId", true,
+		func(e *ForwardEntry) string { return e.ForwardTableID }, func(e *ForwardEntry) string { return e.ForwardEntryID })
+}
+
+func snatEntry(c *Call) (*SnatEntry, error) {
+	if _, err := c.Params.required("SnatEntryId"); err != nil {
+		return nil, err
+	}
+	rows, _, err := snatEntries(c)
+	if err != nil {
+		return nil, err
+	}
+	if len(rows) == 0 {
+		return nil, errSnatEntryNotFound
+	}
+	return rows[0], nil
 }
 
 func (s *Service) modifySnatEntry(c *Call) (any, error) {
@@ -254,22 +280,9 @@ func (s *Service) deleteSnatEntry(c *Call) (any, error) {
 }
 
 func (s *Service) describeSnatEntries(c *Call) (any, error) {
-	table, err := c.Params.required("SnatTableId")
+	rows, _, err := snatEntries(c)
 	if err != nil {
 		return nil, err
-	}
-	if _, err := gatewayOfTable(c, table, false); err != nil {
-		return nil, err
-	}
-	entries, err := list[SnatEntry](c.Tx, KindSnat)
-	if err != nil {
-		return nil, err
-	}
-	var rows []*SnatEntry
-	for _, e := range entries {
-		if e.SnatTableID == table && (c.Params["SnatEntryId"] == "" || c.Params["SnatEntryId"] == e.SnatEntryID) {
-			rows = append(rows, e)
-		}
 	}
 	return page(c, "SnatTableEntries", "SnatTableEntry", rows)
 }
@@ -401,29 +414,17 @@ func (s *Service) createForwardEntry(c *Call) (any, error) {
 }
 
 func forwardEntry(c *Call) (*ForwardEntry, *NatGateway, error) {
-	table, err := c.Params.required("ForwardTableId")
+	if _, err := c.Params.required("ForwardEntryId"); err != nil {
+		return nil, nil, err
+	}
+	rows, g, err := forwardEntries(c)
 	if err != nil {
 		return nil, nil, err
 	}
-	g, err := gatewayOfTable(c, table, true)
-	if err != nil {
-		return nil, nil, err
+	if len(rows) == 0 {
+		return nil, nil, errFwdEntryNotFound
 	}
-	id, err := c.Params.required("ForwardEntryId")
-	if err != nil {
-		return nil, nil, err
-	}
-	entries, err := list[ForwardEntry](c.Tx, KindForward)
-	if err != nil {
-		return nil, nil, err
-	}
-	for _, e := range entries {
-		if e.ForwardEntryID == id && e.ForwardTableID == table {
-			e.NatGatewayID = g.NatGatewayID
-			return e, g, nil
-		}
-	}
-	return nil, nil, errFwdEntryNotFound
+	return rows[0], g, nil
 }
 
 func (s *Service) modifyForwardEntry(c *Call) (any, error) {
@@ -452,22 +453,9 @@ func (s *Service) deleteForwardEntry(c *Call) (any, error) {
 }
 
 func (s *Service) describeForwardEntries(c *Call) (any, error) {
-	table, err := c.Params.required("ForwardTableId")
+	rows, _, err := forwardEntries(c)
 	if err != nil {
 		return nil, err
-	}
-	if _, err := gatewayOfTable(c, table, true); err != nil {
-		return nil, err
-	}
-	entries, err := list[ForwardEntry](c.Tx, KindForward)
-	if err != nil {
-		return nil, err
-	}
-	var rows []*ForwardEntry
-	for _, e := range entries {
-		if e.ForwardTableID == table && (c.Params["ForwardEntryId"] == "" || c.Params["ForwardEntryId"] == e.ForwardEntryID) {
-			rows = append(rows, e)
-		}
 	}
 	return page(c, "ForwardTableEntries", "ForwardTableEntry", rows)
 }
