@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 )
 
 // The standard topology of DESIGN.md:
@@ -167,9 +166,6 @@ func New(opts Options) (_ *Topology, err error) {
 	return t, nil
 }
 
-// Hosts lists every host of the topology.
-func (t *Topology) Hosts() []*Host { return t.hosts }
-
 // Close deletes every namespace, killing what runs there.
 func (t *Topology) Close() error {
 	var errs []error
@@ -178,9 +174,4 @@ func (t *Topology) Close() error {
 	}
 	t.hosts = nil
 	return errors.Join(errs...)
-}
-
-// String names the hosts, for logs.
-func (t *Topology) String() string {
-	return fmt.Sprintf("topology of %d hosts", len(t.hosts))
 }
