@@ -30,4 +30,20 @@ int tc_vpc(struct __sk_buff *ctx)
 	return eip_nat(ctx, HOOK_TC, DIR_OUTBOUND);
 }
 
+/* Run by the Go session collector (BPF_PROG_TEST_RUN) for each session it found idle,
+ * and by purges: the removal, with its reference counts, happens here, atomically
+ * with the packet path's own updates. */
+SEC("syscall")
+int expire_session(struct expire_request *req)
+{
+	struct flow_key key = req->key;
+	__u64 now = req->now_ns ? req->now_ns : bpf_ktime_get_ns();
+
+	__u32 flags = 0;
+
+	req->expired = session_remove(&key, now, req->force != 0, &flags);
+	req->removed_flags = flags;
+	return 0;
+}
+
 char __license[] SEC("license") = "Dual BSD/GPL";

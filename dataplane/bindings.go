@@ -187,6 +187,14 @@ func (d *Dataplane) recoverBindings() error {
 	if err := cit.Err(); err != nil {
 		return fmt.Errorf("recover cut-through EIPs: %w", err)
 	}
+	var ne natNatEip
+	nit := d.objs.NatEips.Iterate()
+	for nit.Next(&key, &ne) {
+		d.slots.mark(ne.CounterSlot)
+	}
+	if err := nit.Err(); err != nil {
+		return fmt.Errorf("recover NAT EIPs: %w", err)
+	}
 	var orphans []uint32
 	it = d.objs.OutboundBindings.Iterate()
 	for it.Next(&key, &val) {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -18,6 +19,9 @@ import (
 
 // DefaultMaxBindings is the binding capacity when Config.MaxBindings is zero.
 const DefaultMaxBindings = 131072
+
+// DefaultMaxSessions is the NAT gateway session capacity when Config.MaxSessions is zero.
+const DefaultMaxSessions = 262144
 
 var (
 	// ErrIncompatiblePins means the pinned dataplane was made by a build whose maps
@@ -42,6 +46,10 @@ type Config struct {
 	// MaxBindings is the capacity of the 1:1 binding maps; 0 means DefaultMaxBindings.
 	// A pinned dataplane with another capacity is refused as incompatible.
 	MaxBindings uint32
+	// MaxSessions is the capacity of the NAT gateway session table (and of the
+	// mapping and port tables beside it); 0 means DefaultMaxSessions. Also part of
+	// the pinned layout.
+	MaxSessions uint32
 	// ReadOnly opens existing pins to read bindings and counters beside the process
 	// that owns them: it takes no lock, creates nothing and changes nothing.
 	ReadOnly bool
@@ -75,6 +83,9 @@ func Open(cfg Config) (*Dataplane, error) {
 	if cfg.MaxBindings == 0 {
 		cfg.MaxBindings = DefaultMaxBindings
 	}
+	if cfg.MaxSessions == 0 {
+		cfg.MaxSessions = DefaultMaxSessions
+	}
 	parent := filepath.Dir(cfg.PinDir)
 	var fs unix.Statfs_t
 	if err := unix.Statfs(parent, &fs); err != nil {
@@ -94,6 +105,9 @@ func Open(cfg Config) (*Dataplane, error) {
 	spec.Maps[natMapOutboundBindings].MaxEntries = cfg.MaxBindings + 1
 	spec.Maps[natMapCutThroughs].MaxEntries = cfg.MaxBindings
 	spec.Maps[natMapCountersBySlot].MaxEntries = cfg.MaxBindings
+	for _, name := range []string{natMapSessions, natMapSessionsByReply, natMapMappings, natMapPortsInUse} {
+		spec.Maps[name].MaxEntries = cfg.MaxSessions
+	}
 	abi, err := layoutFingerprint(spec)
 	if err != nil {
 		return nil, fmt.Errorf("open dataplane: %w", err)
@@ -134,6 +148,10 @@ func Open(cfg Config) (*Dataplane, error) {
 		return nil, err
 	}
 	if err := d.recoverBindings(); err != nil {
+		d.Close()
+		return nil, err
+	}
+	if err := d.ensureNatConfig(); err != nil {
 		d.Close()
 		return nil, err
 	}
@@ -195,14 +213,10 @@ func create(pinDir string, spec *ebpf.CollectionSpec, abi []byte) error {
 	return nil
 }
 
-// pinnedMap tells which maps outlive the process: all but the loader's own
+// pinnedMap tells which maps outlive the process: all but the compiler's own
 // .rodata/.bss style sections.
 func pinnedMap(name string) bool {
-	switch name {
-	case natMapInboundBindings, natMapOutboundBindings, natMapCutThroughs, natMapCountersBySlot, natMapReasonCounters:
-		return true
-	}
-	return false
+	return !strings.HasPrefix(name, ".")
 }
 
 func abiMapSpec() *ebpf.MapSpec {

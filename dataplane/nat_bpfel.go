@@ -34,23 +34,170 @@ type natEipCounters struct {
 	OutBytes   uint64
 }
 
+type natEndpoint struct {
+	_        structs.HostLayout
+	Addr     uint32
+	Port     uint16
+	Protocol uint8
+	Pad      uint8
+}
+
+type natExpireRequest struct {
+	_            structs.HostLayout
+	Key          natFlowKey
+	NowNs        uint64
+	Force        uint32
+	Expired      uint32
+	RemovedFlags natSessionFlags
+	_            [4]byte
+}
+
+type natFlowKey struct {
+	_          structs.HostLayout
+	InsideAddr uint32
+	RemoteAddr uint32
+	InsidePort uint16
+	RemotePort uint16
+	Protocol   uint8
+	Pad        [3]uint8
+}
+
+type natForwardTarget struct {
+	_           structs.HostLayout
+	Addr        uint32
+	Port        uint16
+	Pad         uint16
+	CounterSlot uint32
+}
+
+type natFragmentKey struct {
+	_        structs.HostLayout
+	Saddr    uint32
+	Daddr    uint32
+	Id       uint16
+	Protocol uint8
+	Pad      uint8
+}
+
+type natFragmentTranslation struct {
+	_           structs.HostLayout
+	Saddr       uint32
+	Daddr       uint32
+	CounterSlot uint32
+	Outbound    uint32
+}
+
+type natMapping struct {
+	_           structs.HostLayout
+	Outside     natEndpoint
+	Sessions    uint32
+	CounterSlot uint32
+}
+
+type natNatConfig struct {
+	_                    structs.HostLayout
+	TcpEstablishedNs     uint64
+	TcpTransitoryNs      uint64
+	UdpNs                uint64
+	IcmpNs               uint64
+	MaxSessionsPerSource uint32
+	MaxPortsPerSource    uint32
+	MaxPortProbes        uint32
+	PortMin              uint16
+	PortMax              uint16
+	IcmpSource           uint32
+	Pad                  uint32
+}
+
+type natNatEip struct {
+	_           structs.HostLayout
+	CounterSlot uint32
+}
+
 type natReason uint32
 
 const (
-	natReasonREASON_PASS_NOT_IPV4          natReason = 0
-	natReasonREASON_PASS_NOT_BOUND         natReason = 1
-	natReasonREASON_PASS_TTL_EXPIRING      natReason = 2
-	natReasonREASON_PASS_NO_NEIGH          natReason = 3
-	natReasonREASON_PASS_MTU_EXCEEDED      natReason = 4
-	natReasonREASON_PASS_FIB_OTHER         natReason = 5
-	natReasonREASON_DROP_TRUNCATED_ETH     natReason = 6
-	natReasonREASON_DROP_BAD_IP_HEADER     natReason = 7
-	natReasonREASON_DROP_BAD_IP_LENGTH     natReason = 8
-	natReasonREASON_DROP_TRUNCATED_L4      natReason = 9
-	natReasonREASON_DROP_BAD_ICMP_ERROR    natReason = 10
-	natReasonREASON_DROP_ICMP_MISMATCH     natReason = 11
-	natReasonREASON_DROP_CUT_THROUGH_SPOOF natReason = 12
-	natReasonREASON_MAX                    natReason = 13
+	natReasonREASON_PASS_NOT_IPV4             natReason = 0
+	natReasonREASON_PASS_NOT_BOUND            natReason = 1
+	natReasonREASON_PASS_TTL_EXPIRING         natReason = 2
+	natReasonREASON_PASS_NO_NEIGH             natReason = 3
+	natReasonREASON_PASS_MTU_EXCEEDED         natReason = 4
+	natReasonREASON_PASS_FIB_OTHER            natReason = 5
+	natReasonREASON_DROP_TRUNCATED_ETH        natReason = 6
+	natReasonREASON_DROP_BAD_IP_HEADER        natReason = 7
+	natReasonREASON_DROP_BAD_IP_LENGTH        natReason = 8
+	natReasonREASON_DROP_TRUNCATED_L4         natReason = 9
+	natReasonREASON_DROP_BAD_ICMP_ERROR       natReason = 10
+	natReasonREASON_DROP_ICMP_MISMATCH        natReason = 11
+	natReasonREASON_DROP_CUT_THROUGH_SPOOF    natReason = 12
+	natReasonREASON_DROP_NAT_NO_SESSION       natReason = 13
+	natReasonREASON_DROP_NAT_UNSUPPORTED      natReason = 14
+	natReasonREASON_DROP_NAT_PORTS_EXHAUSTED  natReason = 15
+	natReasonREASON_DROP_NAT_PORT_QUOTA       natReason = 16
+	natReasonREASON_DROP_NAT_SESSION_QUOTA    natReason = 17
+	natReasonREASON_DROP_NAT_TABLE_FULL       natReason = 18
+	natReasonREASON_DROP_NAT_MAPPING_EXPIRING natReason = 19
+	natReasonREASON_DROP_FRAGMENT_NO_STATE    natReason = 20
+	natReasonREASON_MAX                       natReason = 21
+)
+
+type natReplyKey struct {
+	_          structs.HostLayout
+	RemoteAddr uint32
+	Eip        uint32
+	RemotePort uint16
+	EipPort    uint16
+	Protocol   uint8
+	Pad        [3]uint8
+}
+
+type natSession struct {
+	_           structs.HostLayout
+	Eip         uint32
+	EipPort     uint16
+	Flags       uint8
+	Pad         uint8
+	Tcp         natTcpSeen
+	CounterSlot uint32
+	LastSeenNs  uint64
+}
+
+type natSessionFlags uint32
+
+const (
+	natSessionFlagsSESSION_SNAT    natSessionFlags = 1
+	natSessionFlagsSESSION_DNAT    natSessionFlags = 2
+	natSessionFlagsSESSION_HAIRPIN natSessionFlags = 4
+)
+
+type natSnatPool struct {
+	_            structs.HostLayout
+	Eips         [20]uint32
+	CounterSlots [20]uint32
+	EipCount     uint32
+	Affinity     uint32
+}
+
+type natSnatRuleKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      uint32
+}
+
+type natSourceUsage struct {
+	_        structs.HostLayout
+	Sessions uint32
+	Ports    uint32
+}
+
+type natTcpSeen uint32
+
+const (
+	natTcpSeenTCP_SEEN_INSIDE natTcpSeen = 1
+	natTcpSeenTCP_SEEN_REMOTE natTcpSeen = 2
+	natTcpSeenTCP_FIN_INSIDE  natTcpSeen = 4
+	natTcpSeenTCP_FIN_REMOTE  natTcpSeen = 8
+	natTcpSeenTCP_SEEN_RST    natTcpSeen = 16
 )
 
 // Names of all BPF objects in the ELF.
@@ -59,9 +206,20 @@ const (
 const (
 	natMapCountersBySlot   = "counters_by_slot"
 	natMapCutThroughs      = "cut_throughs"
+	natMapForwardPorts     = "forward_ports"
+	natMapFragments        = "fragments"
 	natMapInboundBindings  = "inbound_bindings"
+	natMapMappings         = "mappings"
+	natMapNatEips          = "nat_eips"
+	natMapNatSettings      = "nat_settings"
 	natMapOutboundBindings = "outbound_bindings"
+	natMapPortsInUse       = "ports_in_use"
 	natMapReasonCounters   = "reason_counters"
+	natMapSessions         = "sessions"
+	natMapSessionsByReply  = "sessions_by_reply"
+	natMapSnatRules        = "snat_rules"
+	natMapUsageBySource    = "usage_by_source"
+	natProgExpireSession   = "expire_session"
 	natProgTcUplink        = "tc_uplink"
 	natProgTcVpc           = "tc_vpc"
 	natProgXdpUplink       = "xdp_uplink"
@@ -110,10 +268,11 @@ type natSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type natProgramSpecs struct {
-	TcUplink  *ebpf.ProgramSpec `ebpf:"tc_uplink"`
-	TcVpc     *ebpf.ProgramSpec `ebpf:"tc_vpc"`
-	XdpUplink *ebpf.ProgramSpec `ebpf:"xdp_uplink"`
-	XdpVpc    *ebpf.ProgramSpec `ebpf:"xdp_vpc"`
+	ExpireSession *ebpf.ProgramSpec `ebpf:"expire_session"`
+	TcUplink      *ebpf.ProgramSpec `ebpf:"tc_uplink"`
+	TcVpc         *ebpf.ProgramSpec `ebpf:"tc_vpc"`
+	XdpUplink     *ebpf.ProgramSpec `ebpf:"xdp_uplink"`
+	XdpVpc        *ebpf.ProgramSpec `ebpf:"xdp_vpc"`
 }
 
 // natMapSpecs contains maps before they are loaded into the kernel.
@@ -122,9 +281,19 @@ type natProgramSpecs struct {
 type natMapSpecs struct {
 	CountersBySlot   *ebpf.MapSpec `ebpf:"counters_by_slot"`
 	CutThroughs      *ebpf.MapSpec `ebpf:"cut_throughs"`
+	ForwardPorts     *ebpf.MapSpec `ebpf:"forward_ports"`
+	Fragments        *ebpf.MapSpec `ebpf:"fragments"`
 	InboundBindings  *ebpf.MapSpec `ebpf:"inbound_bindings"`
+	Mappings         *ebpf.MapSpec `ebpf:"mappings"`
+	NatEips          *ebpf.MapSpec `ebpf:"nat_eips"`
+	NatSettings      *ebpf.MapSpec `ebpf:"nat_settings"`
 	OutboundBindings *ebpf.MapSpec `ebpf:"outbound_bindings"`
+	PortsInUse       *ebpf.MapSpec `ebpf:"ports_in_use"`
 	ReasonCounters   *ebpf.MapSpec `ebpf:"reason_counters"`
+	Sessions         *ebpf.MapSpec `ebpf:"sessions"`
+	SessionsByReply  *ebpf.MapSpec `ebpf:"sessions_by_reply"`
+	SnatRules        *ebpf.MapSpec `ebpf:"snat_rules"`
+	UsageBySource    *ebpf.MapSpec `ebpf:"usage_by_source"`
 }
 
 // natVariableSpecs contains global variables before they are loaded into the kernel.
@@ -155,18 +324,38 @@ func (o *natObjects) Close() error {
 type natMaps struct {
 	CountersBySlot   *ebpf.Map `ebpf:"counters_by_slot"`
 	CutThroughs      *ebpf.Map `ebpf:"cut_throughs"`
+	ForwardPorts     *ebpf.Map `ebpf:"forward_ports"`
+	Fragments        *ebpf.Map `ebpf:"fragments"`
 	InboundBindings  *ebpf.Map `ebpf:"inbound_bindings"`
+	Mappings         *ebpf.Map `ebpf:"mappings"`
+	NatEips          *ebpf.Map `ebpf:"nat_eips"`
+	NatSettings      *ebpf.Map `ebpf:"nat_settings"`
 	OutboundBindings *ebpf.Map `ebpf:"outbound_bindings"`
+	PortsInUse       *ebpf.Map `ebpf:"ports_in_use"`
 	ReasonCounters   *ebpf.Map `ebpf:"reason_counters"`
+	Sessions         *ebpf.Map `ebpf:"sessions"`
+	SessionsByReply  *ebpf.Map `ebpf:"sessions_by_reply"`
+	SnatRules        *ebpf.Map `ebpf:"snat_rules"`
+	UsageBySource    *ebpf.Map `ebpf:"usage_by_source"`
 }
 
 func (m *natMaps) Close() error {
 	return _NatClose(
 		m.CountersBySlot,
 		m.CutThroughs,
+		m.ForwardPorts,
+		m.Fragments,
 		m.InboundBindings,
+		m.Mappings,
+		m.NatEips,
+		m.NatSettings,
 		m.OutboundBindings,
+		m.PortsInUse,
 		m.ReasonCounters,
+		m.Sessions,
+		m.SessionsByReply,
+		m.SnatRules,
+		m.UsageBySource,
 	)
 }
 
@@ -180,14 +369,16 @@ type natVariables struct {
 //
 // It can be passed to loadNatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type natPrograms struct {
-	TcUplink  *ebpf.Program `ebpf:"tc_uplink"`
-	TcVpc     *ebpf.Program `ebpf:"tc_vpc"`
-	XdpUplink *ebpf.Program `ebpf:"xdp_uplink"`
-	XdpVpc    *ebpf.Program `ebpf:"xdp_vpc"`
+	ExpireSession *ebpf.Program `ebpf:"expire_session"`
+	TcUplink      *ebpf.Program `ebpf:"tc_uplink"`
+	TcVpc         *ebpf.Program `ebpf:"tc_vpc"`
+	XdpUplink     *ebpf.Program `ebpf:"xdp_uplink"`
+	XdpVpc        *ebpf.Program `ebpf:"xdp_vpc"`
 }
 
 func (p *natPrograms) Close() error {
 	return _NatClose(
+		p.ExpireSession,
 		p.TcUplink,
 		p.TcVpc,
 		p.XdpUplink,

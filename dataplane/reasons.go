@@ -7,37 +7,53 @@ import "fmt"
 type Reason uint32
 
 const (
-	ReasonPassNotIPv4         = Reason(natReasonREASON_PASS_NOT_IPV4)
-	ReasonPassNotBound        = Reason(natReasonREASON_PASS_NOT_BOUND)
-	ReasonPassTTLExpiring     = Reason(natReasonREASON_PASS_TTL_EXPIRING)
-	ReasonPassNoNeigh         = Reason(natReasonREASON_PASS_NO_NEIGH)
-	ReasonPassMTUExceeded     = Reason(natReasonREASON_PASS_MTU_EXCEEDED)
-	ReasonPassFIBOther        = Reason(natReasonREASON_PASS_FIB_OTHER)
-	ReasonDropTruncatedEth    = Reason(natReasonREASON_DROP_TRUNCATED_ETH)
-	ReasonDropBadIPHeader     = Reason(natReasonREASON_DROP_BAD_IP_HEADER)
-	ReasonDropBadIPLength     = Reason(natReasonREASON_DROP_BAD_IP_LENGTH)
-	ReasonDropTruncatedL4     = Reason(natReasonREASON_DROP_TRUNCATED_L4)
-	ReasonDropBadICMPError    = Reason(natReasonREASON_DROP_BAD_ICMP_ERROR)
-	ReasonDropICMPMismatch    = Reason(natReasonREASON_DROP_ICMP_MISMATCH)
-	ReasonDropCutThroughSpoof = Reason(natReasonREASON_DROP_CUT_THROUGH_SPOOF)
-	ReasonMax                 = Reason(natReasonREASON_MAX)
+	ReasonPassNotIPv4            = Reason(natReasonREASON_PASS_NOT_IPV4)
+	ReasonPassNotBound           = Reason(natReasonREASON_PASS_NOT_BOUND)
+	ReasonPassTTLExpiring        = Reason(natReasonREASON_PASS_TTL_EXPIRING)
+	ReasonPassNoNeigh            = Reason(natReasonREASON_PASS_NO_NEIGH)
+	ReasonPassMTUExceeded        = Reason(natReasonREASON_PASS_MTU_EXCEEDED)
+	ReasonPassFIBOther           = Reason(natReasonREASON_PASS_FIB_OTHER)
+	ReasonDropTruncatedEth       = Reason(natReasonREASON_DROP_TRUNCATED_ETH)
+	ReasonDropBadIPHeader        = Reason(natReasonREASON_DROP_BAD_IP_HEADER)
+	ReasonDropBadIPLength        = Reason(natReasonREASON_DROP_BAD_IP_LENGTH)
+	ReasonDropTruncatedL4        = Reason(natReasonREASON_DROP_TRUNCATED_L4)
+	ReasonDropBadICMPError       = Reason(natReasonREASON_DROP_BAD_ICMP_ERROR)
+	ReasonDropICMPMismatch       = Reason(natReasonREASON_DROP_ICMP_MISMATCH)
+	ReasonDropCutThroughSpoof    = Reason(natReasonREASON_DROP_CUT_THROUGH_SPOOF)
+	ReasonDropNatNoSession       = Reason(natReasonREASON_DROP_NAT_NO_SESSION)
+	ReasonDropNatUnsupported     = Reason(natReasonREASON_DROP_NAT_UNSUPPORTED)
+	ReasonDropNatPortsExhausted  = Reason(natReasonREASON_DROP_NAT_PORTS_EXHAUSTED)
+	ReasonDropNatPortQuota       = Reason(natReasonREASON_DROP_NAT_PORT_QUOTA)
+	ReasonDropNatSessionQuota    = Reason(natReasonREASON_DROP_NAT_SESSION_QUOTA)
+	ReasonDropNatTableFull       = Reason(natReasonREASON_DROP_NAT_TABLE_FULL)
+	ReasonDropNatMappingExpiring = Reason(natReasonREASON_DROP_NAT_MAPPING_EXPIRING)
+	ReasonDropFragmentNoState    = Reason(natReasonREASON_DROP_FRAGMENT_NO_STATE)
+	ReasonMax                    = Reason(natReasonREASON_MAX)
 )
 
 // reasonNames are the metric labels; the index is the Reason.
 var reasonNames = [...]string{
-	ReasonPassNotIPv4:         "pass_not_ipv4",
-	ReasonPassNotBound:        "pass_not_bound",
-	ReasonPassTTLExpiring:     "pass_ttl_expiring",
-	ReasonPassNoNeigh:         "pass_no_neigh",
-	ReasonPassMTUExceeded:     "pass_mtu_exceeded",
-	ReasonPassFIBOther:        "pass_fib_other",
-	ReasonDropTruncatedEth:    "drop_truncated_eth",
-	ReasonDropBadIPHeader:     "drop_bad_ip_header",
-	ReasonDropBadIPLength:     "drop_bad_ip_length",
-	ReasonDropTruncatedL4:     "drop_truncated_l4",
-	ReasonDropBadICMPError:    "drop_bad_icmp_error",
-	ReasonDropICMPMismatch:    "drop_icmp_mismatch",
-	ReasonDropCutThroughSpoof: "drop_cut_through_spoof",
+	ReasonPassNotIPv4:            "pass_not_ipv4",
+	ReasonPassNotBound:           "pass_not_bound",
+	ReasonPassTTLExpiring:        "pass_ttl_expiring",
+	ReasonPassNoNeigh:            "pass_no_neigh",
+	ReasonPassMTUExceeded:        "pass_mtu_exceeded",
+	ReasonPassFIBOther:           "pass_fib_other",
+	ReasonDropTruncatedEth:       "drop_truncated_eth",
+	ReasonDropBadIPHeader:        "drop_bad_ip_header",
+	ReasonDropBadIPLength:        "drop_bad_ip_length",
+	ReasonDropTruncatedL4:        "drop_truncated_l4",
+	ReasonDropBadICMPError:       "drop_bad_icmp_error",
+	ReasonDropICMPMismatch:       "drop_icmp_mismatch",
+	ReasonDropCutThroughSpoof:    "drop_cut_through_spoof",
+	ReasonDropNatNoSession:       "drop_nat_no_session",
+	ReasonDropNatUnsupported:     "drop_nat_unsupported",
+	ReasonDropNatPortsExhausted:  "drop_nat_ports_exhausted",
+	ReasonDropNatPortQuota:       "drop_nat_port_quota",
+	ReasonDropNatSessionQuota:    "drop_nat_session_quota",
+	ReasonDropNatTableFull:       "drop_nat_table_full",
+	ReasonDropNatMappingExpiring: "drop_nat_mapping_expiring",
+	ReasonDropFragmentNoState:    "drop_fragment_no_state",
 }
 
 func (r Reason) String() string {

@@ -7,6 +7,7 @@
 #include "forward.h"
 #include "icmp.h"
 #include "maps.h"
+#include "natgw.h"
 #include "parse.h"
 #include "stats.h"
 
@@ -71,8 +72,16 @@ static __always_inline int eip_nat(void *ctx, const enum hook hook, const enum d
 	binding = bpf_map_lookup_elem(dir == DIR_INBOUND ? (void *)&inbound_bindings
 							   : (void *)&outbound_bindings,
 				      &from);
-	if (!binding)
+	if (!binding) {
+		/* Then a NAT gateway's session or entry, then a cut-through EIP. */
+		bool ours = true;
+		int verdict = dir == DIR_INBOUND ? natgw_inbound(ctx, hook, &pkt, &ours)
+						 : natgw_outbound(ctx, hook, &pkt, &ours);
+
+		if (ours)
+			return verdict;
 		return cut_through_forward(ctx, hook, dir, &pkt, from);
+	}
 	/* Untranslated, so the kernel's time-exceeded quotes what the sender sent. */
 	if (pkt.ip->ttl <= 1)
 		return pass_with(hook, REASON_PASS_TTL_EXPIRING);

@@ -51,3 +51,96 @@ struct {
 	__type(key, enum reason); /* also puts the enum in BTF, for bpf2go */
 	__type(value, __u64);
 } reason_counters SEC(".maps");
+
+/* ---- NAT gateways ---- */
+
+/* Default session capacity; the loader resizes (Config.MaxSessions). */
+#define MAX_SESSIONS 262144
+#define MAX_NAT_EIPS 4096
+#define MAX_SNAT_RULES 16384
+#define MAX_FORWARD_PORTS 65536
+#define MAX_SOURCES 65536
+#define MAX_FRAGMENTS 16384
+
+/* Sessions by their VPC-side tuple: what outbound packets look up. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_SESSIONS);
+	__type(key, struct flow_key);
+	__type(value, struct session);
+} sessions SEC(".maps");
+
+/* Sessions by their uplink tuple: what inbound packets look up. Removed before the
+ * session, inserted after it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_SESSIONS);
+	__type(key, struct reply_key);
+	__type(value, struct flow_key);
+} sessions_by_reply SEC(".maps");
+
+/* Endpoint-independent mappings: internal endpoint -> external endpoint. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_SESSIONS);
+	__type(key, struct endpoint);
+	__type(value, struct mapping);
+} mappings SEC(".maps");
+
+/* External endpoints in use, and by whom. A port is taken by inserting here with
+ * BPF_NOEXIST: of two CPUs racing for it, one wins. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_SESSIONS);
+	__type(key, struct endpoint);
+	__type(value, struct endpoint);
+} ports_in_use SEC(".maps");
+
+/* SNAT entries: longest source prefix -> the EIP pool. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, MAX_SNAT_RULES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct snat_rule_key);
+	__type(value, struct snat_pool);
+} snat_rules SEC(".maps");
+
+/* Forward entries, one per external endpoint (a port range is expanded). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_FORWARD_PORTS);
+	__type(key, struct endpoint);
+	__type(value, struct forward_target);
+} forward_ports SEC(".maps");
+
+/* The EIPs of NAT gateways. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_NAT_EIPS);
+	__type(key, __be32);
+	__type(value, struct nat_eip);
+} nat_eips SEC(".maps");
+
+/* Sessions and ports held per internal address. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_SOURCES);
+	__type(key, __be32);
+	__type(value, struct source_usage);
+} usage_by_source SEC(".maps");
+
+/* Fragmented datagrams in flight. An LRU: losing one under a flood of fragments
+ * loses that datagram only, never a session. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_FRAGMENTS);
+	__type(key, struct fragment_key);
+	__type(value, struct fragment_translation);
+} fragments SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nat_config);
+} nat_settings SEC(".maps");

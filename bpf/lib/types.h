@@ -22,6 +22,17 @@ enum reason {
 	REASON_DROP_BAD_ICMP_ERROR, /* an ICMP error whose quoted packet is malformed */
 	REASON_DROP_ICMP_MISMATCH,  /* an ICMP error whose quoted packet was not sent by the binding */
 	REASON_DROP_CUT_THROUGH_SPOOF, /* a cut-through EIP as source, but not from its ENI's MAC */
+	/* NAT gateways. The refusals of a new session (ports, quotas, table) answer the
+	 * instance with ICMP 3/13 (RFC 5508 section 3.3) when the gateway has an address
+	 * to send it from; the packet itself is not forwarded either way. */
+	REASON_DROP_NAT_NO_SESSION,      /* to a NAT gateway EIP, matching no session and no forward entry (the filter) */
+	REASON_DROP_NAT_UNSUPPORTED,     /* a protocol or ICMP type the NAT gateway does not translate */
+	REASON_DROP_NAT_PORTS_EXHAUSTED, /* no free external port on the entry's EIPs */
+	REASON_DROP_NAT_PORT_QUOTA,      /* the source holds its quota of external ports */
+	REASON_DROP_NAT_SESSION_QUOTA,   /* the source holds its quota of sessions */
+	REASON_DROP_NAT_TABLE_FULL,      /* the session or mapping table is full */
+	REASON_DROP_NAT_MAPPING_EXPIRING,/* the mapping was being expired at that instant; the next packet makes a new one */
+	REASON_DROP_FRAGMENT_NO_STATE,   /* a non-first fragment of a NAT gateway flow whose first fragment was not seen */
 	REASON_MAX,
 };
 
@@ -47,4 +58,139 @@ struct cut_through {
 	__u8 eni_mac[6];
 	__u16 pad;
 	__u32 counter_slot;
+};
+
+/* An endpoint: an address, a port (or an ICMP echo identifier) and the protocol. */
+struct endpoint {
+	__be32 addr;
+	__be16 port;
+	__u8 protocol;
+	__u8 pad;
+};
+
+/* A NAT gateway session as the VPC side sees it: the instance and the remote peer. */
+struct flow_key {
+	__be32 inside_addr;
+	__be32 remote_addr;
+	__be16 inside_port; /* ICMP echo: the identifier */
+	__be16 remote_port; /* ICMP echo: 0 */
+	__u8 protocol;
+	__u8 pad[3];
+};
+
+/* The same session as the uplink sees it: the remote peer and the EIP. */
+struct reply_key {
+	__be32 remote_addr;
+	__be32 eip;
+	__be16 remote_port;
+	__be16 eip_port;
+	__u8 protocol;
+	__u8 pad[3];
+};
+
+/* How a session began, and whether its remote end is an EIP of this gateway. */
+enum session_flags {
+	SESSION_SNAT = 1,    /* an instance opened it through an SNAT entry */
+	SESSION_DNAT = 2,    /* the internet (or a hairpinned instance) opened it through a forward entry */
+	SESSION_HAIRPIN = 4, /* the remote is an EIP of this gateway: translate the destination too */
+};
+
+/* What a TCP session has seen, as bits set atomically by both directions. */
+enum tcp_seen {
+	TCP_SEEN_INSIDE = 1,
+	TCP_SEEN_REMOTE = 2,
+	TCP_FIN_INSIDE = 4,
+	TCP_FIN_REMOTE = 8,
+	TCP_SEEN_RST = 16,
+};
+
+struct session {
+	__be32 eip;
+	__be16 eip_port;
+	__u8 flags;   /* enum session_flags */
+	__u8 pad;
+	enum tcp_seen tcp; /* bits, set atomically */
+	__u32 counter_slot;
+	__u64 last_seen_ns; /* bpf_ktime_get_ns (CLOCK_MONOTONIC) */
+};
+
+/* An endpoint-independent mapping (RFC 4787 REQ-1): one external endpoint per
+ * internal endpoint, whatever the remote. Alive while sessions use it. */
+struct mapping {
+	struct endpoint outside;
+	__u32 sessions;     /* sessions using it; 0 means being expired */
+	__u32 counter_slot;
+};
+
+/* The EIPs an SNAT entry translates to. */
+#define MAX_POOL_EIPS 20
+struct snat_pool {
+	__be32 eips[MAX_POOL_EIPS];
+	__u32 counter_slots[MAX_POOL_EIPS];
+	__u32 eip_count;
+	__u32 affinity; /* 1: an internal address always uses the same EIP (EipAffinity) */
+};
+
+struct snat_rule_key {
+	__u32 prefixlen;
+	__be32 addr;
+};
+
+/* A forward (DNAT) entry's target for one external port. */
+struct forward_target {
+	__be32 addr;
+	__be16 port;
+	__u16 pad;
+	__u32 counter_slot;
+};
+
+/* An EIP of a NAT gateway. */
+struct nat_eip {
+	__u32 counter_slot;
+};
+
+/* An internal address's share of the NAT (RFC 6888 quotas). */
+struct source_usage {
+	__u32 sessions;
+	__u32 ports;
+};
+
+/* The translation of a fragmented datagram, from its first fragment, for the rest. */
+struct fragment_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 id;
+	__u8 protocol;
+	__u8 pad;
+};
+
+struct fragment_translation {
+	__be32 saddr;
+	__be32 daddr;
+	__u32 counter_slot;
+	__u32 outbound;
+};
+
+/* Set by the loader: timeouts, the external port range and the quotas. */
+struct nat_config {
+	__u64 tcp_established_ns;
+	__u64 tcp_transitory_ns;
+	__u64 udp_ns;
+	__u64 icmp_ns;
+	__u32 max_sessions_per_source;
+	__u32 max_ports_per_source;
+	__u32 max_port_probes;
+	__u16 port_min;
+	__u16 port_max;
+	__be32 icmp_source; /* the gateway's VPC address, source of ICMP 3/13; 0: send none */
+	__u32 pad;
+};
+
+/* The argument of the expire_session program, written back with the outcome. */
+struct expire_request {
+	struct flow_key key;
+	__u64 now_ns;
+	__u32 force;  /* 1: expire even if alive (purge) */
+	__u32 expired;/* out: 1 if the session was removed */
+	enum session_flags removed_flags; /* out: the removed session's flags */
 };

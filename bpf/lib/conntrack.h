@@ -1,0 +1,125 @@
+/* conntrack.h: NAT gateway sessions: their state, their timeouts, and their removal.
+ * Packets only create and refresh sessions; removal happens in expire_session, a
+ * program the Go garbage collector runs, so that every count kept beside the sessions
+ * (mapping references, per-source quotas) changes atomically in one place. */
+#pragma once
+
+#include "maps.h"
+#include "rewrite.h"
+#include "types.h"
+
+/* A session's last_seen is rewritten at most this often: a write per packet would
+ * bounce its cache line between CPUs for no gain in timeout precision. */
+#define LAST_SEEN_GRANULARITY_NS (100ULL * 1000 * 1000)
+
+static __always_inline struct nat_config *nat_config_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&nat_settings, &zero);
+}
+
+static __always_inline void session_touch(struct session *s, __u64 now)
+{
+	if (now - s->last_seen_ns > LAST_SEEN_GRANULARITY_NS)
+		s->last_seen_ns = now;
+}
+
+/* Record what a TCP segment says about the connection. */
+static __always_inline void session_track_tcp(struct session *s, __u8 tcp_flags, const bool from_inside)
+{
+	__u32 bits = from_inside ? TCP_SEEN_INSIDE : TCP_SEEN_REMOTE;
+
+	if (tcp_flags & SEG_FIN)
+		bits |= from_inside ? TCP_FIN_INSIDE : TCP_FIN_REMOTE;
+	if (tcp_flags & SEG_RST)
+		bits |= TCP_SEEN_RST;
+	if ((s->tcp & bits) != bits)
+		__sync_fetch_and_or((__u32 *)&s->tcp, bits);
+}
+
+/* RFC 5382 and RFC 7857: a TCP session is established once both ends spoke and until
+ * both sent FIN or either sent RST; otherwise it is transitory. */
+static __always_inline __u64 session_timeout(const struct nat_config *cfg, __u8 protocol, __u32 tcp)
+{
+	const __u32 both = TCP_SEEN_INSIDE | TCP_SEEN_REMOTE;
+	const __u32 fins = TCP_FIN_INSIDE | TCP_FIN_REMOTE;
+
+	if (protocol == IPPROTO_TCP) {
+		if ((tcp & both) == both && (tcp & fins) != fins && !(tcp & TCP_SEEN_RST))
+			return cfg->tcp_established_ns;
+		return cfg->tcp_transitory_ns;
+	}
+	if (protocol == IPPROTO_UDP)
+		return cfg->udp_ns;
+	return cfg->icmp_ns;
+}
+
+static __always_inline struct source_usage *source_usage_of(__be32 addr)
+{
+	struct source_usage *u = bpf_map_lookup_elem(&usage_by_source, &addr);
+	struct source_usage zero = {};
+
+	if (u)
+		return u;
+	/* Another CPU may insert it first; either way it exists after this. */
+	bpf_map_update_elem(&usage_by_source, &addr, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&usage_by_source, &addr);
+}
+
+/* Drop one session's reference on its mapping; the last one removes the mapping and
+ * frees its external port (mapping first, so no new session finds it). */
+static __always_inline void mapping_release(const struct endpoint *inside)
+{
+	struct mapping *m = bpf_map_lookup_elem(&mappings, inside);
+	struct source_usage *u;
+	struct endpoint outside;
+
+	if (!m)
+		return;
+	if (__sync_fetch_and_add(&m->sessions, -1) != 1)
+		return;
+	outside = m->outside;
+	bpf_map_delete_elem(&mappings, inside);
+	bpf_map_delete_elem(&ports_in_use, &outside);
+	u = bpf_map_lookup_elem(&usage_by_source, &inside->addr);
+	if (u)
+		__sync_fetch_and_add(&u->ports, -1);
+}
+
+/* Remove a session and what it holds: the reply entry first (inbound stops), then the
+ * session, its quota share and its mapping reference. */
+static __always_inline int session_remove(const struct flow_key *key, __u64 now, bool force, __u32 *removed_flags)
+{
+	struct session *s = bpf_map_lookup_elem(&sessions, key);
+	struct nat_config *cfg = nat_config_get();
+	struct reply_key reply = {};
+	struct endpoint inside = {};
+	struct source_usage *u;
+	__u8 flags;
+
+	if (!s || !cfg)
+		return 0;
+	if (!force && now - s->last_seen_ns < session_timeout(cfg, key->protocol, s->tcp))
+		return 0; /* refreshed since the collector looked */
+	flags = s->flags;
+	reply.remote_addr = key->remote_addr;
+	reply.eip = s->eip;
+	reply.remote_port = key->remote_port;
+	reply.eip_port = s->eip_port;
+	reply.protocol = key->protocol;
+	bpf_map_delete_elem(&sessions_by_reply, &reply);
+	if (bpf_map_delete_elem(&sessions, key) < 0)
+		return 0; /* another collector won */
+	*removed_flags = flags;
+	if (!(flags & SESSION_SNAT))
+		return 1;
+	u = bpf_map_lookup_elem(&usage_by_source, &key->inside_addr);
+	if (u)
+		__sync_fetch_and_add(&u->sessions, -1);
+	inside.addr = key->inside_addr;
+	inside.port = key->inside_port;
+	inside.protocol = key->protocol;
+	mapping_release(&inside);
+	return 1;
+}

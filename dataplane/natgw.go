@@ -1,0 +1,414 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/cilium/ebpf"
+)
+
+// NAT gateways in the dataplane: the EIPs of gateways, SNAT rules (source prefix ->
+// EIP pool), forward ports (external endpoint -> internal endpoint), the settings
+// (timeouts, port range, quotas) and the sessions the BPF programs track.
+
+var (
+	// ErrNotNatEIP means an SNAT rule or forward port names an EIP that is not a NAT
+	// gateway's in the dataplane.
+	ErrNotNatEIP = errors.New("EIP is not a NAT gateway EIP in the dataplane")
+	// ErrBadNatConfig means NatConfig has a value the dataplane cannot use.
+	ErrBadNatConfig = errors.New("invalid NAT configuration")
+	// ErrPoolSize means an SNAT rule has no EIP or more than MaxPoolEIPs.
+	ErrPoolSize = errors.New("SNAT pool must have 1 to 20 EIPs")
+)
+
+// MaxPoolEIPs is how many EIPs one SNAT rule may use (the C MAX_POOL_EIPS).
+const MaxPoolEIPs = len(natSnatPool{}.Eips)
+
+// Protocol numbers of what NAT gateways translate.
+const (
+	ProtoICMP = 1
+	ProtoTCP  = 6
+	ProtoUDP  = 17
+)
+
+// NatConfig holds the NAT gateways' timeouts, external port range and per-source
+// quotas (RFC 6888). The defaults follow RFC 4787, 5382 and 5508.
+type NatConfig struct {
+	TCPEstablished time.Duration // RFC 5382: at least 2 h 4 min
+	TCPTransitory  time.Duration // RFC 5382: at least 4 min
+	UDP            time.Duration // RFC 4787: at least 2 min, 5 min recommended
+	ICMP           time.Duration // RFC 5508: at least 60 s
+	PortMin        uint16        // external ports are taken from [PortMin, PortMax]
+	PortMax        uint16
+	// MaxSessionsPerSource and MaxPortsPerSource bound what one internal address
+	// holds; past them its new sessions are refused (ICMP 3/13).
+	MaxSessionsPerSource uint32
+	MaxPortsPerSource    uint32
+	// MaxPortProbes bounds the port search of one new mapping.
+	MaxPortProbes uint32
+	// ICMPSource is the gateway's own VPC-side address, the source of its ICMP 3/13
+	// refusals; the zero Addr means refusals are counted and dropped silently.
+	ICMPSource netip.Addr
+}
+
+// DefaultNatConfig is what the dataplane uses until told otherwise.
+func DefaultNatConfig() NatConfig {
+	return NatConfig{
+		TCPEstablished:       7440 * time.Second,
+		TCPTransitory:        240 * time.Second,
+		UDP:                  300 * time.Second,
+		ICMP:                 60 * time.Second,
+		PortMin:              1024,
+		PortMax:              65535,
+		MaxSessionsPerSource: 65536,
+		MaxPortsPerSource:    16384,
+		MaxPortProbes:        512,
+	}
+}
+
+func (c NatConfig) validate() error {
+	switch {
+	case c.TCPEstablished <= 0 || c.TCPTransitory <= 0 || c.UDP <= 0 || c.ICMP <= 0:
+		return fmt.Errorf("%w: every timeout must be positive", ErrBadNatConfig)
+	case c.PortMin == 0 || c.PortMax < c.PortMin:
+		return fmt.Errorf("%w: port range %d-%d", ErrBadNatConfig, c.PortMin, c.PortMax)
+	case c.MaxSessionsPerSource == 0 || c.MaxPortsPerSource == 0:
+		return fmt.Errorf("%w: quotas must be at least 1", ErrBadNatConfig)
+	case c.MaxPortProbes == 0:
+		return fmt.Errorf("%w: the port search needs at least one probe", ErrBadNatConfig)
+	case c.ICMPSource.IsValid() && !c.ICMPSource.Is4():
+		return fmt.Errorf("%w: ICMP source %v is not IPv4", ErrBadNatConfig, c.ICMPSource)
+	}
+	return nil
+}
+
+// SetNatConfig replaces the NAT settings. New timeouts apply to every session at its
+// next expiry check; a new port range applies to new mappings only.
+func (d *Dataplane) SetNatConfig(c NatConfig) error {
+	if err := c.validate(); err != nil {
+		return err
+	}
+	if d.cfg.ReadOnly {
+		return fmt.Errorf("set NAT config: %w", ErrReadOnly)
+	}
+	v := natNatConfig{
+		TcpEstablishedNs:     uint64(c.TCPEstablished),
+		TcpTransitoryNs:      uint64(c.TCPTransitory),
+		UdpNs:                uint64(c.UDP),
+		IcmpNs:               uint64(c.ICMP),
+		MaxSessionsPerSource: c.MaxSessionsPerSource,
+		MaxPortsPerSource:    c.MaxPortsPerSource,
+		MaxPortProbes:        c.MaxPortProbes,
+		PortMin:              c.PortMin,
+		PortMax:              c.PortMax,
+	}
+	if c.ICMPSource.IsValid() {
+		v.IcmpSource, _ = beKey(c.ICMPSource)
+	}
+	if err := d.objs.NatSettings.Put(uint32(0), v); err != nil {
+		return fmt.Errorf("set NAT config: %w", err)
+	}
+	return nil
+}
+
+// NatConfig reads the NAT settings in force.
+func (d *Dataplane) NatConfig() (NatConfig, error) {
+	var v natNatConfig
+	if err := d.objs.NatSettings.Lookup(uint32(0), &v); err != nil {
+		return NatConfig{}, fmt.Errorf("read NAT config: %w", err)
+	}
+	c := NatConfig{
+		TCPEstablished:       time.Duration(v.TcpEstablishedNs),
+		TCPTransitory:        time.Duration(v.TcpTransitoryNs),
+		UDP:                  time.Duration(v.UdpNs),
+		ICMP:                 time.Duration(v.IcmpNs),
+		PortMin:              v.PortMin,
+		PortMax:              v.PortMax,
+		MaxSessionsPerSource: v.MaxSessionsPerSource,
+		MaxPortsPerSource:    v.MaxPortsPerSource,
+		MaxPortProbes:        v.MaxPortProbes,
+	}
+	if v.IcmpSource != 0 {
+		c.ICMPSource = beAddr(v.IcmpSource)
+	}
+	return c, nil
+}
+
+// ensureNatConfig writes the defaults into a dataplane that has none yet (a fresh
+// one); an adopted dataplane keeps what it had until SetNatConfig.
+func (d *Dataplane) ensureNatConfig() error {
+	var v natNatConfig
+	if err := d.objs.NatSettings.Lookup(uint32(0), &v); err != nil {
+		return fmt.Errorf("read NAT config: %w", err)
+	}
+	if v.PortMax != 0 {
+		return nil
+	}
+	return d.SetNatConfig(DefaultNatConfig())
+}
+
+// SetNatEIP makes eip an EIP of a NAT gateway: it gets per-EIP counters and may be
+// used by SNAT rules and forward ports. Setting it again changes nothing.
+func (d *Dataplane) SetNatEIP(eip netip.Addr) error {
+	key, err := beKey(eip)
+	if err != nil {
+		return fmt.Errorf("set NAT EIP: %w", err)
+	}
+	if d.cfg.ReadOnly {
+		return fmt.Errorf("set NAT EIP %v: %w", eip, ErrReadOnly)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var cur natNatEip
+	if err := d.objs.NatEips.Lookup(key, &cur); err == nil {
+		return nil
+	} else if !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("set NAT EIP %v: %w", eip, err)
+	}
+	if err := d.objs.InboundBindings.Lookup(key, new(natBinding)); err == nil {
+		return fmt.Errorf("set NAT EIP %v: %w", eip, ErrCutThrough)
+	}
+	slot, ok := d.slots.take()
+	if !ok {
+		return fmt.Errorf("set NAT EIP %v: %w", eip, ErrFull)
+	}
+	if err := d.zeroCounters(slot); err != nil {
+		d.slots.free(slot)
+		return fmt.Errorf("set NAT EIP %v: %w", eip, err)
+	}
+	if err := d.objs.NatEips.Put(key, natNatEip{CounterSlot: slot}); err != nil {
+		d.slots.free(slot)
+		return fmt.Errorf("set NAT EIP %v: %w", eip, err)
+	}
+	return nil
+}
+
+// DeleteNatEIP removes eip from the NAT gateways: its SNAT rules and forward ports
+// must be gone already; its sessions are purged.
+func (d *Dataplane) DeleteNatEIP(eip netip.Addr) error {
+	key, err := beKey(eip)
+	if err != nil {
+		return fmt.Errorf("delete NAT EIP: %w", err)
+	}
+	if d.cfg.ReadOnly {
+		return fmt.Errorf("delete NAT EIP %v: %w", eip, ErrReadOnly)
+	}
+	if _, err := d.PurgeSessions(func(s Session) bool { return s.External.Addr() == eip }); err != nil {
+		return fmt.Errorf("delete NAT EIP %v: %w", eip, err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var cur natNatEip
+	if err := d.objs.NatEips.Lookup(key, &cur); errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("delete NAT EIP %v: %w", eip, ErrNotBound)
+	} else if err != nil {
+		return fmt.Errorf("delete NAT EIP %v: %w", eip, err)
+	}
+	if err := d.objs.NatEips.Delete(key); err != nil {
+		return fmt.Errorf("delete NAT EIP %v: %w", eip, err)
+	}
+	d.slots.free(cur.CounterSlot)
+	return nil
+}
+
+// NatEIPs lists the NAT gateway EIPs in the dataplane.
+func (d *Dataplane) NatEIPs() ([]netip.Addr, error) {
+	var out []netip.Addr
+	var key uint32
+	var v natNatEip
+	it := d.objs.NatEips.Iterate()
+	for it.Next(&key, &v) {
+		out = append(out, beAddr(key))
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("list NAT EIPs: %w", err)
+	}
+	return out, nil
+}
+
+func (d *Dataplane) natEIPSlot(eip netip.Addr) (uint32, error) {
+	key, err := beKey(eip)
+	if err != nil {
+		return 0, err
+	}
+	var v natNatEip
+	if err := d.objs.NatEips.Lookup(key, &v); errors.Is(err, ebpf.ErrKeyNotExist) {
+		return 0, fmt.Errorf("%v: %w", eip, ErrNotNatEIP)
+	} else if err != nil {
+		return 0, err
+	}
+	return v.CounterSlot, nil
+}
+
+// SnatRule sends traffic from Source out through one of the Pool's EIPs.
+type SnatRule struct {
+	Source netip.Prefix
+	Pool   []netip.Addr
+	// Affinity pairs each internal address with one EIP of the pool (EipAffinity).
+	Affinity bool
+}
+
+func ruleKey(p netip.Prefix) (natSnatRuleKey, error) {
+	if !p.IsValid() || !p.Addr().Is4() {
+		return natSnatRuleKey{}, fmt.Errorf("source %v: %w", p, ErrNotIPv4)
+	}
+	a, _ := beKey(p.Masked().Addr())
+	return natSnatRuleKey{Prefixlen: uint32(p.Bits()), Addr: a}, nil
+}
+
+// SetSnatRule adds or replaces the rule for r.Source. A replaced rule's existing
+// sessions keep their EIPs; new mappings use the new pool.
+func (d *Dataplane) SetSnatRule(r SnatRule) error {
+	key, err := ruleKey(r.Source)
+	if err != nil {
+		return fmt.Errorf("set SNAT rule: %w", err)
+	}
+	if len(r.Pool) == 0 || len(r.Pool) > MaxPoolEIPs {
+		return fmt.Errorf("set SNAT rule %v: %w (%d)", r.Source, ErrPoolSize, len(r.Pool))
+	}
+	if d.cfg.ReadOnly {
+		return fmt.Errorf("set SNAT rule %v: %w", r.Source, ErrReadOnly)
+	}
+	var pool natSnatPool
+	for i, eip := range r.Pool {
+		slot, err := d.natEIPSlot(eip)
+		if err != nil {
+			return fmt.Errorf("set SNAT rule %v: %w", r.Source, err)
+		}
+		pool.Eips[i], _ = beKey(eip)
+		pool.CounterSlots[i] = slot
+	}
+	pool.EipCount = uint32(len(r.Pool))
+	if r.Affinity {
+		pool.Affinity = 1
+	}
+	if err := d.objs.SnatRules.Put(key, pool); err != nil {
+		return fmt.Errorf("set SNAT rule %v: %w", r.Source, err)
+	}
+	return nil
+}
+
+// DeleteSnatRule removes the rule for source and purges the SNAT sessions of the
+// addresses it covered.
+func (d *Dataplane) DeleteSnatRule(source netip.Prefix) error {
+	key, err := ruleKey(source)
+	if err != nil {
+		return fmt.Errorf("delete SNAT rule: %w", err)
+	}
+	if d.cfg.ReadOnly {
+		return fmt.Errorf("delete SNAT rule %v: %w", source, ErrReadOnly)
+	}
+	if err := d.objs.SnatRules.Delete(key); err != nil {
+		return fmt.Errorf("delete SNAT rule %v: %w", source, err)
+	}
+	if _, err := d.PurgeSessions(func(s Session) bool { return s.Kind == KindSNAT && source.Contains(s.Inside.Addr()) }); err != nil {
+		return fmt.Errorf("delete SNAT rule %v: %w", source, err)
+	}
+	return nil
+}
+
+// SnatRules lists the SNAT rules in the dataplane.
+func (d *Dataplane) SnatRules() ([]SnatRule, error) {
+	var out []SnatRule
+	var key natSnatRuleKey
+	var pool natSnatPool
+	it := d.objs.SnatRules.Iterate()
+	for it.Next(&key, &pool) {
+		r := SnatRule{Source: netip.PrefixFrom(beAddr(key.Addr), int(key.Prefixlen)), Affinity: pool.Affinity == 1}
+		for i := 0; i < int(pool.EipCount) && i < MaxPoolEIPs; i++ {
+			r.Pool = append(r.Pool, beAddr(pool.Eips[i]))
+		}
+		out = append(out, r)
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("list SNAT rules: %w", err)
+	}
+	return out, nil
+}
+
+// ForwardPort publishes Internal on External for one protocol (ProtoTCP or ProtoUDP).
+type ForwardPort struct {
+	Protocol uint8
+	External netip.AddrPort
+	Internal netip.AddrPort
+}
+
+func endpointKey(proto uint8, ap netip.AddrPort) (natEndpoint, error) {
+	a, err := beKey(ap.Addr())
+	if err != nil {
+		return natEndpoint{}, err
+	}
+	return natEndpoint{Addr: a, Port: htons(ap.Port()), Protocol: proto}, nil
+}
+
+// SetForwardPort adds or replaces a forward port; sessions already open keep their
+// old target until they end.
+func (d *Dataplane) SetForwardPort(f ForwardPort) error {
+	if f.Protocol != ProtoTCP && f.Protocol != ProtoUDP {
+		return fmt.Errorf("set forward port %v: protocol %d is neither TCP nor UDP", f.External, f.Protocol)
+	}
+	ext, err := endpointKey(f.Protocol, f.External)
+	if err != nil {
+		return fmt.Errorf("set forward port: %w", err)
+	}
+	in, err := beKey(f.Internal.Addr())
+	if err != nil {
+		return fmt.Errorf("set forward port: %w", err)
+	}
+	if d.cfg.ReadOnly {
+		return fmt.Errorf("set forward port %v: %w", f.External, ErrReadOnly)
+	}
+	slot, err := d.natEIPSlot(f.External.Addr())
+	if err != nil {
+		return fmt.Errorf("set forward port: %w", err)
+	}
+	target := natForwardTarget{Addr: in, Port: htons(f.Internal.Port()), CounterSlot: slot}
+	if err := d.objs.ForwardPorts.Put(ext, target); err != nil {
+		return fmt.Errorf("set forward port %v: %w", f.External, err)
+	}
+	return nil
+}
+
+// DeleteForwardPort removes a forward port and purges the sessions it opened.
+func (d *Dataplane) DeleteForwardPort(proto uint8, external netip.AddrPort) error {
+	ext, err := endpointKey(proto, external)
+	if err != nil {
+		return fmt.Errorf("delete forward port: %w", err)
+	}
+	if d.cfg.ReadOnly {
+		return fmt.Errorf("delete forward port %v: %w", external, ErrReadOnly)
+	}
+	if err := d.objs.ForwardPorts.Delete(ext); err != nil {
+		return fmt.Errorf("delete forward port %v/%d: %w", external, proto, err)
+	}
+	if _, err := d.PurgeSessions(func(s Session) bool {
+		return s.Kind == KindDNAT && s.Protocol == proto && s.External == external
+	}); err != nil {
+		return fmt.Errorf("delete forward port %v: %w", external, err)
+	}
+	return nil
+}
+
+// ForwardPorts lists the forward ports in the dataplane.
+func (d *Dataplane) ForwardPorts() ([]ForwardPort, error) {
+	var out []ForwardPort
+	var key natEndpoint
+	var t natForwardTarget
+	it := d.objs.ForwardPorts.Iterate()
+	for it.Next(&key, &t) {
+		out = append(out, ForwardPort{
+			Protocol: key.Protocol,
+			External: netip.AddrPortFrom(beAddr(key.Addr), ntohs(key.Port)),
+			Internal: netip.AddrPortFrom(beAddr(t.Addr), ntohs(t.Port)),
+		})
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("list forward ports: %w", err)
+	}
+	return out, nil
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+func ntohs(v uint16) uint16 { return v<<8 | v>>8 }

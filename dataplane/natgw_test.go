@@ -1,0 +1,459 @@
+package dataplane
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+)
+
+// NAT gateway paths, step by step: each step feeds a frame built with gopacket and
+// expects the exact frame (or verdict) and reason counts out, with the sessions the
+// earlier steps opened.
+var (
+	natEIP1   = netip.MustParseAddr("203.0.113.100") // SNAT pool of 10.0.1.16/28
+	natEIP2   = netip.MustParseAddr("203.0.113.101") // forward ports
+	natEIP3   = netip.MustParseAddr("203.0.113.102") // second EIP of the affinity pool
+	natVM1    = netip.MustParseAddr("10.0.1.21")     // runs the published servers
+	natVM2    = netip.MustParseAddr("10.0.1.22")
+	natSubnet = netip.MustParsePrefix("10.0.1.16/28")
+	affSubnet = netip.MustParsePrefix("10.0.3.0/24") // pooled over two EIPs with affinity
+	labInet2  = netip.MustParseAddr("198.51.100.20")
+	gwVPCAddr = netip.MustParseAddr("10.0.0.1")
+	macNatVM1 = net.HardwareAddr{0x02, 0, 0, 0, 0x01, 0x21}
+	macNatVM2 = net.HardwareAddr{0x02, 0, 0, 0, 0x01, 0x22}
+)
+
+const (
+	fwdTCPPort = 8080 // natEIP2:8080/tcp -> natVM1:80
+	fwdUDPPort = 5353 // natEIP2:5353/udp -> natVM1:53
+)
+
+func newNatLab(t testing.TB) *lab {
+	t.Helper()
+	l := newLab(t)
+	for _, n := range []struct {
+		ip  netip.Addr
+		mac net.HardwareAddr
+	}{{natVM1, macNatVM1}, {natVM2, macNatVM2}} {
+		if err := l.host.Neigh("vpc", n.ip, n.mac); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.host.Route("10.0.3.0/24", "", "vpc"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultNatConfig()
+	cfg.ICMPSource = gwVPCAddr
+	must(t, l.dp.SetNatConfig(cfg))
+	for _, e := range []netip.Addr{natEIP1, natEIP2, natEIP3} {
+		must(t, l.dp.SetNatEIP(e))
+	}
+	must(t, l.dp.SetSnatRule(SnatRule{Source: natSubnet, Pool: []netip.Addr{natEIP1}}))
+	must(t, l.dp.SetSnatRule(SnatRule{Source: affSubnet, Pool: []netip.Addr{natEIP1, natEIP3}, Affinity: true}))
+	must(t, l.dp.SetForwardPort(ForwardPort{Protocol: ProtoTCP, External: netip.AddrPortFrom(natEIP2, fwdTCPPort),
+		Internal: netip.AddrPortFrom(natVM1, 80)}))
+	must(t, l.dp.SetForwardPort(ForwardPort{Protocol: ProtoUDP, External: netip.AddrPortFrom(natEIP2, fwdUDPPort),
+		Internal: netip.AddrPortFrom(natVM1, 53)}))
+	return l
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// natFrames builds the frames of the NAT gateway tests for one lab.
+type natFrames struct {
+	t           testing.TB
+	uplinkMAC   net.HardwareAddr
+	vpcMAC      net.HardwareAddr
+	macOfInside map[netip.Addr]net.HardwareAddr
+}
+
+func newNatFrames(t testing.TB, l *lab) natFrames {
+	return natFrames{t: t, uplinkMAC: l.uplink.HardwareAddr, vpcMAC: l.vpc.HardwareAddr,
+		macOfInside: map[netip.Addr]net.HardwareAddr{natVM1: macNatVM1, natVM2: macNatVM2}}
+}
+
+type l4spec struct {
+	proto layers.IPProtocol
+	sport uint16
+	dport uint16
+	flags string // TCP: any of "S", "A", "F", "R"
+	echo  uint8  // ICMP: 8 request, 0 reply
+	id    uint16 // ICMP echo identifier
+}
+
+func tcpSeg(sport, dport uint16, flags string) l4spec {
+	return l4spec{proto: layers.IPProtocolTCP, sport: sport, dport: dport, flags: flags}
+}
+
+func udpDgram(sport, dport uint16) l4spec {
+	return l4spec{proto: layers.IPProtocolUDP, sport: sport, dport: dport}
+}
+
+func (s l4spec) layers(src, dst netip.Addr, ttl uint8) []gopacket.SerializableLayer {
+	ip := ip4(src, dst, s.proto, ttl)
+	switch s.proto {
+	case layers.IPProtocolTCP:
+		tcp := &layers.TCP{SrcPort: layers.TCPPort(s.sport), DstPort: layers.TCPPort(s.dport), Seq: 1000, Ack: 7, Window: 64240}
+		for _, f := range s.flags {
+			switch f {
+			case 'S':
+				tcp.SYN = true
+			case 'A':
+				tcp.ACK = true
+			case 'F':
+				tcp.FIN = true
+			case 'R':
+				tcp.RST = true
+			}
+		}
+		return []gopacket.SerializableLayer{ip, tcp, payload(24)}
+	case layers.IPProtocolUDP:
+		return []gopacket.SerializableLayer{ip, udp(s.sport, s.dport), payload(24)}
+	}
+	return []gopacket.SerializableLayer{ip,
+		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(s.echo, 0), Id: s.id, Seq: 1}, payload(32)}
+}
+
+// fromInside is a frame an instance sends to the gateway; fromInet one the router
+// delivers on the uplink.
+func (f natFrames) fromInside(src, dst netip.Addr, s l4spec) []byte {
+	mac := f.macOfInside[src]
+	if mac == nil {
+		mac = macRemote
+	}
+	return serialize(f.t, append([]gopacket.SerializableLayer{eth(mac, f.vpcMAC)}, s.layers(src, dst, 64)...)...)
+}
+
+func (f natFrames) fromInet(src, dst netip.Addr, s l4spec) []byte {
+	return serialize(f.t, append([]gopacket.SerializableLayer{eth(macRemote, f.uplinkMAC)}, s.layers(src, dst, 64)...)...)
+}
+
+// toInet is what the gateway sends to the router; toInside what it sends to an instance.
+func (f natFrames) toInet(src, dst netip.Addr, s l4spec) []byte {
+	return serialize(f.t, append([]gopacket.SerializableLayer{eth(f.uplinkMAC, macRouter)}, s.layers(src, dst, 63)...)...)
+}
+
+func (f natFrames) toInside(src, dst netip.Addr, s l4spec) []byte {
+	return serialize(f.t, append([]gopacket.SerializableLayer{eth(f.vpcMAC, f.macOfInside[dst])}, s.layers(src, dst, 63)...)...)
+}
+
+// step sends one frame and checks what comes out.
+type natStep struct {
+	name    string
+	role    Role
+	in      []byte
+	verdict uint32 // hookVerdict of the expected outcome, or a raw code (XDP_TX)
+	out     []byte // nil: compare nothing (drops)
+	reasons map[Reason]uint64
+}
+
+func (l *lab) check(t *testing.T, hook Hook, s natStep) {
+	t.Helper()
+	before := l.snapshot(t)
+	ret, out := l.run(t, l.program(t, s.role, hook), hook, l.ingress(s.role), s.in)
+	after := l.snapshot(t)
+	if ret != s.verdict {
+		t.Errorf("%s: verdict %d, want %d; reasons moved: %v", s.name, ret, s.verdict, diffReasons(before, after))
+	}
+	if s.out != nil && !bytes.Equal(out, s.out) {
+		t.Errorf("%s: frame out differs\n got: %s\nwant: %s", s.name, dump(out), dump(s.out))
+	}
+	for r := Reason(0); r < ReasonMax; r++ {
+		if got := after.reasons[r] - before.reasons[r]; got != s.reasons[r] {
+			t.Errorf("%s: reason %s moved by %d, want %d", s.name, r, got, s.reasons[r])
+		}
+	}
+}
+
+func (l *lab) session(t *testing.T, match func(Session) bool) Session {
+	t.Helper()
+	ss, err := l.dp.Sessions(match)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ss) != 1 {
+		t.Fatalf("want one matching session, have %d: %+v", len(ss), ss)
+	}
+	return ss[0]
+}
+
+func (l *lab) purgeAll(t *testing.T) {
+	t.Helper()
+	if _, err := l.dp.PurgeSessions(func(Session) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	ss, _ := l.dp.Sessions(nil)
+	us, _ := l.dp.SourceUsages()
+	for _, u := range us {
+		if u.Sessions != 0 || u.Ports != 0 {
+			t.Fatalf("after purging every session, %v still holds %d sessions and %d ports", u.Source, u.Sessions, u.Ports)
+		}
+	}
+	if len(ss) != 0 {
+		t.Fatalf("%d sessions left after purge", len(ss))
+	}
+	var k, v natEndpoint
+	if it := l.dp.objs.PortsInUse.Iterate(); it.Next(&k, &v) {
+		t.Fatalf("port %v still in use after purge", k)
+	}
+	var mk natEndpoint
+	var mv natMapping
+	if it := l.dp.objs.Mappings.Iterate(); it.Next(&mk, &mv) {
+		t.Fatalf("mapping %+v left after purge", mk)
+	}
+	var rk natReplyKey
+	var rv natFlowKey
+	if it := l.dp.objs.SessionsByReply.Iterate(); it.Next(&rk, &rv) {
+		t.Fatalf("reply entry %+v left after purge", rk)
+	}
+}
+
+func TestNatGatewayPaths(t *testing.T) {
+	l := newNatLab(t)
+	f := newNatFrames(t, l)
+	for _, hook := range []Hook{HookXDP, HookTC} {
+		redirect, drop := hookVerdict(hook, verdictRedirect), hookVerdict(hook, verdictDrop)
+		t.Run(string(hook), func(t *testing.T) {
+			t.Cleanup(func() { l.purgeAll(t) })
+			// SNAT: the first packet opens a mapping that keeps the source port.
+			l.check(t, hook, natStep{name: "syn out keeps its port", role: RoleVPC,
+				in:  f.fromInside(natVM1, labInet, tcpSeg(40000, 80, "S")),
+				out: f.toInet(natEIP1, labInet, tcpSeg(40000, 80, "S")), verdict: redirect})
+			l.check(t, hook, natStep{name: "syn-ack back to the instance", role: RoleUplink,
+				in:  f.fromInet(labInet, natEIP1, tcpSeg(80, 40000, "SA")),
+				out: f.toInside(labInet, natVM1, tcpSeg(80, 40000, "SA")), verdict: redirect})
+			if s := l.session(t, func(s Session) bool { return s.Inside.Port() == 40000 && s.Protocol == ProtoTCP }); s.State != "established" || s.Kind != KindSNAT {
+				t.Errorf("session after the handshake: %+v", s)
+			}
+			// Endpoint-independent mapping: another remote sees the same EIP:port.
+			l.check(t, hook, natStep{name: "same endpoint to another remote", role: RoleVPC,
+				in:  f.fromInside(natVM1, labInet2, tcpSeg(40000, 443, "S")),
+				out: f.toInet(natEIP1, labInet2, tcpSeg(40000, 443, "S")), verdict: redirect})
+			// Filtering: the mapping does not admit a remote the instance never reached.
+			l.check(t, hook, natStep{name: "unsolicited to a mapped port", role: RoleUplink,
+				in: f.fromInet(labInet2, natEIP1, tcpSeg(9999, 40000, "S")), verdict: drop,
+				reasons: map[Reason]uint64{ReasonDropNatNoSession: 1}})
+			// No port overloading: another instance wanting the same port gets another.
+			l.check(t, hook, natStep{name: "second instance, same source port", role: RoleVPC,
+				in: f.fromInside(natVM2, labInet, tcpSeg(40000, 80, "S")), verdict: redirect})
+			s2 := l.session(t, func(s Session) bool { return s.Inside.Addr() == natVM2 && s.Protocol == ProtoTCP })
+			if s2.External.Addr() != natEIP1 || s2.External.Port() == 40000 || s2.External.Port() < 1024 {
+				t.Errorf("second instance mapped to %v", s2.External)
+			}
+			l.check(t, hook, natStep{name: "reply to the second instance", role: RoleUplink,
+				in:  f.fromInet(labInet, natEIP1, tcpSeg(80, s2.External.Port(), "SA")),
+				out: f.toInside(labInet, natVM2, tcpSeg(80, 40000, "SA")), verdict: redirect})
+
+			// UDP and ICMP echo.
+			l.check(t, hook, natStep{name: "udp out", role: RoleVPC,
+				in:  f.fromInside(natVM1, labInet, udpDgram(5000, 53)),
+				out: f.toInet(natEIP1, labInet, udpDgram(5000, 53)), verdict: redirect})
+			l.check(t, hook, natStep{name: "udp back", role: RoleUplink,
+				in:  f.fromInet(labInet, natEIP1, udpDgram(53, 5000)),
+				out: f.toInside(labInet, natVM1, udpDgram(53, 5000)), verdict: redirect})
+			echo := l4spec{proto: layers.IPProtocolICMPv4, echo: 8, id: 4242}
+			reply := l4spec{proto: layers.IPProtocolICMPv4, echo: 0, id: 4242}
+			l.check(t, hook, natStep{name: "echo request out", role: RoleVPC,
+				in: f.fromInside(natVM1, labInet, echo), out: f.toInet(natEIP1, labInet, echo), verdict: redirect})
+			l.check(t, hook, natStep{name: "echo reply back", role: RoleUplink,
+				in: f.fromInet(labInet, natEIP1, reply), out: f.toInside(labInet, natVM1, reply), verdict: redirect})
+			l.check(t, hook, natStep{name: "echo request to a NAT EIP", role: RoleUplink,
+				in: f.fromInet(labInet, natEIP1, echo), verdict: drop,
+				reasons: map[Reason]uint64{ReasonDropNatUnsupported: 1}})
+
+			// DNAT through forward ports, and the server's replies.
+			l.check(t, hook, natStep{name: "syn to a forward port", role: RoleUplink,
+				in:  f.fromInet(labInet, natEIP2, tcpSeg(5555, fwdTCPPort, "S")),
+				out: f.toInside(labInet, natVM1, tcpSeg(5555, 80, "S")), verdict: redirect})
+			l.check(t, hook, natStep{name: "server replies from the forward port", role: RoleVPC,
+				in:  f.fromInside(natVM1, labInet, tcpSeg(80, 5555, "SA")),
+				out: f.toInet(natEIP2, labInet, tcpSeg(fwdTCPPort, 5555, "SA")), verdict: redirect})
+			l.check(t, hook, natStep{name: "a forward port opens TCP with SYN only", role: RoleUplink,
+				in: f.fromInet(labInet2, natEIP2, tcpSeg(5555, fwdTCPPort, "A")), verdict: drop,
+				reasons: map[Reason]uint64{ReasonDropNatNoSession: 1}})
+			l.check(t, hook, natStep{name: "udp to a forward port", role: RoleUplink,
+				in:  f.fromInet(labInet, natEIP2, udpDgram(6000, fwdUDPPort)),
+				out: f.toInside(labInet, natVM1, udpDgram(6000, 53)), verdict: redirect})
+
+			// Hairpinning: natVM2 reaches natVM1's published port through the EIP, and
+			// natVM1 sees natVM2's external endpoint.
+			l.check(t, hook, natStep{name: "hairpin request", role: RoleVPC,
+				in: f.fromInside(natVM2, natEIP2, tcpSeg(41000, fwdTCPPort, "S")), verdict: redirect})
+			hp := l.session(t, func(s Session) bool { return s.Inside.Addr() == natVM2 && s.Inside.Port() == 41000 })
+			if !hp.Hairpin || hp.External.Addr() != natEIP1 {
+				t.Fatalf("hairpin session %+v", hp)
+			}
+			l.check(t, hook, natStep{name: "hairpin request, as delivered", role: RoleVPC,
+				in:  f.fromInside(natVM2, natEIP2, tcpSeg(41000, fwdTCPPort, "A")),
+				out: f.toInside(natEIP1, natVM1, tcpSeg(hp.External.Port(), 80, "A")), verdict: redirect})
+			l.check(t, hook, natStep{name: "hairpin reply", role: RoleVPC,
+				in:  f.fromInside(natVM1, natEIP1, tcpSeg(80, hp.External.Port(), "SA")),
+				out: f.toInside(natEIP2, natVM2, tcpSeg(fwdTCPPort, 41000, "SA")), verdict: redirect})
+
+			// Packets not ours go on as before: no SNAT entry covers 10.0.2.0/24.
+			l.check(t, hook, natStep{name: "source without SNAT entry", role: RoleVPC,
+				in: f.fromInside(netip.MustParseAddr("10.0.2.50"), labInet, udpDgram(1, 2)), verdict: hookVerdict(hook, verdictPass),
+				reasons: map[Reason]uint64{ReasonPassNotBound: 1}})
+			l.check(t, hook, natStep{name: "rst opens nothing", role: RoleVPC,
+				in: f.fromInside(natVM1, labInet, tcpSeg(40999, 80, "R")), verdict: drop,
+				reasons: map[Reason]uint64{ReasonDropNatNoSession: 1}})
+		})
+	}
+}
+
+// hookTX is the verdict of a refusal: back out of the interface it came in on.
+func hookTX(hook Hook) uint32 {
+	if hook == HookXDP {
+		return 3 // XDP_TX
+	}
+	return 7 // TC_ACT_REDIRECT
+}
+
+// refusal is the ICMP 3/13 the gateway answers a refused packet with.
+func (f natFrames) refusal(refused []byte) []byte {
+	ipStart := 14
+	quoted := refused[ipStart : ipStart+28]
+	ip := &layers.IPv4{Version: 4, IHL: 5, TOS: 0xc0, TTL: 64, Protocol: layers.IPProtocolICMPv4,
+		SrcIP: gwVPCAddr.AsSlice(), DstIP: net.IP(refused[ipStart+12 : ipStart+16])}
+	e := eth(net.HardwareAddr(refused[0:6]), net.HardwareAddr(refused[6:12]))
+	e.SrcMAC, e.DstMAC = net.HardwareAddr(refused[0:6]), net.HardwareAddr(refused[6:12])
+	return serialize(f.t, e, ip, &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(3, 13)},
+		gopacket.Payload(append([]byte(nil), quoted...)))
+}
+
+func TestNatGatewayExhaustionAndQuotas(t *testing.T) {
+	l := newNatLab(t)
+	f := newNatFrames(t, l)
+	for _, hook := range []Hook{HookXDP, HookTC} {
+		redirect := hookVerdict(hook, verdictRedirect)
+		t.Run(string(hook), func(t *testing.T) {
+			t.Cleanup(func() { l.purgeAll(t) })
+			// Three external ports in all; sources outside the range cannot keep theirs.
+			cfg := DefaultNatConfig()
+			cfg.ICMPSource = gwVPCAddr
+			cfg.PortMin, cfg.PortMax = 2000, 2002
+			must(t, l.dp.SetNatConfig(cfg))
+			t.Cleanup(func() {
+				c := DefaultNatConfig()
+				c.ICMPSource = gwVPCAddr
+				must(t, l.dp.SetNatConfig(c))
+			})
+			for i := uint16(0); i < 3; i++ {
+				l.check(t, hook, natStep{name: "flow within the range", role: RoleVPC,
+					in: f.fromInside(natVM1, labInet, udpDgram(100+i, 53)), verdict: redirect})
+			}
+			full := f.fromInside(natVM2, labInet, udpDgram(100, 53))
+			l.check(t, hook, natStep{name: "fourth flow refused with ICMP 3/13", role: RoleVPC,
+				in: full, out: f.refusal(full), verdict: hookTX(hook),
+				reasons: map[Reason]uint64{ReasonDropNatPortsExhausted: 1}})
+			used := map[uint16]bool{}
+			for _, s := range mustSessions(t, l) {
+				if s.External.Port() < 2000 || s.External.Port() > 2002 || used[s.External.Port()] {
+					t.Errorf("session %+v outside the range or sharing a port", s)
+				}
+				used[s.External.Port()] = true
+				// Existing flows keep working.
+				l.check(t, hook, natStep{name: "existing flow still translated", role: RoleVPC,
+					in:  f.fromInside(natVM1, labInet, udpDgram(s.Inside.Port(), 53)),
+					out: f.toInet(natEIP1, labInet, udpDgram(s.External.Port(), 53)), verdict: redirect})
+			}
+			l.purgeAll(t)
+
+			// Per-source quotas: natVM1 may hold two sessions and two ports.
+			cfg.PortMin, cfg.PortMax = 1024, 65535
+			cfg.MaxSessionsPerSource, cfg.MaxPortsPerSource = 3, 2
+			must(t, l.dp.SetNatConfig(cfg))
+			l.check(t, hook, natStep{name: "port 1", role: RoleVPC, in: f.fromInside(natVM1, labInet, udpDgram(7001, 53)), verdict: redirect})
+			l.check(t, hook, natStep{name: "port 2", role: RoleVPC, in: f.fromInside(natVM1, labInet, udpDgram(7002, 53)), verdict: redirect})
+			refused := f.fromInside(natVM1, labInet, udpDgram(7003, 53))
+			l.check(t, hook, natStep{name: "third port refused", role: RoleVPC, in: refused, out: f.refusal(refused),
+				verdict: hookTX(hook), reasons: map[Reason]uint64{ReasonDropNatPortQuota: 1}})
+			l.check(t, hook, natStep{name: "a third session on a held port", role: RoleVPC,
+				in: f.fromInside(natVM1, labInet2, udpDgram(7001, 53)), verdict: redirect})
+			refused = f.fromInside(natVM1, labInet2, udpDgram(7002, 53))
+			l.check(t, hook, natStep{name: "fourth session refused", role: RoleVPC, in: refused, out: f.refusal(refused),
+				verdict: hookTX(hook), reasons: map[Reason]uint64{ReasonDropNatSessionQuota: 1}})
+			l.check(t, hook, natStep{name: "another source is not held back", role: RoleVPC,
+				in: f.fromInside(natVM2, labInet, udpDgram(7001, 53)), verdict: redirect})
+			tcpRefused := f.fromInside(natVM1, labInet, tcpSeg(7009, 80, "S"))
+			l.check(t, hook, natStep{name: "tcp refused too", role: RoleVPC, in: tcpRefused, out: f.refusal(tcpRefused),
+				verdict: hookTX(hook), reasons: map[Reason]uint64{ReasonDropNatSessionQuota: 1}})
+		})
+	}
+}
+
+func mustSessions(t *testing.T, l *lab) []Session {
+	t.Helper()
+	ss, err := l.dp.Sessions(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ss
+}
+
+// TestNatGatewayExpiry: idle sessions go after their protocol's timeout, with their
+// mapping and port; TCP follows its state.
+func TestNatGatewayExpiry(t *testing.T) {
+	l := newNatLab(t)
+	f := newNatFrames(t, l)
+	hook := HookXDP
+	redirect := hookVerdict(hook, verdictRedirect)
+	cfg := DefaultNatConfig()
+	cfg.UDP = 300 * time.Millisecond
+	cfg.TCPTransitory = 300 * time.Millisecond
+	must(t, l.dp.SetNatConfig(cfg))
+	l.check(t, hook, natStep{name: "udp", role: RoleVPC, in: f.fromInside(natVM1, labInet, udpDgram(5000, 53)), verdict: redirect})
+	l.check(t, hook, natStep{name: "tcp syn", role: RoleVPC, in: f.fromInside(natVM1, labInet, tcpSeg(5001, 80, "S")), verdict: redirect})
+	l.check(t, hook, natStep{name: "tcp syn-ack", role: RoleUplink, in: f.fromInet(labInet, natEIP1, tcpSeg(80, 5001, "SA")), verdict: redirect})
+	l.check(t, hook, natStep{name: "tcp reset", role: RoleVPC, in: f.fromInside(natVM1, labInet, tcpSeg(5002, 80, "S")), verdict: redirect})
+	l.check(t, hook, natStep{name: "tcp reset", role: RoleUplink, in: f.fromInet(labInet, natEIP1, tcpSeg(80, 5002, "R")), verdict: redirect})
+	if s := l.session(t, func(s Session) bool { return s.Inside.Port() == 5002 }); s.State != "reset" || s.Timeout != cfg.TCPTransitory {
+		t.Errorf("reset session: %+v", s)
+	}
+	res, err := l.dp.ExpireIdle()
+	must(t, err)
+	if res.Expired != 0 || res.Live != 3 {
+		t.Fatalf("nothing is idle yet: %+v", res)
+	}
+	time.Sleep(400 * time.Millisecond)
+	res, err = l.dp.ExpireIdle()
+	must(t, err)
+	// UDP and the reset TCP session went; the established one (7440 s) stays.
+	if res.Expired != 2 || res.Live != 1 {
+		t.Fatalf("after the short timeouts: %+v", res)
+	}
+	left := mustSessions(t, l)
+	if len(left) != 1 || left[0].Inside.Port() != 5001 || left[0].State != "established" {
+		t.Fatalf("left: %+v", left)
+	}
+	l.check(t, hook, natStep{name: "expired udp mapping no longer admits replies", role: RoleUplink,
+		in: f.fromInet(labInet, natEIP1, udpDgram(53, 5000)), verdict: hookVerdict(hook, verdictDrop),
+		reasons: map[Reason]uint64{ReasonDropNatNoSession: 1}})
+	us, err := l.dp.SourceUsages()
+	must(t, err)
+	for _, u := range us {
+		if u.Source == natVM1 && (u.Sessions != 1 || u.Ports != 1) {
+			t.Errorf("natVM1 holds %d sessions, %d ports; want 1 and 1", u.Sessions, u.Ports)
+		}
+	}
+	// Removing the SNAT entry purges its sessions.
+	must(t, l.dp.DeleteSnatRule(natSubnet))
+	if ss := mustSessions(t, l); len(ss) != 0 {
+		t.Fatalf("sessions after the rule went: %+v", ss)
+	}
+	l.check(t, hook, natStep{name: "no rule, no translation", role: RoleVPC,
+		in: f.fromInside(natVM1, labInet, udpDgram(5000, 53)), verdict: hookVerdict(hook, verdictPass),
+		reasons: map[Reason]uint64{ReasonPassNotBound: 1}})
+}
+
+
