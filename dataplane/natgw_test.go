@@ -2,10 +2,17 @@ package dataplane
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/eipgw/eipgw/internal/progrun"
+	"golang.org/x/sys/unix"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
@@ -456,4 +463,175 @@ func TestNatGatewayExpiry(t *testing.T) {
 		reasons: map[Reason]uint64{ReasonPassNotBound: 1}})
 }
 
+// TestNatGatewayICMPErrorsAndFragments: errors about sessions are translated with
+// their quoted headers reverted; fragments follow their first fragment.
+func TestNatGatewayICMPErrorsAndFragments(t *testing.T) {
+	l := newNatLab(t)
+	f := newNatFrames(t, l)
+	for _, hook := range []Hook{HookXDP, HookTC} {
+		redirect, drop := hookVerdict(hook, verdictRedirect), hookVerdict(hook, verdictDrop)
+		t.Run(string(hook), func(t *testing.T) {
+			t.Cleanup(func() { l.purgeAll(t) })
+			l.check(t, hook, natStep{name: "udp out", role: RoleVPC, in: f.fromInside(natVM1, labInet, udpDgram(5000, 53)), verdict: redirect})
+			l.check(t, hook, natStep{name: "udp out, port taken", role: RoleVPC, in: f.fromInside(natVM2, labInet, udpDgram(5000, 53)), verdict: redirect})
+			s2 := l.session(t, func(s Session) bool { return s.Inside.Addr() == natVM2 })
+			quoted := func(src, dst netip.Addr, l4 ...gopacket.SerializableLayer) []byte {
+				return ipPacket(t, append([]gopacket.SerializableLayer{ip4(src, dst, l4Proto(l4[0]), 1)}, l4...)...)
+			}
+			errorFrame := func(e *layers.Ethernet, from, to netip.Addr, ttl uint8, typ, code uint8, q []byte) []byte {
+				return icmpError(t, e, from, to, ttl, typ, code, q)
+			}
+			// A router's time exceeded about natVM2's datagram, quoting 8 bytes of UDP.
+			inQuote := quoted(natEIP1, labInet, udp(s2.External.Port(), 53), payload(24))[:28]
+			wantQuote := quoted(natVM2, labInet, udp(5000, 53), payload(24))[:28]
+			l.check(t, hook, natStep{name: "time exceeded, 8 bytes quoted", role: RoleUplink,
+				in:      errorFrame(eth(macRemote, f.uplinkMAC), labHop, natEIP1, 64, 11, 0, inQuote),
+				out:     errorFrame(eth(f.vpcMAC, macNatVM2), labHop, natVM2, 63, 11, 0, wantQuote),
+				verdict: redirect})
+			// A TCP session's error quoting the TCP checksum too.
+			l.check(t, hook, natStep{name: "tcp out", role: RoleVPC, in: f.fromInside(natVM1, labInet, tcpSeg(6000, 80, "S")), verdict: redirect})
+			tq := &layers.TCP{SrcPort: 6000, DstPort: 80, Seq: 1000, SYN: true, Window: 64240}
+			tqOut := &layers.TCP{SrcPort: 6000, DstPort: 80, Seq: 1000, SYN: true, Window: 64240}
+			l.check(t, hook, natStep{name: "unreachable quoting the tcp checksum", role: RoleUplink,
+				in:      errorFrame(eth(macRemote, f.uplinkMAC), labHop, natEIP1, 64, 3, 1, quoted(natEIP1, labInet, tq, payload(8))[:48]),
+				out:     errorFrame(eth(f.vpcMAC, macNatVM1), labHop, natVM1, 63, 3, 1, quoted(natVM1, labInet, tqOut, payload(8))[:48]),
+				verdict: redirect})
+			l.check(t, hook, natStep{name: "error about no session", role: RoleUplink,
+				in:      errorFrame(eth(macRemote, f.uplinkMAC), labHop, natEIP1, 64, 11, 0, quoted(natEIP1, labInet, udp(31000, 53), payload(8))[:28]),
+				verdict: drop, reasons: map[Reason]uint64{ReasonDropNatNoSession: 1}})
+			// The published server's port unreachable goes out from the EIP's endpoint.
+			l.check(t, hook, natStep{name: "udp to a forward port", role: RoleUplink,
+				in: f.fromInet(labInet, natEIP2, udpDgram(6001, fwdUDPPort)), verdict: redirect})
+			l.check(t, hook, natStep{name: "server's port unreachable", role: RoleVPC,
+				in:      errorFrame(eth(macNatVM1, f.vpcMAC), natVM1, labInet, 64, 3, 3, quoted(labInet, natVM1, udp(6001, 53), payload(24))[:28]),
+				out:     errorFrame(eth(f.uplinkMAC, macRouter), natEIP2, labInet, 63, 3, 3, quoted(labInet, natEIP2, udp(6001, fwdUDPPort), payload(24))[:28]),
+				verdict: redirect})
 
+			// Fragments: the first opens the session, the second follows its translation.
+			big := func(src, dst netip.Addr, sport, dport uint16, ttl uint8) []byte {
+				return ipPacket(t, ip4(src, dst, layers.IPProtocolUDP, ttl), udp(sport, dport), payload(100))
+			}
+			in1, in2 := fragments(t, eth(macNatVM1, f.vpcMAC), big(natVM1, labInet, 7000, 53, 64), 48)
+			out1, out2 := fragments(t, eth(f.uplinkMAC, macRouter), big(natEIP1, labInet, 7000, 53, 63), 48)
+			l.check(t, hook, natStep{name: "first fragment out", role: RoleVPC, in: in1, out: out1, verdict: redirect})
+			l.check(t, hook, natStep{name: "second fragment out", role: RoleVPC, in: in2, out: out2, verdict: redirect})
+			back1, back2 := fragments(t, eth(macRemote, f.uplinkMAC), big(labInet, natEIP1, 53, 7000, 64), 48)
+			want1, want2 := fragments(t, eth(f.vpcMAC, macNatVM1), big(labInet, natVM1, 53, 7000, 63), 48)
+			l.check(t, hook, natStep{name: "first fragment back", role: RoleUplink, in: back1, out: want1, verdict: redirect})
+			l.check(t, hook, natStep{name: "second fragment back", role: RoleUplink, in: back2, out: want2, verdict: redirect})
+			_, early := fragments(t, eth(macNatVM1, f.vpcMAC), big(natVM1, labInet2, 7001, 53, 64), 48)
+			l.check(t, hook, natStep{name: "a fragment before its first", role: RoleVPC, in: early, verdict: drop,
+				reasons: map[Reason]uint64{ReasonDropFragmentNoState: 1}})
+		})
+	}
+}
+
+func l4Proto(l gopacket.SerializableLayer) layers.IPProtocol {
+	switch l.(type) {
+	case *layers.TCP:
+		return layers.IPProtocolTCP
+	case *layers.UDP:
+		return layers.IPProtocolUDP
+	}
+	return layers.IPProtocolICMPv4
+}
+
+// TestNatGatewayAffinity: with EipAffinity each internal address keeps one EIP of
+// the pool, and the pool is used.
+func TestNatGatewayAffinity(t *testing.T) {
+	l := newNatLab(t)
+	f := newNatFrames(t, l)
+	for i := 1; i <= 8; i++ {
+		src := netip.AddrFrom4([4]byte{10, 0, 3, byte(i)})
+		for port := uint16(3000); port < 3004; port++ {
+			l.check(t, HookXDP, natStep{name: "affinity flow", role: RoleVPC, in: f.fromInside(src, labInet, udpDgram(port, 53)),
+				verdict: hookVerdict(HookXDP, verdictRedirect)})
+		}
+	}
+	eipOf := map[netip.Addr]netip.Addr{}
+	used := map[netip.Addr]bool{}
+	for _, s := range mustSessions(t, l) {
+		if e, ok := eipOf[s.Inside.Addr()]; ok && e != s.External.Addr() {
+			t.Errorf("%v leaves from %v and %v", s.Inside.Addr(), e, s.External.Addr())
+		}
+		eipOf[s.Inside.Addr()] = s.External.Addr()
+		used[s.External.Addr()] = true
+	}
+	if len(eipOf) != 8 || !used[natEIP1] || !used[natEIP3] {
+		t.Errorf("sources %d, EIPs used %v", len(eipOf), used)
+	}
+}
+
+// TestNatGatewayPortRace: two CPUs open flows that all want the same external ports
+// at once; afterwards no external endpoint belongs to two sessions.
+func TestNatGatewayPortRace(t *testing.T) {
+	if runtime.NumCPU() < 2 {
+		t.Skip("needs two CPUs")
+	}
+	l := newNatLab(t)
+	f := newNatFrames(t, l)
+	prog := l.program(t, RoleVPC, HookXDP)
+	const flows = 400
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for cpu, src := range []netip.Addr{natVM1, natVM2} {
+		frames := make([][]byte, flows)
+		for i := range frames {
+			frames[i] = f.fromInside(src, labInet, udpDgram(uint16(20000+i), 53))
+		}
+		ctx, err := progrun.XDPContext(l.types, uint32(l.vpc.Index), len(frames[0]))
+		must(t, err)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- l.host.Do(func() error {
+				var set unix.CPUSet
+				set.Set(cpu)
+				if err := unix.SchedSetaffinity(0, &set); err != nil {
+					return err
+				}
+				for _, fr := range frames {
+					ret, err := prog.Run(&ebpf.RunOptions{Data: fr, Context: ctx})
+					if err != nil {
+						return err
+					}
+					if ret != hookVerdict(HookXDP, verdictRedirect) {
+						return fmt.Errorf("verdict %d", ret)
+					}
+				}
+				return nil
+			})
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		must(t, err)
+	}
+	ss := mustSessions(t, l)
+	if len(ss) != 2*flows {
+		t.Fatalf("%d sessions, want %d", len(ss), 2*flows)
+	}
+	owner := map[netip.AddrPort]netip.AddrPort{}
+	for _, s := range ss {
+		if o, dup := owner[s.External]; dup {
+			t.Errorf("external %v belongs to %v and %v", s.External, o, s.Inside)
+		}
+		owner[s.External] = s.Inside
+	}
+	// Every contested port was taken, by exactly one session (the map above).
+	for i := 0; i < flows; i++ {
+		if _, ok := owner[netip.AddrPortFrom(natEIP1, uint16(20000+i))]; !ok {
+			t.Errorf("contested port %d taken by nobody", 20000+i)
+		}
+	}
+	n := 0
+	var k, v natEndpoint
+	it := l.dp.objs.PortsInUse.Iterate()
+	for it.Next(&k, &v) {
+		n++
+	}
+	if n != 2*flows {
+		t.Errorf("%d ports in use, want %d", n, 2*flows)
+	}
+}
