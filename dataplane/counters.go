@@ -20,20 +20,25 @@ func (d *Dataplane) Counters(eip netip.Addr) (EIPCounters, error) {
 	if err != nil {
 		return EIPCounters{}, fmt.Errorf("read counters: %w", err)
 	}
-	// A 1:1 binding or a cut-through EIP: both own a counter slot.
+	// A 1:1 binding, a cut-through EIP and a NAT gateway EIP each own a counter slot.
 	var slot uint32
 	var b natBinding
 	var ct natCutThrough
+	var ne natNatEip
 	if err := d.objs.InboundBindings.Lookup(key, &b); err == nil {
 		slot = b.CounterSlot
 	} else if !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return EIPCounters{}, fmt.Errorf("read counters of %v: %w", eip, err)
-	} else if err := d.objs.CutThroughs.Lookup(key, &ct); errors.Is(err, ebpf.ErrKeyNotExist) {
+	} else if err := d.objs.CutThroughs.Lookup(key, &ct); err == nil {
+		slot = ct.CounterSlot
+	} else if !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return EIPCounters{}, fmt.Errorf("read counters of %v: %w", eip, err)
+	} else if err := d.objs.NatEips.Lookup(key, &ne); errors.Is(err, ebpf.ErrKeyNotExist) {
 		return EIPCounters{}, fmt.Errorf("read counters of %v: %w", eip, ErrNotBound)
 	} else if err != nil {
 		return EIPCounters{}, fmt.Errorf("read counters of %v: %w", eip, err)
 	} else {
-		slot = ct.CounterSlot
+		slot = ne.CounterSlot
 	}
 	var perCPU []natEipCounters
 	if err := d.objs.CountersBySlot.Lookup(slot, &perCPU); err != nil {
@@ -92,5 +97,9 @@ func (d *Dataplane) CountedEIPs() ([]netip.Addr, error) {
 	for _, c := range cts {
 		out = append(out, c.EIP)
 	}
-	return out, nil
+	nat, err := d.NatEIPs()
+	if err != nil {
+		return nil, err
+	}
+	return append(out, nat...), nil
 }

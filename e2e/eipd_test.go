@@ -33,11 +33,18 @@ func newDaemon(t *testing.T, hook string) *daemon { return newDaemonAt(t, hook, 
 // newDaemonAt is newDaemon with the API on another address (one instances reach, for
 // agents) and an EIP gateway for cut-through instances.
 func newDaemonAt(t *testing.T, hook, listen, eipGateway string) *daemon {
+	return newDaemonWith(t, hook, func(s *eipd.LocalSetup) { s.Listen, s.EIPGateway = listen, eipGateway })
+}
+
+// newDaemonWith is newDaemon with the local setup adjusted by adjust.
+func newDaemonWith(t *testing.T, hook string, adjust func(*eipd.LocalSetup)) *daemon {
 	t.Helper()
 	g := newGateway(t, hook, true)
-	d := &daemon{gateway: g, dir: t.TempDir(), listen: listen}
-	files, err := eipd.WriteLocalSetup(d.dir, eipd.LocalSetup{Uplink: testbed.GWUplink, VPC: testbed.GWVPC, Hook: hook,
-		Pools: []string{testbed.EIPPool}, Listen: listen, BPFFSDir: g.pinDir, ReconcileInterval: "1s", EIPGateway: eipGateway})
+	setup := eipd.LocalSetup{Uplink: testbed.GWUplink, VPC: testbed.GWVPC, Hook: hook,
+		Pools: []string{testbed.EIPPool}, Listen: apiListen, BPFFSDir: g.pinDir, ReconcileInterval: "1s"}
+	adjust(&setup)
+	d := &daemon{gateway: g, dir: t.TempDir(), listen: setup.Listen}
+	files, err := eipd.WriteLocalSetup(d.dir, setup)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -78,6 +78,7 @@ var (
 	errPortOccupied      = badRequest("Forbidden.PortOccupied", "ExternalIp, ExternalPort and IpProtocol overlap an existing forward entry.")
 	errVSwitchNotFound   = fail(http.StatusNotFound, "InvalidVSwitchId.NotFound", "The specified virtual switch does not exists.")
 	errEipUsedByNatEntry = badRequest("DependencyViolation.NatEntry", "The EIP is used by a SNAT or forward entry; delete the entry first.")
+	errInternalIPMapped  = badRequest("Forbidden.InternalIpMapped", "The specified InternalIp already has an EIP or an IP mapping (Any/Any forward entry).")
 	errNatGatewayInUse   = badRequest("DependencyViolation.NatGateway", "The NAT gateway still has EIPs or entries.")
 )
 
@@ -358,6 +359,12 @@ func (s *Service) forwardEntryFromParams(c *Call, g *NatGateway, e *ForwardEntry
 		return errInternalPort
 	}
 	if eany {
+		// An IP mapping is a 1:1 binding: the internal address can have only one.
+		if taken, err := privateTaken(c.Tx, in.String()); err != nil {
+			return err
+		} else if taken {
+			return errInternalIPMapped
+		}
 		snats, err := list[SnatEntry](c.Tx, KindSnat)
 		if err != nil {
 			return err
@@ -373,7 +380,13 @@ func (s *Service) forwardEntryFromParams(c *Call, g *NatGateway, e *ForwardEntry
 		return err
 	}
 	for _, o := range others {
-		if o.ForwardEntryID == e.ForwardEntryID || o.ExternalIP != e.ExternalIP {
+		if o.ForwardEntryID == e.ForwardEntryID {
+			continue
+		}
+		if eany && o.InternalIP == e.InternalIP && strings.EqualFold(o.ExternalPort, "any") {
+			return errInternalIPMapped
+		}
+		if o.ExternalIP != e.ExternalIP {
 			continue
 		}
 		olo, ohi, oany, _ := portRange(o.ExternalPort)

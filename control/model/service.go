@@ -95,6 +95,8 @@ type Service struct {
 	// EIPGateway is the gateway's address on the VPC side, the next hop of a
 	// cut-through EIP's traffic (DescribeEipGatewayInfo's IpGw).
 	EIPGateway netip.Addr
+	// Nat reads NAT gateway sessions from the dataplane; nil where there is none.
+	Nat NatObserver
 }
 
 var actions = map[string]action{}

@@ -23,6 +23,19 @@ type Dataplane interface {
 	DeleteCutThrough(eip netip.Addr) error
 }
 
+// NatDataplane is what the reconciler needs of the dataplane for NAT gateways.
+type NatDataplane interface {
+	NatEIPs() ([]netip.Addr, error)
+	SetNatEIP(eip netip.Addr) error
+	DeleteNatEIP(eip netip.Addr) error // purges its sessions
+	SnatRules() ([]model.SnatRule, error)
+	SetSnatRule(r model.SnatRule) error
+	DeleteSnatRule(source netip.Prefix) error // purges its sessions
+	ForwardPorts() ([]model.ForwardPort, error)
+	SetForwardPort(p model.ForwardPort) error
+	DeleteForwardPort(p model.ForwardPort) error // purges its sessions
+}
+
 // Routes keeps the gateway's own routes to cut-through EIPs (on-link, out of the VPC
 // side, where the instance answers for its EIP) equal to a set.
 type Routes interface {
@@ -51,7 +64,8 @@ func (r Result) Changed() bool { return r.Added+r.Moved+r.Removed > 0 }
 type Reconciler struct {
 	Store     Store
 	Dataplane Dataplane
-	Routes    Routes // nil: the gateway's routes are not managed
+	Routes    Routes       // nil: the gateway's routes are not managed
+	Nat       NatDataplane // nil: NAT gateways are not carried
 	mu        sync.Mutex
 }
 
@@ -64,10 +78,17 @@ func (r *Reconciler) Reconcile() (Result, error) {
 	var res Result
 	var desired []model.Binding
 	var cuts []model.CutThrough
+	var nat model.DesiredNat
 	if err := r.Store.View(func(tx model.Tx) error {
 		var err error
 		if desired, err = model.DesiredBindings(tx); err != nil {
 			return err
+		}
+		if r.Nat != nil {
+			if nat, err = model.DesiredNatState(tx); err != nil {
+				return err
+			}
+			desired = append(desired, nat.IPMappings...)
 		}
 		cuts, err = model.DesiredCutThroughs(tx)
 		return err
@@ -77,6 +98,15 @@ func (r *Reconciler) Reconcile() (Result, error) {
 	want := map[netip.Addr]netip.Addr{}
 	for _, b := range desired {
 		want[b.EIP] = b.Private
+	}
+	// NAT gateway entries go first when they are removed (an EIP leaving NAT for
+	// an IP mapping), and their additions come after the bindings below.
+	var natAdds func() error
+	if r.Nat != nil {
+		var err error
+		if natAdds, err = r.reconcileNat(nat, &res); err != nil {
+			return res, err
+		}
 	}
 	have, err := r.Dataplane.Bindings()
 	if err != nil {
@@ -104,6 +134,11 @@ func (r *Reconciler) Reconcile() (Result, error) {
 			res.Moved++
 		} else {
 			res.Added++
+		}
+	}
+	if natAdds != nil {
+		if err := natAdds(); err != nil {
+			return res, err
 		}
 	}
 	if err := r.reconcileCutThroughs(cuts, &res); err != nil {
@@ -161,4 +196,109 @@ func (r *Reconciler) reconcileCutThroughs(cuts []model.CutThrough, res *Result) 
 		}
 	}
 	return nil
+}
+
+// reconcileNat removes what the NAT gateways no longer have (forward ports and SNAT
+// rules before the EIPs they use; each removal purges its sessions) and returns the
+// additions to run after the bindings: EIPs before the rules and ports that use them.
+func (r *Reconciler) reconcileNat(want model.DesiredNat, res *Result) (func() error, error) {
+	haveEIPs, err := r.Nat.NatEIPs()
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: read NAT EIPs: %w", err)
+	}
+	haveRules, err := r.Nat.SnatRules()
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: read SNAT rules: %w", err)
+	}
+	havePorts, err := r.Nat.ForwardPorts()
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: read forward ports: %w", err)
+	}
+	wantPorts := map[string]model.ForwardPort{}
+	for _, p := range want.Ports {
+		wantPorts[p.Protocol+" "+p.External.String()] = p
+	}
+	wantRules := map[netip.Prefix]model.SnatRule{}
+	for _, rule := range want.Rules {
+		wantRules[rule.Source] = rule
+	}
+	wantEIPs := map[netip.Addr]bool{}
+	for _, e := range want.EIPs {
+		wantEIPs[e] = true
+	}
+	havePort := map[string]model.ForwardPort{}
+	for _, p := range havePorts {
+		key := p.Protocol + " " + p.External.String()
+		havePort[key] = p
+		if w, ok := wantPorts[key]; !ok || w.Internal != p.Internal {
+			if err := r.Nat.DeleteForwardPort(p); err != nil {
+				return nil, fmt.Errorf("reconcile: remove forward port %s: %w", key, err)
+			}
+			delete(havePort, key)
+			res.Removed++
+		}
+	}
+	haveRule := map[netip.Prefix]model.SnatRule{}
+	for _, rule := range haveRules {
+		haveRule[rule.Source] = rule
+		if _, ok := wantRules[rule.Source]; !ok {
+			if err := r.Nat.DeleteSnatRule(rule.Source); err != nil {
+				return nil, fmt.Errorf("reconcile: remove SNAT rule %v: %w", rule.Source, err)
+			}
+			delete(haveRule, rule.Source)
+			res.Removed++
+		}
+	}
+	haveEIP := map[netip.Addr]bool{}
+	for _, e := range haveEIPs {
+		haveEIP[e] = true
+		if !wantEIPs[e] {
+			if err := r.Nat.DeleteNatEIP(e); err != nil {
+				return nil, fmt.Errorf("reconcile: remove NAT EIP %v: %w", e, err)
+			}
+			delete(haveEIP, e)
+			res.Removed++
+		}
+	}
+	return func() error {
+		for _, e := range want.EIPs {
+			if !haveEIP[e] {
+				if err := r.Nat.SetNatEIP(e); err != nil {
+					return fmt.Errorf("reconcile: NAT EIP %v: %w", e, err)
+				}
+				res.Added++
+			}
+		}
+		for _, rule := range want.Rules {
+			if old, ok := haveRule[rule.Source]; ok && sameRule(old, rule) {
+				continue
+			}
+			if err := r.Nat.SetSnatRule(rule); err != nil {
+				return fmt.Errorf("reconcile: SNAT rule %v: %w", rule.Source, err)
+			}
+			res.Added++
+		}
+		for key, p := range wantPorts {
+			if _, ok := havePort[key]; ok {
+				continue
+			}
+			if err := r.Nat.SetForwardPort(p); err != nil {
+				return fmt.Errorf("reconcile: forward port %s: %w", key, err)
+			}
+			res.Added++
+		}
+		return nil
+	}, nil
+}
+
+func sameRule(a, b model.SnatRule) bool {
+	if a.Affinity != b.Affinity || len(a.Pool) != len(b.Pool) {
+		return false
+	}
+	for i := range a.Pool {
+		if a.Pool[i] != b.Pool[i] {
+			return false
+		}
+	}
+	return true
 }

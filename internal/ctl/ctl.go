@@ -162,7 +162,7 @@ func kebab(s string) string {
 }
 
 // Words the API spells with an inner capital.
-var pascalWords = map[string]string{"havip": "HaVip", "eip": "Eip", "vpc": "Vpc"}
+var pascalWords = map[string]string{"havip": "HaVip", "eip": "Eip", "vpc": "Vpc", "cidr": "CIDR"}
 
 // paramName turns allocation-id into AllocationId and private-ip-address.1 into
 // PrivateIpAddress.1; a name already in the API's spelling is kept.

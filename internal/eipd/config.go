@@ -35,7 +35,11 @@ type Config struct {
 	// EIPGateway is the gateway's VPC-side address that cut-through instances route
 	// their EIP traffic to (DescribeEipGatewayInfo's IpGw); optional.
 	EIPGateway string `json:"eip_gateway"`
+	// Nat configures NAT gateways (see NatSettings).
+	Nat NatSettings `json:"nat"`
 
+	nat               dataplane.NatConfig
+	natCollect        time.Duration
 	pools             []netip.Prefix
 	eipGateway        netip.Addr
 	timestampWindow   time.Duration
@@ -94,6 +98,9 @@ func (c *Config) check() error {
 	}
 	if c.reconcileInterval, err = time.ParseDuration(c.ReconcileInterval); err != nil || c.reconcileInterval <= 0 {
 		errs = append(errs, fmt.Errorf("reconcile_interval: %q is not a positive duration", c.ReconcileInterval))
+	}
+	if c.nat, c.natCollect, err = c.Nat.natConfig(c.eipGateway); err != nil {
+		errs = append(errs, err)
 	}
 	if c.StateDir == "" || c.BPFFSDir == "" || c.CredentialsFile == "" || c.Listen == "" {
 		errs = append(errs, errors.New("state_dir, bpffs_dir, credentials_file and listen must not be empty"))

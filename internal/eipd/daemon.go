@@ -45,11 +45,14 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return fmt.Errorf("lift memlock limit: %w", err)
 	}
-	dp, err := dataplane.Open(dataplane.Config{PinDir: cfg.BPFFSDir, MaxBindings: cfg.MaxBindings})
+	dp, err := dataplane.Open(dataplane.Config{PinDir: cfg.BPFFSDir, MaxBindings: cfg.MaxBindings, MaxSessions: cfg.Nat.MaxSessions})
 	if err != nil {
 		return err
 	}
 	defer dp.Close()
+	if err := dp.SetNatConfig(cfg.nat); err != nil {
+		return err
+	}
 	log.Info("dataplane open", "pins", cfg.BPFFSDir, "adopted", dp.Adopted())
 	for _, i := range []struct {
 		iface Interface
@@ -67,7 +70,7 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 		return fmt.Errorf("netlink: %w", err)
 	}
 	defer nl.Close()
-	rec := &reconcile.Reconciler{Store: st, Dataplane: ReconcileTarget(dp),
+	rec := &reconcile.Reconciler{Store: st, Dataplane: ReconcileTarget(dp), Nat: natAdapter{dp},
 		Routes: netcfg.GatewayRoutes{Handle: nl, Interface: cfg.VPC.Name}}
 	res, err := rec.Reconcile()
 	if err != nil {
@@ -82,11 +85,15 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 		}
 	}
 
-	metrics := &api.Metrics{Collect: func(w io.Writer) { writeDataplaneMetrics(w, dp, log) }}
+	collector := &natCollector{dp: dp, log: log}
+	metrics := &api.Metrics{Collect: func(w io.Writer) {
+		writeDataplaneMetrics(w, dp, log)
+		collector.writeNatMetrics(w)
+	}}
 	srv := &http.Server{
 		Handler: &api.Server{
 			Verifier:   &api.Verifier{Secrets: creds, Window: cfg.timestampWindow, MaxNonces: 1 << 20, Now: time.Now},
-			Model:      &model.Service{Region: cfg.Region, Pool: cfg.pools, EIPGateway: cfg.eipGateway},
+			Model:      &model.Service{Region: cfg.Region, Pool: cfg.pools, EIPGateway: cfg.eipGateway, Nat: natAdapter{dp}},
 			Store:      st,
 			AfterWrite: reconcileNow,
 			Metrics:    metrics,
@@ -108,6 +115,8 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 
 	tick := time.NewTicker(cfg.reconcileInterval)
 	defer tick.Stop()
+	collect := time.NewTicker(cfg.natCollect)
+	defer collect.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -123,6 +132,8 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 			return fmt.Errorf("serve: %w", err)
 		case <-tick.C:
 			reconcileNow()
+		case <-collect.C:
+			collector.collect()
 		}
 	}
 }

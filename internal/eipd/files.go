@@ -17,6 +17,7 @@ type LocalSetup struct {
 	BPFFSDir          string
 	ReconcileInterval string
 	EIPGateway        string
+	Nat               NatSettings
 }
 
 // Files are the paths WriteLocalSetup wrote.
@@ -47,7 +48,7 @@ func WriteLocalSetup(dir string, s LocalSetup) (Files, error) {
 			"vpc":    map[string]string{"interface": s.VPC, "hook": s.Hook},
 			"pools":  s.Pools, "listen": s.Listen, "credentials_file": f.Credentials,
 			"state_dir": dir, "bpffs_dir": s.BPFFSDir, "reconcile_interval": s.ReconcileInterval,
-			"eip_gateway": s.EIPGateway,
+			"eip_gateway": s.EIPGateway, "nat": s.Nat,
 		}},
 		{f.Credentials, 0o600, map[string]any{"keys": []map[string]string{{"access_key_id": key, "access_key_secret": hex.EncodeToString(secret)}}}},
 		{f.Profile, 0o600, map[string]string{"endpoint": "http://" + s.Listen, "access_key_id": key,

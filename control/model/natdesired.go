@@ -1,0 +1,109 @@
+package model
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// What the dataplane must carry for NAT gateways, derived from the store.
+
+// SnatRule is an SNAT entry as the dataplane sees it.
+type SnatRule struct {
+	Source   netip.Prefix
+	Pool     []netip.Addr
+	Affinity bool
+}
+
+// ForwardPort is one external port of a forward entry (ranges are expanded, "any"
+// becomes TCP and UDP).
+type ForwardPort struct {
+	Protocol string // "tcp" or "udp"
+	External netip.AddrPort
+	Internal netip.AddrPort
+}
+
+// DesiredNat is the NAT gateways' part of the desired dataplane.
+type DesiredNat struct {
+	EIPs  []netip.Addr // EIPs associated with NAT gateways, but not IP-mapped ones
+	Rules []SnatRule
+	Ports []ForwardPort
+	// IPMappings are Any/Any forward entries: the whole EIP maps to the internal
+	// address, carried as a 1:1 binding.
+	IPMappings []Binding
+}
+
+// DesiredNatState reads the NAT gateways' desired dataplane state.
+func DesiredNatState(tx Tx) (DesiredNat, error) {
+	var d DesiredNat
+	eips, err := list[EIP](tx, KindEIP)
+	if err != nil {
+		return d, err
+	}
+	active := map[string]bool{}
+	for _, e := range eips {
+		if e.InstanceType == TypeNat && e.Status != StatusUnassociating && e.Status != StatusAvailable {
+			active[e.IPAddress] = true
+		}
+	}
+	fwds, err := list[ForwardEntry](tx, KindForward)
+	if err != nil {
+		return d, err
+	}
+	mapped := map[string]bool{}
+	for _, f := range fwds {
+		if !active[f.ExternalIP] {
+			continue
+		}
+		ext, err1 := netip.ParseAddr(f.ExternalIP)
+		in, err2 := netip.ParseAddr(f.InternalIP)
+		if err1 != nil || err2 != nil {
+			return d, fmt.Errorf("forward entry %s has damaged addresses", f.ForwardEntryID)
+		}
+		elo, ehi, eany, ok1 := portRange(f.ExternalPort)
+		ilo, _, _, ok2 := portRange(f.InternalPort)
+		if !ok1 || !ok2 {
+			return d, fmt.Errorf("forward entry %s has damaged ports", f.ForwardEntryID)
+		}
+		if eany {
+			mapped[f.ExternalIP] = true
+			d.IPMappings = append(d.IPMappings, Binding{EIP: ext, Private: in})
+			continue
+		}
+		protos := []string{f.IPProtocol}
+		if f.IPProtocol == "any" {
+			protos = []string{"tcp", "udp"}
+		}
+		for p := elo; p <= ehi; p++ {
+			for _, proto := range protos {
+				d.Ports = append(d.Ports, ForwardPort{Protocol: proto,
+					External: netip.AddrPortFrom(ext, uint16(p)), Internal: netip.AddrPortFrom(in, uint16(ilo+p-elo))})
+			}
+		}
+	}
+	for ip := range active {
+		if !mapped[ip] {
+			d.EIPs = append(d.EIPs, netip.MustParseAddr(ip))
+		}
+	}
+	snats, err := list[SnatEntry](tx, KindSnat)
+	if err != nil {
+		return d, err
+	}
+	for _, s := range snats {
+		src, err := netip.ParsePrefix(s.SourceCIDR)
+		if err != nil {
+			return d, fmt.Errorf("SNAT entry %s has a damaged source: %w", s.SnatEntryID, err)
+		}
+		r := SnatRule{Source: src, Affinity: s.EipAffinity == 1}
+		for _, ip := range strings.Split(s.SnatIP, ",") {
+			if active[ip] && !mapped[ip] {
+				r.Pool = append(r.Pool, netip.MustParseAddr(ip))
+			}
+		}
+		if len(r.Pool) > 0 {
+			d.Rules = append(d.Rules, r)
+		}
+	}
+	return d, nil
+}

@@ -1,0 +1,239 @@
+package eipd
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/eipgw/eipgw/control/model"
+	"github.com/eipgw/eipgw/control/reconcile"
+	"github.com/eipgw/eipgw/dataplane"
+)
+
+// NatSettings is the "nat" section of the configuration: NAT gateway timeouts, the
+// external port range, per-source quotas (RFC 6888) and the session collector.
+// Every field is optional; the defaults follow RFC 4787, 5382 and 5508.
+type NatSettings struct {
+	TCPEstablishedTimeout string `json:"tcp_established_timeout,omitempty"` // default 2h4m
+	TCPTransitoryTimeout  string `json:"tcp_transitory_timeout,omitempty"`  // default 4m
+	UDPTimeout            string `json:"udp_timeout,omitempty"`             // default 5m
+	ICMPTimeout           string `json:"icmp_timeout,omitempty"`            // default 60s
+	PortRange             string `json:"port_range,omitempty"`              // "min-max", default 1024-65535
+	MaxSessionsPerSource  uint32 `json:"max_sessions_per_source,omitempty"`
+	MaxPortsPerSource     uint32 `json:"max_ports_per_source,omitempty"`
+	// ICMPSource is the address ICMP 3/13 refusals come from; default eip_gateway.
+	ICMPSource      string `json:"icmp_source,omitempty"`
+	CollectInterval string `json:"collect_interval,omitempty"` // default 1s
+	MaxSessions     uint32 `json:"max_sessions,omitempty"`     // session table size, default 262144
+}
+
+// natConfig turns the section into the dataplane's settings.
+func (n NatSettings) natConfig(fallbackICMPSource netip.Addr) (dataplane.NatConfig, time.Duration, error) {
+	c := dataplane.DefaultNatConfig()
+	collect := time.Second
+	for _, d := range []struct {
+		name string
+		raw  string
+		dst  *time.Duration
+	}{{"nat.tcp_established_timeout", n.TCPEstablishedTimeout, &c.TCPEstablished},
+		{"nat.tcp_transitory_timeout", n.TCPTransitoryTimeout, &c.TCPTransitory},
+		{"nat.udp_timeout", n.UDPTimeout, &c.UDP}, {"nat.icmp_timeout", n.ICMPTimeout, &c.ICMP},
+		{"nat.collect_interval", n.CollectInterval, &collect}} {
+		if d.raw == "" {
+			continue
+		}
+		v, err := time.ParseDuration(d.raw)
+		if err != nil || v <= 0 {
+			return c, 0, fmt.Errorf("%s: %q is not a positive duration", d.name, d.raw)
+		}
+		*d.dst = v
+	}
+	if n.PortRange != "" {
+		lo, hi, ok := strings.Cut(n.PortRange, "-")
+		a, err1 := strconv.ParseUint(lo, 10, 16)
+		b, err2 := strconv.ParseUint(hi, 10, 16)
+		if !ok || err1 != nil || err2 != nil || a == 0 || b < a {
+			return c, 0, fmt.Errorf("nat.port_range: %q is not min-max within 1-65535", n.PortRange)
+		}
+		c.PortMin, c.PortMax = uint16(a), uint16(b)
+	}
+	if n.MaxSessionsPerSource != 0 {
+		c.MaxSessionsPerSource = n.MaxSessionsPerSource
+	}
+	if n.MaxPortsPerSource != 0 {
+		c.MaxPortsPerSource = n.MaxPortsPerSource
+	}
+	c.ICMPSource = fallbackICMPSource
+	if n.ICMPSource != "" {
+		a, err := netip.ParseAddr(n.ICMPSource)
+		if err != nil || !a.Is4() {
+			return c, 0, fmt.Errorf("nat.icmp_source: %q is not an IPv4 address", n.ICMPSource)
+		}
+		c.ICMPSource = a
+	}
+	return c, collect, nil
+}
+
+// natAdapter gives the reconciler and the API the dataplane's NAT gateway side.
+type natAdapter struct{ dp *dataplane.Dataplane }
+
+var _ reconcile.NatDataplane = natAdapter{}
+
+func protoNumber(name string) (uint8, error) {
+	switch name {
+	case "tcp":
+		return dataplane.ProtoTCP, nil
+	case "udp":
+		return dataplane.ProtoUDP, nil
+	case "icmp":
+		return dataplane.ProtoICMP, nil
+	}
+	return 0, fmt.Errorf("protocol %q", name)
+}
+
+func protoName(p uint8) string {
+	switch p {
+	case dataplane.ProtoTCP:
+		return "tcp"
+	case dataplane.ProtoUDP:
+		return "udp"
+	case dataplane.ProtoICMP:
+		return "icmp"
+	}
+	return strconv.Itoa(int(p))
+}
+
+func (a natAdapter) NatEIPs() ([]netip.Addr, error)        { return a.dp.NatEIPs() }
+func (a natAdapter) SetNatEIP(eip netip.Addr) error        { return a.dp.SetNatEIP(eip) }
+func (a natAdapter) DeleteNatEIP(eip netip.Addr) error     { return a.dp.DeleteNatEIP(eip) }
+func (a natAdapter) DeleteSnatRule(src netip.Prefix) error { return a.dp.DeleteSnatRule(src) }
+
+func (a natAdapter) SnatRules() ([]model.SnatRule, error) {
+	rs, err := a.dp.SnatRules()
+	out := make([]model.SnatRule, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, model.SnatRule{Source: r.Source, Pool: r.Pool, Affinity: r.Affinity})
+	}
+	return out, err
+}
+
+func (a natAdapter) SetSnatRule(r model.SnatRule) error {
+	return a.dp.SetSnatRule(dataplane.SnatRule{Source: r.Source, Pool: r.Pool, Affinity: r.Affinity})
+}
+
+func (a natAdapter) ForwardPorts() ([]model.ForwardPort, error) {
+	ps, err := a.dp.ForwardPorts()
+	out := make([]model.ForwardPort, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, model.ForwardPort{Protocol: protoName(p.Protocol), External: p.External, Internal: p.Internal})
+	}
+	return out, err
+}
+
+func (a natAdapter) SetForwardPort(p model.ForwardPort) error {
+	proto, err := protoNumber(p.Protocol)
+	if err != nil {
+		return err
+	}
+	return a.dp.SetForwardPort(dataplane.ForwardPort{Protocol: proto, External: p.External, Internal: p.Internal})
+}
+
+func (a natAdapter) DeleteForwardPort(p model.ForwardPort) error {
+	proto, err := protoNumber(p.Protocol)
+	if err != nil {
+		return err
+	}
+	return a.dp.DeleteForwardPort(proto, p.External)
+}
+
+// NatSessions and NatPortUsage answer the API's session listing (model.NatObserver).
+func (a natAdapter) NatSessions() ([]model.NatSession, error) {
+	ss, err := a.dp.Sessions(nil)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]model.NatSession, 0, len(ss))
+	for _, s := range ss {
+		out = append(out, model.NatSession{
+			IPProtocol: protoName(s.Protocol), Kind: string(s.Kind), State: s.State, Hairpin: s.Hairpin,
+			InternalIP: s.Inside.Addr().String(), InternalPort: int(s.Inside.Port()),
+			RemoteIP: s.Remote.Addr().String(), RemotePort: int(s.Remote.Port()),
+			ExternalIP: s.External.Addr().String(), ExternalPort: int(s.External.Port()),
+			IdleSeconds: s.Idle.Seconds(), TimeoutSeconds: s.Timeout.Seconds(),
+		})
+	}
+	return out, nil
+}
+
+func (a natAdapter) NatPortUsage() ([]model.NatPortUsage, error) {
+	us, err := a.dp.PortUsages()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]model.NatPortUsage, 0, len(us))
+	for _, u := range us {
+		out = append(out, model.NatPortUsage{IPAddress: u.EIP.String(), TCPPorts: u.TCP, UDPPorts: u.UDP,
+			ICMPIdentifiers: u.ICMP, Sessions: u.Sessions, PortsPerProtocol: u.PortRangeCapacity})
+	}
+	return out, nil
+}
+
+// natCollector expires idle sessions on a timer and keeps the figures metrics show.
+type natCollector struct {
+	dp      *dataplane.Dataplane
+	log     *slog.Logger
+	expired atomic.Uint64
+}
+
+func (c *natCollector) collect() {
+	res, err := c.dp.ExpireIdle()
+	if err != nil {
+		c.log.Error("NAT session collector", "error", err)
+		return
+	}
+	c.expired.Add(uint64(res.Expired))
+}
+
+// writeNatMetrics writes session counts, port use and expirations per NAT EIP.
+func (c *natCollector) writeNatMetrics(w io.Writer) {
+	us, err := c.dp.PortUsages()
+	if err != nil {
+		c.log.Error("metrics: NAT port usage", "error", err)
+		return
+	}
+	sort.Slice(us, func(i, j int) bool { return us[i].EIP.Less(us[j].EIP) })
+	fmt.Fprintln(w, "# HELP eipgw_nat_sessions Live NAT gateway sessions per EIP.")
+	fmt.Fprintln(w, "# TYPE eipgw_nat_sessions gauge")
+	for _, u := range us {
+		fmt.Fprintf(w, "eipgw_nat_sessions{eip=%q} %d\n", u.EIP, u.Sessions)
+	}
+	fmt.Fprintln(w, "# HELP eipgw_nat_ports_in_use External ports (ICMP: identifiers) mapped per EIP and protocol.")
+	fmt.Fprintln(w, "# TYPE eipgw_nat_ports_in_use gauge")
+	for _, u := range us {
+		fmt.Fprintf(w, "eipgw_nat_ports_in_use{eip=%q,protocol=\"tcp\"} %d\n", u.EIP, u.TCP)
+		fmt.Fprintf(w, "eipgw_nat_ports_in_use{eip=%q,protocol=\"udp\"} %d\n", u.EIP, u.UDP)
+		fmt.Fprintf(w, "eipgw_nat_ports_in_use{eip=%q,protocol=\"icmp\"} %d\n", u.EIP, u.ICMP)
+	}
+	fmt.Fprintln(w, "# HELP eipgw_nat_sessions_expired_total Sessions the collector removed after their idle timeout.")
+	fmt.Fprintln(w, "# TYPE eipgw_nat_sessions_expired_total counter")
+	fmt.Fprintf(w, "eipgw_nat_sessions_expired_total %d\n", c.expired.Load())
+	rc, err := c.dp.ReasonCounts()
+	if err != nil {
+		return
+	}
+	fmt.Fprintln(w, "# HELP eipgw_nat_refusals_total New NAT sessions refused (answered with ICMP 3/13), by cause.")
+	fmt.Fprintln(w, "# TYPE eipgw_nat_refusals_total counter")
+	for _, r := range []struct {
+		cause  string
+		reason dataplane.Reason
+	}{{"ports_exhausted", dataplane.ReasonDropNatPortsExhausted}, {"port_quota", dataplane.ReasonDropNatPortQuota},
+		{"session_quota", dataplane.ReasonDropNatSessionQuota}, {"table_full", dataplane.ReasonDropNatTableFull}} {
+		fmt.Fprintf(w, "eipgw_nat_refusals_total{cause=%q} %d\n", r.cause, rc[r.reason])
+	}
+}
