@@ -106,15 +106,25 @@ static __always_inline enum reason parse_nat_l4(void *data, void *data_end, cons
 	return REASON_MAX;
 }
 
-static __always_inline int load_be16(void *ctx, const enum hook hook, __u32 off, __u16 *v)
+/* The 16-bit field at a frame offset, or 0 when it lies outside the headers. */
+static __always_inline __u16 *be16_at(void *ctx, const enum hook hook, __u32 off)
 {
 	void *data = ctx_data(ctx, hook), *data_end = ctx_data_end(ctx, hook);
 	__u16 *p;
 
 	if (off > PULL_LEN)
-		return -1;
+		return 0;
 	p = data + off;
 	if ((void *)(p + 1) > data_end)
+		return 0;
+	return p;
+}
+
+static __always_inline int load_be16(void *ctx, const enum hook hook, __u32 off, __u16 *v)
+{
+	__u16 *p = be16_at(ctx, hook, off);
+
+	if (!p)
 		return -1;
 	*v = *p;
 	return 0;
@@ -122,13 +132,9 @@ static __always_inline int load_be16(void *ctx, const enum hook hook, __u32 off,
 
 static __always_inline int store_be16(void *ctx, const enum hook hook, __u32 off, __u16 v)
 {
-	void *data = ctx_data(ctx, hook), *data_end = ctx_data_end(ctx, hook);
-	__u16 *p;
+	__u16 *p = be16_at(ctx, hook, off);
 
-	if (off > PULL_LEN)
-		return -1;
-	p = data + off;
-	if ((void *)(p + 1) > data_end)
+	if (!p)
 		return -1;
 	*p = v;
 	return 0;
