@@ -410,5 +410,7 @@ func (d *Dataplane) ForwardPorts() ([]ForwardPort, error) {
 	return out, nil
 }
 
+// htons and ntohs convert between host order and the __be16 the maps hold (the
+// dataplane is built for little-endian hosts only: bpfel).
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
-func ntohs(v uint16) uint16 { return v<<8 | v>>8 }
+func ntohs(v uint16) uint16 { return htons(v) }

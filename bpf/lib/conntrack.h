@@ -87,14 +87,28 @@ static __always_inline void mapping_release(const struct endpoint *inside)
 		__sync_fetch_and_add(&u->ports, -1);
 }
 
+/* The uplink tuple of a packet from remote to an EIP of this gateway. */
+static __always_inline struct reply_key reply_key_of(__be32 remote, __be16 remote_port, __be32 eip,
+						     __be16 eip_port, __u8 protocol)
+{
+	struct reply_key reply = {};
+
+	reply.remote_addr = remote;
+	reply.eip = eip;
+	reply.remote_port = remote_port;
+	reply.eip_port = eip_port;
+	reply.protocol = protocol;
+	return reply;
+}
+
 /* Remove a session and what it holds: the reply entry first (inbound stops), then the
  * session, its quota share and its mapping reference. */
 static __always_inline int session_remove(const struct flow_key *key, __u64 now, bool force, __u32 *removed_flags)
 {
 	struct session *s = bpf_map_lookup_elem(&sessions, key);
 	struct nat_config *cfg = nat_config_get();
-	struct reply_key reply = {};
 	struct endpoint inside = {};
+	struct reply_key reply;
 	struct source_usage *u;
 	__u8 flags;
 
@@ -103,11 +117,7 @@ static __always_inline int session_remove(const struct flow_key *key, __u64 now,
 	if (!force && now - s->last_seen_ns < session_timeout(cfg, key->protocol, s->tcp))
 		return 0; /* refreshed since the collector looked */
 	flags = s->flags;
-	reply.remote_addr = key->remote_addr;
-	reply.eip = s->eip;
-	reply.remote_port = key->remote_port;
-	reply.eip_port = s->eip_port;
-	reply.protocol = key->protocol;
+	reply = reply_key_of(key->remote_addr, key->remote_port, s->eip, s->eip_port, key->protocol);
 	bpf_map_delete_elem(&sessions_by_reply, &reply);
 	if (bpf_map_delete_elem(&sessions, key) < 0)
 		return 0; /* another collector won */

@@ -139,7 +139,8 @@ static __always_inline enum reason mapping_acquire(const struct endpoint *inside
 		/* Full, or another CPU mapped the same endpoint this instant. */
 		bpf_map_delete_elem(&ports_in_use, &ps.outside);
 		__sync_fetch_and_add(&usage->ports, -1);
-		return m ? REASON_DROP_NAT_MAPPING_EXPIRING : REASON_DROP_NAT_TABLE_FULL;
+		return bpf_map_lookup_elem(&mappings, inside) ? REASON_DROP_NAT_MAPPING_EXPIRING
+							       : REASON_DROP_NAT_TABLE_FULL;
 	}
 	*out = fresh;
 	return REASON_MAX;
@@ -151,9 +152,9 @@ static __always_inline enum reason snat_open(const struct flow_key *key, const s
 {
 	struct nat_config *cfg = nat_config_get();
 	struct endpoint inside = {};
-	struct reply_key reply = {};
 	struct session fresh = {};
 	struct source_usage *usage;
+	struct reply_key reply;
 	struct mapping m;
 	enum reason reason;
 
@@ -179,11 +180,7 @@ static __always_inline enum reason snat_open(const struct flow_key *key, const s
 	fresh.flags = SESSION_SNAT | (hairpin ? SESSION_HAIRPIN : 0);
 	fresh.counter_slot = m.counter_slot;
 	fresh.last_seen_ns = now;
-	reply.remote_addr = key->remote_addr;
-	reply.eip = m.outside.addr;
-	reply.remote_port = key->remote_port;
-	reply.eip_port = m.outside.port;
-	reply.protocol = key->protocol;
+	reply = reply_key_of(key->remote_addr, key->remote_port, m.outside.addr, m.outside.port, key->protocol);
 	/* Session first, reply entry second: inbound never finds a reply without session. */
 	if (bpf_map_update_elem(&sessions, key, &fresh, BPF_NOEXIST) < 0) {
 		mapping_release(&inside);
@@ -202,14 +199,14 @@ static __always_inline enum reason snat_open(const struct flow_key *key, const s
 	return *s ? REASON_MAX : REASON_DROP_NAT_NO_SESSION;
 }
 
-/* Find the session of a packet arriving at an EIP of a NAT gateway, or open one
- * through a forward entry. Filtering is address- and port-dependent (RFC 4787
- * section 5): without a session or a forward entry the packet is dropped. */
-static __always_inline enum reason inbound_session(const struct reply_key *reply, const struct nat_l4 *l4,
-						   __u64 now, bool hairpin, struct flow_key *key,
-						   struct session **s)
+/* Find the session of a packet arriving at an EIP of a NAT gateway (found is the
+ * caller's lookup of reply in sessions_by_reply), or open one through a forward entry.
+ * Filtering is address- and port-dependent (RFC 4787 section 5): without a session or
+ * a forward entry the packet is dropped. */
+static __always_inline enum reason inbound_session(const struct reply_key *reply, const struct flow_key *found,
+						   const struct nat_l4 *l4, __u64 now, bool hairpin,
+						   struct flow_key *key, struct session **s)
 {
-	struct flow_key *found = bpf_map_lookup_elem(&sessions_by_reply, reply);
 	struct forward_target *target;
 	struct endpoint external = {};
 	struct session fresh = {}, *cur;
@@ -343,7 +340,7 @@ static __always_inline int icmp_error_nat(void *ctx, const enum hook hook, struc
 	struct iphdr *inner;
 	struct session *s;
 	struct flow_key key = {}, *quoted;
-	struct reply_key reply = {};
+	struct reply_key reply;
 	__u32 inner_len, quoted_l4, slot;
 	__be16 *inner_sport, *inner_dport, *port_field, new_port, old_port;
 	__u16 *l4_check = 0, icmp_check, old, new;
@@ -395,11 +392,7 @@ static __always_inline int icmp_error_nat(void *ctx, const enum hook hook, struc
 		/* The quoted packet left from EIP:port towards the remote. */
 		if (inner->saddr != pkt->ip->daddr)
 			return drop_with(hook, REASON_DROP_ICMP_MISMATCH);
-		reply.remote_addr = inner->daddr;
-		reply.eip = inner->saddr;
-		reply.remote_port = echo ? 0 : *inner_dport;
-		reply.eip_port = *inner_sport;
-		reply.protocol = inner->protocol;
+		reply = reply_key_of(inner->daddr, echo ? 0 : *inner_dport, inner->saddr, *inner_sport, inner->protocol);
 		quoted = bpf_map_lookup_elem(&sessions_by_reply, &reply);
 		if (!quoted)
 			return not_found(found);
@@ -490,22 +483,19 @@ static __always_inline bool is_nat_eip(__be32 addr)
 }
 
 /* Translate the destination of a packet headed to an EIP of this gateway: the
- * inbound half, used for the internet's packets and for hairpinned ones. */
+ * inbound half, used for the internet's packets and for hairpinned ones. found is the
+ * caller's lookup of reply in sessions_by_reply, so established traffic pays one. */
 static __always_inline enum reason translate_inbound(void *ctx, const enum hook hook, const struct nat_l4 *l4,
-						     __be32 remote, __be16 remote_port, __be32 eip, __be16 eip_port,
+						     const struct reply_key *reply, const struct flow_key *found,
 						     __u64 now, bool hairpin, __be32 *new_daddr, __u32 *slot)
 {
-	struct reply_key reply = {};
+	__be32 eip = reply->eip;
+	__be16 eip_port = reply->eip_port;
 	struct flow_key key = {};
 	struct session *s = 0;
 	enum reason reason;
 
-	reply.remote_addr = remote;
-	reply.eip = eip;
-	reply.remote_port = remote_port;
-	reply.eip_port = eip_port;
-	reply.protocol = l4->protocol;
-	reason = inbound_session(&reply, l4, now, hairpin, &key, &s);
+	reason = inbound_session(reply, found, l4, now, hairpin, &key, &s);
 	if (reason != REASON_MAX)
 		return reason;
 	if (!s)
@@ -529,6 +519,8 @@ static __always_inline int natgw_inbound(void *ctx, const enum hook hook, struct
 	__u8 tos = pkt->ip->tos, protocol = pkt->ip->protocol;
 	__u32 len = pkt->total_len, slot = 0;
 	struct fragment_origin origin = {pkt->ip->frag_off, pkt->ip->id, protocol};
+	struct flow_key *found_key;
+	struct reply_key reply;
 	struct nat_l4 l4 = {};
 	enum reason reason;
 	bool found = true;
@@ -553,14 +545,13 @@ static __always_inline int natgw_inbound(void *ctx, const enum hook hook, struct
 		return is_nat_eip(daddr) ? drop_with(hook, REASON_DROP_NAT_UNSUPPORTED) : not_found(ours);
 	/* Established traffic finds its session with this one lookup; the membership test
 	 * is only paid when it misses. */
-	if (!bpf_map_lookup_elem(&sessions_by_reply, &(struct reply_key){
-		.remote_addr = saddr, .eip = daddr, .remote_port = l4.sport, .eip_port = l4.dport,
-		.protocol = protocol}) && !is_nat_eip(daddr))
+	reply = reply_key_of(saddr, l4.sport, daddr, l4.dport, protocol);
+	found_key = bpf_map_lookup_elem(&sessions_by_reply, &reply);
+	if (!found_key && !is_nat_eip(daddr))
 		return not_found(ours);
 	if (pkt->ip->ttl <= 1)
 		return pass_with(hook, REASON_PASS_TTL_EXPIRING);
-	reason = translate_inbound(ctx, hook, &l4, saddr, l4.sport, daddr, l4.dport, bpf_ktime_get_ns(), false,
-				   &new_daddr, &slot);
+	reason = translate_inbound(ctx, hook, &l4, &reply, found_key, bpf_ktime_get_ns(), false, &new_daddr, &slot);
 	if (reason != REASON_MAX)
 		return drop_with(hook, reason);
 	fragment_remember(&origin, saddr, daddr, saddr, new_daddr, slot, DIR_INBOUND);
@@ -646,8 +637,10 @@ static __always_inline int natgw_outbound(void *ctx, const enum hook hook, struc
 	if (flags & SESSION_HAIRPIN) {
 		/* The remote is one of our EIPs: deliver it as if it came from the internet,
 		 * from our EIP:port, so the server sees the caller's external address. */
-		reason = translate_inbound(ctx, hook, &l4, eip, eip_port, daddr, l4.dport, now, true, &new_daddr,
-					   &in_slot);
+		struct reply_key reply = reply_key_of(eip, eip_port, daddr, l4.dport, protocol);
+
+		reason = translate_inbound(ctx, hook, &l4, &reply, bpf_map_lookup_elem(&sessions_by_reply, &reply),
+					   now, true, &new_daddr, &in_slot);
 		if (reason != REASON_MAX)
 			return drop_with(hook, reason);
 	}
