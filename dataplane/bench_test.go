@@ -3,6 +3,7 @@ package dataplane
 import (
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 	"time"
@@ -205,4 +206,82 @@ func BenchmarkNatPaths(b *testing.B) {
 		b.StopTimer()
 		_, _ = l.dp.PurgeSessions(func(Session) bool { return true })
 	})
+}
+
+// BenchmarkSessionScale reports what an established SNAT packet costs, and the session
+// tables' memory, with 1,000, 100,000 and 1,000,000 live sessions.
+//
+//	sudo go test -run '^$' -bench SessionScale ./dataplane
+//
+// The program opens the sessions itself, one new-flow packet each: 64 remote endpoints
+// share each endpoint-independent mapping, so a million sessions take 16,384 ports.
+// Each measured packet then belongs to another session, picked at random among up to
+// 65,536 of them, so the lookups leave the cache as traffic over many flows does. One
+// packet per call, as in BenchmarkNatPaths; the 1:1 path measured the same way in the
+// same lab is reported beside it as that method's baseline.
+func BenchmarkSessionScale(b *testing.B) {
+	const remotesPerMapping = 64
+	for _, n := range []int{1000, 100000, 1000000} {
+		b.Run(fmt.Sprintf("sessions=%d", n), func(b *testing.B) {
+			// Capacity close to use, as an operator would size it.
+			l := newNatLabWith(b, Config{MaxBindings: 1024, MaxSessions: uint32(n + n/8 + 1024)})
+			cfg := DefaultNatConfig()
+			cfg.MaxSessionsPerSource, cfg.MaxPortsPerSource = 1<<20, 1<<20
+			must(b, l.dp.SetNatConfig(cfg))
+			f := newNatFrames(b, l)
+			flow := func(i int) []byte {
+				mapping, remote := i/remotesPerMapping, i%remotesPerMapping
+				src := netip.AddrFrom4([4]byte{10, 0, 1, byte(17 + mapping%8)}) // in natSubnet
+				return f.fromInside(src, labInet, udpDgram(uint16(1024+mapping/8), uint16(1000+remote)))
+			}
+			prog := l.program(b, RoleVPC, HookXDP)
+			redirect := hookVerdict(HookXDP, verdictRedirect)
+			runOne := func(frame []byte) (time.Duration, error) {
+				ret, d, err := prog.Benchmark(frame, 1, nil)
+				if err == nil && ret != redirect {
+					err = fmt.Errorf("verdict %d, want a redirect", ret)
+				}
+				return d, err
+			}
+			must(b, l.host.Do(func() error {
+				for i := 0; i < n; i++ {
+					if _, err := runOne(flow(i)); err != nil {
+						rc, _ := l.dp.ReasonCounts()
+						return fmt.Errorf("opening session %d: %w (reasons %v)", i, err, rc)
+					}
+				}
+				return nil
+			}))
+
+			picked := make([][]byte, min(n, 65536))
+			rng := rand.New(rand.NewPCG(uint64(n), 1))
+			for i := range picked {
+				picked[i] = flow(rng.IntN(n))
+			}
+			f.macOfInside[privVM1] = macVM1
+			oneToOne := f.fromInside(privVM1, labInet, udpDgram(5000, 53))
+			var established, baseline time.Duration
+			b.ResetTimer()
+			must(b, l.host.Do(func() error {
+				for i := 0; i < b.N; i++ {
+					d, err := runOne(picked[i%len(picked)])
+					if err != nil {
+						return fmt.Errorf("established packet: %w", err)
+					}
+					established += d
+					if d, err = runOne(oneToOne); err != nil {
+						return fmt.Errorf("1:1 packet: %w", err)
+					}
+					baseline += d
+				}
+				return nil
+			}))
+			b.StopTimer()
+			mem, err := l.dp.SessionMemory()
+			must(b, err)
+			b.ReportMetric(float64(established.Nanoseconds())/float64(b.N), "ns/packet")
+			b.ReportMetric(float64(baseline.Nanoseconds())/float64(b.N), "one-to-one-ns/packet")
+			b.ReportMetric(float64(mem), "session-map-bytes")
+		})
+	}
 }

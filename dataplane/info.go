@@ -43,8 +43,19 @@ func (d *Dataplane) ProgramStats() ([]ProgramStat, error) {
 // MapMemory is the kernel memory the binding and counter maps hold, in bytes (their
 // memlock accounting). Hash maps are preallocated, so it follows capacity, not use.
 func (d *Dataplane) MapMemory() (uint64, error) {
+	return memlockOf(d.objs.InboundBindings, d.objs.OutboundBindings, d.objs.CountersBySlot, d.objs.ReasonCounters)
+}
+
+// SessionMemory is the kernel memory of the NAT gateway's session tables (sessions,
+// their reply index, mappings, ports in use), in bytes. Preallocated like the binding
+// maps: it follows Config.MaxSessions.
+func (d *Dataplane) SessionMemory() (uint64, error) {
+	return memlockOf(d.objs.Sessions, d.objs.SessionsByReply, d.objs.Mappings, d.objs.PortsInUse)
+}
+
+func memlockOf(maps ...*ebpf.Map) (uint64, error) {
 	var total uint64
-	for _, m := range []*ebpf.Map{d.objs.InboundBindings, d.objs.OutboundBindings, d.objs.CountersBySlot, d.objs.ReasonCounters} {
+	for _, m := range maps {
 		info, err := m.Info()
 		if err != nil {
 			return 0, fmt.Errorf("map info: %w", err)

@@ -57,6 +57,12 @@ func newLab(t testing.TB) *lab { return newLabSized(t, 1024) }
 // newLabSized is newLab with room for maxBindings bindings.
 func newLabSized(t testing.TB, maxBindings uint32) *lab {
 	t.Helper()
+	return newLabWith(t, Config{MaxBindings: maxBindings})
+}
+
+// newLabWith is newLab with the dataplane's capacities from cfg (its PinDir is the lab's).
+func newLabWith(t testing.TB, cfg Config) *lab {
+	t.Helper()
 	testbed.Require(t)
 	host, err := testbed.NewHost(fmt.Sprintf("eipgw-lab-%d", unix.Getpid()))
 	if err != nil {
@@ -102,7 +108,8 @@ func newLabSized(t testing.TB, maxBindings uint32) *lab {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { fs.Close() })
-	l.dp, err = Open(Config{PinDir: filepath.Join(fs.Dir, "eipgw"), MaxBindings: maxBindings})
+	cfg.PinDir = filepath.Join(fs.Dir, "eipgw")
+	l.dp, err = Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,7 +42,13 @@ const (
 
 func newNatLab(t testing.TB) *lab {
 	t.Helper()
-	l := newLab(t)
+	return newNatLabWith(t, Config{MaxBindings: 1024})
+}
+
+// newNatLabWith is newNatLab with the dataplane's capacities from cfg.
+func newNatLabWith(t testing.TB, cfg Config) *lab {
+	t.Helper()
+	l := newLabWith(t, cfg)
 	for _, n := range []struct {
 		ip  netip.Addr
 		mac net.HardwareAddr
@@ -54,9 +60,9 @@ func newNatLab(t testing.TB) *lab {
 	if err := l.host.Route("10.0.3.0/24", "", "vpc"); err != nil {
 		t.Fatal(err)
 	}
-	cfg := DefaultNatConfig()
-	cfg.ICMPSource = gwVPCAddr
-	must(t, l.dp.SetNatConfig(cfg))
+	natCfg := DefaultNatConfig()
+	natCfg.ICMPSource = gwVPCAddr
+	must(t, l.dp.SetNatConfig(natCfg))
 	for _, e := range []netip.Addr{natEIP1, natEIP2, natEIP3} {
 		must(t, l.dp.SetNatEIP(e))
 	}

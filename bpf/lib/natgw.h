@@ -26,15 +26,20 @@ struct port_search {
 	__u32 start;
 	__u32 offset;
 	__u32 range;
+	__u32 port;  /* the port the EIPs are tried at */
 	__u16 port_min;
-	__u16 pad;
+	__u8 walk;   /* the range fits the budget: walk it instead of drawing */
+	__u8 pad;
 	__u32 found_index; /* out: index into eips, MAX_POOL_EIPS when none */
 };
 
 /* Probe i: the first `count` probes try to keep the internal port on each EIP
- * (RFC 4787 REQ-? "port preservation"); the next ones walk the range from a random
- * offset, every EIP at each port. A port is taken by BPF_NOEXIST, so two CPUs never
- * take the same one. */
+ * (RFC 4787 REQ-? "port preservation"); the next ones try every EIP at one port, then
+ * at another. When the whole range fits in the probe budget they walk it from a random
+ * offset, so a free port is always found. Otherwise each port is drawn at random (RFC
+ * 6056 section 3.3.1): kept ports form dense runs, and a walk starting inside one would
+ * spend the budget on it. A port is taken by BPF_NOEXIST, so two CPUs never take the
+ * same one. */
 static long probe_port(__u32 i, struct port_search *ps)
 {
 	__u32 n = ps->count, idx, port;
@@ -48,7 +53,9 @@ static long probe_port(__u32 i, struct port_search *ps)
 		if (port < ps->port_min || port >= (__u32)ps->port_min + ps->range)
 			return 0;
 	} else {
-		port = ps->port_min + (ps->offset + (i - n) / n) % ps->range;
+		if ((i - n) % n == 0)
+			ps->port = ps->walk ? ps->offset + (i - n) / n : bpf_get_prandom_u32();
+		port = ps->port_min + ps->port % ps->range;
 	}
 	opaque(idx);
 	if (idx >= MAX_POOL_EIPS)
@@ -118,7 +125,8 @@ static __always_inline enum reason mapping_acquire(const struct endpoint *inside
 		ps.start = bpf_get_prandom_u32() % n;
 	}
 	probes = ps.count * (ps.range + 1);
-	if (probes > cfg->max_port_probes)
+	ps.walk = probes <= cfg->max_port_probes;
+	if (!ps.walk)
 		probes = cfg->max_port_probes;
 	bpf_loop(probes, probe_port, &ps, 0);
 	if (ps.found_index >= MAX_POOL_EIPS) {
