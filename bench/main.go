@@ -115,10 +115,12 @@ func run(opts options, out, only string) error {
 			return nil
 		}
 	} else if only == "" {
-		fmt.Println("program cost and binding scale (go test -bench ./dataplane)...")
-		if rep.Costs, rep.Scale, err = programCosts(root); err != nil {
+		fmt.Println("program cost, binding and session scale (go test -bench ./dataplane)...")
+		fig, err := programCosts(root)
+		if err != nil {
 			return err
 		}
+		rep.Costs, rep.Scale, rep.NatCosts, rep.SessionScale = fig.Costs, fig.Scale, fig.NatCosts, fig.SessionScale
 		if rep.Programs, err = programStats(); err != nil {
 			return err
 		}

@@ -30,6 +30,19 @@ int tc_vpc(struct __sk_buff *ctx)
 	return eip_nat(ctx, HOOK_TC, DIR_OUTBOUND);
 }
 
+/* Attached at TC ingress beside the XDP programs: see fragment_companion. */
+SEC("tc")
+int tc_uplink_fragments(struct __sk_buff *ctx)
+{
+	return fragment_companion(ctx, DIR_INBOUND);
+}
+
+SEC("tc")
+int tc_vpc_fragments(struct __sk_buff *ctx)
+{
+	return fragment_companion(ctx, DIR_OUTBOUND);
+}
+
 /* Run by the Go session collector (BPF_PROG_TEST_RUN) for each session it found idle,
  * and by purges: the removal, with its reference counts, happens here, atomically
  * with the packet path's own updates. */

@@ -60,6 +60,10 @@ func ParseHook(s string) (Hook, error) {
 // clsactFilterHandle and priority identify our filter among others on the interface.
 const pinSeparator = ":"
 
+// companionPinHook names the pin of the XDP program's TC companion ("eth0:xdp-tc"); it
+// is not a hook of its own and comes and goes with the XDP attachment.
+const companionPinHook = Hook("xdp-tc")
+
 const (
 	clsactFilterHandle   = 0xe1b
 	clsactFilterPriority = 1
@@ -76,6 +80,19 @@ func (d *Dataplane) program(role Role, hook Hook) (*ebpf.Program, error) {
 		return d.objs.TcUplink, nil
 	case role == RoleVPC:
 		return d.objs.TcVpc, nil
+	}
+	return nil, fmt.Errorf("no program for role %q", role)
+}
+
+// fragmentCompanion is the TC program that runs beside an XDP program: XDP sends one
+// packet per packet, so it passes up the fragments that must be held, or released
+// with their held followers (bpf/lib/eip.h, fragment_companion).
+func (d *Dataplane) fragmentCompanion(role Role) (*ebpf.Program, error) {
+	switch role {
+	case RoleUplink:
+		return d.objs.TcUplinkFragments, nil
+	case RoleVPC:
+		return d.objs.TcVpcFragments, nil
 	}
 	return nil, fmt.Errorf("no program for role %q", role)
 }
@@ -115,8 +132,8 @@ func (d *Dataplane) dropOtherHooks(ifname string, keep Hook, attachErr error) er
 	if attachErr != nil {
 		return attachErr
 	}
-	for _, h := range []Hook{HookXDP, HookTCX, HookClsact} {
-		if h == keep {
+	for _, h := range []Hook{HookXDP, companionPinHook, HookTCX, HookClsact} {
+		if h == keep || (h == companionPinHook && keep == HookXDP) {
 			continue
 		}
 		pin := d.linkPin(ifname, h)
@@ -138,6 +155,23 @@ func (d *Dataplane) attach(iface *net.Interface, role Role, hook Hook) error {
 	if hook == HookClsact {
 		return d.attachClsact(iface, prog, pin)
 	}
+	if hook == HookXDP {
+		// The companion first: until it runs, XDP's held fragments would reach the
+		// kernel untranslated.
+		companion, err := d.fragmentCompanion(role)
+		if err != nil {
+			return err
+		}
+		if err := d.attachLink(iface, companion, HookTCX, d.linkPin(iface.Name, companionPinHook)); err != nil {
+			return fmt.Errorf("%w (XDP needs its TC companion for fragments; tcx needs kernel 6.6)", err)
+		}
+	}
+	return d.attachLink(iface, prog, hook, pin)
+}
+
+// attachLink attaches prog through a pinned bpf_link, or replaces the program of the
+// link already pinned there.
+func (d *Dataplane) attachLink(iface *net.Interface, prog *ebpf.Program, hook Hook, pin string) error {
 	if existing, err := link.LoadPinnedLink(pin, nil); err == nil {
 		defer existing.Close()
 		if err := existing.Update(prog); err != nil {
@@ -146,6 +180,7 @@ func (d *Dataplane) attach(iface *net.Interface, role Role, hook Hook) error {
 		return nil
 	}
 	var l link.Link
+	var err error
 	switch hook {
 	case HookXDP:
 		l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: iface.Index})
@@ -209,7 +244,7 @@ func (d *Dataplane) Detach(ifname string) error {
 		return fmt.Errorf("detach from %s: %w", ifname, ErrReadOnly)
 	}
 	found := false
-	for _, h := range []Hook{HookXDP, HookTCX, HookClsact} {
+	for _, h := range []Hook{HookXDP, companionPinHook, HookTCX, HookClsact} {
 		pin := d.linkPin(ifname, h)
 		if _, err := os.Stat(pin); err != nil {
 			continue
@@ -240,7 +275,7 @@ func (d *Dataplane) Attachments() ([]Attachment, error) {
 	var out []Attachment
 	for _, e := range entries {
 		i := strings.LastIndexByte(e.Name(), pinSeparator[0])
-		if i < 0 {
+		if i < 0 || Hook(e.Name()[i+1:]) == companionPinHook {
 			continue
 		}
 		out = append(out, Attachment{Interface: e.Name()[:i], Hook: Hook(e.Name()[i+1:])})

@@ -87,6 +87,18 @@ type natFragmentTranslation struct {
 	Outbound    uint32
 }
 
+type natHeldFragment struct {
+	_     structs.HostLayout
+	Len   uint32
+	Frame [1536]uint8
+}
+
+type natHeldKey struct {
+	_        structs.HostLayout
+	Datagram natFragmentKey
+	Index    uint32
+}
+
 type natMapping struct {
 	_           structs.HostLayout
 	Outside     natEndpoint
@@ -123,22 +135,24 @@ const (
 	natReasonREASON_PASS_NO_NEIGH             natReason = 3
 	natReasonREASON_PASS_MTU_EXCEEDED         natReason = 4
 	natReasonREASON_PASS_FIB_OTHER            natReason = 5
-	natReasonREASON_DROP_TRUNCATED_ETH        natReason = 6
-	natReasonREASON_DROP_BAD_IP_HEADER        natReason = 7
-	natReasonREASON_DROP_BAD_IP_LENGTH        natReason = 8
-	natReasonREASON_DROP_TRUNCATED_L4         natReason = 9
-	natReasonREASON_DROP_BAD_ICMP_ERROR       natReason = 10
-	natReasonREASON_DROP_ICMP_MISMATCH        natReason = 11
-	natReasonREASON_DROP_CUT_THROUGH_SPOOF    natReason = 12
-	natReasonREASON_DROP_NAT_NO_SESSION       natReason = 13
-	natReasonREASON_DROP_NAT_UNSUPPORTED      natReason = 14
-	natReasonREASON_DROP_NAT_PORTS_EXHAUSTED  natReason = 15
-	natReasonREASON_DROP_NAT_PORT_QUOTA       natReason = 16
-	natReasonREASON_DROP_NAT_SESSION_QUOTA    natReason = 17
-	natReasonREASON_DROP_NAT_TABLE_FULL       natReason = 18
-	natReasonREASON_DROP_NAT_MAPPING_EXPIRING natReason = 19
-	natReasonREASON_DROP_FRAGMENT_NO_STATE    natReason = 20
-	natReasonREASON_MAX                       natReason = 21
+	natReasonREASON_PASS_FRAGMENT_TO_TC       natReason = 6
+	natReasonREASON_HELD_FRAGMENT             natReason = 7
+	natReasonREASON_DROP_TRUNCATED_ETH        natReason = 8
+	natReasonREASON_DROP_BAD_IP_HEADER        natReason = 9
+	natReasonREASON_DROP_BAD_IP_LENGTH        natReason = 10
+	natReasonREASON_DROP_TRUNCATED_L4         natReason = 11
+	natReasonREASON_DROP_BAD_ICMP_ERROR       natReason = 12
+	natReasonREASON_DROP_ICMP_MISMATCH        natReason = 13
+	natReasonREASON_DROP_CUT_THROUGH_SPOOF    natReason = 14
+	natReasonREASON_DROP_NAT_NO_SESSION       natReason = 15
+	natReasonREASON_DROP_NAT_UNSUPPORTED      natReason = 16
+	natReasonREASON_DROP_NAT_PORTS_EXHAUSTED  natReason = 17
+	natReasonREASON_DROP_NAT_PORT_QUOTA       natReason = 18
+	natReasonREASON_DROP_NAT_SESSION_QUOTA    natReason = 19
+	natReasonREASON_DROP_NAT_TABLE_FULL       natReason = 20
+	natReasonREASON_DROP_NAT_MAPPING_EXPIRING natReason = 21
+	natReasonREASON_DROP_FRAGMENT_NO_STATE    natReason = 22
+	natReasonREASON_MAX                       natReason = 23
 )
 
 type natReplyKey struct {
@@ -204,26 +218,30 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	natMapCountersBySlot   = "counters_by_slot"
-	natMapCutThroughs      = "cut_throughs"
-	natMapForwardPorts     = "forward_ports"
-	natMapFragments        = "fragments"
-	natMapInboundBindings  = "inbound_bindings"
-	natMapMappings         = "mappings"
-	natMapNatEips          = "nat_eips"
-	natMapNatSettings      = "nat_settings"
-	natMapOutboundBindings = "outbound_bindings"
-	natMapPortsInUse       = "ports_in_use"
-	natMapReasonCounters   = "reason_counters"
-	natMapSessions         = "sessions"
-	natMapSessionsByReply  = "sessions_by_reply"
-	natMapSnatRules        = "snat_rules"
-	natMapUsageBySource    = "usage_by_source"
-	natProgExpireSession   = "expire_session"
-	natProgTcUplink        = "tc_uplink"
-	natProgTcVpc           = "tc_vpc"
-	natProgXdpUplink       = "xdp_uplink"
-	natProgXdpVpc          = "xdp_vpc"
+	natMapCountersBySlot     = "counters_by_slot"
+	natMapCutThroughs        = "cut_throughs"
+	natMapForwardPorts       = "forward_ports"
+	natMapFragments          = "fragments"
+	natMapFrameScratch       = "frame_scratch"
+	natMapHeldFragments      = "held_fragments"
+	natMapInboundBindings    = "inbound_bindings"
+	natMapMappings           = "mappings"
+	natMapNatEips            = "nat_eips"
+	natMapNatSettings        = "nat_settings"
+	natMapOutboundBindings   = "outbound_bindings"
+	natMapPortsInUse         = "ports_in_use"
+	natMapReasonCounters     = "reason_counters"
+	natMapSessions           = "sessions"
+	natMapSessionsByReply    = "sessions_by_reply"
+	natMapSnatRules          = "snat_rules"
+	natMapUsageBySource      = "usage_by_source"
+	natProgExpireSession     = "expire_session"
+	natProgTcUplink          = "tc_uplink"
+	natProgTcUplinkFragments = "tc_uplink_fragments"
+	natProgTcVpc             = "tc_vpc"
+	natProgTcVpcFragments    = "tc_vpc_fragments"
+	natProgXdpUplink         = "xdp_uplink"
+	natProgXdpVpc            = "xdp_vpc"
 )
 
 // loadNat returns the embedded CollectionSpec for nat.
@@ -268,11 +286,13 @@ type natSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type natProgramSpecs struct {
-	ExpireSession *ebpf.ProgramSpec `ebpf:"expire_session"`
-	TcUplink      *ebpf.ProgramSpec `ebpf:"tc_uplink"`
-	TcVpc         *ebpf.ProgramSpec `ebpf:"tc_vpc"`
-	XdpUplink     *ebpf.ProgramSpec `ebpf:"xdp_uplink"`
-	XdpVpc        *ebpf.ProgramSpec `ebpf:"xdp_vpc"`
+	ExpireSession     *ebpf.ProgramSpec `ebpf:"expire_session"`
+	TcUplink          *ebpf.ProgramSpec `ebpf:"tc_uplink"`
+	TcUplinkFragments *ebpf.ProgramSpec `ebpf:"tc_uplink_fragments"`
+	TcVpc             *ebpf.ProgramSpec `ebpf:"tc_vpc"`
+	TcVpcFragments    *ebpf.ProgramSpec `ebpf:"tc_vpc_fragments"`
+	XdpUplink         *ebpf.ProgramSpec `ebpf:"xdp_uplink"`
+	XdpVpc            *ebpf.ProgramSpec `ebpf:"xdp_vpc"`
 }
 
 // natMapSpecs contains maps before they are loaded into the kernel.
@@ -283,6 +303,8 @@ type natMapSpecs struct {
 	CutThroughs      *ebpf.MapSpec `ebpf:"cut_throughs"`
 	ForwardPorts     *ebpf.MapSpec `ebpf:"forward_ports"`
 	Fragments        *ebpf.MapSpec `ebpf:"fragments"`
+	FrameScratch     *ebpf.MapSpec `ebpf:"frame_scratch"`
+	HeldFragments    *ebpf.MapSpec `ebpf:"held_fragments"`
 	InboundBindings  *ebpf.MapSpec `ebpf:"inbound_bindings"`
 	Mappings         *ebpf.MapSpec `ebpf:"mappings"`
 	NatEips          *ebpf.MapSpec `ebpf:"nat_eips"`
@@ -326,6 +348,8 @@ type natMaps struct {
 	CutThroughs      *ebpf.Map `ebpf:"cut_throughs"`
 	ForwardPorts     *ebpf.Map `ebpf:"forward_ports"`
 	Fragments        *ebpf.Map `ebpf:"fragments"`
+	FrameScratch     *ebpf.Map `ebpf:"frame_scratch"`
+	HeldFragments    *ebpf.Map `ebpf:"held_fragments"`
 	InboundBindings  *ebpf.Map `ebpf:"inbound_bindings"`
 	Mappings         *ebpf.Map `ebpf:"mappings"`
 	NatEips          *ebpf.Map `ebpf:"nat_eips"`
@@ -345,6 +369,8 @@ func (m *natMaps) Close() error {
 		m.CutThroughs,
 		m.ForwardPorts,
 		m.Fragments,
+		m.FrameScratch,
+		m.HeldFragments,
 		m.InboundBindings,
 		m.Mappings,
 		m.NatEips,
@@ -369,18 +395,22 @@ type natVariables struct {
 //
 // It can be passed to loadNatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type natPrograms struct {
-	ExpireSession *ebpf.Program `ebpf:"expire_session"`
-	TcUplink      *ebpf.Program `ebpf:"tc_uplink"`
-	TcVpc         *ebpf.Program `ebpf:"tc_vpc"`
-	XdpUplink     *ebpf.Program `ebpf:"xdp_uplink"`
-	XdpVpc        *ebpf.Program `ebpf:"xdp_vpc"`
+	ExpireSession     *ebpf.Program `ebpf:"expire_session"`
+	TcUplink          *ebpf.Program `ebpf:"tc_uplink"`
+	TcUplinkFragments *ebpf.Program `ebpf:"tc_uplink_fragments"`
+	TcVpc             *ebpf.Program `ebpf:"tc_vpc"`
+	TcVpcFragments    *ebpf.Program `ebpf:"tc_vpc_fragments"`
+	XdpUplink         *ebpf.Program `ebpf:"xdp_uplink"`
+	XdpVpc            *ebpf.Program `ebpf:"xdp_vpc"`
 }
 
 func (p *natPrograms) Close() error {
 	return _NatClose(
 		p.ExpireSession,
 		p.TcUplink,
+		p.TcUplinkFragments,
 		p.TcVpc,
+		p.TcVpcFragments,
 		p.XdpUplink,
 		p.XdpVpc,
 	)

@@ -168,12 +168,17 @@ type natStep struct {
 	verdict uint32 // hookVerdict of the expected outcome, or a raw code (XDP_TX)
 	out     []byte // nil: compare nothing (drops)
 	reasons map[Reason]uint64
+	prog    *ebpf.Program // nil: the role's program at the hook
 }
 
 func (l *lab) check(t *testing.T, hook Hook, s natStep) {
 	t.Helper()
+	prog := s.prog
+	if prog == nil {
+		prog = l.program(t, s.role, hook)
+	}
 	before := l.snapshot(t)
-	ret, out := l.run(t, l.program(t, s.role, hook), hook, l.ingress(s.role), s.in)
+	ret, out := l.run(t, prog, hook, l.ingress(s.role), s.in)
 	after := l.snapshot(t)
 	if ret != s.verdict {
 		t.Errorf("%s: verdict %d, want %d; reasons moved: %v", s.name, ret, s.verdict, diffReasons(before, after))
@@ -525,9 +530,67 @@ func TestNatGatewayICMPErrorsAndFragments(t *testing.T) {
 			want1, want2 := fragments(t, eth(f.vpcMAC, macNatVM1), big(labInet, natVM1, 53, 7000, 63), 48)
 			l.check(t, hook, natStep{name: "first fragment back", role: RoleUplink, in: back1, out: want1, verdict: redirect})
 			l.check(t, hook, natStep{name: "second fragment back", role: RoleUplink, in: back2, out: want2, verdict: redirect})
-			_, early := fragments(t, eth(macNatVM1, f.vpcMAC), big(natVM1, labInet2, 7001, 53, 64), 48)
-			l.check(t, hook, natStep{name: "a fragment before its first", role: RoleVPC, in: early, verdict: drop,
-				reasons: map[Reason]uint64{ReasonDropFragmentNoState: 1}})
+		})
+	}
+}
+
+// Fragments in the wrong order (RFC 4787 REQ-14): the second fragment comes first and
+// is held; when the first comes, the held one is sent back into the interface's
+// ingress and leaves translated. At XDP both go up to the TC companion. The programs
+// are attached to the lab's vpc interface for the held fragment's second pass, and
+// what leaves the uplink is captured at its peer.
+func TestNatGatewayOutOfOrderFragments(t *testing.T) {
+	for _, hook := range []Hook{HookXDP, HookTC} {
+		t.Run(string(hook), func(t *testing.T) {
+			l := newNatLab(t)
+			f := newNatFrames(t, l)
+			must(t, l.host.Do(func() error { _, err := l.dp.Attach("vpc", RoleVPC, hook); return err }))
+			capture, err := l.host.CaptureIPv4("uplink-peer")
+			must(t, err)
+			defer capture.Close()
+			companion, err := l.dp.fragmentCompanion(RoleVPC)
+			must(t, err)
+			tcRedirect, tcDrop := hookVerdict(HookTC, verdictRedirect), hookVerdict(HookTC, verdictDrop)
+
+			big := func(src uint16, from, to netip.Addr, ttl uint8) []byte {
+				return ipPacket(t, ip4(from, to, layers.IPProtocolUDP, ttl), udp(src, 53), payload(100))
+			}
+			in1, in2 := fragments(t, eth(macNatVM1, f.vpcMAC), big(7001, natVM1, labInet2, 64), 48)
+			out1, out2 := fragments(t, eth(f.uplinkMAC, macRouter), big(7001, natEIP1, labInet2, 63), 48)
+			// Where XDP hands a frame up, the companion's run is the step that matters.
+			step := func(s natStep) {
+				t.Helper()
+				if hook == HookXDP {
+					l.check(t, HookXDP, natStep{name: s.name + ", at XDP", role: s.role, in: s.in,
+						verdict: hookVerdict(HookXDP, verdictPass), reasons: map[Reason]uint64{ReasonPassFragmentToTC: 1}})
+					s.prog, s.name = companion, s.name+", at the TC companion"
+				}
+				l.check(t, HookTC, s)
+			}
+			step(natStep{name: "second fragment first", role: RoleVPC, in: in2, verdict: tcDrop,
+				reasons: map[Reason]uint64{ReasonHeldFragment: 1}})
+			step(natStep{name: "first fragment", role: RoleVPC, in: in1, out: out1, verdict: tcRedirect})
+			for {
+				got, err := capture.Next(2 * time.Second)
+				if err != nil {
+					t.Fatalf("the held fragment never left: %v", err)
+				}
+				if bytes.Equal(got, out2) {
+					break
+				}
+				t.Logf("captured another frame: %s", dump(got))
+			}
+
+			// Another datagram whose first fragment never comes: four of its
+			// fragments are held, a fifth is not.
+			_, early := fragments(t, eth(macNatVM2, f.vpcMAC), big(7100, natVM2, labInet, 64), 48)
+			for i := 0; i < 5; i++ {
+				want := map[Reason]uint64{ReasonHeldFragment: 1}
+				if i == 4 {
+					want = map[Reason]uint64{ReasonDropFragmentNoState: 1}
+				}
+				step(natStep{name: fmt.Sprintf("stray fragment %d", i+1), role: RoleVPC, in: early, verdict: tcDrop, reasons: want})
+			}
 		})
 	}
 }

@@ -13,6 +13,8 @@ const (
 	ReasonPassNoNeigh            = Reason(natReasonREASON_PASS_NO_NEIGH)
 	ReasonPassMTUExceeded        = Reason(natReasonREASON_PASS_MTU_EXCEEDED)
 	ReasonPassFIBOther           = Reason(natReasonREASON_PASS_FIB_OTHER)
+	ReasonPassFragmentToTC       = Reason(natReasonREASON_PASS_FRAGMENT_TO_TC)
+	ReasonHeldFragment           = Reason(natReasonREASON_HELD_FRAGMENT)
 	ReasonDropTruncatedEth       = Reason(natReasonREASON_DROP_TRUNCATED_ETH)
 	ReasonDropBadIPHeader        = Reason(natReasonREASON_DROP_BAD_IP_HEADER)
 	ReasonDropBadIPLength        = Reason(natReasonREASON_DROP_BAD_IP_LENGTH)
@@ -39,6 +41,8 @@ var reasonNames = [...]string{
 	ReasonPassNoNeigh:            "pass_no_neigh",
 	ReasonPassMTUExceeded:        "pass_mtu_exceeded",
 	ReasonPassFIBOther:           "pass_fib_other",
+	ReasonPassFragmentToTC:       "pass_fragment_to_tc",
+	ReasonHeldFragment:           "held_fragment",
 	ReasonDropTruncatedEth:       "drop_truncated_eth",
 	ReasonDropBadIPHeader:        "drop_bad_ip_header",
 	ReasonDropBadIPLength:        "drop_bad_ip_length",

@@ -139,3 +139,24 @@ static __always_inline int eip_nat(void *ctx, const enum hook hook, const enum d
 	count_eip(slot, dir, pkt.total_len);
 	return forward_ipv4(ctx, hook, saddr, daddr, tos, protocol, pkt.total_len);
 }
+
+/* The TC companion of the XDP programs, on the same interface. XDP passes up the
+ * fragments it cannot finish: one to hold, or a first fragment whose held followers
+ * must be sent too, which takes more than one packet. Everything else XDP passed is
+ * the kernel's and is left alone, uncounted (XDP counted it), as are fragments about
+ * to expire (XDP passed them for the kernel's time-exceeded). */
+static __always_inline int fragment_companion(struct __sk_buff *ctx, const enum direction dir)
+{
+	struct ipv4_packet pkt = {};
+	bool ours = true;
+	int verdict;
+
+	ctx_pull_headers(ctx, HOOK_TC);
+	if (parse_ipv4(ctx_data(ctx, HOOK_TC), ctx_data_end(ctx, HOOK_TC), ctx_len(ctx, HOOK_TC), &pkt) != REASON_MAX)
+		return TC_ACT_OK;
+	if (!(pkt.ip->frag_off & bpf_htons(0x3fff)) || pkt.ip->ttl <= 1)
+		return TC_ACT_OK;
+	verdict = dir == DIR_INBOUND ? natgw_inbound(ctx, HOOK_TC, &pkt, &ours)
+				     : natgw_outbound(ctx, HOOK_TC, &pkt, &ours);
+	return ours ? verdict : TC_ACT_OK;
+}

@@ -138,6 +138,26 @@ struct {
 	__type(value, struct fragment_translation);
 } fragments SEC(".maps");
 
+/* Fragments that came before their first fragment. An LRU too: under a flood the
+ * oldest held ones go, and their datagrams with them. */
+#define MAX_HELD_FRAGMENTS 1024
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_HELD_FRAGMENTS);
+	__type(key, struct held_key);
+	__type(value, struct held_fragment);
+} held_fragments SEC(".maps");
+
+/* Room to copy one frame: a held fragment on its way in, the first fragment while its
+ * held followers are sent. Per CPU, as the packet path never sleeps. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct held_fragment);
+} frame_scratch SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);

@@ -263,6 +263,17 @@ static __always_inline enum reason inbound_session(const struct reply_key *reply
 
 /* ---- fragments ---- */
 
+static __always_inline struct fragment_key fragment_key_of(__be32 saddr, __be32 daddr, __be16 id, __u8 protocol)
+{
+	struct fragment_key k = {};
+
+	k.saddr = saddr;
+	k.daddr = daddr;
+	k.id = id;
+	k.protocol = protocol;
+	return k;
+}
+
 static __always_inline int not_found(bool *found)
 {
 	*found = false;
@@ -282,15 +293,12 @@ static __always_inline void fragment_remember(const struct fragment_origin *o, _
 					      const enum direction dir)
 {
 	struct fragment_translation t = {};
-	struct fragment_key k = {};
+	struct fragment_key k;
 
 	/* Only a first fragment with more to come needs remembering. */
 	if (!(o->frag_off & bpf_htons(0x2000)))
 		return;
-	k.saddr = saddr;
-	k.daddr = daddr;
-	k.id = o->id;
-	k.protocol = o->protocol;
+	k = fragment_key_of(saddr, daddr, o->id, o->protocol);
 	t.saddr = new_saddr;
 	t.daddr = new_daddr;
 	t.counter_slot = slot;
@@ -305,15 +313,11 @@ static __always_inline int fragment_translate(void *ctx, const enum hook hook, s
 					      const enum direction dir, bool *found)
 {
 	struct fragment_translation *t;
-	struct fragment_key k = {};
+	struct fragment_key k = fragment_key_of(pkt->ip->saddr, pkt->ip->daddr, pkt->ip->id, pkt->ip->protocol);
 	__be32 saddr, daddr;
 	__u8 tos, protocol;
 	__u32 slot, len;
 
-	k.saddr = pkt->ip->saddr;
-	k.daddr = pkt->ip->daddr;
-	k.id = pkt->ip->id;
-	k.protocol = pkt->ip->protocol;
 	t = bpf_map_lookup_elem(&fragments, &k);
 	*found = t && t->outbound == (dir == DIR_OUTBOUND);
 	if (!*found)
@@ -331,6 +335,104 @@ static __always_inline int fragment_translate(void *ctx, const enum hook hook, s
 		return drop_with(hook, REASON_DROP_BAD_IP_HEADER);
 	count_eip(slot, dir, len);
 	return forward_ipv4(ctx, hook, saddr, daddr, tos, protocol, len);
+}
+
+/* ---- out-of-order fragments (RFC 4787 REQ-14) ----
+ * A non-first fragment that comes before its first fragment is held, whole, until the
+ * first fragment gives the datagram's translation. Then each held one is sent back
+ * into the interface's ingress, where it meets that translation as an in-order
+ * fragment would. Only TC can send more than one packet (bpf_clone_redirect), so XDP
+ * passes such fragments, and a first fragment with held followers, to its TC
+ * companion (tc_*_fragments in nat.c). */
+
+static __always_inline bool fragment_has_held(const struct fragment_key *datagram)
+{
+	struct held_key hk = {};
+
+	hk.datagram = *datagram;
+	return bpf_map_lookup_elem(&held_fragments, &hk) != NULL;
+}
+
+/* Copy the whole frame into the per-CPU scratch. */
+static __always_inline struct held_fragment *frame_save(struct __sk_buff *skb)
+{
+	struct held_fragment *scratch;
+	__u32 zero = 0, len = skb->len;
+
+	if (len < ETH_HLEN + sizeof(struct iphdr) || len > HELD_FRAME_MAX)
+		return NULL;
+	scratch = bpf_map_lookup_elem(&frame_scratch, &zero);
+	if (!scratch || bpf_skb_load_bytes(skb, 0, scratch->frame, len) < 0)
+		return NULL;
+	scratch->len = len;
+	return scratch;
+}
+
+/* Make the skb the frame f holds. */
+static __always_inline int frame_load(struct __sk_buff *skb, const struct held_fragment *f)
+{
+	__u32 len = f->len;
+
+	opaque(len);
+	if (len < ETH_HLEN + sizeof(struct iphdr) || len > HELD_FRAME_MAX)
+		return -1;
+	if (bpf_skb_change_tail(skb, len, 0) < 0)
+		return -1;
+	return bpf_skb_store_bytes(skb, 0, f->frame, len, 0) < 0 ? -1 : 0;
+}
+
+/* A non-first fragment with no translation yet, of a NAT gateway's flow. */
+static __always_inline int fragment_hold(void *ctx, const enum hook hook, const struct fragment_key *datagram)
+{
+	struct held_fragment *copy;
+	struct held_key hk = {};
+	__u32 i;
+
+	if (hook == HOOK_XDP)
+		return pass_with(hook, REASON_PASS_FRAGMENT_TO_TC);
+	copy = frame_save(ctx);
+	if (!copy)
+		return drop_with(hook, REASON_DROP_FRAGMENT_NO_STATE);
+	hk.datagram = *datagram;
+	for (i = 0; i < HELD_PER_DATAGRAM; i++) {
+		hk.index = i;
+		if (bpf_map_update_elem(&held_fragments, &hk, copy, BPF_NOEXIST) == 0) {
+			count_reason(REASON_HELD_FRAGMENT);
+			return TC_ACT_SHOT;
+		}
+	}
+	return drop_with(hook, REASON_DROP_FRAGMENT_NO_STATE);
+}
+
+/* After a first fragment got its verdict (its translation now remembered): send its
+ * held followers back into ingress, then restore the first fragment for its verdict.
+ * A held fragment that cannot be sent is counted and dropped. */
+static __always_inline int fragment_release(void *ctx, const enum hook hook, const struct fragment_key *datagram,
+					    __be16 frag_off, int verdict)
+{
+	struct held_fragment *first, *held;
+	struct held_key hk = {};
+	__u32 i, ifindex;
+
+	if (hook == HOOK_XDP || (frag_off & bpf_htons(0x3fff)) != bpf_htons(0x2000) || !fragment_has_held(datagram))
+		return verdict;
+	first = frame_save(ctx);
+	if (!first)
+		return verdict; /* too big to set aside: its followers wait in the LRU */
+	ifindex = ((struct __sk_buff *)ctx)->ifindex;
+	hk.datagram = *datagram;
+	for (i = 0; i < HELD_PER_DATAGRAM; i++) {
+		hk.index = i;
+		held = bpf_map_lookup_elem(&held_fragments, &hk);
+		if (!held)
+			continue;
+		if (frame_load(ctx, held) < 0 || bpf_clone_redirect(ctx, ifindex, BPF_F_INGRESS) < 0)
+			count_reason(REASON_DROP_FRAGMENT_NO_STATE);
+		bpf_map_delete_elem(&held_fragments, &hk);
+	}
+	if (frame_load(ctx, first) < 0)
+		return drop_with(hook, REASON_DROP_BAD_IP_HEADER);
+	return verdict;
 }
 
 /* ---- ICMP errors about tracked sessions (RFC 5508 section 3.4) ---- */
@@ -527,6 +629,7 @@ static __always_inline int natgw_inbound(void *ctx, const enum hook hook, struct
 	__u8 tos = pkt->ip->tos, protocol = pkt->ip->protocol;
 	__u32 len = pkt->total_len, slot = 0;
 	struct fragment_origin origin = {pkt->ip->frag_off, pkt->ip->id, protocol};
+	struct fragment_key datagram;
 	struct flow_key *found_key;
 	struct reply_key reply;
 	struct nat_l4 l4 = {};
@@ -537,12 +640,15 @@ static __always_inline int natgw_inbound(void *ctx, const enum hook hook, struct
 	reason = parse_nat_l4(data, data_end, pkt, &l4);
 	if (reason != REASON_MAX)
 		return is_nat_eip(daddr) ? drop_with(hook, reason) : not_found(ours);
+	datagram = fragment_key_of(saddr, daddr, origin.id, protocol);
 	if (l4.kind == L4_NONE) {
 		verdict = fragment_translate(ctx, hook, pkt, DIR_INBOUND, &found);
 		if (found)
 			return verdict;
-		return is_nat_eip(daddr) ? drop_with(hook, REASON_DROP_FRAGMENT_NO_STATE) : not_found(ours);
+		return is_nat_eip(daddr) ? fragment_hold(ctx, hook, &datagram) : not_found(ours);
 	}
+	if (hook == HOOK_XDP && (origin.frag_off & bpf_htons(0x2000)) && fragment_has_held(&datagram))
+		return pass_with(hook, REASON_PASS_FRAGMENT_TO_TC);
 	if (l4.kind == L4_ICMP_ERROR) {
 		if (!is_nat_eip(daddr))
 			return not_found(ours);
@@ -564,7 +670,8 @@ static __always_inline int natgw_inbound(void *ctx, const enum hook hook, struct
 		return drop_with(hook, reason);
 	fragment_remember(&origin, saddr, daddr, saddr, new_daddr, slot, DIR_INBOUND);
 	count_eip(slot, DIR_INBOUND, len);
-	return forward_ipv4(ctx, hook, saddr, new_daddr, tos, protocol, len);
+	verdict = forward_ipv4(ctx, hook, saddr, new_daddr, tos, protocol, len);
+	return fragment_release(ctx, hook, &datagram, origin.frag_off, verdict);
 }
 
 /* Outbound, on the VPC side, after no 1:1 binding matched. Sets *ours to false,
@@ -576,6 +683,7 @@ static __always_inline int natgw_outbound(void *ctx, const enum hook hook, struc
 	__u8 tos = pkt->ip->tos, protocol = pkt->ip->protocol;
 	__u32 len = pkt->total_len, slot, in_slot = 0;
 	struct fragment_origin origin = {pkt->ip->frag_off, pkt->ip->id, protocol};
+	struct fragment_key datagram;
 	struct snat_rule_key rule_key = {};
 	struct flow_key key = {};
 	struct snat_pool *pool;
@@ -594,12 +702,15 @@ static __always_inline int natgw_outbound(void *ctx, const enum hook hook, struc
 	reason = parse_nat_l4(data, data_end, pkt, &l4);
 	if (reason != REASON_MAX)
 		return bpf_map_lookup_elem(&snat_rules, &rule_key) ? drop_with(hook, reason) : not_found(ours);
+	datagram = fragment_key_of(saddr, daddr, origin.id, protocol);
 	if (l4.kind == L4_NONE) {
 		verdict = fragment_translate(ctx, hook, pkt, DIR_OUTBOUND, &found);
 		if (found)
 			return verdict;
-		return bpf_map_lookup_elem(&snat_rules, &rule_key) ? drop_with(hook, REASON_DROP_FRAGMENT_NO_STATE) : not_found(ours);
+		return bpf_map_lookup_elem(&snat_rules, &rule_key) ? fragment_hold(ctx, hook, &datagram) : not_found(ours);
 	}
+	if (hook == HOOK_XDP && (origin.frag_off & bpf_htons(0x2000)) && fragment_has_held(&datagram))
+		return pass_with(hook, REASON_PASS_FRAGMENT_TO_TC);
 	if (l4.kind == L4_ICMP_ERROR) {
 		/* Only an error about a session's packet is ours. */
 		verdict = icmp_error_nat(ctx, hook, pkt, DIR_OUTBOUND, &found);
@@ -656,5 +767,6 @@ static __always_inline int natgw_outbound(void *ctx, const enum hook hook, struc
 	count_eip(slot, DIR_OUTBOUND, len);
 	if (flags & SESSION_HAIRPIN)
 		count_eip(in_slot, DIR_INBOUND, len);
-	return forward_ipv4(ctx, hook, eip, new_daddr, tos, protocol, len);
+	verdict = forward_ipv4(ctx, hook, eip, new_daddr, tos, protocol, len);
+	return fragment_release(ctx, hook, &datagram, origin.frag_off, verdict);
 }

@@ -14,6 +14,9 @@ enum reason {
 	REASON_PASS_NO_NEIGH,       /* translated, but the next hop's MAC is not resolved yet */
 	REASON_PASS_MTU_EXCEEDED,   /* translated, but bigger than the egress MTU: the kernel fragments or says so */
 	REASON_PASS_FIB_OTHER,      /* translated, but the route lookup gave no forwarding next hop */
+	REASON_PASS_FRAGMENT_TO_TC, /* XDP hands a fragment to be held or released to its TC companion */
+	/* Kept by the gateway, to be sent later. */
+	REASON_HELD_FRAGMENT,       /* a non-first fragment before its first fragment: held until it comes */
 	/* Dropped (XDP_DROP / TC_ACT_SHOT). */
 	REASON_DROP_TRUNCATED_ETH,  /* shorter than an Ethernet header */
 	REASON_DROP_BAD_IP_HEADER,  /* version != 4, IHL < 5, or the header runs past the frame */
@@ -32,7 +35,7 @@ enum reason {
 	REASON_DROP_NAT_SESSION_QUOTA,   /* the source holds its quota of sessions */
 	REASON_DROP_NAT_TABLE_FULL,      /* the session or mapping table is full */
 	REASON_DROP_NAT_MAPPING_EXPIRING,/* the mapping was being expired at that instant; the next packet makes a new one */
-	REASON_DROP_FRAGMENT_NO_STATE,   /* a non-first fragment of a NAT gateway flow whose first fragment was not seen */
+	REASON_DROP_FRAGMENT_NO_STATE,   /* a non-first fragment of a NAT gateway flow whose first fragment was not seen, and that could not be held (too big, too many, no room) */
 	REASON_MAX,
 };
 
@@ -169,6 +172,20 @@ struct fragment_translation {
 	__be32 daddr;
 	__u32 counter_slot;
 	__u32 outbound;
+};
+
+/* A fragment held until its first fragment comes: the whole frame, as it arrived. */
+#define HELD_FRAME_MAX 1536 /* an Ethernet frame of a 1500-byte MTU, with a VLAN tag and slack */
+#define HELD_PER_DATAGRAM 4 /* non-first fragments held per datagram */
+
+struct held_key {
+	struct fragment_key datagram;
+	__u32 index; /* 0 .. HELD_PER_DATAGRAM-1 */
+};
+
+struct held_fragment {
+	__u32 len;
+	__u8 frame[HELD_FRAME_MAX];
 };
 
 /* Set by the loader: timeouts, the external port range and the quotas. */

@@ -215,8 +215,11 @@ func writeDataplaneMetrics(w io.Writer, dp *dataplane.Dataplane, log *slog.Logge
 	fmt.Fprintln(w, "# TYPE eipgw_dataplane_packets_total counter")
 	for r := dataplane.Reason(0); r < dataplane.ReasonMax; r++ {
 		verdict := "pass"
-		if r.IsDrop() {
+		switch {
+		case r.IsDrop():
 			verdict = "drop"
+		case r == dataplane.ReasonHeldFragment:
+			verdict = "held"
 		}
 		fmt.Fprintf(w, "eipgw_dataplane_packets_total{verdict=%q,reason=%q} %d\n", verdict, r, rc[r])
 	}

@@ -26,7 +26,7 @@ func (h *Host) GratuitousARP(ifname string, ip netip.Addr) error {
 	if err != nil {
 		return err
 	}
-	proto := uint16(unix.ETH_P_ARP<<8&0xff00 | unix.ETH_P_ARP>>8) // network order
+	proto := htons(unix.ETH_P_ARP)
 	return h.Do(func() error {
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(proto))
 		if err != nil {
