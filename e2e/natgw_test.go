@@ -1,12 +1,14 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"syscall"
 	"testing"
@@ -174,6 +176,63 @@ func TestNatGateway(t *testing.T) {
 	if n := len(usage["PortUsages"].(map[string]any)["PortUsage"].([]any)); n != 2 {
 		t.Errorf("port usage for %d EIPs: %v", n, usage)
 	}
+
+	// Fragments out of order, both ways (RFC 4787 REQ-14): the last fragment first.
+	// Each datagram arrives whole, from the EIP outbound and to the VM inbound.
+	t.Run("fragments out of order", func(t *testing.T) {
+		vmSock, err := d.VM1.ListenPacket("udp4", ":7301")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer vmSock.Close()
+		inetSock, err := d.Inet1.ListenPacket("udp4", testbed.Inet1Addr+":7301")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer inetSock.Close()
+		sendReversed := func(h *testbed.Host, from, to netip.AddrPort, id uint16, payload []byte) {
+			t.Helper()
+			dgram, err := testbed.UDPDatagram(from, to, id, payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			frags, err := testbed.FragmentIPv4(dgram, 1480)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := len(frags) - 1; i >= 0; i-- {
+				if err := h.SendIPv4(frags[i], to.Addr()); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		receive := func(c net.PacketConn) ([]byte, net.Addr) {
+			t.Helper()
+			buf := make([]byte, 8192)
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			n, from, err := c.ReadFrom(buf)
+			if err != nil {
+				t.Fatalf("the fragmented datagram never arrived whole: %v", err)
+			}
+			return buf[:n], from
+		}
+		out := bytes.Repeat([]byte("outbound fragments "), 200) // 3,800 bytes: three fragments
+		sendReversed(d.VM1, netip.MustParseAddrPort(testbed.VM1Addr+":7301"), netip.MustParseAddrPort(testbed.Inet1Addr+":7301"), 0x4242, out)
+		got, from := receive(inetSock)
+		if !bytes.Equal(got, out) || !ours(from.String()) {
+			t.Fatalf("inet1 got %d bytes (intact: %v) from %v", len(got), bytes.Equal(got, out), from)
+		}
+		back := bytes.Repeat([]byte("inbound fragments "), 200)
+		sendReversed(d.Inet1, netip.MustParseAddrPort(testbed.Inet1Addr+":7301"), netip.MustParseAddrPort(from.String()), 0x4343, back)
+		got, from = receive(vmSock)
+		if !bytes.Equal(got, back) || from.String() != testbed.Inet1Addr+":7301" {
+			t.Fatalf("vm1 got %d bytes (intact: %v) from %v", len(got), bytes.Equal(got, back), from)
+		}
+		rc := metricValue(d.metrics(t), `eipgw_dataplane_packets_total{verdict="held",reason="held_fragment"}`)
+		if rc != "4" {
+			t.Errorf("held fragments counted: %s, want 4 (two each way)", rc)
+		}
+	})
 
 	// Deleting the entry purges its sessions.
 	d.must(t, "delete-snat-entry", "--snat-table-id", "stb-1", "--snat-entry-id", snat)

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
 	"golang.org/x/sys/unix"
 )
 
@@ -92,3 +94,50 @@ func (h *Host) SendIPv4(packet []byte, to netip.Addr) error {
 
 // htons puts a 16-bit protocol number in network order, as packet sockets take it.
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// UDPDatagram builds an IPv4/UDP packet with valid checksums, to be cut with
+// FragmentIPv4 and sent with SendIPv4.
+func UDPDatagram(from, to netip.AddrPort, id uint16, payload []byte) ([]byte, error) {
+	ip := &layers.IPv4{Version: 4, TTL: 64, Id: id, Protocol: layers.IPProtocolUDP,
+		SrcIP: from.Addr().AsSlice(), DstIP: to.Addr().AsSlice()}
+	udp := &layers.UDP{SrcPort: layers.UDPPort(from.Port()), DstPort: layers.UDPPort(to.Port())}
+	if err := udp.SetNetworkLayerForChecksum(ip); err != nil {
+		return nil, err
+	}
+	buf := gopacket.NewSerializeBuffer()
+	err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+		ip, udp, gopacket.Payload(payload))
+	return buf.Bytes(), err
+}
+
+// FragmentIPv4 cuts an IPv4 packet into fragments carrying at most maxData bytes of
+// its payload each (a multiple of 8), in order.
+func FragmentIPv4(packet []byte, maxData int) ([][]byte, error) {
+	var ip layers.IPv4
+	if err := ip.DecodeFromBytes(packet, gopacket.NilDecodeFeedback); err != nil {
+		return nil, fmt.Errorf("fragment: %w", err)
+	}
+	if maxData <= 0 || maxData%8 != 0 {
+		return nil, fmt.Errorf("fragment: %d bytes per fragment is not a positive multiple of 8", maxData)
+	}
+	body := packet[ip.IHL*4:]
+	var out [][]byte
+	for off := 0; off < len(body); off += maxData {
+		end := min(off+maxData, len(body))
+		h := ip
+		h.Options, h.Padding = nil, nil
+		h.IHL = 5
+		h.Flags = 0
+		if end < len(body) {
+			h.Flags = layers.IPv4MoreFragments
+		}
+		h.FragOffset = uint16(off / 8)
+		buf := gopacket.NewSerializeBuffer()
+		if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+			&h, gopacket.Payload(body[off:end])); err != nil {
+			return nil, fmt.Errorf("fragment: %w", err)
+		}
+		out = append(out, buf.Bytes())
+	}
+	return out, nil
+}
