@@ -165,7 +165,7 @@ type natStep struct {
 	name    string
 	role    Role
 	in      []byte
-	verdict uint32 // hookVerdict of the expected outcome, or a raw code (XDP_TX)
+	verdict uint32 // hookVerdict of the expected outcome
 	out     []byte // nil: compare nothing (drops)
 	reasons map[Reason]uint64
 	prog    *ebpf.Program // nil: the role's program at the hook
@@ -329,14 +329,6 @@ func TestNatGatewayPaths(t *testing.T) {
 	}
 }
 
-// hookTX is the verdict of a refusal: back out of the interface it came in on.
-func hookTX(hook Hook) uint32 {
-	if hook == HookXDP {
-		return 3 // XDP_TX
-	}
-	return 7 // TC_ACT_REDIRECT
-}
-
 // refusal is the ICMP 3/13 the gateway answers a refused packet with.
 func (f natFrames) refusal(refused []byte) []byte {
 	ipStart := 14
@@ -372,7 +364,7 @@ func TestNatGatewayExhaustionAndQuotas(t *testing.T) {
 			}
 			full := f.fromInside(natVM2, labInet, udpDgram(100, 53))
 			l.check(t, hook, natStep{name: "fourth flow refused with ICMP 3/13", role: RoleVPC,
-				in: full, out: f.refusal(full), verdict: hookTX(hook),
+				in: full, out: f.refusal(full), verdict: hookVerdict(hook, verdictRedirect),
 				reasons: map[Reason]uint64{ReasonDropNatPortsExhausted: 1}})
 			used := map[uint16]bool{}
 			for _, s := range mustSessions(t, l) {
@@ -395,17 +387,17 @@ func TestNatGatewayExhaustionAndQuotas(t *testing.T) {
 			l.check(t, hook, natStep{name: "port 2", role: RoleVPC, in: f.fromInside(natVM1, labInet, udpDgram(7002, 53)), verdict: redirect})
 			refused := f.fromInside(natVM1, labInet, udpDgram(7003, 53))
 			l.check(t, hook, natStep{name: "third port refused", role: RoleVPC, in: refused, out: f.refusal(refused),
-				verdict: hookTX(hook), reasons: map[Reason]uint64{ReasonDropNatPortQuota: 1}})
+				verdict: hookVerdict(hook, verdictRedirect), reasons: map[Reason]uint64{ReasonDropNatPortQuota: 1}})
 			l.check(t, hook, natStep{name: "a third session on a held port", role: RoleVPC,
 				in: f.fromInside(natVM1, labInet2, udpDgram(7001, 53)), verdict: redirect})
 			refused = f.fromInside(natVM1, labInet2, udpDgram(7002, 53))
 			l.check(t, hook, natStep{name: "fourth session refused", role: RoleVPC, in: refused, out: f.refusal(refused),
-				verdict: hookTX(hook), reasons: map[Reason]uint64{ReasonDropNatSessionQuota: 1}})
+				verdict: hookVerdict(hook, verdictRedirect), reasons: map[Reason]uint64{ReasonDropNatSessionQuota: 1}})
 			l.check(t, hook, natStep{name: "another source is not held back", role: RoleVPC,
 				in: f.fromInside(natVM2, labInet, udpDgram(7001, 53)), verdict: redirect})
 			tcpRefused := f.fromInside(natVM1, labInet, tcpSeg(7009, 80, "S"))
 			l.check(t, hook, natStep{name: "tcp refused too", role: RoleVPC, in: tcpRefused, out: f.refusal(tcpRefused),
-				verdict: hookTX(hook), reasons: map[Reason]uint64{ReasonDropNatSessionQuota: 1}})
+				verdict: hookVerdict(hook, verdictRedirect), reasons: map[Reason]uint64{ReasonDropNatSessionQuota: 1}})
 		})
 	}
 }

@@ -95,7 +95,5 @@ static __always_inline int refuse_with_icmp(void *ctx, const enum hook hook, enu
 	icmp->checksum = csum_fold_full(bpf_csum_diff(0, 0, (void *)icmp, sizeof(*icmp) + REFUSE_QUOTE, 0));
 
 	/* Back out of the interface it came in on, towards the sender. */
-	if (hook == HOOK_XDP)
-		return XDP_TX;
 	return bpf_redirect(ctx_ifindex(ctx, hook), 0);
 }
