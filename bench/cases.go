@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -41,6 +42,8 @@ func allCases() []benchCase {
 		{"xdp-floor", "XDP: MAC rewrite and redirect, nothing else (the floor for any XDP gateway)", manyFlows, false, xdpFloor, nil},
 		{"eipgw-1to1-xdp", "eipgw 1:1 EIP at XDP, 50 bindings", manyFlows, true, eipgwAt(dataplane.HookXDP), nil},
 		{"eipgw-1to1-tc", "eipgw 1:1 EIP at TC (tcx), 50 bindings", manyFlows, true, eipgwAt(dataplane.HookTC), nil},
+		{"eipgw-snat-xdp", "eipgw NAT gateway SNAT at XDP, 12,800 established sessions on one EIP", manyFlows, true, eipgwSNATAt(dataplane.HookXDP), nil},
+		{"eipgw-snat-tc", "eipgw NAT gateway SNAT at TC (tcx), 12,800 established sessions on one EIP", manyFlows, true, eipgwSNATAt(dataplane.HookTC), nil},
 	}
 }
 
@@ -227,6 +230,74 @@ func eipgwAt(hook dataplane.Hook) func(b *bed) (func() error, error) {
 				return dp.Detach("uplink")
 			})
 		}, nil
+	}
+}
+
+// snatSource covers the generator's source hosts: the SNAT entry of the SNAT cases.
+var snatSource = netip.MustParsePrefix("10.0.1.0/24")
+
+// eipgwSNATAt runs eipgw as a NAT gateway: the 1:1 bindings give way to one SNAT entry
+// pooling the generator's hosts onto one EIP, as nft-snat-conntrack-many does. Every
+// flow gets one packet before the window, so the window measures established
+// sessions; the teardown purges them and puts the bindings back.
+func eipgwSNATAt(hook dataplane.Hook) func(b *bed) (func() error, error) {
+	attach := eipgwAt(hook)
+	return func(b *bed) (func() error, error) {
+		dp, err := b.eipgw()
+		if err != nil {
+			return nil, err
+		}
+		eip := netip.MustParseAddr(eipBase)
+		restore := func() error {
+			if _, err := dp.PurgeSessions(func(dataplane.Session) bool { return true }); err != nil {
+				return err
+			}
+			if err := dp.DeleteSnatRule(snatSource); err != nil {
+				return err
+			}
+			if err := dp.DeleteNatEIP(eip); err != nil {
+				return err
+			}
+			for priv, e := range bindings() {
+				if err := dp.SetBinding(e, priv); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		for _, e := range bindings() {
+			if err := dp.DeleteBinding(e); err != nil {
+				return nil, err
+			}
+		}
+		if err := dp.SetNatEIP(eip); err != nil {
+			return nil, err
+		}
+		if err := dp.SetSnatRule(dataplane.SnatRule{Source: snatSource, Pool: []netip.Addr{eip}}); err != nil {
+			return nil, err
+		}
+		detach, err := attach(b)
+		if err != nil {
+			return nil, errors.Join(err, restore())
+		}
+		undo := func() error { return errors.Join(detach(), restore()) }
+		// A few packets of the first pass can be lost while the new attachment
+		// settles: pass again until every flow has its session.
+		want, have := int(manyFlows.Hosts*manyFlows.Ports), 0
+		for pass := 0; pass < 3 && have != want; pass++ {
+			if _, err := b.generate(manyFlows, 50e3, uint64(want)); err != nil {
+				return nil, errors.Join(fmt.Errorf("open the sessions: %w", err), undo())
+			}
+			ss, err := dp.Sessions(nil)
+			if err != nil {
+				return nil, errors.Join(err, undo())
+			}
+			have = len(ss)
+		}
+		if have != want {
+			return nil, errors.Join(fmt.Errorf("opened %d sessions of %d", have, want), undo())
+		}
+		return undo, nil
 	}
 }
 

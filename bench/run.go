@@ -79,6 +79,8 @@ type caseResult struct {
 var counterparts = map[string]string{
 	"eipgw-1to1-xdp": "nft-stateless-1to1",
 	"eipgw-1to1-tc":  "nft-stateless-1to1",
+	"eipgw-snat-xdp": "nft-snat-conntrack-many",
+	"eipgw-snat-tc":  "nft-snat-conntrack-many",
 }
 
 type rateReport struct {
