@@ -193,6 +193,11 @@ func BenchmarkNatPaths(b *testing.B) {
 	b.Run("xdp/snat-established-udp", func(b *testing.B) {
 		one(b, RoleVPC, func(int) []byte { return established })
 	})
+	// The first run opens the session; every later one finds it established.
+	establishedTCP := f.fromInside(natVM1, labInet, tcpSeg(6000, 443, "A"))
+	b.Run("xdp/snat-established-tcp", func(b *testing.B) {
+		one(b, RoleVPC, func(int) []byte { return establishedTCP })
+	})
 	dnat := f.fromInet(labInet, natEIP2, tcpSeg(5555, fwdTCPPort, "S"))
 	b.Run("xdp/dnat-established-tcp", func(b *testing.B) {
 		one(b, RoleUplink, func(int) []byte { return dnat })
