@@ -283,14 +283,21 @@ static __always_inline int not_found(bool *found)
 /* The header fields a first fragment is remembered by, read before any rewrite (at TC
  * a rewrite invalidates the packet pointers). */
 struct fragment_origin {
+	__be32 saddr;
+	__be32 daddr;
 	__be16 frag_off;
 	__be16 id;
 	__u8 protocol;
 };
 
-static __always_inline void fragment_remember(const struct fragment_origin *o, __be32 saddr, __be32 daddr,
-					      __be32 new_saddr, __be32 new_daddr, __u32 slot,
-					      const enum direction dir)
+/* The datagram a fragment belongs to, built only where a fragment needs it. */
+static __always_inline struct fragment_key datagram_of(const struct fragment_origin *o)
+{
+	return fragment_key_of(o->saddr, o->daddr, o->id, o->protocol);
+}
+
+static __always_inline void fragment_remember(const struct fragment_origin *o, __be32 new_saddr,
+					      __be32 new_daddr, __u32 slot, const enum direction dir)
 {
 	struct fragment_translation t = {};
 	struct fragment_key k;
@@ -298,7 +305,7 @@ static __always_inline void fragment_remember(const struct fragment_origin *o, _
 	/* Only a first fragment with more to come needs remembering. */
 	if (!(o->frag_off & bpf_htons(0x2000)))
 		return;
-	k = fragment_key_of(saddr, daddr, o->id, o->protocol);
+	k = datagram_of(o);
 	t.saddr = new_saddr;
 	t.daddr = new_daddr;
 	t.counter_slot = slot;
@@ -345,11 +352,11 @@ static __always_inline int fragment_translate(void *ctx, const enum hook hook, s
  * passes such fragments, and a first fragment with held followers, to its TC
  * companion (tc_*_fragments in nat.c). */
 
-static __always_inline bool fragment_has_held(const struct fragment_key *datagram)
+static __always_inline bool fragment_has_held(const struct fragment_origin *o)
 {
 	struct held_key hk = {};
 
-	hk.datagram = *datagram;
+	hk.datagram = datagram_of(o);
 	return bpf_map_lookup_elem(&held_fragments, &hk) != NULL;
 }
 
@@ -382,7 +389,7 @@ static __always_inline int frame_load(struct __sk_buff *skb, const struct held_f
 }
 
 /* A non-first fragment with no translation yet, of a NAT gateway's flow. */
-static __always_inline int fragment_hold(void *ctx, const enum hook hook, const struct fragment_key *datagram)
+static __always_inline int fragment_hold(void *ctx, const enum hook hook, const struct fragment_origin *o)
 {
 	struct held_fragment *copy;
 	struct held_key hk = {};
@@ -393,7 +400,7 @@ static __always_inline int fragment_hold(void *ctx, const enum hook hook, const 
 	copy = frame_save(ctx);
 	if (!copy)
 		return drop_with(hook, REASON_DROP_FRAGMENT_NO_STATE);
-	hk.datagram = *datagram;
+	hk.datagram = datagram_of(o);
 	for (i = 0; i < HELD_PER_DATAGRAM; i++) {
 		hk.index = i;
 		if (bpf_map_update_elem(&held_fragments, &hk, copy, BPF_NOEXIST) == 0) {
@@ -407,20 +414,20 @@ static __always_inline int fragment_hold(void *ctx, const enum hook hook, const 
 /* After a first fragment got its verdict (its translation now remembered): send its
  * held followers back into ingress, then restore the first fragment for its verdict.
  * A held fragment that cannot be sent is counted and dropped. */
-static __always_inline int fragment_release(void *ctx, const enum hook hook, const struct fragment_key *datagram,
-					    __be16 frag_off, int verdict)
+static __always_inline int fragment_release(void *ctx, const enum hook hook, const struct fragment_origin *o,
+					    int verdict)
 {
 	struct held_fragment *first, *held;
 	struct held_key hk = {};
 	__u32 i, ifindex;
 
-	if (hook == HOOK_XDP || (frag_off & bpf_htons(0x3fff)) != bpf_htons(0x2000) || !fragment_has_held(datagram))
+	if (hook == HOOK_XDP || (o->frag_off & bpf_htons(0x3fff)) != bpf_htons(0x2000) || !fragment_has_held(o))
 		return verdict;
 	first = frame_save(ctx);
 	if (!first)
 		return verdict; /* too big to set aside: its followers wait in the LRU */
 	ifindex = ((struct __sk_buff *)ctx)->ifindex;
-	hk.datagram = *datagram;
+	hk.datagram = datagram_of(o);
 	for (i = 0; i < HELD_PER_DATAGRAM; i++) {
 		hk.index = i;
 		held = bpf_map_lookup_elem(&held_fragments, &hk);
@@ -628,8 +635,7 @@ static __always_inline int natgw_inbound(void *ctx, const enum hook hook, struct
 	__be32 saddr = pkt->ip->saddr, daddr = pkt->ip->daddr, new_daddr = 0;
 	__u8 tos = pkt->ip->tos, protocol = pkt->ip->protocol;
 	__u32 len = pkt->total_len, slot = 0;
-	struct fragment_origin origin = {pkt->ip->frag_off, pkt->ip->id, protocol};
-	struct fragment_key datagram;
+	struct fragment_origin origin = {saddr, daddr, pkt->ip->frag_off, pkt->ip->id, protocol};
 	struct flow_key *found_key;
 	struct reply_key reply;
 	struct nat_l4 l4 = {};
@@ -640,14 +646,13 @@ static __always_inline int natgw_inbound(void *ctx, const enum hook hook, struct
 	reason = parse_nat_l4(data, data_end, pkt, &l4);
 	if (reason != REASON_MAX)
 		return is_nat_eip(daddr) ? drop_with(hook, reason) : not_found(ours);
-	datagram = fragment_key_of(saddr, daddr, origin.id, protocol);
 	if (l4.kind == L4_NONE) {
 		verdict = fragment_translate(ctx, hook, pkt, DIR_INBOUND, &found);
 		if (found)
 			return verdict;
-		return is_nat_eip(daddr) ? fragment_hold(ctx, hook, &datagram) : not_found(ours);
+		return is_nat_eip(daddr) ? fragment_hold(ctx, hook, &origin) : not_found(ours);
 	}
-	if (hook == HOOK_XDP && (origin.frag_off & bpf_htons(0x2000)) && fragment_has_held(&datagram))
+	if (hook == HOOK_XDP && (origin.frag_off & bpf_htons(0x2000)) && fragment_has_held(&origin))
 		return pass_with(hook, REASON_PASS_FRAGMENT_TO_TC);
 	if (l4.kind == L4_ICMP_ERROR) {
 		if (!is_nat_eip(daddr))
@@ -668,10 +673,10 @@ static __always_inline int natgw_inbound(void *ctx, const enum hook hook, struct
 	reason = translate_inbound(ctx, hook, &l4, &reply, found_key, bpf_ktime_get_ns(), false, &new_daddr, &slot);
 	if (reason != REASON_MAX)
 		return drop_with(hook, reason);
-	fragment_remember(&origin, saddr, daddr, saddr, new_daddr, slot, DIR_INBOUND);
+	fragment_remember(&origin, saddr, new_daddr, slot, DIR_INBOUND);
 	count_eip(slot, DIR_INBOUND, len);
 	verdict = forward_ipv4(ctx, hook, saddr, new_daddr, tos, protocol, len);
-	return fragment_release(ctx, hook, &datagram, origin.frag_off, verdict);
+	return fragment_release(ctx, hook, &origin, verdict);
 }
 
 /* Outbound, on the VPC side, after no 1:1 binding matched. Sets *ours to false,
@@ -682,8 +687,7 @@ static __always_inline int natgw_outbound(void *ctx, const enum hook hook, struc
 	__be32 saddr = pkt->ip->saddr, daddr = pkt->ip->daddr, new_daddr;
 	__u8 tos = pkt->ip->tos, protocol = pkt->ip->protocol;
 	__u32 len = pkt->total_len, slot, in_slot = 0;
-	struct fragment_origin origin = {pkt->ip->frag_off, pkt->ip->id, protocol};
-	struct fragment_key datagram;
+	struct fragment_origin origin = {saddr, daddr, pkt->ip->frag_off, pkt->ip->id, protocol};
 	struct snat_rule_key rule_key = {};
 	struct flow_key key = {};
 	struct snat_pool *pool;
@@ -702,14 +706,13 @@ static __always_inline int natgw_outbound(void *ctx, const enum hook hook, struc
 	reason = parse_nat_l4(data, data_end, pkt, &l4);
 	if (reason != REASON_MAX)
 		return bpf_map_lookup_elem(&snat_rules, &rule_key) ? drop_with(hook, reason) : not_found(ours);
-	datagram = fragment_key_of(saddr, daddr, origin.id, protocol);
 	if (l4.kind == L4_NONE) {
 		verdict = fragment_translate(ctx, hook, pkt, DIR_OUTBOUND, &found);
 		if (found)
 			return verdict;
-		return bpf_map_lookup_elem(&snat_rules, &rule_key) ? fragment_hold(ctx, hook, &datagram) : not_found(ours);
+		return bpf_map_lookup_elem(&snat_rules, &rule_key) ? fragment_hold(ctx, hook, &origin) : not_found(ours);
 	}
-	if (hook == HOOK_XDP && (origin.frag_off & bpf_htons(0x2000)) && fragment_has_held(&datagram))
+	if (hook == HOOK_XDP && (origin.frag_off & bpf_htons(0x2000)) && fragment_has_held(&origin))
 		return pass_with(hook, REASON_PASS_FRAGMENT_TO_TC);
 	if (l4.kind == L4_ICMP_ERROR) {
 		/* Only an error about a session's packet is ours. */
@@ -763,10 +766,10 @@ static __always_inline int natgw_outbound(void *ctx, const enum hook hook, struc
 		if (reason != REASON_MAX)
 			return drop_with(hook, reason);
 	}
-	fragment_remember(&origin, saddr, daddr, eip, new_daddr, slot, DIR_OUTBOUND);
+	fragment_remember(&origin, eip, new_daddr, slot, DIR_OUTBOUND);
 	count_eip(slot, DIR_OUTBOUND, len);
 	if (flags & SESSION_HAIRPIN)
 		count_eip(in_slot, DIR_INBOUND, len);
 	verdict = forward_ipv4(ctx, hook, eip, new_daddr, tos, protocol, len);
-	return fragment_release(ctx, hook, &datagram, origin.frag_off, verdict);
+	return fragment_release(ctx, hook, &origin, verdict);
 }
