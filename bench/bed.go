@@ -55,6 +55,8 @@ type bed struct {
 	bpffs         *testbed.BPFFS
 	sinkLink      link.Link
 	sysfs         string
+	// afterSetup, when set, runs between a window's setup and its traffic.
+	afterSetup func() error
 }
 
 func newBed(prefix string) (_ *bed, err error) {

@@ -15,6 +15,7 @@ import (
 	"github.com/eipgw/eipgw/internal/testbed"
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -35,15 +36,18 @@ func allCases() []benchCase {
 	return []benchCase{
 		{"kernel-forwarding", "Linux IP forwarding, no NAT", manyFlows, false, noSetup, nil},
 		{"nft-stateless-1to1", "nftables: notrack + ip saddr set ip saddr map { 50 bindings }", manyFlows, true, nftStateless, nil},
-		{"nft-snat-conntrack-1flow", "nftables: snat with conntrack, one flow", oneFlow, true, nftSNAT, nil},
-		{"nft-snat-conntrack-many", "nftables: snat with conntrack, 12,800 flows", manyFlows, true, nftSNAT, nil},
+		{"nft-snat-conntrack-1flow", "nftables: snat with conntrack, one flow", oneFlow, true, nftSNAT(oneFlow), nil},
+		{"nft-snat-conntrack-many", "nftables: snat with conntrack, 12,800 flows", manyFlows, true, nftSNAT(manyFlows), nil},
+		{"nft-snat-conntrack-new", "nftables: snat to 16 addresses with conntrack, every packet a new connection (up to 250,000 a window)", newFlows, true, nftSNATNew, nil},
 		{"nft-flowtable-bidir", "nftables: snat with conntrack and a flowtable, 256 flows made established by a reply each", flowtableFlows, true, nftFlowtable,
 			kernelHas("CONFIG_NF_FLOW_TABLE")},
 		{"xdp-floor", "XDP: MAC rewrite and redirect, nothing else (the floor for any XDP gateway)", manyFlows, false, xdpFloor, nil},
 		{"eipgw-1to1-xdp", "eipgw 1:1 EIP at XDP, 50 bindings", manyFlows, true, eipgwAt(dataplane.HookXDP), nil},
 		{"eipgw-1to1-tc", "eipgw 1:1 EIP at TC (tcx), 50 bindings", manyFlows, true, eipgwAt(dataplane.HookTC), nil},
-		{"eipgw-snat-xdp", "eipgw NAT gateway SNAT at XDP, 12,800 established sessions on one EIP", manyFlows, true, eipgwSNATAt(dataplane.HookXDP), nil},
-		{"eipgw-snat-tc", "eipgw NAT gateway SNAT at TC (tcx), 12,800 established sessions on one EIP", manyFlows, true, eipgwSNATAt(dataplane.HookTC), nil},
+		{"eipgw-snat-xdp", "eipgw NAT gateway SNAT at XDP, 12,800 established sessions on one EIP", manyFlows, true, eipgwSNATAt(dataplane.HookXDP, 1, manyFlows), nil},
+		{"eipgw-snat-tc", "eipgw NAT gateway SNAT at TC (tcx), 12,800 established sessions on one EIP", manyFlows, true, eipgwSNATAt(dataplane.HookTC, 1, manyFlows), nil},
+		{"eipgw-snat-new-xdp", "eipgw NAT gateway SNAT at XDP to a paired pool of 16 EIPs, every packet a new session (up to 250,000 a window)", newFlows, true, eipgwSNATAt(dataplane.HookXDP, newFlowPool, flows{}), nil},
+		{"eipgw-snat-new-tc", "eipgw NAT gateway SNAT at TC (tcx) to a paired pool of 16 EIPs, every packet a new session (up to 250,000 a window)", newFlows, true, eipgwSNATAt(dataplane.HookTC, newFlowPool, flows{}), nil},
 	}
 }
 
@@ -113,24 +117,84 @@ func nftStateless(b *bed) (func() error, error) {
 }
 
 // nftSNAT is the usual kernel NAT: snat to one EIP out of the uplink, with conntrack.
-func nftSNAT(b *bed) (func() error, error) {
-	return b.nft(snatRule)
+// Like eipgw's SNAT cases, each window starts from an empty connection table and
+// sends every flow one packet first, so the window measures established connections.
+func nftSNAT(f flows) func(b *bed) (func() error, error) {
+	return func(b *bed) (func() error, error) {
+		if err := b.flushConntrack(); err != nil {
+			return nil, err
+		}
+		teardown, err := b.nft(snatRule(1))
+		if err != nil {
+			return nil, err
+		}
+		if err := b.openFlows(f); err != nil {
+			return nil, errors.Join(err, teardown())
+		}
+		return teardown, nil
+	}
 }
 
-func snatRule(c *nftables.Conn, t *nftables.Table) error {
-	{
+// newFlowPool is the number of addresses the new-connection cases translate to: enough
+// ports that 250,000 mappings leave every address's range no more than a third full.
+const newFlowPool = 16
+
+// nftSNATNew is the kernel's new-connection rate: snat to newFlowPool addresses (the
+// kernel picks one per source and destination, as eipgw's paired pool does per
+// source), every packet a connection conntrack has not seen. The teardown forgets them.
+func nftSNATNew(b *bed) (func() error, error) {
+	if err := b.flushConntrack(); err != nil {
+		return nil, err
+	}
+	teardown, err := b.nft(snatRule(newFlowPool))
+	if err != nil {
+		return nil, err
+	}
+	return func() error { return errors.Join(teardown(), b.flushConntrack()) }, nil
+}
+
+// flushConntrack empties the gateway's connection table.
+func (b *bed) flushConntrack() error {
+	if err := b.gw.Netlink().ConntrackTableFlush(netlink.ConntrackTable); err != nil {
+		return fmt.Errorf("flush conntrack: %w", err)
+	}
+	return nil
+}
+
+// openFlows sends every flow one packet, slowly enough that none is lost.
+func (b *bed) openFlows(f flows) error {
+	if _, err := b.generate(f, 50e3, f.count()); err != nil {
+		return fmt.Errorf("open the flows: %w", err)
+	}
+	return nil
+}
+
+// snatRule translates what leaves the uplink to the first `addrs` EIPs.
+func snatRule(addrs int) func(c *nftables.Conn, t *nftables.Table) error {
+	return func(c *nftables.Conn, t *nftables.Table) error {
 		post := c.AddChain(&nftables.Chain{Name: "nat_post", Table: t, Type: nftables.ChainTypeNAT,
 			Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
 		ifname := make([]byte, unix.IFNAMSIZ)
 		copy(ifname, "uplink")
+		pool := eipPool(addrs)
 		c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname},
-			&expr.Immediate{Register: 1, Data: netip.MustParseAddr(eipBase).AsSlice()},
-			&expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1},
+			&expr.Immediate{Register: 1, Data: pool[0].AsSlice()},
+			&expr.Immediate{Register: 2, Data: pool[len(pool)-1].AsSlice()},
+			&expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegAddrMax: 2},
 		}})
 		return nil
 	}
+}
+
+// eipPool is the first n EIPs from eipBase.
+func eipPool(n int) []netip.Addr {
+	pool := []netip.Addr{netip.MustParseAddr(eipBase)}
+	for len(pool) < n {
+		pool = append(pool, pool[len(pool)-1].Next())
+	}
+	return pool
 }
 
 // flowtableFlows are one host's ports: SNAT to one EIP keeps them, so the replies
@@ -153,7 +217,7 @@ func nftFlowtable(b *bed) (func() error, error) {
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutilNative(0)},
 			&expr.FlowOffload{Name: ft.Name},
 		}})
-		return snatRule(c, t)
+		return snatRule(1)(c, t)
 	})
 	if err != nil {
 		return nil, err
@@ -237,17 +301,19 @@ func eipgwAt(hook dataplane.Hook) func(b *bed) (func() error, error) {
 var snatSource = netip.MustParsePrefix("10.0.1.0/24")
 
 // eipgwSNATAt runs eipgw as a NAT gateway: the 1:1 bindings give way to one SNAT entry
-// pooling the generator's hosts onto one EIP, as nft-snat-conntrack-many does. Every
-// flow gets one packet before the window, so the window measures established
-// sessions; the teardown purges them and puts the bindings back.
-func eipgwSNATAt(hook dataplane.Hook) func(b *bed) (func() error, error) {
+// pooling the generator's hosts onto the first poolSize EIPs (paired, as the kernel
+// does, when there are several). Every flow of open gets one packet before the window,
+// so the window measures established sessions; with no flows to open, the window
+// opens its own (the new-flow cases). The teardown purges the sessions and puts the
+// bindings back.
+func eipgwSNATAt(hook dataplane.Hook, poolSize int, open flows) func(b *bed) (func() error, error) {
 	attach := eipgwAt(hook)
 	return func(b *bed) (func() error, error) {
 		dp, err := b.eipgw()
 		if err != nil {
 			return nil, err
 		}
-		eip := netip.MustParseAddr(eipBase)
+		pool := eipPool(poolSize)
 		restore := func() error {
 			if _, err := dp.PurgeSessions(func(dataplane.Session) bool { return true }); err != nil {
 				return err
@@ -255,8 +321,10 @@ func eipgwSNATAt(hook dataplane.Hook) func(b *bed) (func() error, error) {
 			if err := dp.DeleteSnatRule(snatSource); err != nil {
 				return err
 			}
-			if err := dp.DeleteNatEIP(eip); err != nil {
-				return err
+			for _, eip := range pool {
+				if err := dp.DeleteNatEIP(eip); err != nil {
+					return err
+				}
 			}
 			for priv, e := range bindings() {
 				if err := dp.SetBinding(e, priv); err != nil {
@@ -270,10 +338,12 @@ func eipgwSNATAt(hook dataplane.Hook) func(b *bed) (func() error, error) {
 				return nil, err
 			}
 		}
-		if err := dp.SetNatEIP(eip); err != nil {
-			return nil, err
+		for _, eip := range pool {
+			if err := dp.SetNatEIP(eip); err != nil {
+				return nil, err
+			}
 		}
-		if err := dp.SetSnatRule(dataplane.SnatRule{Source: snatSource, Pool: []netip.Addr{eip}}); err != nil {
+		if err := dp.SetSnatRule(dataplane.SnatRule{Source: snatSource, Pool: pool, Affinity: poolSize > 1}); err != nil {
 			return nil, err
 		}
 		detach, err := attach(b)
@@ -283,10 +353,10 @@ func eipgwSNATAt(hook dataplane.Hook) func(b *bed) (func() error, error) {
 		undo := func() error { return errors.Join(detach(), restore()) }
 		// A few packets of the first pass can be lost while the new attachment
 		// settles: pass again until every flow has its session.
-		want, have := int(manyFlows.Hosts*manyFlows.Ports), 0
+		want, have := int(open.count()), 0
 		for pass := 0; pass < 3 && have != want; pass++ {
-			if _, err := b.generate(manyFlows, 50e3, uint64(want)); err != nil {
-				return nil, errors.Join(fmt.Errorf("open the sessions: %w", err), undo())
+			if err := b.openFlows(open); err != nil {
+				return nil, errors.Join(err, undo())
 			}
 			ss, err := dp.Sessions(nil)
 			if err != nil {

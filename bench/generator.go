@@ -17,7 +17,13 @@ import (
 type flows struct {
 	Hosts, Ports uint32
 	Base         uint16 // first source port; 0 means portBase
+	// Once: a window sends each flow at most once, so every packet opens a new
+	// connection; the window ends early rather than repeat one.
+	Once bool
 }
+
+// count is the number of distinct flows.
+func (f flows) count() uint64 { return uint64(f.Hosts) * uint64(f.Ports) }
 
 func (f flows) base() uint16 {
 	if f.Base == 0 {
@@ -29,6 +35,10 @@ func (f flows) base() uint16 {
 var (
 	oneFlow   = flows{Hosts: 1, Ports: 1}
 	manyFlows = flows{Hosts: manyHosts, Ports: manyPorts}
+	// newFlows: 250 hosts x 1,000 ports, each sent once a window. 250,000 stays under
+	// both the session table's and conntrack's 262,144 entries, so neither fills; the
+	// ports are apart from the other cases' flows.
+	newFlows = flows{Hosts: 250, Ports: 1000, Base: 30000, Once: true}
 )
 
 func (f flows) String() string { return fmt.Sprintf("%d flows", f.Hosts*f.Ports) }

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -28,7 +29,16 @@ func main() {
 	flag.BoolVar(&opts.Smoke, "smoke", false, "one short round of each case at a low rate; checks delivery, measures nothing")
 	out := flag.String("out", "", "results directory (default bench/results; in smoke mode none)")
 	only := flag.String("only", "", "run one part: rates or control (default: everything)")
+	cases := flag.String("cases", "", "measure only the rate cases whose names match this regular expression (results are then written only with --out)")
 	flag.Parse()
+	if *cases != "" {
+		re, err := regexp.Compile(*cases)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: --cases:", err)
+			os.Exit(2)
+		}
+		opts.Cases = re
+	}
 	if err := run(opts, *out, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -52,7 +62,7 @@ func run(opts options, out, only string) error {
 	if opts.Smoke {
 		opts.Rounds, opts.Window = 1, 250*time.Millisecond
 	}
-	if out == "" && !opts.Smoke {
+	if out == "" && !opts.Smoke && opts.Cases == nil {
 		out = filepath.Join(root, "bench", "results")
 	}
 
@@ -73,7 +83,7 @@ func run(opts options, out, only string) error {
 				os.Exit(130)
 			}
 		}()
-		rep.Rates, err = b.rates(allCases(), opts)
+		rep.Rates, err = b.rates(selectCases(allCases(), opts.Cases), opts)
 		signal.Stop(sig)
 		close(sig)
 		b.close()
@@ -96,8 +106,8 @@ func run(opts options, out, only string) error {
 			return fmt.Errorf("control plane: %w", err)
 		}
 	}
-	if opts.Smoke {
-		if rep.Rates != nil {
+	if opts.Smoke || out == "" {
+		if opts.Smoke && rep.Rates != nil {
 			for _, c := range rep.Rates.Cases {
 				if c.Unavailable != "" {
 					fmt.Printf("smoke: %-26s not measured: %s\n", c.Name, c.Unavailable)
@@ -107,14 +117,17 @@ func run(opts options, out, only string) error {
 					c.Name, c.Samples[0].Delivered, c.Samples[0].Checked)
 			}
 		}
-		if rep.Control != nil {
+		if opts.Smoke && rep.Control != nil {
 			fmt.Printf("smoke: control plane associated %d through the API and %d through the reconciler, all in the maps\n",
 				rep.Control.APIAssociations, rep.Control.ReconcilerBindings)
 		}
 		if out == "" {
+			if !opts.Smoke {
+				fmt.Print("\n" + rep.markdown())
+			}
 			return nil
 		}
-	} else if only == "" {
+	} else if only == "" && opts.Cases == nil {
 		fmt.Println("program cost, binding and session scale (go test -bench ./dataplane)...")
 		fig, err := programCosts(root)
 		if err != nil {

@@ -83,6 +83,7 @@ func (r *report) markdown() string {
 				ratioCell(c.VsFloor), strings.Join(flags, ", "))
 		}
 		b.WriteString("\n")
+		b.WriteString(liveProgramTable(r.Rates))
 	}
 	if len(r.Costs) > 0 {
 		b.WriteString("Program cost per path (BPF_PROG_TEST_RUN, warm cache, ns/packet):\n\n| path | xdp | tc |\n|---|---:|---:|\n")

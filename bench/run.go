@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"sort"
 	"time"
 )
@@ -12,7 +14,22 @@ type options struct {
 	Window   time.Duration
 	Overload float64 // pace at this multiple of the case's capacity
 	Smoke    bool
+	Cases    *regexp.Regexp // nil: every case
 	Log      io.Writer
+}
+
+// selectCases keeps the cases whose names match (all of them for nil).
+func selectCases(all []benchCase, match *regexp.Regexp) []benchCase {
+	if match == nil {
+		return all
+	}
+	var kept []benchCase
+	for _, c := range all {
+		if match.MatchString(c.Name) {
+			kept = append(kept, c)
+		}
+	}
+	return kept
 }
 
 // sample is one window of one case.
@@ -73,14 +90,19 @@ type caseResult struct {
 	Unsaturated    bool `json:"unsaturated"`
 	// Unavailable says why the case was not measured on this machine.
 	Unavailable string `json:"unavailable,omitempty"`
+	// Live is the time spent in the gateway's program per packet, from one more
+	// window with the kernel's BPF statistics on (eipgw cases and the floor).
+	Live *liveProgram `json:"live_program,omitempty"`
 }
 
 // counterparts name, for each eipgw case, the kernel case that does the same job.
 var counterparts = map[string]string{
-	"eipgw-1to1-xdp": "nft-stateless-1to1",
-	"eipgw-1to1-tc":  "nft-stateless-1to1",
-	"eipgw-snat-xdp": "nft-snat-conntrack-many",
-	"eipgw-snat-tc":  "nft-snat-conntrack-many",
+	"eipgw-1to1-xdp":     "nft-stateless-1to1",
+	"eipgw-1to1-tc":      "nft-stateless-1to1",
+	"eipgw-snat-xdp":     "nft-snat-conntrack-many",
+	"eipgw-snat-tc":      "nft-snat-conntrack-many",
+	"eipgw-snat-new-xdp": "nft-snat-conntrack-new",
+	"eipgw-snat-new-tc":  "nft-snat-conntrack-new",
 }
 
 type rateReport struct {
@@ -94,7 +116,15 @@ func (b *bed) measureWindow(c benchCase, pacePPS float64, window time.Duration) 
 	if err != nil {
 		return sample{}, fmt.Errorf("%s: setup: %w", c.Name, err)
 	}
+	if b.afterSetup != nil {
+		if err := b.afterSetup(); err != nil {
+			return sample{}, errors.Join(err, teardown())
+		}
+	}
 	packets := uint64(pacePPS * window.Seconds())
+	if c.Flows.Once {
+		packets = min(packets, c.Flows.count())
+	}
 	w, genErr := b.generate(c.Flows, pacePPS, packets)
 	if err := teardown(); err != nil {
 		return sample{}, fmt.Errorf("%s: teardown: %w", c.Name, err)
@@ -194,6 +224,16 @@ func (b *bed) rates(cases []benchCase, opts options) (*rateReport, error) {
 		}
 	}
 	if !opts.Smoke {
+		for _, c := range cases {
+			lp, err := b.measureLiveProgram(c, pace[c.Name], opts.Window/2)
+			if err != nil {
+				return nil, fmt.Errorf("%s: live program time: %w", c.Name, err)
+			}
+			if lp != nil {
+				results[c.Name].Live = lp
+				fmt.Fprintf(opts.Log, "live     %-26s %s: %.0f ns a packet over %d packets\n", c.Name, lp.Program, lp.NsPerRun, lp.Runs)
+			}
+		}
 		if ceil, err = b.ceiling(opts.Window); err != nil {
 			return nil, fmt.Errorf("generator ceiling: %w", err)
 		}

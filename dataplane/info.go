@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/cilium/ebpf"
 )
@@ -16,6 +17,10 @@ type ProgramStat struct {
 	Instructions int
 	// JitedBytes is the size of its machine code.
 	JitedBytes uint32
+	// Runs and RunTime count the program's runs and the time spent in them while
+	// the kernel's run-time statistics are on (ebpf.EnableStats); zero otherwise.
+	Runs    uint64
+	RunTime time.Duration
 }
 
 // ProgramStats reports on each NAT program.
@@ -35,6 +40,9 @@ func (d *Dataplane) ProgramStats() ([]ProgramStat, error) {
 			st.Instructions = n / 8 // one BPF instruction is 8 bytes
 		}
 		st.JitedBytes, _ = info.JitedSize()
+		if rs, err := p.prog.Stats(); err == nil {
+			st.Runs, st.RunTime = rs.RunCount, rs.Runtime
+		}
 		out = append(out, st)
 	}
 	return out, nil
