@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -24,6 +23,9 @@ import (
 // private addresses), the sink for the internet; the gateway is in between.
 //
 //	[gen eth0] --- vpc [gw] uplink --- [sink eth0 198.51.100.253]
+//
+// The DNAT cases run the other way: the sink's host sends from internet clients to
+// EIPs, and gen's interface counts what arrives (the sink program runs on both ends).
 const (
 	genCPU        = 0 // the generator's syscall thread
 	gatewayCPU    = 1 // the gateway's receive work (threaded NAPI of its vpc interface)
@@ -39,6 +41,10 @@ const (
 	portBase      = 10000
 	translatedNet = "203.0.113.0/24"
 	privateNet    = "10.0.0.0/8"
+	// Inbound (DNAT) traffic: clientHosts x clientPorts internet clients, each to
+	// one of inboundEIPs EIPs (eipBase on), published at port flowDstPort.
+	clientBase  = "198.51.100.128"
+	inboundEIPs = 16
 )
 
 type bed struct {
@@ -54,6 +60,8 @@ type bed struct {
 	dp            *dataplane.Dataplane // eipgw, opened by the first eipgw case
 	bpffs         *testbed.BPFFS
 	sinkLink      link.Link
+	genSinkLink   link.Link // the sink program on gen's interface, for inbound cases
+	genMAC        net.HardwareAddr
 	sysfs         string
 	// afterSetup, when set, runs between a window's setup and its traffic.
 	afterSetup func() error
@@ -84,6 +92,9 @@ func newBed(prefix string) (_ *bed, err error) {
 		func() error { return b.gw.Sysctl("net/ipv4/ip_forward", "1") },
 		func() error { return b.gw.Sysctl("net/ipv4/conf/all/rp_filter", "0") },
 		func() error { return b.gw.Sysctl("net/ipv4/conf/vpc/rp_filter", "0") },
+		func() error { return b.gw.Sysctl("net/ipv4/conf/uplink/rp_filter", "0") },
+		// Inbound without NAT (kernel-forwarding-in) sends to the EIPs as they are.
+		func() error { return b.gw.Route(translatedNet, "", "vpc") },
 		// Frames that XDP_TX into the gateway's veth need NAPI there when no XDP
 		// program is attached (the kernel cases).
 		func() error { return b.gw.SetGRO("vpc", true) },
@@ -116,9 +127,19 @@ func newBed(prefix string) (_ *bed, err error) {
 		return nil, err
 	}
 	b.genIf = &net.Interface{Index: genIdx, HardwareAddr: genMAC, Name: "eth0"}
-	// The gateway knows the sink's MAC from the start, so no case pays for ARP.
+	b.genMAC = genMAC
+	// The gateway knows the sink's MAC from the start, so no case pays for ARP; the
+	// same for where inbound traffic goes: the EIPs as they are, and the private
+	// hosts they translate to.
 	if err := b.gw.Neigh("uplink", netip.MustParseAddr(sinkAddr), b.sinkMAC); err != nil {
 		return nil, err
+	}
+	for priv, eip := range inboundTargets() {
+		for _, a := range []netip.Addr{priv, eip} {
+			if err := b.gw.Neigh("vpc", a, genMAC); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if err := b.loadPrograms(); err != nil {
 		return nil, err
@@ -150,13 +171,17 @@ func (b *bed) loadPrograms() error {
 	}
 	tn, tm := prefixBE(translatedNet)
 	un, um := prefixBE(privateNet)
-	var floor trafficFloorConfig
-	copy(floor.SrcMac[:], b.gwUpMAC)
-	copy(floor.DstMac[:], b.sinkMAC)
-	floor.EgressIfindex = uint32(b.gwUp)
+	floor := func(src, dst net.HardwareAddr, egress int) trafficFloorConfig {
+		var f trafficFloorConfig
+		copy(f.SrcMac[:], src)
+		copy(f.DstMac[:], dst)
+		f.EgressIfindex = uint32(egress)
+		return f
+	}
 	for name, v := range map[string]any{
-		"sink_cfg":  trafficSinkConfig{TranslatedNet: tn, TranslatedMask: tm, UntranslatedNet: un, UntranslatedMask: um, SampleEvery: 64},
-		"floor_cfg": floor,
+		"sink_cfg":      trafficSinkConfig{EipNet: tn, EipMask: tm, PrivateNet: un, PrivateMask: um, SampleEvery: 64},
+		"floor_out_cfg": floor(b.gwUpMAC, b.sinkMAC, b.gwUp),
+		"floor_in_cfg":  floor(b.gwVPCMAC, b.genMAC, b.gwVPC),
 	} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return fmt.Errorf("set %s: %w", name, err)
@@ -176,9 +201,16 @@ func (b *bed) loadPrograms() error {
 	if err != nil {
 		return err
 	}
-	return b.sink.Do(func() error {
+	if err := b.sink.Do(func() error {
 		var err error
 		b.sinkLink, err = link.AttachXDP(link.XDPOptions{Program: b.objs.Sink, Interface: sinkIdx})
+		return err
+	}); err != nil {
+		return err
+	}
+	return b.gen.Do(func() error {
+		var err error
+		b.genSinkLink, err = link.AttachXDP(link.XDPOptions{Program: b.objs.Sink, Interface: b.genIf.Index})
 		return err
 	})
 }
@@ -196,13 +228,23 @@ func (b *bed) placeGatewayNAPI() error {
 		return fmt.Errorf("mount the gateway's sysfs: %w", err)
 	}
 	b.sysfs = dir
-	if err := os.WriteFile(filepath.Join(dir, "class/net/vpc/threaded"), []byte("1"), 0o644); err != nil {
-		return fmt.Errorf("threaded NAPI on the gateway: %w", err)
+	for _, ifname := range []string{"vpc", "uplink"} {
+		if err := pinNAPI(dir, ifname); err != nil {
+			return err
+		}
 	}
-	// The thread is named napi/vpc-<id>; it appears once the device has polled.
+	return nil
+}
+
+// pinNAPI makes one interface's receive work a thread and pins it to gatewayCPU.
+func pinNAPI(sysfs, ifname string) error {
+	if err := os.WriteFile(filepath.Join(sysfs, "class/net", ifname, "threaded"), []byte("1"), 0o644); err != nil {
+		return fmt.Errorf("threaded NAPI on the gateway's %s: %w", ifname, err)
+	}
+	// The thread is named napi/<ifname>-<id>; it appears once the device has polled.
 	deadline := time.Now().Add(2 * time.Second)
 	for {
-		pids, err := napiThreads("vpc")
+		pids, err := napiThreads(ifname)
 		if err != nil {
 			return err
 		}
@@ -217,7 +259,7 @@ func (b *bed) placeGatewayNAPI() error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return errors.New("no NAPI thread for the gateway's vpc interface appeared")
+			return fmt.Errorf("no NAPI thread for the gateway's %s interface appeared", ifname)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -245,12 +287,12 @@ func napiThreads(ifname string) ([]int, error) {
 	return pids, nil
 }
 
-// attachXDP attaches a program to the gateway's vpc interface.
-func (b *bed) attachXDP(prog *ebpf.Program) (link.Link, error) {
+// attachXDP attaches a program to the gateway's interface with that index.
+func (b *bed) attachXDP(prog *ebpf.Program, ifindex int) (link.Link, error) {
 	var l link.Link
 	err := b.gw.Do(func() error {
 		var err error
-		l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: b.gwVPC})
+		l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex})
 		return err
 	})
 	return l, err
@@ -264,8 +306,10 @@ func (b *bed) close() {
 	if b.bpffs != nil {
 		b.bpffs.Close()
 	}
-	if b.sinkLink != nil {
-		b.sinkLink.Close()
+	for _, l := range []link.Link{b.sinkLink, b.genSinkLink} {
+		if l != nil {
+			l.Close()
+		}
 	}
 	b.objs.Close()
 	if b.sysfs != "" {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/cilium/ebpf"
 	"github.com/eipgw/eipgw/dataplane"
 	"github.com/eipgw/eipgw/internal/testbed"
 	"github.com/google/nftables"
@@ -46,6 +47,11 @@ func allCases() []benchCase {
 		{"eipgw-1to1-tc", "eipgw 1:1 EIP at TC (tcx), 50 bindings", manyFlows, true, eipgwAt(dataplane.HookTC), nil},
 		{"eipgw-snat-xdp", "eipgw NAT gateway SNAT at XDP, 12,800 established sessions on one EIP", manyFlows, true, eipgwSNATAt(dataplane.HookXDP, 1, manyFlows), nil},
 		{"eipgw-snat-tc", "eipgw NAT gateway SNAT at TC (tcx), 12,800 established sessions on one EIP", manyFlows, true, eipgwSNATAt(dataplane.HookTC, 1, manyFlows), nil},
+		{"kernel-forwarding-in", "Linux IP forwarding from the uplink to the VPC, no NAT (the inbound baseline)", inFlows, false, noSetup, nil},
+		{"xdp-floor-in", "XDP: MAC rewrite and redirect from the uplink to the VPC (the inbound floor)", inFlows, false, xdpFloorIn, nil},
+		{"nft-dnat-conntrack", "nftables: dnat from 16 EIPs to their hosts with conntrack, 12,800 established flows from the internet", inFlows, true, nftDNAT, nil},
+		{"eipgw-dnat-xdp", "eipgw NAT gateway DNAT at XDP: 16 forward entries, 12,800 established sessions from the internet", inFlows, true, eipgwDNATAt(dataplane.HookXDP), nil},
+		{"eipgw-dnat-tc", "eipgw NAT gateway DNAT at TC (tcx): 16 forward entries, 12,800 established sessions from the internet", inFlows, true, eipgwDNATAt(dataplane.HookTC), nil},
 		{"eipgw-snat-new-xdp", "eipgw NAT gateway SNAT at XDP to a paired pool of 16 EIPs, every packet a new session (up to 250,000 a window)", newFlows, true, eipgwSNATAt(dataplane.HookXDP, newFlowPool, flows{}), nil},
 		{"eipgw-snat-new-tc", "eipgw NAT gateway SNAT at TC (tcx) to a paired pool of 16 EIPs, every packet a new session (up to 250,000 a window)", newFlows, true, eipgwSNATAt(dataplane.HookTC, newFlowPool, flows{}), nil},
 	}
@@ -87,6 +93,59 @@ func (b *bed) nft(build func(c *nftables.Conn, t *nftables.Table) error) (func()
 		}
 		return nil
 	}, nil
+}
+
+// inboundTargets are the hosts the DNAT cases publish, each on its own EIP: the first
+// inboundEIPs of the bindings, private address to EIP.
+func inboundTargets() map[netip.Addr]netip.Addr {
+	m := map[netip.Addr]netip.Addr{}
+	priv, eip := netip.MustParseAddr(srcBase), netip.MustParseAddr(eipBase)
+	for i := 0; i < inboundEIPs; i++ {
+		m[priv] = eip
+		priv, eip = priv.Next(), eip.Next()
+	}
+	return m
+}
+
+// nftDNAT is the kernel's DNAT: each EIP to its host, with conntrack. Like eipgw's,
+// each window starts from an empty connection table with every flow opened.
+func nftDNAT(b *bed) (func() error, error) {
+	if err := b.flushConntrack(); err != nil {
+		return nil, err
+	}
+	teardown, err := b.nft(func(c *nftables.Conn, t *nftables.Table) error {
+		set := &nftables.Set{Table: t, Name: "published", IsMap: true, KeyType: nftables.TypeIPAddr, DataType: nftables.TypeIPAddr}
+		var elems []nftables.SetElement
+		for priv, eip := range inboundTargets() {
+			elems = append(elems, nftables.SetElement{Key: eip.AsSlice(), Val: priv.AsSlice()})
+		}
+		if err := c.AddSet(set, elems); err != nil {
+			return fmt.Errorf("nftables map: %w", err)
+		}
+		pre := c.AddChain(&nftables.Chain{Name: "nat_pre", Table: t, Type: nftables.ChainTypeNAT,
+			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest})
+		c.AddRule(&nftables.Rule{Table: t, Chain: pre, Exprs: []expr.Any{
+			&expr.Payload{OperationType: expr.PayloadLoad, DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+			&expr.Lookup{SourceRegister: 1, DestRegister: 1, IsDestRegSet: true, SetName: set.Name, SetID: set.ID},
+			&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1},
+		}})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := b.openFlows(inFlows); err != nil {
+		return nil, errors.Join(err, teardown())
+	}
+	return teardown, nil
+}
+
+func xdpFloorIn(b *bed) (func() error, error) {
+	l, err := b.attachXDP(b.objs.XdpFloorIn, b.gwUp)
+	if err != nil {
+		return nil, fmt.Errorf("attach the inbound XDP floor: %w", err)
+	}
+	return l.Close, nil
 }
 
 // nftStateless is the kernel's stateless 1:1: no conntrack, the source rewritten
@@ -262,7 +321,7 @@ func binaryutilNative(v uint32) []byte {
 }
 
 func xdpFloor(b *bed) (func() error, error) {
-	l, err := b.attachXDP(b.objs.XdpFloor)
+	l, err := b.attachXDP(b.objs.XdpFloor, b.gwVPC)
 	if err != nil {
 		return nil, fmt.Errorf("attach the XDP floor: %w", err)
 	}
@@ -300,29 +359,91 @@ func eipgwAt(hook dataplane.Hook) func(b *bed) (func() error, error) {
 // snatSource covers the generator's source hosts: the SNAT entry of the SNAT cases.
 var snatSource = netip.MustParsePrefix("10.0.1.0/24")
 
-// eipgwSNATAt runs eipgw as a NAT gateway: the 1:1 bindings give way to one SNAT entry
-// pooling the generator's hosts onto the first poolSize EIPs (paired, as the kernel
-// does, when there are several). Every flow of open gets one packet before the window,
-// so the window measures established sessions; with no flows to open, the window
-// opens its own (the new-flow cases). The teardown purges the sessions and puts the
-// bindings back.
+// eipgwSNATAt runs eipgw as a NAT gateway: one SNAT entry pools the generator's hosts
+// onto the first poolSize EIPs (paired, as the kernel does, when there are several).
 func eipgwSNATAt(hook dataplane.Hook, poolSize int, open flows) func(b *bed) (func() error, error) {
+	pool := eipPool(poolSize)
+	return eipgwNatAt(hook, open, func(dp *dataplane.Dataplane) (func() error, error) {
+		undo := func() error {
+			err := dp.DeleteSnatRule(snatSource)
+			if errors.Is(err, ebpf.ErrKeyNotExist) {
+				err = nil
+			}
+			return errors.Join(err, deleteNatEIPs(dp, pool))
+		}
+		for _, eip := range pool {
+			if err := dp.SetNatEIP(eip); err != nil {
+				return nil, errors.Join(err, undo())
+			}
+		}
+		if err := dp.SetSnatRule(dataplane.SnatRule{Source: snatSource, Pool: pool, Affinity: poolSize > 1}); err != nil {
+			return nil, errors.Join(err, undo())
+		}
+		return undo, nil
+	})
+}
+
+// eipgwDNATAt runs eipgw as a NAT gateway publishing inboundEIPs hosts, each on its own
+// EIP's flowDstPort, by forward (DNAT) entries.
+func eipgwDNATAt(hook dataplane.Hook) func(b *bed) (func() error, error) {
+	targets := inboundTargets()
+	return eipgwNatAt(hook, inFlows, func(dp *dataplane.Dataplane) (func() error, error) {
+		var eips []netip.Addr
+		for _, eip := range targets {
+			eips = append(eips, eip)
+		}
+		undo := func() error {
+			var errs []error
+			for _, eip := range eips {
+				err := dp.DeleteForwardPort(dataplane.ProtoUDP, netip.AddrPortFrom(eip, flowDstPort))
+				if !errors.Is(err, ebpf.ErrKeyNotExist) {
+					errs = append(errs, err)
+				}
+			}
+			return errors.Join(append(errs, deleteNatEIPs(dp, eips))...)
+		}
+		for priv, eip := range targets {
+			if err := dp.SetNatEIP(eip); err != nil {
+				return nil, errors.Join(err, undo())
+			}
+			if err := dp.SetForwardPort(dataplane.ForwardPort{Protocol: dataplane.ProtoUDP,
+				External: netip.AddrPortFrom(eip, flowDstPort), Internal: netip.AddrPortFrom(priv, flowDstPort)}); err != nil {
+				return nil, errors.Join(err, undo())
+			}
+		}
+		return undo, nil
+	})
+}
+
+func deleteNatEIPs(dp *dataplane.Dataplane, eips []netip.Addr) error {
+	var errs []error
+	for _, eip := range eips {
+		if err := dp.DeleteNatEIP(eip); err != nil && !errors.Is(err, dataplane.ErrNotBound) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// eipgwNatAt runs eipgw as a NAT gateway configured by configure: the 1:1 bindings,
+// which cover the same addresses, give way to it. Every flow of open gets one packet
+// before the window, so the window measures established sessions; with no flows to
+// open, the window opens its own (the new-flow cases). The teardown purges the
+// sessions, undoes the configuration and puts the bindings back.
+func eipgwNatAt(hook dataplane.Hook, open flows, configure func(*dataplane.Dataplane) (func() error, error)) func(b *bed) (func() error, error) {
 	attach := eipgwAt(hook)
 	return func(b *bed) (func() error, error) {
 		dp, err := b.eipgw()
 		if err != nil {
 			return nil, err
 		}
-		pool := eipPool(poolSize)
+		var unconfigure func() error
 		restore := func() error {
 			if _, err := dp.PurgeSessions(func(dataplane.Session) bool { return true }); err != nil {
 				return err
 			}
-			if err := dp.DeleteSnatRule(snatSource); err != nil {
-				return err
-			}
-			for _, eip := range pool {
-				if err := dp.DeleteNatEIP(eip); err != nil {
+			if unconfigure != nil {
+				if err := unconfigure(); err != nil {
 					return err
 				}
 			}
@@ -335,16 +456,11 @@ func eipgwSNATAt(hook dataplane.Hook, poolSize int, open flows) func(b *bed) (fu
 		}
 		for _, e := range bindings() {
 			if err := dp.DeleteBinding(e); err != nil {
-				return nil, err
+				return nil, errors.Join(err, restore())
 			}
 		}
-		for _, eip := range pool {
-			if err := dp.SetNatEIP(eip); err != nil {
-				return nil, err
-			}
-		}
-		if err := dp.SetSnatRule(dataplane.SnatRule{Source: snatSource, Pool: pool, Affinity: poolSize > 1}); err != nil {
-			return nil, err
+		if unconfigure, err = configure(dp); err != nil {
+			return nil, errors.Join(err, restore())
 		}
 		detach, err := attach(b)
 		if err != nil {

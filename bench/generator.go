@@ -20,6 +20,9 @@ type flows struct {
 	// Once: a window sends each flow at most once, so every packet opens a new
 	// connection; the window ends early rather than repeat one.
 	Once bool
+	// Inbound flows go from internet clients (the sink's side) to the EIPs, one EIP
+	// per flow; the others from the generator's private hosts to the internet.
+	Inbound bool
 }
 
 // count is the number of distinct flows.
@@ -39,6 +42,8 @@ var (
 	// both the session table's and conntrack's 262,144 entries, so neither fills; the
 	// ports are apart from the other cases' flows.
 	newFlows = flows{Hosts: 250, Ports: 1000, Base: 30000, Once: true}
+	// inFlows: 50 clients x 256 ports, spread over the inboundEIPs EIPs.
+	inFlows = flows{Hosts: manyHosts, Ports: manyPorts, Inbound: true}
 )
 
 func (f flows) String() string { return fmt.Sprintf("%d flows", f.Hosts*f.Ports) }
@@ -98,6 +103,16 @@ func (b *bed) sinkCounts() ([trafficSinkClassSINK_MAX]uint64, error) {
 // can) and returns what the sink counted.
 func (b *bed) generate(f flows, pps float64, packets uint64) (window, error) {
 	frame, payloadSum := template()
+	if f.Inbound {
+		// 12,800 flows over 16 EIPs: each client port always meets the same EIP.
+		cfg := trafficGenConfig{
+			SrcBase: ipBE(clientBase), DstBase: ipBE(eipBase), SrcHosts: f.Hosts, DstHosts: inboundEIPs,
+			SrcPorts: f.Ports, PortBase: f.base(), DstPort: flowDstPort, PayloadSum: payloadSum,
+		}
+		copy(cfg.SrcMac[:], b.sinkMAC)
+		copy(cfg.DstMac[:], b.gwUpMAC)
+		return b.send(b.sink, b.sinkIf, cfg, frame, pps, packets)
+	}
 	cfg := trafficGenConfig{
 		SrcBase: ipBE(srcBase), DstBase: ipBE(flowDst), SrcHosts: f.Hosts, DstHosts: 1,
 		SrcPorts: f.Ports, PortBase: f.base(), DstPort: flowDstPort, PayloadSum: payloadSum,

@@ -23,11 +23,13 @@ type liveProgram struct {
 // the gateway: eipgw's, once opened, and the XDP floor.
 func (b *bed) programClock() (map[string]ebpf.ProgramStats, error) {
 	out := map[string]ebpf.ProgramStats{}
-	st, err := b.objs.XdpFloor.Stats()
-	if err != nil {
-		return nil, fmt.Errorf("floor program statistics: %w", err)
+	for name, p := range map[string]*ebpf.Program{"xdp_floor": b.objs.XdpFloor, "xdp_floor_in": b.objs.XdpFloorIn} {
+		st, err := p.Stats()
+		if err != nil {
+			return nil, fmt.Errorf("%s statistics: %w", name, err)
+		}
+		out[name] = *st
 	}
-	out["xdp_floor"] = *st
 	if b.dp != nil {
 		ps, err := b.dp.ProgramStats()
 		if err != nil {
@@ -45,7 +47,7 @@ func (b *bed) programClock() (map[string]ebpf.ProgramStats, error) {
 // reports the program that carried the window's packets. Kernel cases run no
 // program of ours and report nothing.
 func (b *bed) measureLiveProgram(c benchCase, pacePPS float64, window time.Duration) (*liveProgram, error) {
-	if !strings.HasPrefix(c.Name, "eipgw-") && c.Name != "xdp-floor" {
+	if !strings.HasPrefix(c.Name, "eipgw-") && !strings.HasPrefix(c.Name, "xdp-floor") {
 		return nil, nil
 	}
 	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))

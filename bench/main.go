@@ -24,7 +24,7 @@ import (
 func main() {
 	opts := options{Log: os.Stdout}
 	flag.IntVar(&opts.Rounds, "rounds", 10, "interleaved rounds of every case")
-	flag.DurationVar(&opts.Window, "window", 2*time.Second, "length of one case's window")
+	flag.DurationVar(&opts.Window, "window", 1500*time.Millisecond, "length of one case's window")
 	flag.Float64Var(&opts.Overload, "overload", 1.3, "pace each case at this multiple of its capacity")
 	flag.BoolVar(&opts.Smoke, "smoke", false, "one short round of each case at a low rate; checks delivery, measures nothing")
 	out := flag.String("out", "", "results directory (default bench/results; in smoke mode none)")

@@ -76,6 +76,7 @@ type caseResult struct {
 	Desc       string   `json:"description"`
 	Flows      uint32   `json:"flows"`
 	Translated bool     `json:"translated"`
+	Inbound    bool     `json:"inbound"` // from the internet to the VPC
 	Samples    []sample `json:"samples"`
 	Mpps       stat     `json:"mpps"`
 	Loss       stat     `json:"loss"`
@@ -95,12 +96,22 @@ type caseResult struct {
 	Live *liveProgram `json:"live_program,omitempty"`
 }
 
+// direction names the baselines a case compares with: inbound cases have their own.
+func (c *caseResult) direction() string {
+	if c.Inbound {
+		return "-in"
+	}
+	return ""
+}
+
 // counterparts name, for each eipgw case, the kernel case that does the same job.
 var counterparts = map[string]string{
 	"eipgw-1to1-xdp":     "nft-stateless-1to1",
 	"eipgw-1to1-tc":      "nft-stateless-1to1",
 	"eipgw-snat-xdp":     "nft-snat-conntrack-many",
 	"eipgw-snat-tc":      "nft-snat-conntrack-many",
+	"eipgw-dnat-xdp":     "nft-dnat-conntrack",
+	"eipgw-dnat-tc":      "nft-dnat-conntrack",
 	"eipgw-snat-new-xdp": "nft-snat-conntrack-new",
 	"eipgw-snat-new-tc":  "nft-snat-conntrack-new",
 }
@@ -149,7 +160,7 @@ func (b *bed) measureWindow(c benchCase, pacePPS float64, window time.Duration) 
 // ceiling is how fast the generator can send when the gateway only counts and drops
 // what arrives (the sink program on its interface): the generator's own limit.
 func (b *bed) ceiling(window time.Duration) (float64, error) {
-	l, err := b.attachXDP(b.objs.Sink)
+	l, err := b.attachXDP(b.objs.Sink, b.gwVPC)
 	if err != nil {
 		return 0, err
 	}
@@ -179,7 +190,8 @@ func (b *bed) rates(cases []benchCase, opts options) (*rateReport, error) {
 	results := map[string]*caseResult{}
 	var runnable []benchCase
 	for _, c := range cases {
-		results[c.Name] = &caseResult{Name: c.Name, Desc: c.Desc, Flows: c.Flows.Hosts * c.Flows.Ports, Translated: c.Translated}
+		results[c.Name] = &caseResult{Name: c.Name, Desc: c.Desc, Flows: c.Flows.Hosts * c.Flows.Ports,
+			Translated: c.Translated, Inbound: c.Flows.Inbound}
 		rep.Cases = append(rep.Cases, results[c.Name])
 		if c.Requires != nil {
 			if err := c.Requires(); err != nil {
@@ -275,8 +287,8 @@ func summarize(rep *rateReport) {
 			loss = append(loss, s.Loss)
 		}
 		c.Mpps, c.Loss = quartiles(mpps), quartiles(loss)
-		c.VsForwarding = ratio(c, "kernel-forwarding")
-		c.VsFloor = ratio(c, "xdp-floor")
+		c.VsForwarding = ratio(c, "kernel-forwarding"+c.direction())
+		c.VsFloor = ratio(c, "xdp-floor"+c.direction())
 		if cp, ok := counterparts[c.Name]; ok {
 			c.Counterpart = cp
 			r := ratio(c, cp)

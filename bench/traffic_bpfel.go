@@ -63,12 +63,12 @@ const (
 )
 
 type trafficSinkConfig struct {
-	_                structs.HostLayout
-	TranslatedNet    uint32
-	TranslatedMask   uint32
-	UntranslatedNet  uint32
-	UntranslatedMask uint32
-	SampleEvery      uint32
+	_           structs.HostLayout
+	EipNet      uint32
+	EipMask     uint32
+	PrivateNet  uint32
+	PrivateMask uint32
+	SampleEvery uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -81,7 +81,9 @@ const (
 	trafficProgGen             = "gen"
 	trafficProgSink            = "sink"
 	trafficProgXdpFloor        = "xdp_floor"
-	trafficVarFloorCfg         = "floor_cfg"
+	trafficProgXdpFloorIn      = "xdp_floor_in"
+	trafficVarFloorInCfg       = "floor_in_cfg"
+	trafficVarFloorOutCfg      = "floor_out_cfg"
 	trafficVarFrameLayoutInBtf = "frame_layout_in_btf"
 	trafficVarSinkCfg          = "sink_cfg"
 )
@@ -128,9 +130,10 @@ type trafficSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type trafficProgramSpecs struct {
-	Gen      *ebpf.ProgramSpec `ebpf:"gen"`
-	Sink     *ebpf.ProgramSpec `ebpf:"sink"`
-	XdpFloor *ebpf.ProgramSpec `ebpf:"xdp_floor"`
+	Gen        *ebpf.ProgramSpec `ebpf:"gen"`
+	Sink       *ebpf.ProgramSpec `ebpf:"sink"`
+	XdpFloor   *ebpf.ProgramSpec `ebpf:"xdp_floor"`
+	XdpFloorIn *ebpf.ProgramSpec `ebpf:"xdp_floor_in"`
 }
 
 // trafficMapSpecs contains maps before they are loaded into the kernel.
@@ -146,7 +149,8 @@ type trafficMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type trafficVariableSpecs struct {
-	FloorCfg         *ebpf.VariableSpec `ebpf:"floor_cfg"`
+	FloorInCfg       *ebpf.VariableSpec `ebpf:"floor_in_cfg"`
+	FloorOutCfg      *ebpf.VariableSpec `ebpf:"floor_out_cfg"`
 	FrameLayoutInBtf *ebpf.VariableSpec `ebpf:"frame_layout_in_btf"`
 	SinkCfg          *ebpf.VariableSpec `ebpf:"sink_cfg"`
 }
@@ -188,7 +192,8 @@ func (m *trafficMaps) Close() error {
 //
 // It can be passed to loadTrafficObjects or ebpf.CollectionSpec.LoadAndAssign.
 type trafficVariables struct {
-	FloorCfg         *ebpf.Variable `ebpf:"floor_cfg"`
+	FloorInCfg       *ebpf.Variable `ebpf:"floor_in_cfg"`
+	FloorOutCfg      *ebpf.Variable `ebpf:"floor_out_cfg"`
 	FrameLayoutInBtf *ebpf.Variable `ebpf:"frame_layout_in_btf"`
 	SinkCfg          *ebpf.Variable `ebpf:"sink_cfg"`
 }
@@ -197,9 +202,10 @@ type trafficVariables struct {
 //
 // It can be passed to loadTrafficObjects or ebpf.CollectionSpec.LoadAndAssign.
 type trafficPrograms struct {
-	Gen      *ebpf.Program `ebpf:"gen"`
-	Sink     *ebpf.Program `ebpf:"sink"`
-	XdpFloor *ebpf.Program `ebpf:"xdp_floor"`
+	Gen        *ebpf.Program `ebpf:"gen"`
+	Sink       *ebpf.Program `ebpf:"sink"`
+	XdpFloor   *ebpf.Program `ebpf:"xdp_floor"`
+	XdpFloorIn *ebpf.Program `ebpf:"xdp_floor_in"`
 }
 
 func (p *trafficPrograms) Close() error {
@@ -207,6 +213,7 @@ func (p *trafficPrograms) Close() error {
 		p.Gen,
 		p.Sink,
 		p.XdpFloor,
+		p.XdpFloorIn,
 	)
 }
 

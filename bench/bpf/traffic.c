@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* traffic.c: the benchmark's own programs. gen builds IPv4/UDP frames in live-frames
  * mode (BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES) and paces them itself;
- * sink counts what arrives by source class and checks a sample of checksums; floor is
- * the least any XDP gateway must do: rewrite MACs and redirect. */
+ * sink counts what arrives by class (translated or not) and checks a sample of
+ * checksums; floor is the least any XDP gateway must do: rewrite MACs and redirect. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/ip.h>
@@ -41,9 +41,12 @@ struct gen_state {
 	__u64 late; /* packets sent after their slot because the generator fell behind */
 };
 
+/* A packet is translated when it leaves from an EIP (SNAT, 1:1 outbound) or arrives at
+ * a private address (DNAT, 1:1 inbound); untranslated when it still leaves from a
+ * private address or still arrives at an EIP. */
 enum sink_class {
-	SINK_TRANSLATED = 0, /* source in the translated class (the EIP pool) */
-	SINK_UNTRANSLATED,   /* source in the generator's class */
+	SINK_TRANSLATED = 0,
+	SINK_UNTRANSLATED,
 	SINK_OTHER,
 	SINK_CHECKED,        /* sampled packets whose checksums were checked */
 	SINK_BAD_CHECKSUM,
@@ -51,10 +54,10 @@ enum sink_class {
 };
 
 struct sink_config {
-	__be32 translated_net;
-	__be32 translated_mask;
-	__be32 untranslated_net;
-	__be32 untranslated_mask;
+	__be32 eip_net;
+	__be32 eip_mask;
+	__be32 private_net;
+	__be32 private_mask;
 	__u32 sample_every; /* check checksums of one packet in this many (a power of two) */
 };
 
@@ -65,7 +68,9 @@ struct floor_config {
 };
 
 volatile const struct sink_config sink_cfg;
-volatile const struct floor_config floor_cfg;
+/* The floor's way out for each direction: VPC to uplink, and uplink to VPC. */
+volatile const struct floor_config floor_out_cfg;
+volatile const struct floor_config floor_in_cfg;
 
 /* The generator's settings change between windows without reloading, so they live in
  * a map rather than in constants. */
@@ -231,9 +236,11 @@ int sink(struct xdp_md *ctx)
 
 	if ((void *)(ip + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
 		return XDP_PASS;
-	if ((ip->saddr & sink_cfg.translated_mask) == sink_cfg.translated_net)
+	if ((ip->saddr & sink_cfg.eip_mask) == sink_cfg.eip_net ||
+	    (ip->daddr & sink_cfg.private_mask) == sink_cfg.private_net)
 		sink_count(SINK_TRANSLATED);
-	else if ((ip->saddr & sink_cfg.untranslated_mask) == sink_cfg.untranslated_net)
+	else if ((ip->saddr & sink_cfg.private_mask) == sink_cfg.private_net ||
+		 (ip->daddr & sink_cfg.eip_mask) == sink_cfg.eip_net)
 		sink_count(SINK_UNTRANSLATED);
 	else
 		sink_count(SINK_OTHER);
@@ -245,17 +252,29 @@ int sink(struct xdp_md *ctx)
 	return XDP_DROP;
 }
 
-SEC("xdp")
-int xdp_floor(struct xdp_md *ctx)
+static __always_inline int floor_forward(struct xdp_md *ctx, volatile const struct floor_config *cfg)
 {
 	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 
 	if ((void *)(eth + 1) > data_end)
 		return XDP_DROP;
-	__builtin_memcpy(eth->h_dest, (const void *)floor_cfg.dst_mac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, (const void *)floor_cfg.src_mac, ETH_ALEN);
-	return bpf_redirect(floor_cfg.egress_ifindex, 0);
+	__builtin_memcpy(eth->h_dest, (const void *)cfg->dst_mac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, (const void *)cfg->src_mac, ETH_ALEN);
+	return bpf_redirect(cfg->egress_ifindex, 0);
+}
+
+SEC("xdp")
+int xdp_floor(struct xdp_md *ctx)
+{
+	return floor_forward(ctx, &floor_out_cfg);
+}
+
+/* The same for traffic from the uplink to the VPC (the DNAT cases' floor). */
+SEC("xdp")
+int xdp_floor_in(struct xdp_md *ctx)
+{
+	return floor_forward(ctx, &floor_in_cfg);
 }
 
 char __license[] SEC("license") = "Dual BSD/GPL";
