@@ -114,13 +114,13 @@ func nftDNAT(b *bed) (func() error, error) {
 		return nil, err
 	}
 	teardown, err := b.nft(func(c *nftables.Conn, t *nftables.Table) error {
-		set := &nftables.Set{Table: t, Name: "published", IsMap: true, KeyType: nftables.TypeIPAddr, DataType: nftables.TypeIPAddr}
-		var elems []nftables.SetElement
+		published := map[netip.Addr]netip.Addr{}
 		for priv, eip := range inboundTargets() {
-			elems = append(elems, nftables.SetElement{Key: eip.AsSlice(), Val: priv.AsSlice()})
+			published[eip] = priv
 		}
-		if err := c.AddSet(set, elems); err != nil {
-			return fmt.Errorf("nftables map: %w", err)
+		set, err := addressMap(c, t, "published", published)
+		if err != nil {
+			return err
 		}
 		pre := c.AddChain(&nftables.Chain{Name: "nat_pre", Table: t, Type: nftables.ChainTypeNAT,
 			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest})
@@ -148,6 +148,19 @@ func xdpFloorIn(b *bed) (func() error, error) {
 	return l.Close, nil
 }
 
+// addressMap adds an nftables map from address to address.
+func addressMap(c *nftables.Conn, t *nftables.Table, name string, pairs map[netip.Addr]netip.Addr) (*nftables.Set, error) {
+	set := &nftables.Set{Table: t, Name: name, IsMap: true, KeyType: nftables.TypeIPAddr, DataType: nftables.TypeIPAddr}
+	var elems []nftables.SetElement
+	for k, v := range pairs {
+		elems = append(elems, nftables.SetElement{Key: k.AsSlice(), Val: v.AsSlice()})
+	}
+	if err := c.AddSet(set, elems); err != nil {
+		return nil, fmt.Errorf("nftables map %s: %w", name, err)
+	}
+	return set, nil
+}
+
 // nftStateless is the kernel's stateless 1:1: no conntrack, the source rewritten
 // through a map, checksums fixed by nftables.
 func nftStateless(b *bed) (func() error, error) {
@@ -155,13 +168,9 @@ func nftStateless(b *bed) (func() error, error) {
 		raw := c.AddChain(&nftables.Chain{Name: "raw_pre", Table: t, Type: nftables.ChainTypeFilter,
 			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRaw})
 		c.AddRule(&nftables.Rule{Table: t, Chain: raw, Exprs: []expr.Any{&expr.Notrack{}}})
-		set := &nftables.Set{Table: t, Name: "eips", IsMap: true, KeyType: nftables.TypeIPAddr, DataType: nftables.TypeIPAddr}
-		var elems []nftables.SetElement
-		for priv, eip := range bindings() {
-			elems = append(elems, nftables.SetElement{Key: priv.AsSlice(), Val: eip.AsSlice()})
-		}
-		if err := c.AddSet(set, elems); err != nil {
-			return fmt.Errorf("nftables map: %w", err)
+		set, err := addressMap(c, t, "eips", bindings())
+		if err != nil {
+			return err
 		}
 		pre := c.AddChain(&nftables.Chain{Name: "nat_pre", Table: t, Type: nftables.ChainTypeFilter,
 			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityMangle})
