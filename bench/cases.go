@@ -60,10 +60,13 @@ func allCases() []benchCase {
 func noSetup(*bed) (func() error, error) { return func() error { return nil }, nil }
 
 // bindings are the 1:1 pairs every NAT case uses: the generator's source hosts to EIPs.
-func bindings() map[netip.Addr]netip.Addr {
+func bindings() map[netip.Addr]netip.Addr { return hostsToEIPs(manyHosts) }
+
+// hostsToEIPs pairs the first n private hosts from srcBase with the first n EIPs.
+func hostsToEIPs(n int) map[netip.Addr]netip.Addr {
 	m := map[netip.Addr]netip.Addr{}
 	priv, eip := netip.MustParseAddr(srcBase), netip.MustParseAddr(eipBase)
-	for i := 0; i < manyHosts; i++ {
+	for i := 0; i < n; i++ {
 		m[priv] = eip
 		priv, eip = priv.Next(), eip.Next()
 	}
@@ -97,15 +100,7 @@ func (b *bed) nft(build func(c *nftables.Conn, t *nftables.Table) error) (func()
 
 // inboundTargets are the hosts the DNAT cases publish, each on its own EIP: the first
 // inboundEIPs of the bindings, private address to EIP.
-func inboundTargets() map[netip.Addr]netip.Addr {
-	m := map[netip.Addr]netip.Addr{}
-	priv, eip := netip.MustParseAddr(srcBase), netip.MustParseAddr(eipBase)
-	for i := 0; i < inboundEIPs; i++ {
-		m[priv] = eip
-		priv, eip = priv.Next(), eip.Next()
-	}
-	return m
-}
+func inboundTargets() map[netip.Addr]netip.Addr { return hostsToEIPs(inboundEIPs) }
 
 // nftDNAT is the kernel's DNAT: each EIP to its host, with conntrack. Like eipgw's,
 // each window starts from an empty connection table with every flow opened.
