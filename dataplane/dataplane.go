@@ -105,6 +105,7 @@ func Open(cfg Config) (*Dataplane, error) {
 	spec.Maps[natMapOutboundBindings].MaxEntries = cfg.MaxBindings + 1
 	spec.Maps[natMapCutThroughs].MaxEntries = cfg.MaxBindings
 	spec.Maps[natMapCountersBySlot].MaxEntries = cfg.MaxBindings
+	spec.Maps[natMapVpcSources].MaxEntries = cfg.MaxBindings
 	for _, name := range []string{natMapSessions, natMapSessionsByReply, natMapMappings, natMapPortsInUse} {
 		spec.Maps[name].MaxEntries = cfg.MaxSessions
 	}
@@ -154,6 +155,14 @@ func Open(cfg Config) (*Dataplane, error) {
 	if err := d.ensureNatConfig(); err != nil {
 		d.Close()
 		return nil, err
+	}
+	// A fresh dataplane refuses the default special-purpose sources from the start;
+	// an adopted one keeps what its owner set.
+	if !d.adopted {
+		if err := d.SetEdgeConfig(DefaultEdgeConfig()); err != nil {
+			d.Close()
+			return nil, err
+		}
 	}
 	return d, nil
 }

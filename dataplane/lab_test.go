@@ -35,6 +35,9 @@ var (
 	eipUnreachable  = netip.MustParseAddr("203.0.113.18")
 	privUnreachable = netip.MustParseAddr("10.0.8.8")
 
+	// A registered instance without an EIP.
+	privNoEIP = netip.MustParseAddr("10.0.1.78")
+
 	macRouter = net.HardwareAddr{0x02, 0, 0, 0, 0, 0xfe}
 	macVM1    = net.HardwareAddr{0x02, 0, 0, 0, 0x01, 0x11}
 	macVM9    = net.HardwareAddr{0x02, 0, 0, 0, 0x09, 0x09}
@@ -122,6 +125,18 @@ func newLabWith(t testing.TB, cfg Config) *lab {
 		}
 	}
 	if err := l.dp.SetCutThrough(eipCut, macCut); err != nil {
+		t.Fatal(err)
+	}
+	// The instance behind eipVM1 sends from its own MAC; nothing else is registered.
+	if err := l.dp.SetSource(Source{Addr: privVM1, MAC: macVM1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.dp.SetSource(Source{Addr: privNoEIP, MAC: macVM9}); err != nil {
+		t.Fatal(err)
+	}
+	edge := DefaultEdgeConfig()
+	edge.EIPPools = []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}
+	if err := l.dp.SetEdgeConfig(edge); err != nil {
 		t.Fatal(err)
 	}
 	spec, err := loadNat()

@@ -26,6 +26,12 @@ type natCutThrough struct {
 	CounterSlot uint32
 }
 
+type natEdgeConfig struct {
+	_              structs.HostLayout
+	SpecialPurpose natPrefixSet
+	EipPools       natPrefixSet
+}
+
 type natEipCounters struct {
 	_          structs.HostLayout
 	InPackets  uint64
@@ -118,7 +124,7 @@ type natNatConfig struct {
 	PortMin              uint16
 	PortMax              uint16
 	IcmpSource           uint32
-	Pad                  uint32
+	UdpInboundRefresh    uint32
 }
 
 type natNatEip struct {
@@ -126,33 +132,55 @@ type natNatEip struct {
 	CounterSlot uint32
 }
 
+type natPrefix4 struct {
+	_    structs.HostLayout
+	Addr uint32
+	Mask uint32
+}
+
+type natPrefixSet struct {
+	_           structs.HostLayout
+	FirstOctets [8]uint32
+	Count       uint32
+	Pad         uint32
+	Prefixes    [32]natPrefix4
+}
+
 type natReason uint32
 
 const (
-	natReasonREASON_PASS_NOT_IPV4             natReason = 0
-	natReasonREASON_PASS_NOT_BOUND            natReason = 1
-	natReasonREASON_PASS_TTL_EXPIRING         natReason = 2
-	natReasonREASON_PASS_NO_NEIGH             natReason = 3
-	natReasonREASON_PASS_MTU_EXCEEDED         natReason = 4
-	natReasonREASON_PASS_FIB_OTHER            natReason = 5
-	natReasonREASON_PASS_FRAGMENT_TO_TC       natReason = 6
-	natReasonREASON_HELD_FRAGMENT             natReason = 7
-	natReasonREASON_DROP_TRUNCATED_ETH        natReason = 8
-	natReasonREASON_DROP_BAD_IP_HEADER        natReason = 9
-	natReasonREASON_DROP_BAD_IP_LENGTH        natReason = 10
-	natReasonREASON_DROP_TRUNCATED_L4         natReason = 11
-	natReasonREASON_DROP_BAD_ICMP_ERROR       natReason = 12
-	natReasonREASON_DROP_ICMP_MISMATCH        natReason = 13
-	natReasonREASON_DROP_CUT_THROUGH_SPOOF    natReason = 14
-	natReasonREASON_DROP_NAT_NO_SESSION       natReason = 15
-	natReasonREASON_DROP_NAT_UNSUPPORTED      natReason = 16
-	natReasonREASON_DROP_NAT_PORTS_EXHAUSTED  natReason = 17
-	natReasonREASON_DROP_NAT_PORT_QUOTA       natReason = 18
-	natReasonREASON_DROP_NAT_SESSION_QUOTA    natReason = 19
-	natReasonREASON_DROP_NAT_TABLE_FULL       natReason = 20
-	natReasonREASON_DROP_NAT_MAPPING_EXPIRING natReason = 21
-	natReasonREASON_DROP_FRAGMENT_NO_STATE    natReason = 22
-	natReasonREASON_MAX                       natReason = 23
+	natReasonREASON_PASS_NOT_IPV4                natReason = 0
+	natReasonREASON_PASS_NOT_BOUND               natReason = 1
+	natReasonREASON_PASS_TTL_EXPIRING            natReason = 2
+	natReasonREASON_PASS_NO_NEIGH                natReason = 3
+	natReasonREASON_PASS_MTU_EXCEEDED            natReason = 4
+	natReasonREASON_PASS_FIB_OTHER               natReason = 5
+	natReasonREASON_PASS_FRAGMENT_TO_TC          natReason = 6
+	natReasonREASON_PASS_VLAN_TAGGED             natReason = 7
+	natReasonREASON_PASS_BROADCAST_MULTICAST     natReason = 8
+	natReasonREASON_HELD_FRAGMENT                natReason = 9
+	natReasonREASON_DROP_TRUNCATED_ETH           natReason = 10
+	natReasonREASON_DROP_BAD_IP_HEADER           natReason = 11
+	natReasonREASON_DROP_BAD_IP_LENGTH           natReason = 12
+	natReasonREASON_DROP_TRUNCATED_L4            natReason = 13
+	natReasonREASON_DROP_BAD_TCP_HEADER          natReason = 14
+	natReasonREASON_DROP_BAD_UDP_LENGTH          natReason = 15
+	natReasonREASON_DROP_BAD_ICMP_ERROR          natReason = 16
+	natReasonREASON_DROP_ICMP_MISMATCH           natReason = 17
+	natReasonREASON_DROP_CUT_THROUGH_SPOOF       natReason = 18
+	natReasonREASON_DROP_SPOOFED_SOURCE          natReason = 19
+	natReasonREASON_DROP_UNTRANSLATED_SOURCE     natReason = 20
+	natReasonREASON_DROP_BOGON_SOURCE            natReason = 21
+	natReasonREASON_DROP_UNPUBLISHED_DESTINATION natReason = 22
+	natReasonREASON_DROP_NAT_NO_SESSION          natReason = 23
+	natReasonREASON_DROP_NAT_UNSUPPORTED         natReason = 24
+	natReasonREASON_DROP_NAT_PORTS_EXHAUSTED     natReason = 25
+	natReasonREASON_DROP_NAT_PORT_QUOTA          natReason = 26
+	natReasonREASON_DROP_NAT_SESSION_QUOTA       natReason = 27
+	natReasonREASON_DROP_NAT_TABLE_FULL          natReason = 28
+	natReasonREASON_DROP_NAT_MAPPING_EXPIRING    natReason = 29
+	natReasonREASON_DROP_FRAGMENT_NO_STATE       natReason = 30
+	natReasonREASON_MAX                          natReason = 31
 )
 
 type natReplyKey struct {
@@ -198,6 +226,13 @@ type natSnatRuleKey struct {
 	Addr      uint32
 }
 
+type natSourceKey struct {
+	_    structs.HostLayout
+	Addr uint32
+	Mac  [6]uint8
+	Pad  uint16
+}
+
 type natSourceUsage struct {
 	_        structs.HostLayout
 	Sessions uint32
@@ -220,6 +255,7 @@ const (
 const (
 	natMapCountersBySlot     = "counters_by_slot"
 	natMapCutThroughs        = "cut_throughs"
+	natMapEdgeSettings       = "edge_settings"
 	natMapForwardPorts       = "forward_ports"
 	natMapFragments          = "fragments"
 	natMapFrameScratch       = "frame_scratch"
@@ -235,6 +271,7 @@ const (
 	natMapSessionsByReply    = "sessions_by_reply"
 	natMapSnatRules          = "snat_rules"
 	natMapUsageBySource      = "usage_by_source"
+	natMapVpcSources         = "vpc_sources"
 	natProgExpireSession     = "expire_session"
 	natProgTcUplink          = "tc_uplink"
 	natProgTcUplinkFragments = "tc_uplink_fragments"
@@ -301,6 +338,7 @@ type natProgramSpecs struct {
 type natMapSpecs struct {
 	CountersBySlot   *ebpf.MapSpec `ebpf:"counters_by_slot"`
 	CutThroughs      *ebpf.MapSpec `ebpf:"cut_throughs"`
+	EdgeSettings     *ebpf.MapSpec `ebpf:"edge_settings"`
 	ForwardPorts     *ebpf.MapSpec `ebpf:"forward_ports"`
 	Fragments        *ebpf.MapSpec `ebpf:"fragments"`
 	FrameScratch     *ebpf.MapSpec `ebpf:"frame_scratch"`
@@ -316,6 +354,7 @@ type natMapSpecs struct {
 	SessionsByReply  *ebpf.MapSpec `ebpf:"sessions_by_reply"`
 	SnatRules        *ebpf.MapSpec `ebpf:"snat_rules"`
 	UsageBySource    *ebpf.MapSpec `ebpf:"usage_by_source"`
+	VpcSources       *ebpf.MapSpec `ebpf:"vpc_sources"`
 }
 
 // natVariableSpecs contains global variables before they are loaded into the kernel.
@@ -346,6 +385,7 @@ func (o *natObjects) Close() error {
 type natMaps struct {
 	CountersBySlot   *ebpf.Map `ebpf:"counters_by_slot"`
 	CutThroughs      *ebpf.Map `ebpf:"cut_throughs"`
+	EdgeSettings     *ebpf.Map `ebpf:"edge_settings"`
 	ForwardPorts     *ebpf.Map `ebpf:"forward_ports"`
 	Fragments        *ebpf.Map `ebpf:"fragments"`
 	FrameScratch     *ebpf.Map `ebpf:"frame_scratch"`
@@ -361,12 +401,14 @@ type natMaps struct {
 	SessionsByReply  *ebpf.Map `ebpf:"sessions_by_reply"`
 	SnatRules        *ebpf.Map `ebpf:"snat_rules"`
 	UsageBySource    *ebpf.Map `ebpf:"usage_by_source"`
+	VpcSources       *ebpf.Map `ebpf:"vpc_sources"`
 }
 
 func (m *natMaps) Close() error {
 	return _NatClose(
 		m.CountersBySlot,
 		m.CutThroughs,
+		m.EdgeSettings,
 		m.ForwardPorts,
 		m.Fragments,
 		m.FrameScratch,
@@ -382,6 +424,7 @@ func (m *natMaps) Close() error {
 		m.SessionsByReply,
 		m.SnatRules,
 		m.UsageBySource,
+		m.VpcSources,
 	)
 }
 

@@ -211,14 +211,50 @@ func natCases(t testing.TB, l *lab) []natCase {
 	passUntouched("inbound ttl 1", RoleUplink, inbound(fromInet(), udpShape(8), labInet, eipVM1, 1), ReasonPassTTLExpiring)
 	passUntouched("inbound ttl 0", RoleUplink, inbound(fromInet(), udpShape(8), labInet, eipVM1, 0), ReasonPassTTLExpiring)
 	passUntouched("outbound ttl 1", RoleVPC, inbound(fromVM(), udpShape(8), privVM1, labInet, 1), ReasonPassTTLExpiring)
-	passUntouched("inbound to an unbound EIP", RoleUplink,
-		inbound(fromInet(), tcp(0), labInet, netip.MustParseAddr("203.0.113.99"), 64), ReasonPassNotBound)
 	passUntouched("inbound to the gateway itself", RoleUplink,
 		inbound(fromInet(), tcp(0), labInet, netip.MustParseAddr("198.51.100.254"), 64), ReasonPassNotBound)
-	passUntouched("outbound from an unbound instance", RoleVPC,
-		inbound(fromVM(), tcp(0), netip.MustParseAddr("10.0.1.77"), labInet, 64), ReasonPassNotBound)
-	passUntouched("outbound to an EIP's private address is not ours", RoleUplink,
-		inbound(fromInet(), tcp(0), labInet, privVM1, 64), ReasonPassNotBound)
+	passUntouched("outbound to the gateway itself", RoleVPC,
+		inbound(fromVM(), tcp(0), netip.MustParseAddr("10.0.1.77"), netip.MustParseAddr("10.0.0.1"), 64), ReasonPassNotBound)
+	passUntouched("outbound untranslated to a special-purpose destination", RoleVPC,
+		inbound(fromVM(), tcp(0), netip.MustParseAddr("10.0.1.77"), netip.MustParseAddr("100.64.0.2"), 64), ReasonPassNotBound)
+	passUntouched("outbound to the limited broadcast address", RoleVPC,
+		inbound(fromVM(), udpShape(8), privVM1, netip.MustParseAddr("255.255.255.255"), 64), ReasonPassBroadcastMulticast)
+	passUntouched("outbound to link-local multicast", RoleVPC,
+		inbound(fromVM(), udpShape(8), privVM1, netip.MustParseAddr("224.0.0.251"), 64), ReasonPassBroadcastMulticast)
+	passUntouched("outbound to global multicast", RoleVPC,
+		inbound(fromVM(), udpShape(8), privVM1, netip.MustParseAddr("239.1.2.3"), 64), ReasonPassBroadcastMulticast)
+	{
+		tagged := inbound(fromVM(), udpShape(8), privVM1, labInet, 64)
+		tagged = append(tagged[:12:12], append([]byte{0x81, 0x00, 0x00, 0x0a}, tagged[12:]...)...)
+		passUntouched("outbound with a VLAN tag in the frame", RoleVPC, tagged, ReasonPassVLANTagged)
+		qinq := inbound(fromInet(), udpShape(8), labInet, eipVM1, 64)
+		qinq = append(qinq[:12:12], append([]byte{0x88, 0xa8, 0x00, 0x0a}, qinq[12:]...)...)
+		passUntouched("inbound with an 802.1ad tag in the frame", RoleUplink, qinq, ReasonPassVLANTagged)
+	}
+
+	// The edge: what a tenant or the internet may not send.
+	dropped := func(name string, role Role, frame []byte, r Reason) {
+		cases = append(cases, natCase{name: name, role: role, in: frame, verdict: verdictDrop, reasons: pass(r)})
+	}
+	dropped("inbound to an unbound EIP", RoleUplink,
+		inbound(fromInet(), tcp(0), labInet, netip.MustParseAddr("203.0.113.99"), 64), ReasonDropUnpublished)
+	dropped("inbound straight to an instance's private address", RoleUplink,
+		inbound(fromInet(), tcp(0), labInet, privVM1, 64), ReasonDropUnpublished)
+	for _, bogon := range []string{"10.1.2.3", "172.16.0.9", "192.168.1.1", "100.64.0.7", "127.0.0.1",
+		"169.254.1.1", "0.1.2.3", "224.0.0.5", "240.0.0.1"} {
+		dropped("inbound from special-purpose source "+bogon, RoleUplink,
+			inbound(fromInet(), udpShape(8), netip.MustParseAddr(bogon), eipVM1, 64), ReasonDropBogonSource)
+	}
+	dropped("outbound from an unregistered source to the internet", RoleVPC,
+		inbound(fromVM(), tcp(0), netip.MustParseAddr("172.16.99.99"), labInet, 64), ReasonDropUntranslated)
+	dropped("outbound from a registered instance without an EIP to the internet", RoleVPC,
+		inbound(eth(macVM9, vpcMAC), tcp(0), privNoEIP, labInet, 64), ReasonDropUntranslated)
+	dropped("outbound with a bound address from another MAC", RoleVPC,
+		inbound(eth(macVM9, vpcMAC), tcp(0), privVM1, labInet, 64), ReasonDropSpoofedSource)
+	dropped("outbound with a bound EIP as source", RoleVPC,
+		inbound(fromVM(), tcp(0), eipVM1, labInet, 64), ReasonDropSpoofedSource)
+	dropped("outbound with an unallocated pool address as source", RoleVPC,
+		inbound(fromVM(), tcp(0), netip.MustParseAddr("203.0.113.250"), labInet, 64), ReasonDropSpoofedSource)
 	passUntouched("arp", RoleUplink, serialize(t,
 		&layers.Ethernet{SrcMAC: macRemote, DstMAC: layers.EthernetBroadcast, EthernetType: layers.EthernetTypeARP},
 		&layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
@@ -261,6 +297,11 @@ func natCases(t testing.TB, l *lab) []natCase {
 		{"icmp header cut short", layers.IPProtocolICMPv4, 4}} {
 		broken(p.name, serialize(t, fromInet(), ip4(labInet, eipVM1, p.proto, 64), payload(p.n)), ReasonDropTruncatedL4)
 	}
+	goodTCP := func() []byte { return inbound(fromInet(), tcp(8), labInet, eipVM1, 64) }
+	broken("tcp data offset 4", set(goodTCP(), 14+20+12, 0x40), ReasonDropBadTCPHeader)
+	broken("tcp data offset past the segment", set(goodTCP(), 14+20+12, 0x80), ReasonDropBadTCPHeader)
+	broken("udp length 7", set(good(), 14+20+4, 0, 7), ReasonDropBadUDPLength)
+	broken("udp length beyond the ip payload", set(good(), 14+20+4, 0, 9), ReasonDropBadUDPLength)
 	broken("icmp error quoting a cut ip header",
 		icmpError(t, fromInet(), labHop, eipVM1, 64, 11, 0, quote(quotedUDP(eipVM1, labInet), 12)), ReasonDropBadICMPError)
 	broken("icmp error quoting ihl 3",

@@ -51,6 +51,10 @@ type NatConfig struct {
 	// ICMPSource is the gateway's own VPC-side address, the source of its ICMP 3/13
 	// refusals; the zero Addr means refusals are counted and dropped silently.
 	ICMPSource netip.Addr
+	// UDPInboundRefresh lets packets from the remote side keep a UDP session alive
+	// too. RFC 4787 REQ-6 requires outbound refresh and allows inbound, but then a
+	// remote host alone can hold a mapping open for ever (section 4.3): off by default.
+	UDPInboundRefresh bool
 }
 
 // DefaultNatConfig is what the dataplane uses until told otherwise.
@@ -104,6 +108,9 @@ func (d *Dataplane) SetNatConfig(c NatConfig) error {
 		PortMin:              c.PortMin,
 		PortMax:              c.PortMax,
 	}
+	if c.UDPInboundRefresh {
+		v.UdpInboundRefresh = 1
+	}
 	if c.ICMPSource.IsValid() {
 		v.IcmpSource, _ = beKey(c.ICMPSource)
 	}
@@ -129,6 +136,7 @@ func (d *Dataplane) NatConfig() (NatConfig, error) {
 		MaxSessionsPerSource: v.MaxSessionsPerSource,
 		MaxPortsPerSource:    v.MaxPortsPerSource,
 		MaxPortProbes:        v.MaxPortProbes,
+		UDPInboundRefresh:    v.UdpInboundRefresh != 0,
 	}
 	if v.IcmpSource != 0 {
 		c.ICMPSource = beAddr(v.IcmpSource)

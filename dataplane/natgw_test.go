@@ -60,6 +60,17 @@ func newNatLabWith(t testing.TB, cfg Config) *lab {
 	if err := l.host.Route("10.0.3.0/24", "", "vpc"); err != nil {
 		t.Fatal(err)
 	}
+	// The two instances send from their own MACs; the other hosts of the SNAT
+	// subnets the tests and benchmarks make up send from macRemote.
+	must(t, l.dp.SetSource(Source{Addr: natVM1, MAC: macNatVM1}))
+	must(t, l.dp.SetSource(Source{Addr: natVM2, MAC: macNatVM2}))
+	for _, subnet := range []netip.Prefix{natSubnet, affSubnet} {
+		for a := subnet.Addr(); subnet.Contains(a); a = a.Next() {
+			if a != natVM1 && a != natVM2 {
+				must(t, l.dp.SetSource(Source{Addr: a, MAC: macRemote}))
+			}
+		}
+	}
 	natCfg := DefaultNatConfig()
 	natCfg.ICMPSource = gwVPCAddr
 	must(t, l.dp.SetNatConfig(natCfg))
@@ -318,10 +329,16 @@ func TestNatGatewayPaths(t *testing.T) {
 				in:  f.fromInside(natVM1, natEIP1, tcpSeg(80, hp.External.Port(), "SA")),
 				out: f.toInside(natEIP2, natVM2, tcpSeg(fwdTCPPort, 41000, "SA")), verdict: redirect})
 
-			// Packets not ours go on as before: no SNAT entry covers 10.0.2.0/24.
+			// No SNAT entry covers 10.0.2.0/24: untranslated, it may not reach the internet.
 			l.check(t, hook, natStep{name: "source without SNAT entry", role: RoleVPC,
-				in: f.fromInside(netip.MustParseAddr("10.0.2.50"), labInet, udpDgram(1, 2)), verdict: hookVerdict(hook, verdictPass),
-				reasons: map[Reason]uint64{ReasonPassNotBound: 1}})
+				in: f.fromInside(netip.MustParseAddr("10.0.2.50"), labInet, udpDgram(1, 2)), verdict: drop,
+				reasons: map[Reason]uint64{ReasonDropUntranslated: 1}})
+			// Another instance's address from natVM2's MAC: not translated, not even
+			// into natVM1's established session.
+			spoofed := f.fromInside(natVM1, labInet, tcpSeg(40000, 80, "A"))
+			copy(spoofed[6:12], macNatVM2)
+			l.check(t, hook, natStep{name: "another instance's address as source", role: RoleVPC,
+				in: spoofed, verdict: drop, reasons: map[Reason]uint64{ReasonDropSpoofedSource: 1}})
 			l.check(t, hook, natStep{name: "rst opens nothing", role: RoleVPC,
 				in: f.fromInside(natVM1, labInet, tcpSeg(40999, 80, "R")), verdict: drop,
 				reasons: map[Reason]uint64{ReasonDropNatNoSession: 1}})
@@ -461,9 +478,9 @@ func TestNatGatewayExpiry(t *testing.T) {
 	if ss := mustSessions(t, l); len(ss) != 0 {
 		t.Fatalf("sessions after the rule went: %+v", ss)
 	}
-	l.check(t, hook, natStep{name: "no rule, no translation", role: RoleVPC,
-		in: f.fromInside(natVM1, labInet, udpDgram(5000, 53)), verdict: hookVerdict(hook, verdictPass),
-		reasons: map[Reason]uint64{ReasonPassNotBound: 1}})
+	l.check(t, hook, natStep{name: "no rule, no translation (and no way out untranslated)", role: RoleVPC,
+		in: f.fromInside(natVM1, labInet, udpDgram(5000, 53)), verdict: hookVerdict(hook, verdictDrop),
+		reasons: map[Reason]uint64{ReasonDropUntranslated: 1}})
 }
 
 // TestNatGatewayICMPErrorsAndFragments: errors about sessions are translated with
@@ -694,5 +711,56 @@ func TestNatGatewayPortRace(t *testing.T) {
 	}
 	if n != 2*flows {
 		t.Errorf("%d ports in use, want %d", n, 2*flows)
+	}
+}
+
+// TestNatGatewayUDPRefreshDirection: by default only the instance's packets keep a UDP
+// session alive (RFC 4787 REQ-6; inbound refresh lets an outside host hold a mapping
+// for ever); UDPInboundRefresh makes the remote's packets count too.
+func TestNatGatewayUDPRefreshDirection(t *testing.T) {
+	l := newNatLab(t)
+	f := newNatFrames(t, l)
+	hook := HookXDP
+	redirect := hookVerdict(hook, verdictRedirect)
+	for _, inboundRefresh := range []bool{false, true} {
+		cfg := DefaultNatConfig()
+		cfg.ICMPSource = gwVPCAddr
+		cfg.UDPInboundRefresh = inboundRefresh
+		must(t, l.dp.SetNatConfig(cfg))
+		l.check(t, hook, natStep{name: "udp out", role: RoleVPC, in: f.fromInside(natVM1, labInet, udpDgram(5100, 53)), verdict: redirect})
+		// Age the session by ten seconds, as if the instance had gone quiet.
+		var key natFlowKey
+		var s natSession
+		it := l.dp.objs.Sessions.Iterate()
+		for it.Next(&key, &s) {
+			s.LastSeenNs -= uint64(10 * time.Second)
+			must(t, l.dp.objs.Sessions.Put(key, s))
+		}
+		must(t, it.Err())
+		l.check(t, hook, natStep{name: "udp in", role: RoleUplink, in: f.fromInet(labInet, natEIP1, udpDgram(53, 5100)), verdict: redirect})
+		got := l.session(t, func(s Session) bool { return s.Inside.Port() == 5100 })
+		if refreshed := got.Idle < 5*time.Second; refreshed != inboundRefresh {
+			t.Errorf("UDPInboundRefresh=%v: after a reply the session is idle %v (refreshed=%v)", inboundRefresh, got.Idle, refreshed)
+		}
+		l.purgeAll(t)
+	}
+}
+
+// TestNatGatewayTableFull: a full session table is counted as such, not as exhausted
+// ports (more EIPs would not help).
+func TestNatGatewayTableFull(t *testing.T) {
+	l := newNatLabWith(t, Config{MaxBindings: 1024, MaxSessions: 4})
+	f := newNatFrames(t, l)
+	for _, hook := range []Hook{HookXDP, HookTC} {
+		t.Run(string(hook), func(t *testing.T) {
+			t.Cleanup(func() { l.purgeAll(t) })
+			for p := uint16(0); p < 4; p++ {
+				l.check(t, hook, natStep{name: "a session with its own mapping", role: RoleVPC,
+					in: f.fromInside(natVM1, labInet, udpDgram(6000+p, 53)), verdict: hookVerdict(hook, verdictRedirect)})
+			}
+			l.check(t, hook, natStep{name: "the fifth", role: RoleVPC,
+				in: f.fromInside(natVM2, labInet, udpDgram(6100, 53)), verdict: hookVerdict(hook, verdictRedirect),
+				reasons: map[Reason]uint64{ReasonDropNatTableFull: 1}})
+		})
 	}
 }

@@ -14,14 +14,22 @@ const (
 	ReasonPassMTUExceeded        = Reason(natReasonREASON_PASS_MTU_EXCEEDED)
 	ReasonPassFIBOther           = Reason(natReasonREASON_PASS_FIB_OTHER)
 	ReasonPassFragmentToTC       = Reason(natReasonREASON_PASS_FRAGMENT_TO_TC)
+	ReasonPassVLANTagged         = Reason(natReasonREASON_PASS_VLAN_TAGGED)
+	ReasonPassBroadcastMulticast = Reason(natReasonREASON_PASS_BROADCAST_MULTICAST)
 	ReasonHeldFragment           = Reason(natReasonREASON_HELD_FRAGMENT)
 	ReasonDropTruncatedEth       = Reason(natReasonREASON_DROP_TRUNCATED_ETH)
 	ReasonDropBadIPHeader        = Reason(natReasonREASON_DROP_BAD_IP_HEADER)
 	ReasonDropBadIPLength        = Reason(natReasonREASON_DROP_BAD_IP_LENGTH)
 	ReasonDropTruncatedL4        = Reason(natReasonREASON_DROP_TRUNCATED_L4)
+	ReasonDropBadTCPHeader       = Reason(natReasonREASON_DROP_BAD_TCP_HEADER)
+	ReasonDropBadUDPLength       = Reason(natReasonREASON_DROP_BAD_UDP_LENGTH)
 	ReasonDropBadICMPError       = Reason(natReasonREASON_DROP_BAD_ICMP_ERROR)
 	ReasonDropICMPMismatch       = Reason(natReasonREASON_DROP_ICMP_MISMATCH)
 	ReasonDropCutThroughSpoof    = Reason(natReasonREASON_DROP_CUT_THROUGH_SPOOF)
+	ReasonDropSpoofedSource      = Reason(natReasonREASON_DROP_SPOOFED_SOURCE)
+	ReasonDropUntranslated       = Reason(natReasonREASON_DROP_UNTRANSLATED_SOURCE)
+	ReasonDropBogonSource        = Reason(natReasonREASON_DROP_BOGON_SOURCE)
+	ReasonDropUnpublished        = Reason(natReasonREASON_DROP_UNPUBLISHED_DESTINATION)
 	ReasonDropNatNoSession       = Reason(natReasonREASON_DROP_NAT_NO_SESSION)
 	ReasonDropNatUnsupported     = Reason(natReasonREASON_DROP_NAT_UNSUPPORTED)
 	ReasonDropNatPortsExhausted  = Reason(natReasonREASON_DROP_NAT_PORTS_EXHAUSTED)
@@ -42,14 +50,22 @@ var reasonNames = [...]string{
 	ReasonPassMTUExceeded:        "pass_mtu_exceeded",
 	ReasonPassFIBOther:           "pass_fib_other",
 	ReasonPassFragmentToTC:       "pass_fragment_to_tc",
+	ReasonPassVLANTagged:         "pass_vlan_tagged",
+	ReasonPassBroadcastMulticast: "pass_broadcast_multicast",
 	ReasonHeldFragment:           "held_fragment",
 	ReasonDropTruncatedEth:       "drop_truncated_eth",
 	ReasonDropBadIPHeader:        "drop_bad_ip_header",
 	ReasonDropBadIPLength:        "drop_bad_ip_length",
 	ReasonDropTruncatedL4:        "drop_truncated_l4",
+	ReasonDropBadTCPHeader:       "drop_bad_tcp_header",
+	ReasonDropBadUDPLength:       "drop_bad_udp_length",
 	ReasonDropBadICMPError:       "drop_bad_icmp_error",
 	ReasonDropICMPMismatch:       "drop_icmp_mismatch",
 	ReasonDropCutThroughSpoof:    "drop_cut_through_spoof",
+	ReasonDropSpoofedSource:      "drop_spoofed_source",
+	ReasonDropUntranslated:       "drop_untranslated_source",
+	ReasonDropBogonSource:        "drop_bogon_source",
+	ReasonDropUnpublished:        "drop_unpublished_destination",
 	ReasonDropNatNoSession:       "drop_nat_no_session",
 	ReasonDropNatUnsupported:     "drop_nat_unsupported",
 	ReasonDropNatPortsExhausted:  "drop_nat_ports_exhausted",

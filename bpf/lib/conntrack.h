@@ -19,6 +19,13 @@ static __always_inline struct nat_config *nat_config_get(void)
 	return bpf_map_lookup_elem(&nat_settings, &zero);
 }
 
+static __always_inline bool udp_inbound_refreshes(void)
+{
+	struct nat_config *cfg = nat_config_get();
+
+	return cfg && cfg->udp_inbound_refresh;
+}
+
 static __always_inline void session_touch(struct session *s, __u64 now)
 {
 	if (now - s->last_seen_ns > LAST_SEEN_GRANULARITY_NS)

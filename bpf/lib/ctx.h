@@ -47,6 +47,17 @@ static __always_inline __u32 ctx_ifindex(void *ctx, const enum hook hook)
 	return ((struct __sk_buff *)ctx)->ifindex;
 }
 
+/* Whether the frame carries a VLAN tag outside its bytes: at TC, the skb's tag (the
+ * sender's or the NIC's VLAN offload). An XDP program cannot see such a tag without a
+ * device-bound metadata kfunc, so at XDP only tags inside the frame are seen
+ * (docs/security.md says which offload to turn off). */
+static __always_inline bool ctx_vlan_tagged(void *ctx, const enum hook hook)
+{
+	if (hook == HOOK_XDP)
+		return false;
+	return ((struct __sk_buff *)ctx)->vlan_present != 0;
+}
+
 /* Make the headers directly readable. XDP frames are linear; an skb's headers may sit
  * in fragments, and pulling invalidates every packet pointer taken before. */
 static __always_inline void ctx_pull_headers(void *ctx, const enum hook hook)

@@ -4,6 +4,7 @@
 #include <linux/tcp.h>
 #include <linux/udp.h>
 #include "ctx.h"
+#include "edge.h"
 #include "forward.h"
 #include "icmp.h"
 #include "maps.h"
@@ -11,17 +12,13 @@
 #include "parse.h"
 #include "stats.h"
 
-/* A cut-through EIP is not translated: it is forwarded as it is, to and from its ENI.
- * Looked up only after a 1:1 binding missed, so 1:1 traffic pays nothing for it. */
+/* A cut-through EIP is not translated: it is forwarded as it is, to and from its ENI. */
 static __always_inline int cut_through_forward(void *ctx, const enum hook hook, const enum direction dir,
-					       struct ipv4_packet *pkt, __be32 eip)
+					       struct ipv4_packet *pkt, const struct cut_through *ct)
 {
-	struct cut_through *ct = bpf_map_lookup_elem(&cut_throughs, &eip);
 	struct ethhdr *eth;
 	void *data, *data_end;
 
-	if (!ct)
-		return pass_with(hook, REASON_PASS_NOT_BOUND);
 	if (dir == DIR_OUTBOUND) {
 		data = ctx_data(ctx, hook);
 		data_end = ctx_data_end(ctx, hook);
@@ -47,6 +44,42 @@ static __always_inline int cut_through_forward(void *ctx, const enum hook hook, 
 			    pkt->total_len);
 }
 
+/* Whether a VPC source address belongs to someone the frame's sender is not: an SNAT
+ * entry's instances or the EIP pools (a bound private address was checked already). */
+static __always_inline bool vpc_source_claimed(__be32 saddr)
+{
+	struct edge_config *cfg = edge_config_get();
+	struct snat_rule_key rule_key = {.prefixlen = 32, .addr = saddr};
+
+	if (cfg && prefix_set_contains(&cfg->eip_pools, saddr))
+		return true;
+	return bpf_map_lookup_elem(&snat_rules, &rule_key) != 0;
+}
+
+/* After no 1:1 binding matched: a NAT gateway's session or entry (only for a registered
+ * sender, from the VPC), then a cut-through EIP, then the edge's rules for traffic
+ * nobody translates. Looked up in that order, so 1:1 traffic pays nothing for them. */
+static __always_inline int eip_unbound(void *ctx, const enum hook hook, const enum direction dir,
+				       struct ipv4_packet *pkt, __be32 from, bool registered)
+{
+	struct cut_through *ct;
+
+	if (dir == DIR_INBOUND || registered) {
+		bool ours = true;
+		int verdict = dir == DIR_INBOUND ? natgw_inbound(ctx, hook, pkt, &ours)
+						 : natgw_outbound(ctx, hook, pkt, &ours);
+
+		if (ours)
+			return verdict;
+	}
+	ct = bpf_map_lookup_elem(&cut_throughs, &from);
+	if (ct)
+		return cut_through_forward(ctx, hook, dir, pkt, ct);
+	if (dir == DIR_OUTBOUND && !registered && vpc_source_claimed(from))
+		return drop_with(hook, REASON_DROP_SPOOFED_SOURCE);
+	return edge_untranslated(ctx, hook, dir, pkt);
+}
+
 static __always_inline int eip_nat(void *ctx, const enum hook hook, const enum direction dir)
 {
 	struct ipv4_packet pkt = {};
@@ -56,8 +89,10 @@ static __always_inline int eip_nat(void *ctx, const enum hook hook, const enum d
 	__u32 slot, csum_off = 0;
 	__u8 protocol, tos;
 	enum reason reason;
-	bool udp = false;
+	bool udp = false, registered = false;
 
+	if (ctx_vlan_tagged(ctx, hook))
+		return pass_with(hook, REASON_PASS_VLAN_TAGGED);
 	ctx_pull_headers(ctx, hook);
 	data = ctx_data(ctx, hook);
 	data_end = ctx_data_end(ctx, hook);
@@ -66,22 +101,26 @@ static __always_inline int eip_nat(void *ctx, const enum hook hook, const enum d
 	if (reason != REASON_MAX)
 		return reason < REASON_DROP_TRUNCATED_ETH ? pass_with(hook, reason)
 							  : drop_with(hook, reason);
+	if (is_broadcast_or_multicast(pkt.ip->daddr))
+		return pass_with(hook, REASON_PASS_BROADCAST_MULTICAST);
+	if (dir == DIR_INBOUND) {
+		struct edge_config *edge = edge_config_get();
+
+		if (edge && prefix_set_contains(&edge->special_purpose, pkt.ip->saddr))
+			return drop_with(hook, REASON_DROP_BOGON_SOURCE);
+	} else {
+		registered = vpc_source_registered(ctx, hook, pkt.ip->saddr);
+	}
 
 	/* One hash lookup decides whether the packet is ours. */
 	from = dir == DIR_INBOUND ? pkt.ip->daddr : pkt.ip->saddr;
 	binding = bpf_map_lookup_elem(dir == DIR_INBOUND ? (void *)&inbound_bindings
 							   : (void *)&outbound_bindings,
 				      &from);
-	if (!binding) {
-		/* Then a NAT gateway's session or entry, then a cut-through EIP. */
-		bool ours = true;
-		int verdict = dir == DIR_INBOUND ? natgw_inbound(ctx, hook, &pkt, &ours)
-						 : natgw_outbound(ctx, hook, &pkt, &ours);
-
-		if (ours)
-			return verdict;
-		return cut_through_forward(ctx, hook, dir, &pkt, from);
-	}
+	if (!binding)
+		return eip_unbound(ctx, hook, dir, &pkt, from, registered);
+	if (dir == DIR_OUTBOUND && !registered)
+		return drop_with(hook, REASON_DROP_SPOOFED_SOURCE);
 	/* Untranslated, so the kernel's time-exceeded quotes what the sender sent. */
 	if (pkt.ip->ttl <= 1)
 		return pass_with(hook, REASON_PASS_TTL_EXPIRING);
@@ -94,17 +133,14 @@ static __always_inline int eip_nat(void *ctx, const enum hook hook, const enum d
 	 * fragment's L4 checksum covers the whole datagram, but only the pseudo-header
 	 * changes, so an incremental update is right for it too. */
 	if (pkt.has_l4) {
+		reason = check_l4_header(data, data_end, &pkt);
+		if (reason != REASON_MAX)
+			return drop_with(hook, reason);
 		if (pkt.l4_off > 14 + 60)
 			return drop_with(hook, REASON_DROP_BAD_IP_HEADER);
 		if (protocol == IPPROTO_TCP) {
-			if (pkt.l4_len < sizeof(struct tcphdr) ||
-			    data + pkt.l4_off + sizeof(struct tcphdr) > data_end)
-				return drop_with(hook, REASON_DROP_TRUNCATED_L4);
 			csum_off = pkt.l4_off + offsetof(struct tcphdr, check);
 		} else if (protocol == IPPROTO_UDP) {
-			if (pkt.l4_len < sizeof(struct udphdr) ||
-			    data + pkt.l4_off + sizeof(struct udphdr) > data_end)
-				return drop_with(hook, REASON_DROP_TRUNCATED_L4);
 			csum_off = pkt.l4_off + offsetof(struct udphdr, check);
 			udp = true;
 		} else if (protocol == IPPROTO_ICMP) {

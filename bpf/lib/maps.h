@@ -164,3 +164,21 @@ struct {
 	__type(key, __u32);
 	__type(value, struct nat_config);
 } nat_settings SEC(".maps");
+
+/* ---- the edge ---- */
+
+/* (VPC address, MAC) pairs that may be translated: an instance's addresses with its
+ * ENI's MAC. Nothing else from the VPC is. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_BINDINGS);
+	__type(key, struct source_key);
+	__type(value, __u32);
+} vpc_sources SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct edge_config);
+} edge_settings SEC(".maps");

@@ -14,6 +14,10 @@
 
 /* Hide a value's range from the compiler, so that a bounds check the verifier needs
  * (it cannot bound the result of a modulo) is not optimised away. */
+#ifndef E2BIG
+#define E2BIG 7 /* errno-base.h: what a full hash map answers an insert */
+#endif
+
 #define opaque(x) asm volatile("" : "+r"(x))
 
 /* The search state bpf_loop's callback works on: a copy of the pool's EIPs, since the
@@ -29,7 +33,7 @@ struct port_search {
 	__u32 port;  /* the port the EIPs are tried at */
 	__u16 port_min;
 	__u8 walk;   /* the range fits the budget: walk it instead of drawing */
-	__u8 pad;
+	__u8 table_full; /* out: ports_in_use has no room (a full session table, not a full pool) */
 	__u32 found_index; /* out: index into eips, MAX_POOL_EIPS when none */
 };
 
@@ -44,6 +48,7 @@ static long probe_port(__u32 i, struct port_search *ps)
 {
 	__u32 n = ps->count, idx, port;
 	struct endpoint out = {};
+	long err;
 
 	if (n == 0 || n > MAX_POOL_EIPS || ps->range == 0)
 		return 1;
@@ -63,9 +68,15 @@ static long probe_port(__u32 i, struct port_search *ps)
 	out.addr = ps->eips[idx];
 	out.port = bpf_htons(port);
 	out.protocol = ps->inside.protocol;
-	if (bpf_map_update_elem(&ports_in_use, &out, &ps->inside, BPF_NOEXIST) == 0) {
+	err = bpf_map_update_elem(&ports_in_use, &out, &ps->inside, BPF_NOEXIST);
+	if (err == 0) {
 		ps->outside = out;
 		ps->found_index = idx;
+		return 1;
+	}
+	/* The table is full, not the port taken: no other port will do better. */
+	if (err == -E2BIG) {
+		ps->table_full = 1;
 		return 1;
 	}
 	return 0;
@@ -131,7 +142,7 @@ static __always_inline enum reason mapping_acquire(const struct endpoint *inside
 	bpf_loop(probes, probe_port, &ps, 0);
 	if (ps.found_index >= MAX_POOL_EIPS) {
 		__sync_fetch_and_add(&usage->ports, -1);
-		return REASON_DROP_NAT_PORTS_EXHAUSTED;
+		return ps.table_full ? REASON_DROP_NAT_TABLE_FULL : REASON_DROP_NAT_PORTS_EXHAUSTED;
 	}
 	if (pool->affinity)
 		i = addr_hash(inside->addr) % n;
@@ -617,7 +628,10 @@ static __always_inline enum reason translate_inbound(void *ctx, const enum hook 
 		return reason;
 	if (!s)
 		return REASON_DROP_NAT_NO_SESSION;
-	session_touch(s, now);
+	/* RFC 4787 REQ-6: outbound packets refresh a UDP session; inbound ones only when
+	 * the operator allows it (an outside host could otherwise hold it open for ever). */
+	if (l4->kind != L4_UDP || udp_inbound_refreshes())
+		session_touch(s, now);
 	if (l4->kind == L4_TCP)
 		session_track_tcp(s, l4->tcp_flags, false);
 	*slot = s->counter_slot;

@@ -4,6 +4,8 @@
 #include <linux/if_ether.h>
 #include <linux/ip.h>
 #include <linux/in.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
 #include <bpf/bpf_endian.h>
 #include "csum.h"
 #include "types.h"
@@ -30,6 +32,10 @@ static __always_inline enum reason parse_ipv4(void *data, void *data_end, __u32 
 
 	if ((void *)(eth + 1) > data_end)
 		return REASON_DROP_TRUNCATED_ETH;
+	/* A tagged frame belongs to a VLAN device of the kernel's, not to the fast path:
+	 * translating it would send it out untagged (docs/security.md). */
+	if (eth->h_proto == bpf_htons(ETH_P_8021Q) || eth->h_proto == bpf_htons(ETH_P_8021AD))
+		return REASON_PASS_VLAN_TAGGED;
 	if (eth->h_proto != bpf_htons(ETH_P_IP))
 		return REASON_PASS_NOT_IPV4;
 	ip = (void *)(eth + 1);
@@ -47,5 +53,37 @@ static __always_inline enum reason parse_ipv4(void *data, void *data_end, __u32 
 	pkt->l4_off = sizeof(*eth) + pkt->header_len;
 	pkt->l4_len = pkt->total_len - pkt->header_len;
 	pkt->has_l4 = (ip->frag_off & bpf_htons(IP_FRAG_OFFSET_MASK)) == 0;
+	return REASON_MAX;
+}
+
+/* Validates the TCP or UDP header of a packet that carries one (not a non-first
+ * fragment): present, a TCP data offset of at least 5 words that ends inside the
+ * segment, a UDP length of at least 8 that, unless the datagram is fragmented, fits
+ * the IP payload. Returns REASON_MAX when it is good or the protocol is another. */
+static __always_inline enum reason check_l4_header(void *data, void *data_end, const struct ipv4_packet *pkt)
+{
+	__u8 protocol = pkt->ip->protocol;
+	__u32 off = pkt->l4_off;
+
+	if (!pkt->has_l4 || off > sizeof(struct ethhdr) + 60)
+		return pkt->has_l4 ? REASON_DROP_BAD_IP_HEADER : REASON_MAX;
+	if (protocol == IPPROTO_TCP) {
+		struct tcphdr *tcp = data + off;
+
+		if (pkt->l4_len < sizeof(*tcp) || (void *)(tcp + 1) > data_end)
+			return REASON_DROP_TRUNCATED_L4;
+		if (tcp->doff < 5 || tcp->doff * 4u > pkt->l4_len)
+			return REASON_DROP_BAD_TCP_HEADER;
+	} else if (protocol == IPPROTO_UDP) {
+		struct udphdr *udp = data + off;
+		__u32 len;
+
+		if (pkt->l4_len < sizeof(*udp) || (void *)(udp + 1) > data_end)
+			return REASON_DROP_TRUNCATED_L4;
+		len = bpf_ntohs(udp->len);
+		/* A first fragment's UDP length covers the whole datagram. */
+		if (len < sizeof(*udp) || (len > pkt->l4_len && !(pkt->ip->frag_off & bpf_htons(0x2000))))
+			return REASON_DROP_BAD_UDP_LENGTH;
+	}
 	return REASON_MAX;
 }

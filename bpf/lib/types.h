@@ -8,13 +8,15 @@
  * against REASON_MAX, so add new values before it and give them a name there. */
 enum reason {
 	/* Handed to the kernel (XDP_PASS / TC_ACT_OK). */
-	REASON_PASS_NOT_IPV4 = 0,   /* ARP, IPv6, VLAN-tagged: the kernel's business */
-	REASON_PASS_NOT_BOUND,      /* IPv4, but no binding owns it (the host's own traffic) */
+	REASON_PASS_NOT_IPV4 = 0,   /* ARP, IPv6: the kernel's business */
+	REASON_PASS_NOT_BOUND,      /* IPv4, but no binding owns it and the kernel would not forward it (the host's own traffic) */
 	REASON_PASS_TTL_EXPIRING,   /* TTL <= 1: the kernel answers with ICMP time exceeded */
 	REASON_PASS_NO_NEIGH,       /* translated, but the next hop's MAC is not resolved yet */
 	REASON_PASS_MTU_EXCEEDED,   /* translated, but bigger than the egress MTU: the kernel fragments or says so */
 	REASON_PASS_FIB_OTHER,      /* translated, but the route lookup gave no forwarding next hop */
 	REASON_PASS_FRAGMENT_TO_TC, /* XDP hands a fragment to be held or released to its TC companion */
+	REASON_PASS_VLAN_TAGGED,    /* a VLAN-tagged frame: never translated, the kernel's (its VLAN devices') business */
+	REASON_PASS_BROADCAST_MULTICAST, /* to 255.255.255.255 or 224.0.0.0/4: never translated; the kernel does not forward it */
 	/* Kept by the gateway, to be sent later. */
 	REASON_HELD_FRAGMENT,       /* a non-first fragment before its first fragment: held until it comes */
 	/* Dropped (XDP_DROP / TC_ACT_SHOT). */
@@ -22,9 +24,16 @@ enum reason {
 	REASON_DROP_BAD_IP_HEADER,  /* version != 4, IHL < 5, or the header runs past the frame */
 	REASON_DROP_BAD_IP_LENGTH,  /* total length shorter than the header or longer than the frame */
 	REASON_DROP_TRUNCATED_L4,   /* a bound packet whose TCP/UDP/ICMP header is cut short */
+	REASON_DROP_BAD_TCP_HEADER, /* TCP data offset below 5 words, or past the segment */
+	REASON_DROP_BAD_UDP_LENGTH, /* UDP length below 8, or (unfragmented) beyond the IP payload */
 	REASON_DROP_BAD_ICMP_ERROR, /* an ICMP error whose quoted packet is malformed */
 	REASON_DROP_ICMP_MISMATCH,  /* an ICMP error whose quoted packet was not sent by the binding */
 	REASON_DROP_CUT_THROUGH_SPOOF, /* a cut-through EIP as source, but not from its ENI's MAC */
+	/* The edge: who may send what (docs/security.md). */
+	REASON_DROP_SPOOFED_SOURCE,  /* from the VPC: a bound, SNAT or EIP-pool source not registered with the sending MAC */
+	REASON_DROP_UNTRANSLATED_SOURCE, /* from the VPC: untranslated, to a global address the kernel would forward */
+	REASON_DROP_BOGON_SOURCE,    /* from the internet: a special-purpose source address (RFC 6890) */
+	REASON_DROP_UNPUBLISHED_DESTINATION, /* from the internet: not an EIP, and not the gateway's own address */
 	/* NAT gateways. The refusals of a new session (ports, quotas, table) answer the
 	 * instance with ICMP 3/13 (RFC 5508 section 3.3) when the gateway has an address
 	 * to send it from; the packet itself is not forwarded either way. */
@@ -200,7 +209,40 @@ struct nat_config {
 	__u16 port_min;
 	__u16 port_max;
 	__be32 icmp_source; /* the gateway's VPC address, source of ICMP 3/13; 0: send none */
+	/* 1: inbound UDP packets refresh a session too. RFC 4787 REQ-6 requires outbound
+	 * refresh and allows inbound, but then an outside host alone can keep a mapping
+	 * open for ever (section 4.3): off by default. */
+	__u32 udp_inbound_refresh;
+};
+
+/* A VPC address and the MAC it may be sent from: the instance (ENI) registered with
+ * it. An address may be registered with several MACs (a HaVip). */
+struct source_key {
+	__be32 addr;
+	__u8 mac[6];
+	__u16 pad;
+};
+
+/* A set of IPv4 prefixes matched by a bounded scan; first_octets has a bit for every
+ * first octet some prefix covers, so an address outside the set costs one load. */
+#define MAX_EDGE_PREFIXES 32
+
+struct prefix4 {
+	__be32 addr;
+	__be32 mask;
+};
+
+struct prefix_set {
+	__u32 first_octets[8];
+	__u32 count;
 	__u32 pad;
+	struct prefix4 prefixes[MAX_EDGE_PREFIXES];
+};
+
+/* Set by the loader: what the edge refuses. */
+struct edge_config {
+	struct prefix_set special_purpose; /* never a source from the internet; untranslated VPC traffic may go only there */
+	struct prefix_set eip_pools;       /* never a source from the VPC, but for a cut-through EIP from its ENI */
 };
 
 /* The argument of the expire_session program, written back with the outcome. */

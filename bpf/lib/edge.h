@@ -1,0 +1,99 @@
+/* edge.h: who may send what through the gateway (docs/security.md). From the VPC, a
+ * frame is translated only when its source address is registered with the MAC it
+ * comes from; from the internet, special-purpose sources are refused; nothing the
+ * gateway does not publish is forwarded by its kernel on the fast path's behalf. */
+#pragma once
+
+#include <linux/if_ether.h>
+#include "ctx.h"
+#include "maps.h"
+#include "parse.h"
+#include "stats.h"
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+
+static __always_inline struct edge_config *edge_config_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&edge_settings, &zero);
+}
+
+static __always_inline bool prefix_set_contains(const struct prefix_set *set, __be32 addr)
+{
+	__u8 octet = ((__u8 *)&addr)[0];
+	__u32 i;
+
+	/* Most addresses are in no prefix: one bit says so without the scan. */
+	if (!(set->first_octets[(octet >> 5) & 7] & (1u << (octet & 31))))
+		return false;
+	for (i = 0; i < MAX_EDGE_PREFIXES; i++) {
+		if (i >= set->count)
+			break;
+		if ((addr & set->prefixes[i].mask) == set->prefixes[i].addr)
+			return true;
+	}
+	return false;
+}
+
+/* 255.255.255.255 and 224.0.0.0/4: link-local by nature, never the internet's. */
+static __always_inline bool is_broadcast_or_multicast(__be32 addr)
+{
+	return addr == 0xffffffff || (((__u8 *)&addr)[0] & 0xf0) == 0xe0;
+}
+
+/* Whether the instance registered with this source address sent it (from its MAC). */
+static __always_inline bool vpc_source_registered(void *ctx, const enum hook hook, __be32 saddr)
+{
+	struct ethhdr *eth = ctx_data(ctx, hook);
+	struct source_key key = {};
+
+	if ((void *)(eth + 1) > ctx_data_end(ctx, hook))
+		return false;
+	key.addr = saddr;
+	__builtin_memcpy(key.mac, eth->h_source, ETH_ALEN);
+	return bpf_map_lookup_elem(&vpc_sources, &key) != 0;
+}
+
+/* Whether the kernel would route this packet on to another host (as opposed to
+ * delivering it locally, having no route, or refusing it). */
+static __always_inline bool kernel_would_forward(void *ctx, const enum hook hook, const struct ipv4_packet *pkt)
+{
+	struct bpf_fib_lookup fib = {};
+	long rc;
+
+	fib.family = AF_INET;
+	fib.tos = pkt->ip->tos;
+	fib.l4_protocol = pkt->ip->protocol;
+	fib.ifindex = ctx_ifindex(ctx, hook);
+	fib.ipv4_src = pkt->ip->saddr;
+	fib.ipv4_dst = pkt->ip->daddr;
+	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), BPF_FIB_LOOKUP_SKIP_NEIGH);
+	return rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH ||
+	       rc == BPF_FIB_LKUP_RET_FRAG_NEEDED;
+}
+
+/* A packet nobody translates. From the internet, the kernel may have it only when it
+ * is for the gateway itself: anything it would forward (to an instance's private
+ * address, to an address no EIP holds) is dropped. From the VPC, untranslated traffic
+ * may reach special-purpose destinations (the VPC's other subnets, internal services on
+ * 100.64.0.0/10) and the gateway itself, never a global address: that would leave the
+ * uplink with a private source. */
+static __always_inline int edge_untranslated(void *ctx, const enum hook hook, const enum direction dir,
+					     const struct ipv4_packet *pkt)
+{
+	if (dir == DIR_OUTBOUND) {
+		struct edge_config *cfg = edge_config_get();
+
+		if (cfg && prefix_set_contains(&cfg->special_purpose, pkt->ip->daddr))
+			return pass_with(hook, REASON_PASS_NOT_BOUND);
+		if (kernel_would_forward(ctx, hook, pkt))
+			return drop_with(hook, REASON_DROP_UNTRANSLATED_SOURCE);
+		return pass_with(hook, REASON_PASS_NOT_BOUND);
+	}
+	if (kernel_would_forward(ctx, hook, pkt))
+		return drop_with(hook, REASON_DROP_UNPUBLISHED_DESTINATION);
+	return pass_with(hook, REASON_PASS_NOT_BOUND);
+}

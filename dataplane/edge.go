@@ -1,0 +1,191 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// The edge: which VPC sources may be translated (an address with the MAC of the
+// instance registered with it), which internet sources are refused (special-purpose
+// prefixes) and which VPC sources are nobody's to send (the EIP pools).
+
+var (
+	// ErrTooManyPrefixes means a prefix set has more than MaxEdgePrefixes entries.
+	ErrTooManyPrefixes = errors.New("too many prefixes")
+)
+
+// MaxEdgePrefixes is how many prefixes each edge set holds (the C MAX_EDGE_PREFIXES).
+const MaxEdgePrefixes = len(natPrefixSet{}.Prefixes)
+
+// DefaultSpecialPurpose are the RFC 6890 prefixes that are never a valid source on the
+// internet and are refused from the uplink by default: private-use, shared address
+// space, loopback, link-local, "this network", multicast and reserved. The
+// documentation prefixes (TEST-NET-1..3) and the benchmarking prefix are left out: labs
+// route them as if they were public.
+var DefaultSpecialPurpose = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("10.0.0.0/8"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("127.0.0.0/8"),
+	netip.MustParsePrefix("169.254.0.0/16"),
+	netip.MustParsePrefix("172.16.0.0/12"),
+	netip.MustParsePrefix("192.168.0.0/16"),
+	netip.MustParsePrefix("224.0.0.0/4"),
+	netip.MustParsePrefix("240.0.0.0/4"),
+}
+
+// EdgeConfig is what the edge refuses.
+type EdgeConfig struct {
+	// SpecialPurpose sources are dropped from the internet; untranslated VPC traffic
+	// may be forwarded only to these destinations (the VPC's other subnets, internal
+	// services), never to a global address.
+	SpecialPurpose []netip.Prefix
+	// EIPPools may be a source from the VPC only as a cut-through EIP from its ENI.
+	EIPPools []netip.Prefix
+}
+
+// DefaultEdgeConfig refuses DefaultSpecialPurpose and knows no pools.
+func DefaultEdgeConfig() EdgeConfig {
+	return EdgeConfig{SpecialPurpose: slices.Clone(DefaultSpecialPurpose)}
+}
+
+func prefixSet(name string, prefixes []netip.Prefix) (natPrefixSet, error) {
+	var s natPrefixSet
+	if len(prefixes) > MaxEdgePrefixes {
+		return s, fmt.Errorf("%s: %w (%d, at most %d)", name, ErrTooManyPrefixes, len(prefixes), MaxEdgePrefixes)
+	}
+	for i, p := range prefixes {
+		if !p.Addr().Is4() {
+			return s, fmt.Errorf("%s: %v: %w", name, p, ErrNotIPv4)
+		}
+		p = p.Masked()
+		addr, _ := beKey(p.Addr())
+		mask, _ := beKey(netip.AddrFrom4([4]byte(net.CIDRMask(p.Bits(), 32))))
+		s.Prefixes[i] = natPrefix4{Addr: addr, Mask: mask}
+		// Every first octet the prefix covers gets its bit: the program scans the
+		// prefixes only for an address whose first octet has one.
+		first := int(p.Addr().As4()[0])
+		span := 1
+		if p.Bits() < 8 {
+			span = 1 << (8 - p.Bits())
+		}
+		for o := first; o < first+span; o++ {
+			s.FirstOctets[o/32] |= 1 << (o % 32)
+		}
+	}
+	s.Count = uint32(len(prefixes))
+	return s, nil
+}
+
+func prefixesOf(s natPrefixSet) []netip.Prefix {
+	out := make([]netip.Prefix, 0, s.Count)
+	for _, p := range s.Prefixes[:min(int(s.Count), MaxEdgePrefixes)] {
+		ones, _ := net.IPMask(beAddr(p.Mask).AsSlice()).Size()
+		out = append(out, netip.PrefixFrom(beAddr(p.Addr), ones))
+	}
+	return out
+}
+
+// SetEdgeConfig replaces the edge's prefix sets.
+func (d *Dataplane) SetEdgeConfig(c EdgeConfig) error {
+	if d.cfg.ReadOnly {
+		return fmt.Errorf("set edge config: %w", ErrReadOnly)
+	}
+	special, err := prefixSet("special-purpose prefixes", c.SpecialPurpose)
+	if err != nil {
+		return fmt.Errorf("set edge config: %w", err)
+	}
+	pools, err := prefixSet("EIP pools", c.EIPPools)
+	if err != nil {
+		return fmt.Errorf("set edge config: %w", err)
+	}
+	if err := d.objs.EdgeSettings.Put(uint32(0), natEdgeConfig{SpecialPurpose: special, EipPools: pools}); err != nil {
+		return fmt.Errorf("set edge config: %w", err)
+	}
+	return nil
+}
+
+// EdgeConfig reads the edge's prefix sets in force.
+func (d *Dataplane) EdgeConfig() (EdgeConfig, error) {
+	var v natEdgeConfig
+	if err := d.objs.EdgeSettings.Lookup(uint32(0), &v); err != nil {
+		return EdgeConfig{}, fmt.Errorf("read edge config: %w", err)
+	}
+	return EdgeConfig{SpecialPurpose: prefixesOf(v.SpecialPurpose), EIPPools: prefixesOf(v.EipPools)}, nil
+}
+
+// Source is a VPC address and the MAC it may be sent from.
+type Source struct {
+	Addr netip.Addr
+	MAC  net.HardwareAddr
+}
+
+func (s Source) String() string { return s.Addr.String() + "@" + s.MAC.String() }
+
+func sourceKey(s Source) (natSourceKey, error) {
+	addr, err := beKey(s.Addr)
+	if err != nil {
+		return natSourceKey{}, err
+	}
+	if len(s.MAC) != 6 {
+		return natSourceKey{}, fmt.Errorf("MAC %v is not 6 bytes", s.MAC)
+	}
+	k := natSourceKey{Addr: addr}
+	copy(k.Mac[:], s.MAC)
+	return k, nil
+}
+
+// SetSource lets frames from s.MAC with source s.Addr be translated.
+func (d *Dataplane) SetSource(s Source) error {
+	key, err := sourceKey(s)
+	if err != nil {
+		return fmt.Errorf("set source: %w", err)
+	}
+	if d.cfg.ReadOnly {
+		return fmt.Errorf("set source %v: %w", s, ErrReadOnly)
+	}
+	if err := d.objs.VpcSources.Put(key, uint32(1)); err != nil {
+		if errors.Is(err, unix.E2BIG) {
+			return fmt.Errorf("set source %v: %w (%d sources)", s, ErrFull, d.cfg.MaxBindings)
+		}
+		return fmt.Errorf("set source %v: %w", s, err)
+	}
+	return nil
+}
+
+// DeleteSource stops translating frames from s.MAC with source s.Addr. Deleting an
+// absent source is not an error.
+func (d *Dataplane) DeleteSource(s Source) error {
+	key, err := sourceKey(s)
+	if err != nil {
+		return fmt.Errorf("delete source: %w", err)
+	}
+	if d.cfg.ReadOnly {
+		return fmt.Errorf("delete source %v: %w", s, ErrReadOnly)
+	}
+	if err := d.objs.VpcSources.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("delete source %v: %w", s, err)
+	}
+	return nil
+}
+
+// Sources lists the registered VPC sources.
+func (d *Dataplane) Sources() ([]Source, error) {
+	var out []Source
+	var key natSourceKey
+	var v uint32
+	it := d.objs.VpcSources.Iterate()
+	for it.Next(&key, &v) {
+		out = append(out, Source{Addr: beAddr(key.Addr), MAC: slices.Clone(net.HardwareAddr(key.Mac[:]))})
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("list sources: %w", err)
+	}
+	return out, nil
+}
