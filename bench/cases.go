@@ -506,8 +506,23 @@ func (b *bed) eipgw() (*dataplane.Dataplane, error) {
 		return nil, err
 	}
 	b.dp = dp
+	// Every generator host sends from the generator's MAC: register each of its
+	// addresses with it, as eipd registers an instance's, so the edge lets them through.
+	var sources []netip.Addr
+	for a := snatSource.Addr(); snatSource.Contains(a); a = a.Next() {
+		sources = append(sources, a)
+	}
 	for priv, eip := range bindings() {
+		sources = append(sources, priv)
 		if err := dp.SetBinding(eip, priv); err != nil {
+			return nil, err
+		}
+	}
+	for priv := range inboundTargets() {
+		sources = append(sources, priv)
+	}
+	for _, a := range sources {
+		if err := dp.SetSource(dataplane.Source{Addr: a, MAC: b.genMAC}); err != nil {
 			return nil, err
 		}
 	}

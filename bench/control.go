@@ -85,7 +85,8 @@ func (a *agent) seed(n int, associate bool) (instances, eips []string, err error
 		pub := benchPool.Addr().Next()
 		for i := 0; i < n; i++ {
 			id := fmt.Sprintf("i-%07d", i)
-			if _, err := a.svc.Do(tx, "admin", "RegisterInstance", model.Params{"InstanceId": id, "VpcId": "v", "PrivateIpAddress": priv.String()}, time.Now()); err != nil {
+			if _, err := a.svc.Do(tx, "admin", "RegisterInstance", model.Params{"InstanceId": id, "VpcId": "v", "PrivateIpAddress": priv.String(),
+				"MacAddress": fmt.Sprintf("02:00:00:%02x:%02x:%02x", i>>16&0xff, i>>8&0xff, i&0xff)}, time.Now()); err != nil {
 				return err
 			}
 			priv = priv.Next()

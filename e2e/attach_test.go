@@ -15,7 +15,7 @@ func TestHookSwitchAndDetach(t *testing.T) {
 	g := newGateway(t, "xdp", false)
 	// Software checksums on the wire for XDP; TC copes either way.
 	g.attach(t)
-	g.eipdp(t, "bind", eip, testbed.VM1Addr)
+	g.eipdp(t, "bind", eip, testbed.VM1Addr, g.mac(t, g.VM1))
 	ping := func() error {
 		_, err := g.Inet1.Run(10*time.Second, "ping", "-c", "2", "-i", "0.2", "-W", "1", eip)
 		return err

@@ -45,6 +45,20 @@ func secondaryENI(t *testing.T, d *daemon, vm *testbed.Host, port, addr string) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	// What the ENI's address sends leaves through the ENI, as a cloud's source check
+	// requires and the gateway enforces: the primary interface's MAC may not send it.
+	ip, _, _ := strings.Cut(addr, "/")
+	const table = 31
+	gw := &netlink.Route{LinkIndex: a.Index, Gw: net.ParseIP(testbed.GWVPCAddr), Table: table}
+	if err := vm.Netlink().RouteAdd(gw); err != nil {
+		t.Fatalf("route the ENI's address out of eth1: %v", err)
+	}
+	rule := netlink.NewRule()
+	rule.Src = &net.IPNet{IP: net.ParseIP(ip).To4(), Mask: net.CIDRMask(32, 32)}
+	rule.Table = table
+	if err := vm.Netlink().RuleAdd(rule); err != nil {
+		t.Fatalf("route the ENI's address out of eth1: %v", err)
+	}
 	return a.HardwareAddr.String()
 }
 
@@ -235,7 +249,7 @@ func TestCutThrough(t *testing.T) {
 	}
 	// Through a NAT-mode EIP the same exchange fails: the payload carries the
 	// private address.
-	d.must(t, "register-instance", "--instance-id", "i-vm2", "--vpc-id", "vpc-1", "--private-ip-address", testbed.VM2Addr)
+	d.registerVM(t, "i-vm2", d.VM2, testbed.VM2Addr)
 	natID, natEIP := d.allocate(t)
 	d.must(t, "associate-eip-address", "--allocation-id", natID, "--instance-id", "i-vm2")
 	if err := activeModeTransfer(t, d.VM2, testbed.VM2Addr, d.Inet1); err == nil {
@@ -277,7 +291,7 @@ func TestMultiEIPCutThrough(t *testing.T) {
 	const private = "10.0.1.32"
 	mac := secondaryENI(t, d, d.VM2, "vm2b", private+"/16")
 	before := ifaceState(t, d.VM2)
-	d.must(t, "register-instance", "--instance-id", "i-vm2", "--vpc-id", "vpc-1", "--private-ip-address", testbed.VM2Addr)
+	d.registerVM(t, "i-vm2", d.VM2, testbed.VM2Addr)
 	d.must(t, "create-network-interface", "--network-interface-id", "eni-m", "--vpc-id", "vpc-1",
 		"--primary-ip-address", private, "--mac-address", mac)
 	d.must(t, "attach-network-interface", "--network-interface-id", "eni-m", "--instance-id", "i-vm2")

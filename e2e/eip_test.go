@@ -30,7 +30,7 @@ func TestEIPTraffic(t *testing.T) {
 func testEIPTraffic(t *testing.T, hook string, offload bool) {
 	g := newGateway(t, hook, offload)
 	g.attach(t)
-	g.eipdp(t, "bind", eip, testbed.VM1Addr)
+	g.eipdp(t, "bind", eip, testbed.VM1Addr, g.mac(t, g.VM1))
 
 	t.Run("ping both ways", func(t *testing.T) {
 		if _, err := g.Inet1.Run(10*time.Second, "ping", "-c", "3", "-i", "0.2", "-W", "2", eip); err != nil {

@@ -52,6 +52,14 @@ func newDaemonWith(t *testing.T, hook string, adjust func(*eipd.LocalSetup)) *da
 	return d
 }
 
+// registerVM registers the instance id at addr on vm, with vm's MAC: the gateway
+// translates only frames from the MAC an address is registered with.
+func (d *daemon) registerVM(t *testing.T, id string, vm *testbed.Host, addr string) map[string]any {
+	t.Helper()
+	return d.must(t, "register-instance", "--instance-id", id, "--vpc-id", "vpc-1", "--private-ip-address", addr,
+		"--mac-address", d.mac(t, vm))
+}
+
 // start runs eipd and waits until it serves; init creates the state file.
 func (d *daemon) start(t *testing.T, init bool) {
 	t.Helper()
@@ -141,7 +149,7 @@ func TestEipdEcsInstanceLifecycle(t *testing.T) {
 	}
 	d.start(t, true)
 
-	d.must(t, "register-instance", "--instance-id", "i-vm1", "--vpc-id", "vpc-1", "--private-ip-address", testbed.VM1Addr)
+	d.registerVM(t, "i-vm1", d.VM1, testbed.VM1Addr)
 	alloc := d.must(t, "allocate-eip-address", "--bandwidth", "10")
 	id, eip := alloc["AllocationId"].(string), alloc["EipAddress"].(string)
 	if inboundWorks(t, d, d.VM1, eip, 7100) {

@@ -64,7 +64,7 @@ func TestEipdAssociationTypes(t *testing.T) {
 	d.start(t, true)
 
 	t.Run("network interface, two EIPs on two private addresses", func(t *testing.T) {
-		m := d.must(t, "register-instance", "--instance-id", "i-vm2", "--vpc-id", "vpc-1", "--private-ip-address", testbed.VM2Addr)
+		m := d.registerVM(t, "i-vm2", d.VM2, testbed.VM2Addr)
 		eni := m["NetworkInterfaceId"].(string)
 		const second = "10.0.1.22"
 		d.must(t, "assign-private-ip-addresses", "--network-interface-id", eni, "--private-ip-address.1", second)
@@ -94,7 +94,8 @@ func TestEipdAssociationTypes(t *testing.T) {
 
 	t.Run("load balancer VIP", func(t *testing.T) {
 		const vip = "10.0.2.100"
-		d.must(t, "register-load-balancer", "--load-balancer-id", "lb-1", "--vpc-id", "vpc-1", "--address", vip)
+		d.must(t, "register-load-balancer", "--load-balancer-id", "lb-1", "--vpc-id", "vpc-1", "--address", vip,
+			"--mac-address", d.mac(t, d.VM3))
 		if err := d.VM3.Addr(testbed.HostIface, vip+"/16"); err != nil {
 			t.Fatal(err)
 		}
@@ -126,7 +127,7 @@ func TestEipdAssociationTypes(t *testing.T) {
 
 	t.Run("havip moving between VMs under ping", func(t *testing.T) {
 		const vip = "10.0.1.200"
-		d.must(t, "register-instance", "--instance-id", "i-vm1", "--vpc-id", "vpc-1", "--private-ip-address", testbed.VM1Addr)
+		d.registerVM(t, "i-vm1", d.VM1, testbed.VM1Addr)
 		d.must(t, "create-ha-vip", "--ha-vip-id", "havip-1", "--vpc-id", "vpc-1", "--ip-address", vip)
 		d.must(t, "associate-ha-vip", "--ha-vip-id", "havip-1", "--instance-id", "i-vm1")
 		d.must(t, "associate-ha-vip", "--ha-vip-id", "havip-1", "--instance-id", "i-vm2")

@@ -49,6 +49,16 @@ func newGateway(t *testing.T, hook string, endpointTXChecksum bool) *gateway {
 }
 
 // eipdp runs the CLI inside the gateway's namespace and returns its output.
+// mac is the MAC of host's interface, as eipdp and eipctl take it.
+func (g *gateway) mac(t *testing.T, host *testbed.Host) string {
+	t.Helper()
+	mac, err := host.MAC(testbed.HostIface)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mac.String()
+}
+
 func (g *gateway) eipdp(t *testing.T, args ...string) string {
 	t.Helper()
 	out, err := g.GW.Run(20*time.Second, bin("eipdp"), append([]string{"--pin-dir", g.pinDir}, args...)...)

@@ -103,6 +103,12 @@ func TestNatGateway(t *testing.T) {
 		s.Nat = eipd.NatSettings{PortRange: "20000-20099", MaxPortsPerSource: 50, MaxSessionsPerSource: 80}
 	})
 	d.start(t, true)
+	for i, vm := range []struct {
+		h    *testbed.Host
+		addr string
+	}{{d.VM1, testbed.VM1Addr}, {d.VM2, testbed.VM2Addr}, {d.VM3, testbed.VM3Addr}} {
+		d.registerVM(t, fmt.Sprintf("i-vm%d", i+1), vm.h, vm.addr)
+	}
 	d.must(t, "create-nat-gateway", "--nat-gateway-id", "ngw-1", "--vpc-id", "vpc-1")
 	idA, eipA := d.allocate(t)
 	idB, eipB := d.allocate(t)

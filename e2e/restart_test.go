@@ -71,7 +71,7 @@ func TestRestartKeepsTrafficFlowing(t *testing.T) {
 
 func testRestart(t *testing.T, hook string) {
 	g := newGateway(t, hook, true)
-	g.eipdp(t, "bind", eip, testbed.VM1Addr)
+	g.eipdp(t, "bind", eip, testbed.VM1Addr, g.mac(t, g.VM1))
 	first, _ := g.startServe(t)
 
 	l, err := g.Inet1.Listen("tcp", testbed.Inet1Addr+":7001")

@@ -22,7 +22,7 @@ import (
 func TestOfficialSDK(t *testing.T) {
 	d := newDaemon(t, "xdp")
 	d.start(t, true)
-	d.must(t, "register-instance", "--instance-id", "i-vm1", "--vpc-id", "vpc-1", "--private-ip-address", testbed.VM1Addr)
+	d.registerVM(t, "i-vm1", d.VM1, testbed.VM1Addr)
 
 	var prof struct{ AccessKeyID, AccessKeySecret string }
 	raw, err := os.ReadFile(d.profile)

@@ -270,7 +270,11 @@ func (s *Service) registerLoadBalancer(c *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	lb := &SLB{LoadBalancerID: idParam(c.Params, "LoadBalancerId", "lb"), Region: s.region(c), VpcID: vpc, Address: ip}
+	mac, err := macParam(c.Params, "MacAddress")
+	if err != nil {
+		return nil, err
+	}
+	lb := &SLB{LoadBalancerID: idParam(c.Params, "LoadBalancerId", "lb"), Region: s.region(c), VpcID: vpc, Address: ip, MacAddress: mac}
 	if ok, err := exists(c.Tx, KindSLB, lb.LoadBalancerID); err != nil || ok {
 		return nil, firstErr(err, errAlreadyExists)
 	}

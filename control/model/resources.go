@@ -74,8 +74,9 @@ type ENI struct {
 	InstanceID   string   `json:"instance_id,omitempty"`
 	PrimaryIP    string   `json:"primary_ip"`
 	SecondaryIPs []string `json:"secondary_ips,omitempty"`
-	// MacAddress identifies the ENI at L2: the gateway accepts a cut-through EIP as
-	// source only from it.
+	// MacAddress identifies the ENI at L2: the gateway translates the ENI's addresses,
+	// and accepts its cut-through EIPs as source, only in frames from it. An ENI
+	// without one sends nothing through the gateway (docs/security.md).
 	MacAddress string `json:"mac_address,omitempty"`
 }
 
@@ -96,6 +97,9 @@ type SLB struct {
 	Region         string `json:"region"`
 	VpcID          string `json:"vpc_id"`
 	Address        string `json:"address"`
+	// MacAddress is where the VIP's frames come from: without it, the gateway
+	// translates nothing the load balancer sends.
+	MacAddress string `json:"mac_address,omitempty"`
 }
 
 // NatGateway is a logical NAT gateway; its SNAT and DNAT entries come with the

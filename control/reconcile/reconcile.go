@@ -21,6 +21,10 @@ type Dataplane interface {
 	CutThroughs() (map[netip.Addr]string, error) // EIP -> ENI MAC
 	SetCutThrough(eip netip.Addr, mac string) error
 	DeleteCutThrough(eip netip.Addr) error
+	// The VPC sources that may be translated: an address with its sender's MAC.
+	Sources() ([]model.Source, error)
+	SetSource(s model.Source) error
+	DeleteSource(s model.Source) error
 }
 
 // NatDataplane is what the reconciler needs of the dataplane for NAT gateways.
@@ -79,9 +83,13 @@ func (r *Reconciler) Reconcile() (Result, error) {
 	var desired []model.Binding
 	var cuts []model.CutThrough
 	var nat model.DesiredNat
+	var sources []model.Source
 	if err := r.Store.View(func(tx model.Tx) error {
 		var err error
 		if desired, err = model.DesiredBindings(tx); err != nil {
+			return err
+		}
+		if sources, err = model.DesiredSources(tx); err != nil {
 			return err
 		}
 		if r.Nat != nil {
@@ -94,6 +102,11 @@ func (r *Reconciler) Reconcile() (Result, error) {
 		return err
 	}); err != nil {
 		return res, fmt.Errorf("reconcile: read desired state: %w", err)
+	}
+	// Sources go in before the bindings that translate them, and out last.
+	removeSources, err := r.reconcileSources(sources, &res)
+	if err != nil {
+		return res, err
 	}
 	want := map[netip.Addr]netip.Addr{}
 	for _, b := range desired {
@@ -144,6 +157,9 @@ func (r *Reconciler) Reconcile() (Result, error) {
 	if err := r.reconcileCutThroughs(cuts, &res); err != nil {
 		return res, err
 	}
+	if err := removeSources(); err != nil {
+		return res, err
+	}
 	// The dataplane now carries every association: settle their statuses.
 	if err := r.Store.Update(func(tx model.Tx) error {
 		n, err := model.Settle(tx)
@@ -153,6 +169,42 @@ func (r *Reconciler) Reconcile() (Result, error) {
 		return res, fmt.Errorf("reconcile: settle: %w", err)
 	}
 	return res, nil
+}
+
+// reconcileSources adds the sources the dataplane lacks and returns the removal of
+// those it should no longer have, to run after the bindings that used them are gone.
+func (r *Reconciler) reconcileSources(want []model.Source, res *Result) (func() error, error) {
+	have, err := r.Dataplane.Sources()
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: read sources: %w", err)
+	}
+	haveSet := map[model.Source]bool{}
+	for _, s := range have {
+		haveSet[s] = true
+	}
+	wantSet := map[model.Source]bool{}
+	for _, s := range want {
+		wantSet[s] = true
+		if haveSet[s] {
+			continue
+		}
+		if err := r.Dataplane.SetSource(s); err != nil {
+			return nil, fmt.Errorf("reconcile: source %v from %s: %w", s.Addr, s.MAC, err)
+		}
+		res.Added++
+	}
+	return func() error {
+		for _, s := range have {
+			if wantSet[s] {
+				continue
+			}
+			if err := r.Dataplane.DeleteSource(s); err != nil {
+				return fmt.Errorf("reconcile: remove source %v from %s: %w", s.Addr, s.MAC, err)
+			}
+			res.Removed++
+		}
+		return nil
+	}, nil
 }
 
 // reconcileCutThroughs brings the cut-through EIPs and the gateway's routes to them

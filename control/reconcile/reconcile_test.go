@@ -24,6 +24,7 @@ func (m *memStore) Update(fn func(model.Tx) error) error {
 type fakeDP struct {
 	b     map[netip.Addr]netip.Addr
 	cut   map[netip.Addr]string
+	src   map[model.Source]bool
 	calls int
 	fail  error
 }
@@ -73,6 +74,25 @@ func (f *fakeDP) SetCutThrough(e netip.Addr, mac string) error {
 
 func (f *fakeDP) DeleteCutThrough(e netip.Addr) error { f.calls++; delete(f.cut, e); return nil }
 
+func (f *fakeDP) Sources() ([]model.Source, error) {
+	var out []model.Source
+	for s := range f.src {
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func (f *fakeDP) SetSource(s model.Source) error {
+	f.calls++
+	if f.src == nil {
+		f.src = map[model.Source]bool{}
+	}
+	f.src[s] = true
+	return nil
+}
+
+func (f *fakeDP) DeleteSource(s model.Source) error { f.calls++; delete(f.src, s); return nil }
+
 type fakeRoutes struct{ eips []netip.Addr }
 
 func (r *fakeRoutes) Sync(eips []netip.Addr) error { r.eips = eips; return nil }
@@ -86,7 +106,8 @@ func TestReconcileCutThrough(t *testing.T) {
 	ids := allocate(t, s, 1)
 	do(t, s, "AssociateEipAddress", "AllocationId", ids[0], "InstanceId", "eni-1", "InstanceType", "NetworkInterface", "Mode", "BINDED")
 	res, err := r.Reconcile()
-	if err != nil || res.Added != 1 || res.Settled != 1 || len(dp.cut) != 1 || len(routes.eips) != 1 || len(dp.b) != 0 {
+	// The ENI's address with its MAC, and the cut-through EIP.
+	if err != nil || res.Added != 2 || res.Settled != 1 || len(dp.cut) != 1 || len(routes.eips) != 1 || len(dp.b) != 0 {
 		t.Fatalf("cut-through pass: %v, %v, dataplane %v, routes %v", res, err, dp.cut, routes.eips)
 	}
 	for _, mac := range dp.cut {
@@ -97,6 +118,40 @@ func TestReconcileCutThrough(t *testing.T) {
 	do(t, s, "UnassociateEipAddress", "AllocationId", ids[0], "InstanceId", "eni-1")
 	if res, err = r.Reconcile(); err != nil || res.Removed != 1 || len(dp.cut) != 0 || len(routes.eips) != 0 {
 		t.Fatalf("disassociating pass: %v, %v, dataplane %v, routes %v", res, err, dp.cut, routes.eips)
+	}
+}
+
+// TestReconcileSources: the dataplane translates a VPC address only from the MAC it is
+// registered with: an instance's primary ENI, a HaVip from each instance it is
+// associated with, a load balancer's VIP from its MAC; a stale source goes.
+func TestReconcileSources(t *testing.T) {
+	s := &memStore{tx: model.MemTx{}}
+	stale := model.Source{Addr: netip.MustParseAddr("10.0.9.9"), MAC: "02:00:00:00:09:09"}
+	dp := &fakeDP{b: map[netip.Addr]netip.Addr{}, src: map[model.Source]bool{stale: true}}
+	r := &Reconciler{Store: s, Dataplane: dp}
+	do(t, s, "RegisterInstance", "InstanceId", "i-1", "VpcId", "v", "PrivateIpAddress", "10.0.1.11", "MacAddress", "02:00:00:00:01:11")
+	do(t, s, "RegisterInstance", "InstanceId", "i-2", "VpcId", "v", "PrivateIpAddress", "10.0.1.12", "MacAddress", "02:00:00:00:01:12")
+	do(t, s, "RegisterInstance", "InstanceId", "i-nomac", "VpcId", "v", "PrivateIpAddress", "10.0.1.13")
+	do(t, s, "CreateHaVip", "HaVipId", "havip-1", "VpcId", "v", "IpAddress", "10.0.1.200")
+	do(t, s, "AssociateHaVip", "HaVipId", "havip-1", "InstanceId", "i-1")
+	do(t, s, "AssociateHaVip", "HaVipId", "havip-1", "InstanceId", "i-2")
+	do(t, s, "RegisterLoadBalancer", "LoadBalancerId", "lb-1", "VpcId", "v", "Address", "10.0.2.100", "MacAddress", "02:00:00:00:02:AA")
+	if _, err := r.Reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	src := func(addr, mac string) model.Source { return model.Source{Addr: netip.MustParseAddr(addr), MAC: mac} }
+	want := map[model.Source]bool{
+		src("10.0.1.11", "02:00:00:00:01:11"): true, src("10.0.1.12", "02:00:00:00:01:12"): true,
+		src("10.0.1.200", "02:00:00:00:01:11"): true, src("10.0.1.200", "02:00:00:00:01:12"): true,
+		src("10.0.2.100", "02:00:00:00:02:aa"): true,
+	}
+	if len(dp.src) != len(want) {
+		t.Errorf("sources %v, want %v", dp.src, want)
+	}
+	for w := range want {
+		if !dp.src[w] {
+			t.Errorf("source %v@%s missing; have %v", w.Addr, w.MAC, dp.src)
+		}
 	}
 }
 

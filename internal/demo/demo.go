@@ -93,7 +93,13 @@ func Run(opts Options) (err error) {
 		fmt.Fprint(out, string(b))
 		return string(b), err
 	}
-	if _, err := eipctl("register-instance", "--instance-id", "i-vm1", "--vpc-id", "vpc-demo", "--private-ip-address", testbed.VM1Addr); err != nil {
+	vm1MAC, err := topo.VM1.MAC(testbed.HostIface)
+	if err != nil {
+		return err
+	}
+	// The gateway translates only frames from the MAC an address is registered with.
+	if _, err := eipctl("register-instance", "--instance-id", "i-vm1", "--vpc-id", "vpc-demo", "--private-ip-address", testbed.VM1Addr,
+		"--mac-address", vm1MAC.String()); err != nil {
 		return err
 	}
 	alloc, err := eipctl("--output", "json", "allocate-eip-address", "--bandwidth", "10", "--name", "demo")

@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os/signal"
 	"sort"
@@ -29,7 +30,8 @@ const usage = `usage: eipdp [--pin-dir DIR] [--max-bindings N] [--output table|j
 Commands that change state:
   attach IFACE --role uplink|vpc [--hook xdp|tc|tcx|clsact]   run the NAT on IFACE's ingress
   detach IFACE                                                remove it from IFACE
-  bind EIP PRIVATE                                            translate EIP <-> PRIVATE
+  bind EIP PRIVATE MAC                                        translate EIP <-> PRIVATE; outbound
+                                                              only from MAC (the instance's)
   unbind EIP                                                  remove EIP's binding
   serve --uplink IFACE --vpc IFACE [--hook H] [--interval D]  attach both and hold the
                                                               dataplane, printing counters,
@@ -157,8 +159,8 @@ func cmdDetach(_ context.Context, dp *dataplane.Dataplane, args []string, out io
 }
 
 func cmdBind(_ context.Context, dp *dataplane.Dataplane, args []string, out io.Writer, g globals) error {
-	if len(args) != 2 {
-		return usageError{"bind takes an EIP and a private address"}
+	if len(args) != 3 {
+		return usageError{"bind takes an EIP, a private address and the instance's MAC"}
 	}
 	eip, err := parseAddr("EIP", args[0])
 	if err != nil {
@@ -166,6 +168,14 @@ func cmdBind(_ context.Context, dp *dataplane.Dataplane, args []string, out io.W
 	}
 	priv, err := parseAddr("private address", args[1])
 	if err != nil {
+		return err
+	}
+	mac, err := net.ParseMAC(args[2])
+	if err != nil || len(mac) != 6 {
+		return usageError{fmt.Sprintf("MAC %q is not an Ethernet address", args[2])}
+	}
+	// The source first: the binding's outbound half is usable from its first packet.
+	if err := dp.SetSource(dataplane.Source{Addr: priv, MAC: mac}); err != nil {
 		return err
 	}
 	return dp.SetBinding(eip, priv)

@@ -49,16 +49,18 @@ func TestCommands(t *testing.T) {
 	if code, _, errOut := runCLI(t, append(g, "bindings")...); code != 1 || !strings.Contains(errOut, "no dataplane is pinned") {
 		t.Errorf("bindings before anything is pinned: exit %d, %q", code, errOut)
 	}
-	for _, bad := range [][]string{{"bind", "203.0.113.1"}, {"bind", "nonsense", "10.0.0.1"}, {"bind", "2001:db8::1", "10.0.0.1"},
+	for _, bad := range [][]string{{"bind", "203.0.113.1"}, {"bind", "nonsense", "10.0.0.1", "02:00:00:00:00:01"},
+		{"bind", "2001:db8::1", "10.0.0.1", "02:00:00:00:00:01"}, {"bind", "203.0.113.1", "10.0.0.1"},
+		{"bind", "203.0.113.1", "10.0.0.1", "not-a-mac"},
 		{"unbind"}, {"attach", "lo", "--role", "sideways"}, {"attach", "lo", "--role", "uplink", "--hook", "ebpf"}} {
 		if code, _, _ := runCLI(t, append(g, bad...)...); code != 2 {
 			t.Errorf("eipdp %v: exit %d, want 2", bad, code)
 		}
 	}
-	if code, _, errOut := runCLI(t, append(g, "bind", "203.0.113.1", "10.0.1.1")...); code != 0 {
+	if code, _, errOut := runCLI(t, append(g, "bind", "203.0.113.1", "10.0.1.1", "02:00:00:00:01:01")...); code != 0 {
 		t.Fatalf("bind: %s", errOut)
 	}
-	code, _, errOut := runCLI(t, append(g, "bind", "203.0.113.2", "10.0.1.1")...)
+	code, _, errOut := runCLI(t, append(g, "bind", "203.0.113.2", "10.0.1.1", "02:00:00:00:01:01")...)
 	if code != 1 || !strings.Contains(errOut, "bound to another EIP") {
 		t.Errorf("a second EIP for one private address: exit %d, %q", code, errOut)
 	}

@@ -37,8 +37,13 @@ type Config struct {
 	EIPGateway string `json:"eip_gateway"`
 	// Nat configures NAT gateways (see NatSettings).
 	Nat NatSettings `json:"nat"`
+	// SpecialPurposeSources are the prefixes refused as a source from the internet,
+	// and the only destinations untranslated VPC traffic may be forwarded to;
+	// absent: dataplane.DefaultSpecialPurpose (RFC 6890), [] for none.
+	SpecialPurposeSources *[]string `json:"special_purpose_sources,omitempty"`
 
 	nat               dataplane.NatConfig
+	edge              dataplane.EdgeConfig
 	natCollect        time.Duration
 	pools             []netip.Prefix
 	eipGateway        netip.Addr
@@ -86,6 +91,24 @@ func (c *Config) check() error {
 			continue
 		}
 		c.pools = append(c.pools, pfx.Masked())
+	}
+	c.edge = dataplane.DefaultEdgeConfig()
+	c.edge.EIPPools = c.pools
+	if c.SpecialPurposeSources != nil {
+		c.edge.SpecialPurpose = nil
+		for _, p := range *c.SpecialPurposeSources {
+			pfx, err := netip.ParsePrefix(p)
+			if err != nil || !pfx.Addr().Is4() {
+				errs = append(errs, fmt.Errorf("special_purpose_sources: %q is not an IPv4 prefix", p))
+				continue
+			}
+			c.edge.SpecialPurpose = append(c.edge.SpecialPurpose, pfx.Masked())
+		}
+	}
+	for name, n := range map[string]int{"pools": len(c.edge.EIPPools), "special_purpose_sources": len(c.edge.SpecialPurpose)} {
+		if n > dataplane.MaxEdgePrefixes {
+			errs = append(errs, fmt.Errorf("%s: %d prefixes, at most %d", name, n, dataplane.MaxEdgePrefixes))
+		}
 	}
 	var err error
 	if c.EIPGateway != "" {

@@ -53,6 +53,9 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 	if err := dp.SetNatConfig(cfg.nat); err != nil {
 		return err
 	}
+	if err := dp.SetEdgeConfig(cfg.edge); err != nil {
+		return err
+	}
 	log.Info("dataplane open", "pins", cfg.BPFFSDir, "adopted", dp.Adopted())
 	for _, i := range []struct {
 		iface Interface
@@ -176,6 +179,42 @@ func (a adapter) SetCutThrough(eip netip.Addr, mac string) error {
 }
 
 func (a adapter) DeleteCutThrough(eip netip.Addr) error { return a.dp.DeleteCutThrough(eip) }
+
+func (a adapter) Sources() ([]model.Source, error) {
+	srcs, err := a.dp.Sources()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]model.Source, len(srcs))
+	for i, s := range srcs {
+		out[i] = model.Source{Addr: s.Addr, MAC: s.MAC.String()}
+	}
+	return out, nil
+}
+
+func (a adapter) dataplaneSource(s model.Source) (dataplane.Source, error) {
+	mac, err := net.ParseMAC(s.MAC)
+	if err != nil {
+		return dataplane.Source{}, fmt.Errorf("source %v: %w", s.Addr, err)
+	}
+	return dataplane.Source{Addr: s.Addr, MAC: mac}, nil
+}
+
+func (a adapter) SetSource(s model.Source) error {
+	src, err := a.dataplaneSource(s)
+	if err != nil {
+		return err
+	}
+	return a.dp.SetSource(src)
+}
+
+func (a adapter) DeleteSource(s model.Source) error {
+	src, err := a.dataplaneSource(s)
+	if err != nil {
+		return err
+	}
+	return a.dp.DeleteSource(src)
+}
 
 func (a adapter) SetBinding(eip, private netip.Addr) error { return a.dp.SetBinding(eip, private) }
 func (a adapter) DeleteBinding(eip netip.Addr) error       { return a.dp.DeleteBinding(eip) }

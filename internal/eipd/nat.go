@@ -31,6 +31,10 @@ type NatSettings struct {
 	ICMPSource      string `json:"icmp_source,omitempty"`
 	CollectInterval string `json:"collect_interval,omitempty"` // default 1s
 	MaxSessions     uint32 `json:"max_sessions,omitempty"`     // session table size, default 262144
+	// UDPInboundRefresh lets the remote's packets keep a UDP session alive too
+	// (RFC 4787 REQ-6 allows it; off by default: an outside host could hold a
+	// mapping open for ever).
+	UDPInboundRefresh bool `json:"udp_inbound_refresh,omitempty"`
 }
 
 // natConfig turns the section into the dataplane's settings.
@@ -69,6 +73,7 @@ func (n NatSettings) natConfig(fallbackICMPSource netip.Addr) (dataplane.NatConf
 	if n.MaxPortsPerSource != 0 {
 		c.MaxPortsPerSource = n.MaxPortsPerSource
 	}
+	c.UDPInboundRefresh = n.UDPInboundRefresh
 	c.ICMPSource = fallbackICMPSource
 	if n.ICMPSource != "" {
 		a, err := netip.ParseAddr(n.ICMPSource)

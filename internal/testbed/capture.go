@@ -85,6 +85,10 @@ func (h *Host) SendIPv4(packet []byte, to netip.Addr) error {
 			return fmt.Errorf("%s: raw socket: %w", h.Name, err)
 		}
 		defer unix.Close(fd)
+		// A test may send to a broadcast address too.
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BROADCAST, 1); err != nil {
+			return fmt.Errorf("%s: raw socket: %w", h.Name, err)
+		}
 		if err := unix.Sendto(fd, packet, 0, &unix.SockaddrInet4{Addr: to.As4()}); err != nil {
 			return fmt.Errorf("%s: send raw IPv4 to %v: %w", h.Name, to, err)
 		}

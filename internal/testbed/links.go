@@ -203,3 +203,12 @@ func (h *Host) Enslave(port, bridge string) error {
 	}
 	return nil
 }
+
+// MAC is the hardware address of the host's interface.
+func (h *Host) MAC(ifname string) (net.HardwareAddr, error) {
+	l, err := h.Link(ifname)
+	if err != nil {
+		return nil, err
+	}
+	return l.HardwareAddr, nil
+}
