@@ -175,8 +175,9 @@ func measureControl(apiN, bigN int) (*controlReport, error) {
 		return nil, err
 	}
 	full := time.Since(t0)
-	if res.Added != bigN {
-		return nil, fmt.Errorf("reconciling %d associations added %d bindings", bigN, res.Added)
+	// Each association is a binding and its instance's source (address and MAC).
+	if res.Added != 2*bigN {
+		return nil, fmt.Errorf("reconciling %d associations added %d bindings and sources, want %d", bigN, res.Added, 2*bigN)
 	}
 	rep.ReconcilerPerSec = float64(bigN) / full.Seconds()
 	rep.StartReconcileFullMs = float64(full.Microseconds()) / 1000

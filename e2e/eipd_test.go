@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eipgw/eipgw/control/store"
 	"github.com/eipgw/eipgw/internal/eipd"
 	"github.com/eipgw/eipgw/internal/testbed"
 )
@@ -274,4 +275,53 @@ func (d *daemon) metrics(t *testing.T) string {
 	fmt.Fprintf(c, "GET /metrics HTTP/1.0\r\nHost: eipd\r\n\r\n")
 	body, _ := io.ReadAll(c)
 	return string(body)
+}
+
+// TestEipdStateLossKeepsTheDataplane: an emptied state file, or a new empty one, is
+// never reconciled over a dataplane that carries EIPs: eipd refuses to start and the
+// EIP keeps working, until the operator says --init.
+func TestEipdStateLossKeepsTheDataplane(t *testing.T) {
+	d := newDaemon(t, "xdp")
+	d.start(t, true)
+	d.registerVM(t, "i-vm1", d.VM1, testbed.VM1Addr)
+	id, eip := d.allocate(t)
+	d.must(t, "associate-eip-address", "--allocation-id", id, "--instance-id", "i-vm1")
+	if !inboundWorks(t, d, d.VM1, eip, 7120) {
+		t.Fatal("the associated EIP does not work")
+	}
+	_ = d.cmd.Process.Kill()
+	_ = d.cmd.Wait()
+	statePath := filepath.Join(d.dir, eipd.StateFile)
+	refused := func(want string) {
+		t.Helper()
+		cmd := exec.Command(bin("eipd"), "--config", filepath.Join(d.dir, "eipd.json"))
+		var out []byte
+		var err error
+		_ = d.GW.Do(func() error { out, err = cmd.CombinedOutput(); return nil })
+		if err == nil || !strings.Contains(string(out), want) {
+			t.Errorf("eipd started (%v) or said something else than %q:\n%s", err, want, out)
+		}
+		if !inboundWorks(t, d, d.VM1, eip, 7121) {
+			t.Error("the refused start broke the EIP")
+		}
+	}
+	if err := os.Truncate(statePath, 0); err != nil {
+		t.Fatal(err)
+	}
+	refused("file is empty")
+	// A new, valid but empty state (another host's first start, a wrong path).
+	if err := os.Remove(statePath); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(statePath, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	refused("the state holds no EIP but the pinned dataplane carries some")
+	// Told to, eipd makes the dataplane match the empty state.
+	d.start(t, true)
+	if inboundWorks(t, d, d.VM1, eip, 7122) {
+		t.Error("after --init with an empty state the EIP still carries traffic")
+	}
 }

@@ -35,7 +35,7 @@ func main() {
 		return
 	}
 	configPath := flag.String("config", "/etc/eipgw/eipd.json", "configuration file")
-	initState := flag.Bool("init", false, "create the state file if it does not exist (first start only)")
+	initState := flag.Bool("init", false, "create the state file if it is missing or empty, and let an empty state clear a pinned dataplane that still carries EIPs (first start only)")
 	flag.Parse()
 	cfg, err := eipd.LoadConfig(*configPath)
 	if err != nil {

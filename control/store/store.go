@@ -19,6 +19,8 @@ var (
 	ErrNoState = errors.New("no state file")
 	// ErrCorrupt means the state file exists but cannot be read as eipgw state.
 	ErrCorrupt = errors.New("state file is corrupt or not eipgw state")
+	// ErrInUse means another process (another eipd) holds the state file open.
+	ErrInUse = errors.New("state file is in use by another process")
 )
 
 const (
@@ -39,7 +41,10 @@ func Open(path string, create bool) (_ *Store, err error) {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) && !create {
 		return nil, fmt.Errorf("open state %s: %w (create it with eipd --init)", path, ErrNoState)
 	}
-	db, err := openBolt(path)
+	db, err := openBolt(path, create)
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("open state %s: %w (is another eipd running?)", path, ErrInUse)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open state %s: %w: %v", path, ErrCorrupt, err)
 	}
@@ -88,8 +93,8 @@ func Open(path string, create bool) (_ *Store, err error) {
 // openBolt opens the file, turning bbolt's panics on some damaged files into errors.
 // A file shorter than its own meta pages say would fault the whole process through
 // the memory map (SIGBUS, which no recover catches), so that is checked first.
-func openBolt(path string) (db *bolt.DB, err error) {
-	if err := checkLength(path); err != nil {
+func openBolt(path string, create bool) (db *bolt.DB, err error) {
+	if err := checkLength(path, create); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -185,8 +190,11 @@ const (
 	metaLen         = 80
 )
 
-// checkLength refuses a file that is shorter than its meta pages' high-water mark.
-func checkLength(path string) error {
+// checkLength refuses a file that is shorter than its meta pages' high-water mark, and
+// an empty one unless creating was asked for: bbolt would initialise it as a new store,
+// and the start-up reconcile would then remove every binding (a truncated write, a full
+// disk or a stray `> eipgw.db` leaves exactly that).
+func checkLength(path string, create bool) error {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil // bbolt creates it
@@ -200,7 +208,10 @@ func checkLength(path string) error {
 		return err
 	}
 	if st.Size() == 0 {
-		return nil
+		if create {
+			return nil
+		}
+		return errors.New("file is empty (start with eipd --init to make a new, empty state)")
 	}
 	head := make([]byte, metaLen)
 	if _, err := f.ReadAt(head, 0); err != nil {

@@ -53,6 +53,41 @@ func TestCorruptStateIsRefused(t *testing.T) {
 	}
 }
 
+// TestEmptyStateIsRefused: a zero-length state file is refused like a corrupt one, and
+// left as it is; only --init (create) makes a new store of it.
+func TestEmptyStateIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(path, false); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("empty file: %v, want ErrCorrupt", err)
+	}
+	if st, err := os.Stat(path); err != nil || st.Size() != 0 {
+		t.Fatalf("a refused open changed the empty file: %v, %v", st, err)
+	}
+	s, err := Open(path, true)
+	if err != nil {
+		t.Fatalf("empty file with create: %v", err)
+	}
+	s.Close()
+}
+
+// TestStateInUse: a second opener of the same file is told it is in use, not that it
+// is corrupt (an operator could delete good state on that word).
+func TestStateInUse(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := Open(path, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, err = Open(path, false)
+	if !errors.Is(err, ErrInUse) || errors.Is(err, ErrCorrupt) {
+		t.Fatalf("second open: %v, want ErrInUse", err)
+	}
+}
+
 func TestFailedWriteLeavesNothing(t *testing.T) {
 	s, err := Open(filepath.Join(t.TempDir(), "state.db"), true)
 	if err != nil {

@@ -57,6 +57,11 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 		return err
 	}
 	log.Info("dataplane open", "pins", cfg.BPFFSDir, "adopted", dp.Adopted())
+	if !initState {
+		if err := refuseEmptyOverLive(st, dp); err != nil {
+			return err
+		}
+	}
 	for _, i := range []struct {
 		iface Interface
 		role  dataplane.Role
@@ -139,6 +144,42 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 			collector.collect()
 		}
 	}
+}
+
+// ErrEmptyStateOverLiveDataplane means the state holds no EIP while the pinned
+// dataplane carries some: reconciling would remove them all, so eipd refuses unless
+// started with --init.
+var ErrEmptyStateOverLiveDataplane = errors.New("the state holds no EIP but the pinned dataplane carries some")
+
+// refuseEmptyOverLive stops a start that would reconcile an empty store over a live
+// dataplane: a lost, replaced or emptied state file must not unbind every EIP.
+func refuseEmptyOverLive(st *store.Store, dp *dataplane.Dataplane) error {
+	empty := true
+	if err := st.View(func(tx model.Tx) error {
+		return tx.ForEach(model.KindEIP, func(string, []byte) error { empty = false; return nil })
+	}); err != nil {
+		return fmt.Errorf("read state: %w", err)
+	}
+	if !empty || !dp.Adopted() {
+		return nil
+	}
+	bindings, err := dp.Bindings()
+	if err != nil {
+		return err
+	}
+	cuts, err := dp.CutThroughs()
+	if err != nil {
+		return err
+	}
+	nat, err := dp.NatEIPs()
+	if err != nil {
+		return err
+	}
+	if n := len(bindings) + len(cuts) + len(nat); n > 0 {
+		return fmt.Errorf("%w (%d bindings, %d cut-through and %d NAT gateway EIPs in %s): restore the state file, "+
+			"or start with --init to clear them", ErrEmptyStateOverLiveDataplane, len(bindings), len(cuts), len(nat), dp.PinDir())
+	}
+	return nil
 }
 
 // ReconcileTarget gives the reconciler the dataplane through its small interface.
