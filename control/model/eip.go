@@ -73,13 +73,21 @@ func (s *Service) allocate(c *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	name, _, err := c.Params.eipName()
+	if err != nil {
+		return nil, err
+	}
+	description, _, err := c.Params.eipDescription()
+	if err != nil {
+		return nil, err
+	}
 	ip, err := s.pickAddress(c, want)
 	if err != nil {
 		return nil, err
 	}
 	e := &EIP{AllocationID: newID("eip"), IPAddress: ip, Owner: c.Account, Region: s.Region, Status: StatusAvailable,
 		Bandwidth: bw, InternetChargeType: charge, InstanceChargeType: instanceCharge,
-		Name: c.Params["Name"], Description: c.Params["Description"], AllocatedAt: c.Now}
+		Name: name, Description: description, AllocatedAt: c.Now}
 	if err := saveEIP(c.Tx, nil, e); err != nil {
 		return nil, err
 	}
@@ -188,10 +196,14 @@ func (s *Service) modify(c *Call) (any, error) {
 	if e.Bandwidth, err = bandwidthParam(c.Params, e.InternetChargeType, e.Bandwidth); err != nil {
 		return nil, err
 	}
-	if v, ok := c.Params["Name"]; ok {
+	if v, ok, err := c.Params.eipName(); err != nil {
+		return nil, err
+	} else if ok {
 		e.Name = v
 	}
-	if v, ok := c.Params["Description"]; ok {
+	if v, ok, err := c.Params.eipDescription(); err != nil {
+		return nil, err
+	} else if ok {
 		e.Description = v
 	}
 	if err := saveEIP(c.Tx, e, e); err != nil {

@@ -288,7 +288,11 @@ func (s *Service) createNatGateway(c *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &NatGateway{NatGatewayID: idParam(c.Params, "NatGatewayId", "ngw"), Region: s.region(c), VpcID: vpc, Name: c.Params["Name"]}
+	name, _, err := c.Params.text("Name", 2, 128, true, true)
+	if err != nil {
+		return nil, err
+	}
+	g := &NatGateway{NatGatewayID: idParam(c.Params, "NatGatewayId", "ngw"), Region: s.region(c), VpcID: vpc, Name: name}
 	if ok, err := exists(c.Tx, KindNAT, g.NatGatewayID); err != nil || ok {
 		return nil, firstErr(err, errAlreadyExists)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 )
@@ -387,4 +388,20 @@ func TestDescribeEipGatewayInfo(t *testing.T) {
 	}
 	w.wantCode("InvalidNetworkInterfaceId.NotFound", acct, "DescribeEipGatewayInfo", "InstanceId", "eni-none")
 	w.wantCode("MissingParameter", acct, "DescribeEipGatewayInfo")
+}
+
+// TestNameAndDescriptionRules: the reference API's lengths and characters for an
+// EIP's Name (1-128) and Description (2-256, from a letter), on allocation and change.
+func TestNameAndDescriptionRules(t *testing.T) {
+	w := newWorld(t)
+	long := func(n int) string { return strings.Repeat("a", n) }
+	for _, bad := range [][]string{{"Name", ""}, {"Name", long(129)}, {"Name", "http://x"}, {"Name", "a b"}, {"Name", "x\x01"},
+		{"Description", "a"}, {"Description", long(257)}, {"Description", "1abc"}, {"Description", "https://example"}} {
+		w.wantCode("InvalidParameter", "acct-1", "AllocateEipAddress", bad...)
+	}
+	m := w.ok("acct-1", "AllocateEipAddress", "Name", long(128), "Description", "D"+long(255))
+	id := m["AllocationId"].(string)
+	w.ok("acct-1", "ModifyEipAddressAttribute", "AllocationId", id, "Name", "web-1.prod_a", "Description", "ok")
+	w.wantCode("InvalidParameter", "acct-1", "ModifyEipAddressAttribute", "AllocationId", id, "Name", long(129))
+	w.wantCode("InvalidParameter", "acct-1", "ModifyEipAddressAttribute", "AllocationId", id, "Description", long(300))
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Params are a request's parameters, flattened as the RPC style sends them
@@ -176,4 +177,38 @@ func idParam(p Params, name, prefix string) string {
 		return v
 	}
 	return newID(prefix)
+}
+
+// text reads an optional name or description with the reference API's rules: min to
+// max characters (not bytes), not starting with http:// or https://, starting with a
+// letter where the API says so, and for names only letters, digits, '.', '_' and '-'.
+// ok is false when the parameter is absent.
+func (p Params) text(name string, min, max int, startLetter, isName bool) (v string, ok bool, err error) {
+	v, ok = p[name]
+	if !ok {
+		return "", false, nil
+	}
+	runes := []rune(v)
+	bad := len(runes) < min || len(runes) > max ||
+		strings.HasPrefix(v, "http://") || strings.HasPrefix(v, "https://") ||
+		(startLetter && len(runes) > 0 && !unicode.IsLetter(runes[0]))
+	for _, r := range runes {
+		if isName && !unicode.IsLetter(r) && !unicode.IsDigit(r) && !strings.ContainsRune("._-", r) {
+			bad = true
+		}
+		if unicode.IsControl(r) {
+			bad = true
+		}
+	}
+	if bad {
+		return "", true, invalid(name, v)
+	}
+	return v, true, nil
+}
+
+// eipName and eipDescription are an EIP's: Name 1-128 characters, Description 2-256
+// starting with a letter.
+func (p Params) eipName() (string, bool, error) { return p.text("Name", 1, 128, false, true) }
+func (p Params) eipDescription() (string, bool, error) {
+	return p.text("Description", 2, 256, true, false)
 }
