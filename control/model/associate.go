@@ -338,10 +338,37 @@ func DesiredCutThroughs(tx Tx) ([]CutThrough, error) {
 	return out, err
 }
 
+// pendingFingerprint is what a transition's settling depends on: the status and the
+// association it is a transition to or from.
+func pendingFingerprint(e *EIP) string {
+	return strings.Join([]string{e.Status, e.InstanceType, e.InstanceID, e.PrivateIPAddress, e.Mode, e.ENIMAC}, "|")
+}
+
+// Pending reads the EIPs in transition (Associating, Unassociating) as the reconciler
+// sees them when it reads the desired state: what it applies, and so what it may settle.
+func Pending(tx Tx) (map[string]string, error) {
+	out := map[string]string{}
+	err := tx.ForEach(kindEIPPending, func(id string, _ []byte) error {
+		e, err := get[EIP](tx, KindEIP, id)
+		if err != nil {
+			return err
+		}
+		if e == nil {
+			return fmt.Errorf("pending index names a missing EIP %s", id)
+		}
+		out[id] = pendingFingerprint(e)
+		return nil
+	})
+	return out, err
+}
+
 // Settle finishes the transitions the dataplane has carried out: Associating
 // becomes InUse, Unassociating becomes Available with its association cleared.
-// The reconciler calls it in its own transaction after applying the bindings.
-func Settle(tx Tx) (int, error) {
+// The reconciler calls it in its own transaction after applying the bindings, with
+// what Pending read beside the desired state: an EIP written since (a new transition
+// the pass did not apply) is left for the next pass, so no status runs ahead of the
+// dataplane.
+func Settle(tx Tx, applied map[string]string) (int, error) {
 	var pending []string
 	if err := tx.ForEach(kindEIPPending, func(id string, _ []byte) error {
 		pending = append(pending, id)
@@ -357,6 +384,9 @@ func Settle(tx Tx) (int, error) {
 		}
 		if e == nil {
 			return n, fmt.Errorf("pending index names a missing EIP %s", id)
+		}
+		if seen, ok := applied[id]; !ok || seen != pendingFingerprint(e) {
+			continue
 		}
 		old := *e
 		switch e.Status {

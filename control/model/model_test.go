@@ -68,7 +68,11 @@ func (w *world) allocate(account string, kv ...string) (id, ip string) {
 
 func (w *world) settle() {
 	w.t.Helper()
-	if _, err := Settle(w.tx); err != nil {
+	pending, err := Pending(w.tx)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if _, err := Settle(w.tx, pending); err != nil {
 		w.t.Fatal(err)
 	}
 }

@@ -84,8 +84,12 @@ func (r *Reconciler) Reconcile() (Result, error) {
 	var cuts []model.CutThrough
 	var nat model.DesiredNat
 	var sources []model.Source
+	var pending map[string]string
 	if err := r.Store.View(func(tx model.Tx) error {
 		var err error
+		if pending, err = model.Pending(tx); err != nil {
+			return err
+		}
 		if desired, err = model.DesiredBindings(tx); err != nil {
 			return err
 		}
@@ -160,9 +164,9 @@ func (r *Reconciler) Reconcile() (Result, error) {
 	if err := removeSources(); err != nil {
 		return res, err
 	}
-	// The dataplane now carries every association: settle their statuses.
+	// The dataplane now carries every association this pass read: settle those.
 	if err := r.Store.Update(func(tx model.Tx) error {
-		n, err := model.Settle(tx)
+		n, err := model.Settle(tx, pending)
 		res.Settled = n
 		return err
 	}); err != nil {

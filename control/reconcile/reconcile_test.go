@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"encoding/json"
 	"errors"
 	"net/netip"
 	"testing"
@@ -22,6 +23,7 @@ func (m *memStore) Update(fn func(model.Tx) error) error {
 }
 
 type fakeDP struct {
+	onSet func(eip netip.Addr) // runs inside SetBinding, as a concurrent API write would
 	b     map[netip.Addr]netip.Addr
 	cut   map[netip.Addr]string
 	src   map[model.Source]bool
@@ -40,6 +42,9 @@ func (f *fakeDP) Bindings() (map[netip.Addr]netip.Addr, error) {
 // SetBinding behaves as dataplane.SetBinding: a private address has one EIP, and
 // an EIP bound elsewhere moves.
 func (f *fakeDP) SetBinding(e, p netip.Addr) error {
+	if f.onSet != nil {
+		f.onSet(e)
+	}
 	f.calls++
 	if f.fail != nil {
 		return f.fail
@@ -153,6 +158,54 @@ func TestReconcileSources(t *testing.T) {
 			t.Errorf("source %v@%s missing; have %v", w.Addr, w.MAC, dp.src)
 		}
 	}
+}
+
+// TestSettleOnlyWhatThePassApplied: an EIP disassociated while a pass runs (after it
+// read the desired state) is not settled by that pass: it stays Unassociating while its
+// binding is still in the dataplane, and the next pass finishes it.
+func TestSettleOnlyWhatThePassApplied(t *testing.T) {
+	s := &memStore{tx: model.MemTx{}}
+	dp := &fakeDP{b: map[netip.Addr]netip.Addr{}}
+	r := &Reconciler{Store: s, Dataplane: dp}
+	do(t, s, "RegisterInstance", "InstanceId", "i-1", "VpcId", "v", "PrivateIpAddress", "10.0.1.11")
+	do(t, s, "RegisterInstance", "InstanceId", "i-2", "VpcId", "v", "PrivateIpAddress", "10.0.1.12")
+	ids := allocate(t, s, 2)
+	do(t, s, "AssociateEipAddress", "AllocationId", ids[0], "InstanceId", "i-1")
+	if _, err := r.Reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	do(t, s, "AssociateEipAddress", "AllocationId", ids[1], "InstanceId", "i-2")
+	dp.onSet = func(netip.Addr) {
+		dp.onSet = nil
+		do(t, s, "UnassociateEipAddress", "AllocationId", ids[0], "InstanceId", "i-1")
+	}
+	if _, err := r.Reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	if len(dp.b) != 2 {
+		t.Fatalf("the pass applied %v, want both bindings (the disassociation came after it read)", dp.b)
+	}
+	if st := eipStatus(t, s, ids[0]); st != model.StatusUnassociating {
+		t.Errorf("the EIP disassociated during the pass is %s while still bound; want Unassociating", st)
+	}
+	if st := eipStatus(t, s, ids[1]); st != model.StatusInUse {
+		t.Errorf("the EIP the pass bound is %s, want InUse", st)
+	}
+	if _, err := r.Reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	if st := eipStatus(t, s, ids[0]); st != model.StatusAvailable || len(dp.b) != 1 {
+		t.Errorf("after the next pass: %s, bindings %v", st, dp.b)
+	}
+}
+
+func eipStatus(t *testing.T, s *memStore, id string) string {
+	t.Helper()
+	var e model.EIP
+	if err := json.Unmarshal([]byte(status(t, s)[id]), &e); err != nil {
+		t.Fatalf("EIP %s: %v", id, err)
+	}
+	return e.Status
 }
 
 func do(t *testing.T, s *memStore, action string, kv ...string) {
