@@ -138,7 +138,7 @@ func measureControl(apiN, bigN int) (*controlReport, error) {
 	srv := httptest.NewServer(&api.Server{
 		Verifier: &api.Verifier{Secrets: benchSecrets{}, Window: time.Minute, MaxNonces: 1 << 20, Now: time.Now},
 		Model:    a.svc, Store: a.st, Now: time.Now,
-		AfterWrite: func() { _, _ = a.rec.Reconcile() },
+		AfterWrite: func() error { _, err := a.rec.Reconcile(); return err },
 	})
 	client := &api.Client{Endpoint: srv.URL, AccessKeyID: "bench", AccessSecret: benchSecret}
 	lat := make([]time.Duration, 0, apiN)

@@ -20,6 +20,10 @@ import (
 // DefaultMaxBindings is the binding capacity when Config.MaxBindings is zero.
 const DefaultMaxBindings = 131072
 
+// DefaultMaxSources is the capacity of the VPC source table when Config.MaxSources is
+// zero: every registered instance address (with its MAC), with an EIP or not.
+const DefaultMaxSources = 131072
+
 // DefaultMaxSessions is the NAT gateway session capacity when Config.MaxSessions is zero.
 const DefaultMaxSessions = 262144
 
@@ -50,6 +54,9 @@ type Config struct {
 	// mapping and port tables beside it); 0 means DefaultMaxSessions. Also part of
 	// the pinned layout.
 	MaxSessions uint32
+	// MaxSources is the capacity of the VPC source table (registered addresses with
+	// their MACs); 0 means DefaultMaxSources. Also part of the pinned layout.
+	MaxSources uint32
 	// ReadOnly opens existing pins to read bindings and counters beside the process
 	// that owns them: it takes no lock, creates nothing and changes nothing.
 	ReadOnly bool
@@ -86,6 +93,9 @@ func Open(cfg Config) (*Dataplane, error) {
 	if cfg.MaxSessions == 0 {
 		cfg.MaxSessions = DefaultMaxSessions
 	}
+	if cfg.MaxSources == 0 {
+		cfg.MaxSources = DefaultMaxSources
+	}
 	parent := filepath.Dir(cfg.PinDir)
 	var fs unix.Statfs_t
 	if err := unix.Statfs(parent, &fs); err != nil {
@@ -105,7 +115,7 @@ func Open(cfg Config) (*Dataplane, error) {
 	spec.Maps[natMapOutboundBindings].MaxEntries = cfg.MaxBindings + 1
 	spec.Maps[natMapCutThroughs].MaxEntries = cfg.MaxBindings
 	spec.Maps[natMapCountersBySlot].MaxEntries = cfg.MaxBindings
-	spec.Maps[natMapVpcSources].MaxEntries = cfg.MaxBindings
+	spec.Maps[natMapVpcSources].MaxEntries = cfg.MaxSources
 	for _, name := range []string{natMapSessions, natMapSessionsByReply, natMapMappings, natMapPortsInUse} {
 		spec.Maps[name].MaxEntries = cfg.MaxSessions
 	}
@@ -324,4 +334,26 @@ func lockDir(path string, exclusiveNoWait bool) (*os.File, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// Capacities is how many entries each of the dataplane's tables holds.
+type Capacities struct {
+	Bindings     uint32 // counter slots: 1:1 bindings, cut-through and NAT gateway EIPs together
+	Sources      uint32 // (address, MAC) pairs of the VPC
+	NatEIPs      uint32
+	SnatRules    uint32
+	ForwardPorts uint32
+	Sessions     uint32
+}
+
+// Capacities reads the table sizes of the loaded (or adopted) dataplane.
+func (d *Dataplane) Capacities() Capacities {
+	return Capacities{
+		Bindings:     d.objs.CountersBySlot.MaxEntries(),
+		Sources:      d.objs.VpcSources.MaxEntries(),
+		NatEIPs:      d.objs.NatEips.MaxEntries(),
+		SnatRules:    d.objs.SnatRules.MaxEntries(),
+		ForwardPorts: d.objs.ForwardPorts.MaxEntries(),
+		Sessions:     d.objs.Sessions.MaxEntries(),
+	}
 }

@@ -152,7 +152,7 @@ func (d *Dataplane) SetSource(s Source) error {
 	}
 	if err := d.objs.VpcSources.Put(key, uint32(1)); err != nil {
 		if errors.Is(err, unix.E2BIG) {
-			return fmt.Errorf("set source %v: %w (%d sources)", s, ErrFull, d.cfg.MaxBindings)
+			return fmt.Errorf("set source %v: %w (%d sources)", s, ErrFull, d.cfg.MaxSources)
 		}
 		return fmt.Errorf("set source %v: %w", s, err)
 	}

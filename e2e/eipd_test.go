@@ -325,3 +325,32 @@ func TestEipdStateLossKeepsTheDataplane(t *testing.T) {
 		t.Error("after --init with an empty state the EIP still carries traffic")
 	}
 }
+
+// TestEipdRefusesWhatTheDataplaneCannotCarry: past max_bindings an association is
+// refused with a quota code and nothing is committed; the EIP stays Available, and the
+// ones that fit are carried.
+func TestEipdRefusesWhatTheDataplaneCannotCarry(t *testing.T) {
+	d := newDaemonWith(t, "xdp", func(s *eipd.LocalSetup) { s.MaxBindings = 2 })
+	d.start(t, true)
+	d.registerVM(t, "i-vm1", d.VM1, testbed.VM1Addr)
+	d.registerVM(t, "i-vm2", d.VM2, testbed.VM2Addr)
+	d.registerVM(t, "i-vm3", d.VM3, testbed.VM3Addr)
+	for i, vm := range []string{"i-vm1", "i-vm2"} {
+		id, _ := d.allocate(t)
+		d.must(t, "associate-eip-address", "--allocation-id", id, "--instance-id", vm)
+		if st := d.eipStatus(t, id); st != "InUse" {
+			t.Errorf("association %d: %s", i+1, st)
+		}
+	}
+	id, eip := d.allocate(t)
+	_, errText := d.ctl(t, "associate-eip-address", "--allocation-id", id, "--instance-id", "i-vm3")
+	if !strings.Contains(errText, "QuotaExceeded.Dataplane") {
+		t.Fatalf("a third association with room for two: %q", errText)
+	}
+	if st := d.eipStatus(t, id); st != "Available" {
+		t.Errorf("the refused EIP is %s, want Available (nothing committed)", st)
+	}
+	if inboundWorks(t, d, d.VM3, eip, 7130) {
+		t.Error("the refused EIP carries traffic")
+	}
+}

@@ -37,4 +37,9 @@ var (
 	errFormat            = errorf(http.StatusBadRequest, "InvalidParameter.Format", "Only Format=JSON is supported.")
 	errMethod            = errorf(http.StatusMethodNotAllowed, "UnsupportedHTTPMethod", "Use GET or POST.")
 	errInternal          = errorf(http.StatusInternalServerError, "InternalError", "The request processing has failed due to some unknown error.")
+	// The write committed, but the dataplane has not carried it yet: the resource
+	// shows its transitional status (Associating, Unassociating) until a later pass
+	// does, which the gateway retries on its own.
+	errNotApplied = errorf(http.StatusServiceUnavailable, "ServiceUnavailable",
+		"The change is recorded but the gateway's dataplane could not apply it yet; it keeps retrying, and the resource's status says when it is carried.")
 )

@@ -28,8 +28,9 @@ type Server struct {
 	Verifier *Verifier
 	Model    *model.Service
 	Store    Store
-	// AfterWrite runs after every committed write (the reconciler), before the reply.
-	AfterWrite func()
+	// AfterWrite runs after every committed write (the reconciler), before the reply;
+	// when it fails, the reply says the change is recorded but not yet carried.
+	AfterWrite func() error
 	Metrics    *Metrics
 	Log        *slog.Logger
 	Now        func() time.Time
@@ -116,7 +117,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (actio
 		return reply(errInternal)
 	}
 	if write && s.AfterWrite != nil {
-		s.AfterWrite()
+		if err := s.AfterWrite(); err != nil {
+			if s.Log != nil {
+				s.Log.Error("api: write committed but not applied", "request_id", id, "action", action, "error", err)
+			}
+			return reply(errNotApplied)
+		}
 	}
 	body, err := withRequestID(resp, id)
 	if err != nil {

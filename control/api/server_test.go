@@ -18,10 +18,11 @@ import (
 )
 
 type testAPI struct {
-	srv    *httptest.Server
-	st     *store.Store
-	client *Client
-	writes int
+	srv       *httptest.Server
+	st        *store.Store
+	client    *Client
+	writes    int
+	applyFail error // what the next AfterWrite returns
 }
 
 func newTestAPI(t *testing.T) *testAPI {
@@ -36,7 +37,7 @@ func newTestAPI(t *testing.T) *testAPI {
 		Verifier: &Verifier{Secrets: staticSecrets{"testid": "testsecret"}, Window: 15 * time.Minute, MaxNonces: 10000, Now: time.Now},
 		Model:    &model.Service{Region: "eipgw-1", Pool: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}},
 		Store:    st, Metrics: &Metrics{}, Now: time.Now,
-		AfterWrite: func() { a.writes++ },
+		AfterWrite: func() error { a.writes++; return a.applyFail },
 	}
 	a.srv = httptest.NewServer(s)
 	t.Cleanup(a.srv.Close)
@@ -199,3 +200,22 @@ func TestMetrics(t *testing.T) {
 }
 
 func jsonDecode(resp *http.Response, v any) error { return json.NewDecoder(resp.Body).Decode(v) }
+
+// TestWriteNotAppliedIsNotOK: when the dataplane fails to apply a committed write, the
+// reply is 503, never 200, and the status the API reports stays the true one.
+func TestWriteNotAppliedIsNotOK(t *testing.T) {
+	a := newTestAPI(t)
+	a.ok(t, "RegisterInstance", "InstanceId", "i-1", "VpcId", "vpc-1", "PrivateIpAddress", "10.0.1.11")
+	id := a.ok(t, "AllocateEipAddress")["AllocationId"].(string)
+	a.applyFail = errors.New("map full")
+	_, err := a.client.Call("AssociateEipAddress", map[string]string{"AllocationId": id, "InstanceId": "i-1"})
+	var apiErr *model.Error
+	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusServiceUnavailable || apiErr.Code != "ServiceUnavailable" {
+		t.Fatalf("associate with a failing dataplane: %v", err)
+	}
+	a.applyFail = nil
+	m := a.ok(t, "DescribeEipAddresses", "AllocationId", id)
+	if got := fmt.Sprint(m["EipAddresses"]); !strings.Contains(got, "Associating") {
+		t.Errorf("after a write the dataplane did not carry, DescribeEipAddresses says %s", got)
+	}
+}

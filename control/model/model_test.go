@@ -409,3 +409,19 @@ func TestNameAndDescriptionRules(t *testing.T) {
 	w.wantCode("InvalidParameter", "acct-1", "ModifyEipAddressAttribute", "AllocationId", id, "Name", long(129))
 	w.wantCode("InvalidParameter", "acct-1", "ModifyEipAddressAttribute", "AllocationId", id, "Description", long(300))
 }
+
+// TestCapacity: a write that needs more of the dataplane than it has is refused with a
+// quota code (the store then rolls it back).
+func TestCapacity(t *testing.T) {
+	w := newWorld(t)
+	w.svc.Capacity = Capacity{Slots: 1, Sources: 2}
+	w.instance("i-1", "10.0.1.11", "MacAddress", "02:00:00:00:00:11")
+	w.instance("i-2", "10.0.1.12", "MacAddress", "02:00:00:00:00:12")
+	a, _ := w.allocate("acct-1")
+	b, _ := w.allocate("acct-1")
+	w.ok("acct-1", "AssociateEipAddress", "AllocationId", a, "InstanceId", "i-1")
+	w.wantCode("QuotaExceeded.Dataplane", "acct-1", "AssociateEipAddress", "AllocationId", b, "InstanceId", "i-2")
+	// Last: the world's transaction keeps a refused write (the store's would not).
+	w.wantCode("QuotaExceeded.Dataplane", "admin", "RegisterInstance", "InstanceId", "i-3", "VpcId", "vpc-1",
+		"PrivateIpAddress", "10.0.1.13", "MacAddress", "02:00:00:00:00:13")
+}

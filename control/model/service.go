@@ -98,6 +98,8 @@ type Service struct {
 	EIPGateway netip.Addr
 	// Nat reads NAT gateway sessions from the dataplane; nil where there is none.
 	Nat NatObserver
+	// Capacity is what the dataplane can carry: writes past it are refused.
+	Capacity Capacity
 }
 
 var actions = map[string]action{}
@@ -143,6 +145,11 @@ func (s *Service) Do(tx Tx, account, name string, params Params, now time.Time) 
 	resp, err := a.run(s, call)
 	if err != nil {
 		return nil, err
+	}
+	if a.write {
+		if err := s.Capacity.check(tx); err != nil {
+			return nil, err
+		}
 	}
 	if params["DryRun"] == "true" {
 		return nil, errDryRun

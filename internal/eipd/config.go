@@ -30,6 +30,7 @@ type Config struct {
 	StateDir          string    `json:"state_dir"`
 	BPFFSDir          string    `json:"bpffs_dir"`
 	MaxBindings       uint32    `json:"max_bindings"`
+	MaxSources        uint32    `json:"max_sources"`
 	TimestampWindow   string    `json:"timestamp_window"`
 	ReconcileInterval string    `json:"reconcile_interval"`
 	// EIPGateway is the gateway's VPC-side address that cut-through instances route

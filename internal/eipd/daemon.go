@@ -45,7 +45,8 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return fmt.Errorf("lift memlock limit: %w", err)
 	}
-	dp, err := dataplane.Open(dataplane.Config{PinDir: cfg.BPFFSDir, MaxBindings: cfg.MaxBindings, MaxSessions: cfg.Nat.MaxSessions})
+	dp, err := dataplane.Open(dataplane.Config{PinDir: cfg.BPFFSDir, MaxBindings: cfg.MaxBindings, MaxSources: cfg.MaxSources,
+		MaxSessions: cfg.Nat.MaxSessions})
 	if err != nil {
 		return err
 	}
@@ -85,12 +86,16 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 		return fmt.Errorf("reconcile at start: %w", err)
 	}
 	log.Info("reconciled at start", "result", res.String())
-	reconcileNow := func() {
-		if res, err := rec.Reconcile(); err != nil {
+	reconcileNow := func() error {
+		res, err := rec.Reconcile()
+		if err != nil {
 			log.Error("reconcile", "error", err)
-		} else if res.Changed() || res.Settled > 0 {
+			return err
+		}
+		if res.Changed() || res.Settled > 0 {
 			log.Info("reconciled", "result", res.String())
 		}
+		return nil
 	}
 
 	collector := &natCollector{dp: dp, log: log}
@@ -100,8 +105,9 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 	}}
 	srv := &http.Server{
 		Handler: &api.Server{
-			Verifier:   &api.Verifier{Secrets: creds, Window: cfg.timestampWindow, MaxNonces: 1 << 20, Now: time.Now},
-			Model:      &model.Service{Region: cfg.Region, Pool: cfg.pools, EIPGateway: cfg.eipGateway, Nat: natAdapter{dp}},
+			Verifier: &api.Verifier{Secrets: creds, Window: cfg.timestampWindow, MaxNonces: 1 << 20, Now: time.Now},
+			Model: &model.Service{Region: cfg.Region, Pool: cfg.pools, EIPGateway: cfg.eipGateway, Nat: natAdapter{dp},
+				Capacity: modelCapacity(dp.Capacities())},
 			Store:      st,
 			AfterWrite: reconcileNow,
 			Metrics:    metrics,
@@ -139,11 +145,16 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 			}
 			return fmt.Errorf("serve: %w", err)
 		case <-tick.C:
-			reconcileNow()
+			_ = reconcileNow() // logged; the next pass retries
 		case <-collect.C:
 			collector.collect()
 		}
 	}
+}
+
+func modelCapacity(c dataplane.Capacities) model.Capacity {
+	return model.Capacity{Slots: int(c.Bindings), Sources: int(c.Sources), NatEIPs: int(c.NatEIPs),
+		SnatRules: int(c.SnatRules), ForwardPorts: int(c.ForwardPorts)}
 }
 
 // ErrEmptyStateOverLiveDataplane means the state holds no EIP while the pinned

@@ -17,6 +17,7 @@ type LocalSetup struct {
 	BPFFSDir          string
 	ReconcileInterval string
 	EIPGateway        string
+	MaxBindings       uint32 // 0: the default
 	Nat               NatSettings
 }
 
@@ -48,7 +49,7 @@ func WriteLocalSetup(dir string, s LocalSetup) (Files, error) {
 			"vpc":    map[string]string{"interface": s.VPC, "hook": s.Hook},
 			"pools":  s.Pools, "listen": s.Listen, "credentials_file": f.Credentials,
 			"state_dir": dir, "bpffs_dir": s.BPFFSDir, "reconcile_interval": s.ReconcileInterval,
-			"eip_gateway": s.EIPGateway, "nat": s.Nat,
+			"eip_gateway": s.EIPGateway, "nat": s.Nat, "max_bindings": s.MaxBindings,
 		}},
 		{f.Credentials, 0o600, map[string]any{"keys": []map[string]string{{"access_key_id": key, "access_key_secret": hex.EncodeToString(secret)}}}},
 		{f.Profile, 0o600, map[string]string{"endpoint": "http://" + s.Listen, "access_key_id": key,
