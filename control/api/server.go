@@ -34,6 +34,9 @@ type Server struct {
 	Metrics    *Metrics
 	Log        *slog.Logger
 	Now        func() time.Time
+	// Nonces journals the nonces of reads; nil keeps them in memory only (writes'
+	// nonces are stored with the write either way).
+	Nonces *NonceJournal
 }
 
 func requestID() string {
@@ -91,18 +94,34 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (actio
 		}
 	}
 
+	nonce, nerr := s.Verifier.nonceOf(r.Form)
+	if nerr != nil {
+		return reply(errTimestampFormat)
+	}
+	write := model.IsWrite(action)
 	var resp any
 	run := func(tx model.Tx) error {
 		var err error
-		resp, err = s.Model.Do(tx, account, action, params, s.Now())
-		return err
+		if resp, err = s.Model.Do(tx, account, action, params, s.Now()); err != nil {
+			return err
+		}
+		if write {
+			return putNonce(tx, nonce)
+		}
+		return nil
 	}
-	write := model.IsWrite(action)
 	var err error
 	if write {
 		err = s.Store.Update(run) // any error, DryRunOperation included, rolls back
 	} else {
 		err = s.Store.View(run)
+	}
+	// A committed write stored its nonce with it; anything else (a read, a refused or
+	// rolled-back write) has it journaled.
+	if (!write || err != nil) && s.Nonces != nil {
+		if jerr := s.Nonces.remember(nonce); jerr != nil && s.Log != nil {
+			s.Log.Error("api: remember nonce", "request_id", id, "error", jerr)
+		}
 	}
 	var apiErr *Error
 	switch {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -217,5 +218,51 @@ func TestWriteNotAppliedIsNotOK(t *testing.T) {
 	m := a.ok(t, "DescribeEipAddresses", "AllocationId", id)
 	if got := fmt.Sprint(m["EipAddresses"]); !strings.Contains(got, "Associating") {
 		t.Errorf("after a write the dataplane did not carry, DescribeEipAddresses says %s", got)
+	}
+}
+
+// TestNoncesSurviveARestart: a captured request, a write or a read, replayed against a
+// new server on the same store (eipd after a restart) is refused as a used nonce.
+func TestNoncesSurviveARestart(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	serve := func() (*httptest.Server, func()) {
+		v := &Verifier{Secrets: staticSecrets{"testid": "testsecret"}, Window: 15 * time.Minute, MaxNonces: 10000, Now: time.Now}
+		if _, err := v.RestoreNonces(st); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		j := &NonceJournal{Store: st, Interval: 10 * time.Millisecond}
+		j.Start(ctx, func(err error) { t.Error(err) })
+		srv := httptest.NewServer(&Server{Verifier: v, Store: st, Metrics: &Metrics{}, Now: time.Now, Nonces: j,
+			Model: &model.Service{Region: "eipgw-1", Pool: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}}})
+		return srv, func() { srv.Close(); cancel(); j.Wait() }
+	}
+	write := signedForm("AllocateEipAddress", nil, "write-nonce", time.Now())
+	read := signedForm("DescribeEipAddresses", nil, "read-nonce", time.Now())
+	srv, stop := serve()
+	for _, f := range []url.Values{write, read} {
+		resp, err := http.PostForm(srv.URL, f)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("first use: %v %v", resp, err)
+		}
+		resp.Body.Close()
+	}
+	stop()
+	srv, stop = serve()
+	defer stop()
+	for name, f := range map[string]url.Values{"write": write, "read": read} {
+		resp, err := http.PostForm(srv.URL, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct{ Code string }
+		_ = jsonDecode(resp, &body)
+		if body.Code != "SignatureNonceUsed" {
+			t.Errorf("the %s replayed after a restart: HTTP %d %q, want SignatureNonceUsed", name, resp.StatusCode, body.Code)
+		}
 	}
 }

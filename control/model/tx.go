@@ -17,6 +17,7 @@ const (
 	KindSLB      = "slb"
 	KindNAT      = "natgw"
 	KindToken    = "clienttoken"
+	KindNonce    = "nonce" // AccessKeyId NUL SignatureNonce -> until when it is remembered (RFC 3339)
 	// Indexes of EIPs, kept by saveEIP in the same transaction as the EIP.
 	kindEIPByIP      = "eip_by_ip"      // address -> AllocationId
 	kindEIPByTarget  = "eip_by_target"  // type|instance|AllocationId -> "" (active EIPs)
@@ -26,7 +27,7 @@ const (
 )
 
 // Kinds lists every kind the store must hold.
-var Kinds = []string{KindEIP, KindReleased, KindInstance, KindENI, KindHaVip, KindSLB, KindNAT, KindToken, KindSnat, KindForward,
+var Kinds = []string{KindEIP, KindReleased, KindInstance, KindENI, KindHaVip, KindSLB, KindNAT, KindToken, KindNonce, KindSnat, KindForward,
 	kindEIPByIP, kindEIPByTarget, kindEIPByPrivate, kindEIPPending, kindEIPCut}
 
 // Tx is one store transaction: every API write runs in exactly one, so a failed or

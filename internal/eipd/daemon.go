@@ -98,6 +98,18 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 		return nil
 	}
 
+	verifier := &api.Verifier{Secrets: creds, Window: cfg.timestampWindow, MaxNonces: 1 << 20, Now: time.Now}
+	restored, err := verifier.RestoreNonces(st)
+	if err != nil {
+		return err
+	}
+	log.Info("nonces restored", "count", restored)
+	journalCtx, stopJournal := context.WithCancel(context.Background())
+	nonces := &api.NonceJournal{Store: st}
+	nonces.Start(journalCtx, func(err error) { log.Error("nonce journal", "error", err) })
+	// Stopped, with its last batch stored, before the store closes.
+	defer func() { stopJournal(); nonces.Wait() }()
+
 	collector := &natCollector{dp: dp, log: log}
 	metrics := &api.Metrics{Collect: func(w io.Writer) {
 		writeDataplaneMetrics(w, dp, log)
@@ -105,7 +117,8 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 	}}
 	srv := &http.Server{
 		Handler: &api.Server{
-			Verifier: &api.Verifier{Secrets: creds, Window: cfg.timestampWindow, MaxNonces: 1 << 20, Now: time.Now},
+			Verifier: verifier,
+			Nonces:   nonces,
 			Model: &model.Service{Region: cfg.Region, Pool: cfg.pools, EIPGateway: cfg.eipGateway, Nat: natAdapter{dp},
 				Capacity: modelCapacity(dp.Capacities())},
 			Store:      st,

@@ -1,0 +1,182 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/eipgw/eipgw/control/model"
+)
+
+// Used SignatureNonces outlive the process: a captured request replayed after a
+// restart is refused like one replayed before it. A write's nonce is stored in the
+// write's own transaction, so a committed write is never without its nonce; a read's
+// is journaled in the background, in batches (a read replayed after a crash within
+// the batch interval returns what the attacker already saw, and changes nothing).
+
+// usedNonce is one nonce to remember: its key and until when.
+type usedNonce struct {
+	key   string
+	until time.Time
+}
+
+// nonceOf is the remembered form of a verified request's nonce: per AccessKeyId, for as
+// long as its Timestamp is inside the window (after that a replay is refused as
+// expired anyway).
+func (v *Verifier) nonceOf(params url.Values) (usedNonce, error) {
+	ts, err := time.Parse("2006-01-02T15:04:05Z", params.Get("Timestamp"))
+	if err != nil {
+		return usedNonce{}, fmt.Errorf("timestamp: %w", err)
+	}
+	return usedNonce{key: params.Get("AccessKeyId") + "\x00" + params.Get("SignatureNonce"), until: ts.Add(v.Window)}, nil
+}
+
+func putNonce(tx model.Tx, n usedNonce) error {
+	return tx.Put(model.KindNonce, n.key, []byte(n.until.UTC().Format(time.RFC3339Nano)))
+}
+
+// RestoreNonces loads the nonces the store remembers into the verifier and forgets
+// the ones whose window has passed. eipd calls it before it serves.
+func (v *Verifier) RestoreNonces(st Store) (int, error) {
+	now := v.Now()
+	if err := pruneNonces(st, now); err != nil {
+		return 0, err
+	}
+	live := map[string]time.Time{}
+	if err := st.View(func(tx model.Tx) error {
+		return tx.ForEach(model.KindNonce, func(k string, raw []byte) error {
+			if until, err := time.Parse(time.RFC3339Nano, string(raw)); err == nil {
+				live[k] = until
+			}
+			return nil
+		})
+	}); err != nil {
+		return 0, fmt.Errorf("restore nonces: %w", err)
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.nonces == nil {
+		v.nonces = map[string]time.Time{}
+	}
+	for k, until := range live {
+		v.nonces[k] = until
+	}
+	return len(live), nil
+}
+
+// pruneNonces deletes the stored nonces whose window has passed (and unreadable ones).
+func pruneNonces(st Store, now time.Time) error {
+	var expired []string
+	if err := st.View(func(tx model.Tx) error {
+		return tx.ForEach(model.KindNonce, func(k string, raw []byte) error {
+			if until, err := time.Parse(time.RFC3339Nano, string(raw)); err != nil || !now.Before(until) {
+				expired = append(expired, k)
+			}
+			return nil
+		})
+	}); err != nil {
+		return fmt.Errorf("read nonces: %w", err)
+	}
+	if len(expired) == 0 {
+		return nil
+	}
+	if err := st.Update(func(tx model.Tx) error {
+		for _, k := range expired {
+			if err := tx.Delete(model.KindNonce, k); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("forget expired nonces: %w", err)
+	}
+	return nil
+}
+
+// NonceJournal stores reads' nonces in batches, and forgets expired ones every
+// PruneInterval so the stored set stays bounded by the request rate times the window.
+type NonceJournal struct {
+	Store         Store
+	Interval      time.Duration // how often a batch is written; 0 means 100 ms
+	PruneInterval time.Duration // how often expired nonces are deleted; 0 means 1 min
+	pending  chan usedNonce
+	done     chan struct{}
+}
+
+// Start runs the journal until ctx ends; Wait returns once its last batch is stored.
+func (j *NonceJournal) Start(ctx context.Context, onError func(error)) {
+	j.pending = make(chan usedNonce, 4096)
+	j.done = make(chan struct{})
+	interval := j.Interval
+	if interval == 0 {
+		interval = 100 * time.Millisecond
+	}
+	pruneEvery := j.PruneInterval
+	if pruneEvery == 0 {
+		pruneEvery = time.Minute
+	}
+	go func() {
+		defer close(j.done)
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		prune := time.NewTicker(pruneEvery)
+		defer prune.Stop()
+		var batch []usedNonce
+		flush := func() {
+			if len(batch) == 0 {
+				return
+			}
+			if err := j.Store.Update(func(tx model.Tx) error {
+				for _, n := range batch {
+					if err := putNonce(tx, n); err != nil {
+						return err
+					}
+				}
+				return nil
+			}); err != nil && onError != nil {
+				onError(fmt.Errorf("journal nonces: %w", err))
+			}
+			batch = batch[:0]
+		}
+		for {
+			select {
+			case n := <-j.pending:
+				batch = append(batch, n)
+			case <-tick.C:
+				flush()
+			case <-prune.C:
+				if err := pruneNonces(j.Store, time.Now()); err != nil && onError != nil {
+					onError(err)
+				}
+			case <-ctx.Done():
+				for {
+					select {
+					case n := <-j.pending:
+						batch = append(batch, n)
+					default:
+						flush()
+						return
+					}
+				}
+			}
+		}
+	}()
+}
+
+// Wait blocks until the journal stopped and stored what it had.
+func (j *NonceJournal) Wait() {
+	if j.done != nil {
+		<-j.done
+	}
+}
+
+// remember queues a read's nonce; when the queue is full it is stored at once.
+func (j *NonceJournal) remember(n usedNonce) error {
+	select {
+	case j.pending <- n:
+		return nil
+	default:
+		return j.Store.Update(func(tx model.Tx) error { return putNonce(tx, n) })
+	}
+}
