@@ -122,10 +122,24 @@ func (d *Dataplane) Attach(ifname string, role Role, hook Hook) (Hook, error) {
 		if err := d.attach(iface, role, hook); errors.Is(err, ebpf.ErrNotSupported) {
 			hook = HookClsact
 		} else {
-			return hook, d.dropOtherHooks(ifname, hook, err)
+			return hook, d.want(ifname, role, hook, d.dropOtherHooks(ifname, hook, err))
 		}
 	}
-	return hook, d.dropOtherHooks(ifname, hook, d.attach(iface, role, hook))
+	return hook, d.want(ifname, role, hook, d.dropOtherHooks(ifname, hook, d.attach(iface, role, hook)))
+}
+
+// want records a successful attachment, for the guard to keep in place.
+func (d *Dataplane) want(ifname string, role Role, hook Hook, err error) error {
+	if err != nil {
+		return err
+	}
+	d.guard.Lock()
+	defer d.guard.Unlock()
+	if d.wants == nil {
+		d.wants = map[string]attachment{}
+	}
+	d.wants[ifname] = attachment{role: role, hook: hook}
+	return nil
 }
 
 func (d *Dataplane) dropOtherHooks(ifname string, keep Hook, attachErr error) error {
@@ -137,6 +151,7 @@ func (d *Dataplane) dropOtherHooks(ifname string, keep Hook, attachErr error) er
 			continue
 		}
 		pin := d.linkPin(ifname, h)
+		d.release(pin)
 		if _, err := os.Stat(pin); err == nil {
 			if err := detachPinned(pin); err != nil {
 				return fmt.Errorf("attach to %s: remove %s attachment: %w", ifname, h, err)
@@ -173,10 +188,11 @@ func (d *Dataplane) attach(iface *net.Interface, role Role, hook Hook) error {
 // link already pinned there.
 func (d *Dataplane) attachLink(iface *net.Interface, prog *ebpf.Program, hook Hook, pin string) error {
 	if existing, err := link.LoadPinnedLink(pin, nil); err == nil {
-		defer existing.Close()
 		if err := existing.Update(prog); err != nil {
+			existing.Close()
 			return fmt.Errorf("attach to %s: replace %s program: %w", iface.Name, hook, err)
 		}
+		d.hold(pin, existing)
 		return nil
 	}
 	var l link.Link
@@ -192,11 +208,12 @@ func (d *Dataplane) attachLink(iface *net.Interface, prog *ebpf.Program, hook Ho
 	if err != nil {
 		return fmt.Errorf("attach to %s at %s: %w", iface.Name, hook, err)
 	}
-	defer l.Close()
 	if err := l.Pin(pin); err != nil {
 		_ = l.Unpin()
+		l.Close()
 		return fmt.Errorf("attach to %s: pin link: %w", iface.Name, err)
 	}
+	d.hold(pin, l)
 	return nil
 }
 
@@ -244,8 +261,12 @@ func (d *Dataplane) Detach(ifname string) error {
 		return fmt.Errorf("detach from %s: %w", ifname, ErrReadOnly)
 	}
 	found := false
+	d.guard.Lock()
+	delete(d.wants, ifname)
+	d.guard.Unlock()
 	for _, h := range []Hook{HookXDP, companionPinHook, HookTCX, HookClsact} {
 		pin := d.linkPin(ifname, h)
+		d.release(pin)
 		if _, err := os.Stat(pin); err != nil {
 			continue
 		}

@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 )
 
@@ -71,6 +72,13 @@ type Dataplane struct {
 
 	mu    sync.Mutex // serialises binding changes and the slot allocator
 	slots *slotAllocator
+
+	// The process's own references to what it pinned or adopted, so that a removed
+	// pin (rm -rf, a bpffs remount) detaches nothing and can be put back (guard.go).
+	guard    sync.Mutex
+	heldMaps map[string]*ebpf.Map  // pin name -> map (the abi marker included)
+	links    map[string]link.Link  // link pin path -> link
+	wants    map[string]attachment // interface -> what Attach put there
 }
 
 const (
@@ -261,7 +269,11 @@ func (d *Dataplane) load(spec *ebpf.CollectionSpec, abi []byte) error {
 	}
 
 	replacements := map[string]*ebpf.Map{}
+	kept := false
 	defer func() {
+		if kept {
+			return
+		}
 		for _, m := range replacements {
 			m.Close()
 		}
@@ -286,12 +298,29 @@ func (d *Dataplane) load(spec *ebpf.CollectionSpec, abi []byte) error {
 		}
 		return fmt.Errorf("load BPF programs (set EIPGW_VERIFIER_LOG=1 for the verifier's log): %w", err)
 	}
+	if !d.cfg.ReadOnly {
+		abiHeld, err := ebpf.LoadPinnedMap(filepath.Join(dir, abiMapName), nil)
+		if err != nil {
+			return fmt.Errorf("open dataplane %s: hold layout marker: %w", dir, err)
+		}
+		replacements[abiMapName] = abiHeld
+		d.heldMaps, kept = replacements, true
+	}
 	return nil
 }
 
 // Close releases this process's handles. The pins, and so the maps, the links and the
 // traffic they carry, stay.
 func (d *Dataplane) Close() error {
+	d.guard.Lock()
+	for _, m := range d.heldMaps {
+		m.Close()
+	}
+	for _, l := range d.links {
+		l.Close()
+	}
+	d.heldMaps, d.links = nil, nil
+	d.guard.Unlock()
 	err := d.objs.Close()
 	if d.lock != nil {
 		d.lock.Close()

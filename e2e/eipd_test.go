@@ -16,7 +16,10 @@ import (
 	"github.com/eipgw/eipgw/internal/testbed"
 )
 
-const apiListen = "127.0.0.1:18080" // inside the gateway's namespace
+const (
+	apiListen     = "127.0.0.1:18080" // inside the gateway's namespace
+	metricsListen = "127.0.0.1:19180"
+)
 
 // daemon is eipd running in the gateway of a standard topology.
 type daemon struct {
@@ -42,7 +45,7 @@ func newDaemonWith(t *testing.T, hook string, adjust func(*eipd.LocalSetup)) *da
 	t.Helper()
 	g := newGateway(t, hook, true)
 	setup := eipd.LocalSetup{Uplink: testbed.GWUplink, VPC: testbed.GWVPC, Hook: hook,
-		Pools: []string{testbed.EIPPool}, Listen: apiListen, BPFFSDir: g.pinDir, ReconcileInterval: "1s"}
+		Pools: []string{testbed.EIPPool}, Listen: apiListen, MetricsListen: metricsListen, BPFFSDir: g.pinDir, ReconcileInterval: "1s"}
 	adjust(&setup)
 	d := &daemon{gateway: g, dir: t.TempDir(), listen: setup.Listen}
 	files, err := eipd.WriteLocalSetup(d.dir, setup)
@@ -264,15 +267,19 @@ func TestEipdEcsInstanceLifecycle(t *testing.T) {
 }
 
 // metrics fetches /metrics from inside the gateway's namespace.
-func (d *daemon) metrics(t *testing.T) string {
+func (d *daemon) metrics(t *testing.T) string { return d.ops(t, "/metrics") }
+
+// ops fetches a path from eipd's metrics and health listener, inside the gateway's
+// namespace, and returns the whole HTTP response.
+func (d *daemon) ops(t *testing.T, path string) string {
 	t.Helper()
-	c, err := d.GW.Dial("tcp", d.listen, 5*time.Second)
+	c, err := d.GW.Dial("tcp", metricsListen, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprintf(c, "GET /metrics HTTP/1.0\r\nHost: eipd\r\n\r\n")
+	fmt.Fprintf(c, "GET %s HTTP/1.0\r\nHost: eipd\r\n\r\n", path)
 	body, _ := io.ReadAll(c)
 	return string(body)
 }
@@ -352,5 +359,43 @@ func TestEipdRefusesWhatTheDataplaneCannotCarry(t *testing.T) {
 	}
 	if inboundWorks(t, d, d.VM3, eip, 7130) {
 		t.Error("the refused EIP carries traffic")
+	}
+}
+
+// TestEipdRestoresRemovedPins: rm -rf of the pin directory under a running eipd
+// detaches nothing (eipd holds its own references); /healthz says not ready until eipd
+// puts the pins back, within a reconcile interval, and counts it; readers work again.
+func TestEipdRestoresRemovedPins(t *testing.T) {
+	d := newDaemon(t, "xdp")
+	d.start(t, true)
+	d.registerVM(t, "i-vm1", d.VM1, testbed.VM1Addr)
+	id, eip := d.allocate(t)
+	d.must(t, "associate-eip-address", "--allocation-id", id, "--instance-id", "i-vm1")
+	if h := d.ops(t, "/healthz"); !strings.Contains(h, "200 OK") {
+		t.Fatalf("health before: %s", h)
+	}
+	if err := d.GW.Do(func() error { return os.RemoveAll(d.pinDir) }); err != nil {
+		t.Fatal(err)
+	}
+	if h := d.ops(t, "/healthz"); !strings.Contains(h, "503") || !strings.Contains(h, "missing") {
+		t.Errorf("health right after the pins went: %s", h)
+	}
+	if !inboundWorks(t, d, d.VM1, eip, 7140) {
+		t.Error("removing the pins stopped the EIP")
+	}
+	waitFor(t, "eipd to restore the pins", 10*time.Second, func() bool {
+		return strings.Contains(d.ops(t, "/healthz"), "200 OK")
+	})
+	if m := d.metrics(t); !strings.Contains(m, `eipgw_dataplane_repairs_total{result="restored"}`) ||
+		strings.Contains(m, `eipgw_dataplane_repairs_total{result="restored"} 0`) {
+		t.Errorf("the repair is not counted:\n%s", m)
+	}
+	// Readers open the restored pins, and a change after the repair takes effect.
+	if out := d.eipdp(t, "--output", "json", "bindings"); !strings.Contains(out, eip) {
+		t.Errorf("eipdp bindings after the repair: %s", out)
+	}
+	d.must(t, "unassociate-eip-address", "--allocation-id", id, "--instance-id", "i-vm1")
+	if inboundWorks(t, d, d.VM1, eip, 7141) {
+		t.Error("after the repair a disassociation does not take effect")
 	}
 }

@@ -37,6 +37,9 @@ var (
 	errFormat            = errorf(http.StatusBadRequest, "InvalidParameter.Format", "Only Format=JSON is supported.")
 	errMethod            = errorf(http.StatusMethodNotAllowed, "UnsupportedHTTPMethod", "Use GET or POST.")
 	errInternal          = errorf(http.StatusInternalServerError, "InternalError", "The request processing has failed due to some unknown error.")
+	errHeaderTooLarge    = errorf(http.StatusRequestHeaderFieldsTooLarge, "RequestHeaderFieldsTooLarge",
+		"The request line and headers exceed 64 KiB: send parameters in a form body.")
+	errBodyTooLarge = errorf(http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", "The request body exceeds 1 MiB.")
 	// The write committed, but the dataplane has not carried it yet: the resource
 	// shows its transitional status (Associating, Unassociating) until a later pass
 	// does, which the gateway retries on its own.

@@ -100,8 +100,8 @@ type NonceJournal struct {
 	Store         Store
 	Interval      time.Duration // how often a batch is written; 0 means 100 ms
 	PruneInterval time.Duration // how often expired nonces are deleted; 0 means 1 min
-	pending  chan usedNonce
-	done     chan struct{}
+	pending       chan usedNonce
+	done          chan struct{}
 }
 
 // Start runs the journal until ctx ends; Wait returns once its last batch is stored.

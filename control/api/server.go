@@ -46,37 +46,67 @@ func requestID() string {
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 }
 
+// Metric labels for requests whose action is not one to name: an unauthenticated
+// request's Action is the client's to choose, so it never becomes a label value.
+const (
+	actionUnauthenticated = "unauthenticated"
+	actionUnknown         = "unknown"
+)
+
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == "/metrics" && r.Method == http.MethodGet && r.URL.RawQuery == "" {
-		s.Metrics.Write(w)
-		return
-	}
 	start := time.Now()
 	id := requestID()
-	action, status, code := s.serve(w, r, id)
-	s.Metrics.Observe(action, code, status, time.Since(start))
+	action, status, code, authenticated := s.serve(w, r, id)
+	label := action
+	switch {
+	case !authenticated:
+		label = actionUnauthenticated
+	case !model.IsAction(action):
+		label = actionUnknown
+	}
+	s.Metrics.Observe(label, code, status, time.Since(start))
 	if s.Log != nil {
-		s.Log.Info("api", "request_id", id, "action", action, "status", status, "code", code, "duration", time.Since(start))
+		s.Log.Info("api", "request_id", id, "action", label, "status", status, "code", code, "duration", time.Since(start))
 	}
 }
 
-// serve handles one request and returns what it answered, for metrics and logs.
-func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (action string, status int, code string) {
-	reply := func(err *Error) (string, int, string) {
+// headerBytes is roughly what the request line and headers took on the wire.
+func headerBytes(r *http.Request) int {
+	n := len(r.Method) + len(r.RequestURI) + len(r.Proto) + 4
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
+}
+
+// serve handles one request and returns what it answered, for metrics and logs, and
+// whether its signature was good.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (action string, status int, code string, authenticated bool) {
+	reply := func(err *Error) (string, int, string, bool) {
 		writeJSON(w, err.Status, map[string]any{"RequestId": id, "Code": err.Code, "Message": err.Message, "HostId": r.Host})
-		return action, err.Status, err.Code
+		return action, err.Status, err.Code, authenticated
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		return reply(errMethod)
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+	if headerBytes(r) > maxRequestHeader {
+		return reply(errHeaderTooLarge)
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxRequestBody)
 	if err := r.ParseForm(); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return reply(errBodyTooLarge)
+		}
 		return reply(errorf(http.StatusBadRequest, "InvalidParameter", "The request body cannot be read: %v.", err))
 	}
 	action = r.Form.Get("Action")
 	if _, err := s.Verifier.Verify(r.Method, r.Form); err != nil {
 		return reply(err)
 	}
+	authenticated = true
 	account := r.Form.Get("AccessKeyId")
 	if action == "" {
 		return reply(errorf(http.StatusBadRequest, "MissingParameter", "The input parameter \"Action\" that is mandatory for processing this request is not supplied."))
@@ -148,7 +178,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (actio
 		return reply(errInternal)
 	}
 	writeJSON(w, http.StatusOK, body)
-	return action, http.StatusOK, ""
+	return action, http.StatusOK, "", true
 }
 
 // withRequestID turns a response into a JSON object with the RequestId added.

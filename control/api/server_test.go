@@ -1,10 +1,13 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -16,10 +19,13 @@ import (
 
 	"github.com/eipgw/eipgw/control/model"
 	"github.com/eipgw/eipgw/control/store"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	prommodel "github.com/prometheus/common/model"
 )
 
 type testAPI struct {
-	srv       *httptest.Server
+	srv, ops  *httptest.Server
 	st        *store.Store
 	client    *Client
 	writes    int
@@ -42,6 +48,8 @@ func newTestAPI(t *testing.T) *testAPI {
 	}
 	a.srv = httptest.NewServer(s)
 	t.Cleanup(a.srv.Close)
+	a.ops = httptest.NewServer(OpsHandler(s.Metrics, nil))
+	t.Cleanup(a.ops.Close)
 	a.client = &Client{Endpoint: a.srv.URL, AccessKeyID: "testid", AccessSecret: "testsecret", RegionID: "eipgw-1"}
 	return a
 }
@@ -171,32 +179,79 @@ func TestClientErrorsCarryTheCode(t *testing.T) {
 	}
 }
 
-func TestMetrics(t *testing.T) {
-	a := newTestAPI(t)
-	a.ok(t, "AllocateEipAddress")
-	_, _ = a.client.Call("ReleaseEipAddress", map[string]string{"AllocationId": "eip-none"})
-	resp, err := http.Get(a.srv.URL + "/metrics")
+// scrape reads the ops listener's /metrics and parses it as Prometheus does.
+func (a *testAPI) scrape(t *testing.T) (string, map[string]*dto.MetricFamily) {
+	t.Helper()
+	resp, err := http.Get(a.ops.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var b strings.Builder
-	buf := make([]byte, 4096)
-	for {
-		n, err := resp.Body.Read(buf)
-		b.Write(buf[:n])
-		if err != nil {
-			break
-		}
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
 	}
+	parser := expfmt.NewTextParser(prommodel.LegacyValidation)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatalf("the exposition does not parse: %v\n%s", err, raw)
+	}
+	return string(raw), families
+}
+
+func TestMetrics(t *testing.T) {
+	a := newTestAPI(t)
+	a.ok(t, "AllocateEipAddress")
+	_, _ = a.client.Call("ReleaseEipAddress", map[string]string{"AllocationId": "eip-none"})
+	text, _ := a.scrape(t)
 	for _, want := range []string{
 		`eipgw_api_requests_total{action="AllocateEipAddress",code="OK",status="200"} 1`,
 		`eipgw_api_requests_total{action="ReleaseEipAddress",code="InvalidAllocationId.NotFound",status="404"} 1`,
 		`eipgw_api_request_duration_seconds_count{action="AllocateEipAddress"} 1`,
 	} {
-		if !strings.Contains(b.String(), want) {
-			t.Errorf("metrics lack %s:\n%s", want, b.String())
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %s:\n%s", want, text)
 		}
+	}
+	if resp, err := http.Get(a.srv.URL + "/metrics"); err == nil {
+		var body struct{ Code string }
+		_ = jsonDecode(resp, &body)
+		if resp.StatusCode == http.StatusOK || body.Code == "" {
+			t.Errorf("the API listener serves /metrics: HTTP %d", resp.StatusCode)
+		}
+	}
+}
+
+// TestMetricsCannotBePoisoned: unauthenticated requests with made-up or malformed
+// actions, and signed ones with unknown actions, add no label values, and the
+// exposition still parses.
+func TestMetricsCannotBePoisoned(t *testing.T) {
+	a := newTestAPI(t)
+	for i := 0; i < 50; i++ {
+		resp, err := http.Get(fmt.Sprintf("%s/?Action=Junk%d", a.srv.URL, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	for _, q := range []string{"Action=Bad%01Name", "Action=%22%7D%20evil%7B", "Action=a%0Ab"} {
+		resp, err := http.Get(a.srv.URL + "/?" + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	_, _ = a.client.Call("FrobnicateEipAddress", nil)
+	text, families := a.scrape(t)
+	for _, m := range families["eipgw_api_requests_total"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "action" && l.GetValue() != actionUnauthenticated && l.GetValue() != actionUnknown {
+				t.Errorf("a label value from the client: %q", l.GetValue())
+			}
+		}
+	}
+	if strings.Contains(text, "Junk") || strings.Contains(text, "Frobnicate") {
+		t.Errorf("client-chosen actions in the exposition:\n%s", text)
 	}
 }
 
@@ -264,5 +319,101 @@ func TestNoncesSurviveARestart(t *testing.T) {
 		if body.Code != "SignatureNonceUsed" {
 			t.Errorf("the %s replayed after a restart: HTTP %d %q, want SignatureNonceUsed", name, resp.StatusCode, body.Code)
 		}
+	}
+}
+
+// TestSlowClientsAreBounded: a client that sends its headers or body too slowly, or
+// keeps an idle connection, is disconnected; connections beyond the limit wait; an
+// oversized request gets a JSON error with a Code.
+func TestSlowClientsAreBounded(t *testing.T) {
+	a := newTestAPI(t)
+	limits := Limits{ReadHeaderTimeout: 200 * time.Millisecond, ReadTimeout: 400 * time.Millisecond,
+		WriteTimeout: time.Second, IdleTimeout: 800 * time.Millisecond, MaxConnections: 2}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewHTTPServer(a.srv.Config.Handler, limits)
+	go func() { _ = srv.Serve(LimitListener(ln, limits)) }()
+	defer srv.Close()
+	addr := ln.Addr().String()
+	closedWithin := func(name string, c net.Conn, d time.Duration) {
+		t.Helper()
+		_ = c.SetReadDeadline(time.Now().Add(d))
+		buf := make([]byte, 4096)
+		for {
+			if _, err := c.Read(buf); err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					t.Errorf("%s: the server still holds the connection after %v", name, d)
+				}
+				return
+			}
+		}
+	}
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+
+	slowHeader := dial()
+	fmt.Fprintf(slowHeader, "POST / HTTP/1.1\r\nHost: eipd\r\n")
+	closedWithin("slow headers", slowHeader, 2*time.Second)
+	slowHeader.Close()
+
+	slowBody := dial()
+	fmt.Fprintf(slowBody, "POST / HTTP/1.1\r\nHost: eipd\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nAction=")
+	closedWithin("slow body", slowBody, 2*time.Second)
+	slowBody.Close()
+
+	idle := dial()
+	fmt.Fprintf(idle, "GET /?Action=DescribeEipAddresses HTTP/1.1\r\nHost: eipd\r\n\r\n")
+	closedWithin("idle keep-alive", idle, 2*time.Second)
+	idle.Close()
+
+	// Two connections held open: a third waits for one of them.
+	held := []net.Conn{dial(), dial()}
+	for _, c := range held {
+		fmt.Fprintf(c, "GET /?Action=X HTTP/1.1\r\nHost: eipd\r\n\r\n")
+	}
+	time.Sleep(50 * time.Millisecond)
+	third := dial()
+	defer third.Close()
+	fmt.Fprintf(third, "GET /?Action=X HTTP/1.0\r\nHost: eipd\r\n\r\n")
+	_ = third.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if n, _ := third.Read(make([]byte, 16)); n > 0 {
+		t.Error("a connection past the limit was served while two were held")
+	}
+	for _, c := range held {
+		c.Close()
+	}
+	_ = third.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if reply, err := io.ReadAll(third); err != nil || !strings.Contains(string(reply), "RequestId") {
+		t.Errorf("the waiting connection was not served once one closed: %q, %v", reply, err)
+	}
+
+	// Oversized requests: JSON errors with a Code.
+	resp, err := http.Get(a.srv.URL + "/?Action=DescribeEipAddresses&Pad=" + strings.Repeat("a", 70<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body struct{ Code, RequestId string }
+	_ = jsonDecode(resp, &body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge || body.Code != "RequestHeaderFieldsTooLarge" {
+		t.Errorf("a 70 KiB request line: HTTP %d %+v", resp.StatusCode, body)
+	}
+	resp, err = http.Post(a.srv.URL, "application/x-www-form-urlencoded", strings.NewReader("Action=X&Pad="+strings.Repeat("a", 2<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body.Code = ""
+	_ = jsonDecode(resp, &body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || body.Code != "RequestEntityTooLarge" {
+		t.Errorf("a 2 MiB body: HTTP %d %+v", resp.StatusCode, body)
 	}
 }

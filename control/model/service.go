@@ -118,6 +118,9 @@ func Actions() []string {
 // IsWrite tells whether an action changes state.
 func IsWrite(name string) bool { return actions[name].write }
 
+// IsAction tells whether the model answers the action.
+func IsAction(name string) bool { _, ok := actions[name]; return ok }
+
 // ErrUnknownAction is returned for an action the model does not know.
 var ErrUnknownAction = errors.New("unknown action")
 

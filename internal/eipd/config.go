@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/eipgw/eipgw/control/api"
 	"github.com/eipgw/eipgw/dataplane"
 )
 
@@ -26,6 +27,8 @@ type Config struct {
 	Pools             []string  `json:"pools"`
 	Region            string    `json:"region"`
 	Listen            string    `json:"listen"`
+	MetricsListen     string    `json:"metrics_listen"`
+	MaxConnections    int       `json:"max_connections"`
 	CredentialsFile   string    `json:"credentials_file"`
 	StateDir          string    `json:"state_dir"`
 	BPFFSDir          string    `json:"bpffs_dir"`
@@ -48,6 +51,7 @@ type Config struct {
 	natCollect        time.Duration
 	pools             []netip.Prefix
 	eipGateway        netip.Addr
+	apiLimits         api.Limits
 	timestampWindow   time.Duration
 	reconcileInterval time.Duration
 }
@@ -58,7 +62,7 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	c := &Config{Listen: "127.0.0.1:8080", Region: "eipgw-1", StateDir: "/var/lib/eipgw",
+	c := &Config{Listen: "127.0.0.1:8080", MetricsListen: "127.0.0.1:9180", MaxConnections: api.DefaultLimits.MaxConnections, Region: "eipgw-1", StateDir: "/var/lib/eipgw",
 		BPFFSDir: "/sys/fs/bpf/eipgw", TimestampWindow: "15m", ReconcileInterval: "10s",
 		CredentialsFile: "/etc/eipgw/credentials.json"}
 	dec := json.NewDecoder(bytesReader(raw))
@@ -93,6 +97,11 @@ func (c *Config) check() error {
 		}
 		c.pools = append(c.pools, pfx.Masked())
 	}
+	c.apiLimits = api.DefaultLimits
+	c.apiLimits.MaxConnections = c.MaxConnections
+	if c.MaxConnections < 1 {
+		errs = append(errs, fmt.Errorf("max_connections: %d, want at least 1", c.MaxConnections))
+	}
 	c.edge = dataplane.DefaultEdgeConfig()
 	c.edge.EIPPools = c.pools
 	if c.SpecialPurposeSources != nil {
@@ -126,8 +135,8 @@ func (c *Config) check() error {
 	if c.nat, c.natCollect, err = c.Nat.natConfig(c.eipGateway); err != nil {
 		errs = append(errs, err)
 	}
-	if c.StateDir == "" || c.BPFFSDir == "" || c.CredentialsFile == "" || c.Listen == "" {
-		errs = append(errs, errors.New("state_dir, bpffs_dir, credentials_file and listen must not be empty"))
+	if c.StateDir == "" || c.BPFFSDir == "" || c.CredentialsFile == "" || c.Listen == "" || c.MetricsListen == "" {
+		errs = append(errs, errors.New("state_dir, bpffs_dir, credentials_file, listen and metrics_listen must not be empty"))
 	}
 	return errors.Join(errs...)
 }

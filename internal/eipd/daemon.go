@@ -111,12 +111,15 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 	defer func() { stopJournal(); nonces.Wait() }()
 
 	collector := &natCollector{dp: dp, log: log}
+	guard := &dataplaneGuard{dp: dp, log: log}
+	health := guard.ready
 	metrics := &api.Metrics{Collect: func(w io.Writer) {
 		writeDataplaneMetrics(w, dp, log)
 		collector.writeNatMetrics(w)
+		guard.writeMetrics(w)
 	}}
-	srv := &http.Server{
-		Handler: &api.Server{
+	srv := api.NewHTTPServer(
+		&api.Server{
 			Verifier: verifier,
 			Nonces:   nonces,
 			Model: &model.Service{Region: cfg.Region, Pool: cfg.pools, EIPGateway: cfg.eipGateway, Nat: natAdapter{dp},
@@ -126,19 +129,26 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 			Metrics:    metrics,
 			Log:        log,
 			Now:        time.Now,
-		},
-		ReadHeaderTimeout: 10 * time.Second,
+		}, cfg.apiLimits)
+	opsLn, err := net.Listen("tcp", cfg.MetricsListen)
+	if err != nil {
+		return fmt.Errorf("listen for metrics: %w", err)
 	}
+	opsSrv := api.NewHTTPServer(api.OpsHandler(metrics, health), cfg.apiLimits)
+	log.Info("serving metrics and health, unauthenticated", "listen", opsLn.Addr().String())
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
+		opsLn.Close()
 		return fmt.Errorf("listen: %w", err)
 	}
+	ln = api.LimitListener(ln, cfg.apiLimits)
 	log.Info("serving the API", "listen", ln.Addr().String())
 	if ready != nil {
 		ready(ln.Addr().String())
 	}
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- opsSrv.Serve(opsLn) }()
 
 	tick := time.NewTicker(cfg.reconcileInterval)
 	defer tick.Stop()
@@ -150,6 +160,7 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 			shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			_ = srv.Shutdown(shutdown)
+			_ = opsSrv.Shutdown(shutdown)
 			log.Info("stopping; the dataplane keeps forwarding")
 			return nil
 		case err := <-serveErr:
@@ -158,6 +169,7 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 			}
 			return fmt.Errorf("serve: %w", err)
 		case <-tick.C:
+			guard.repair()
 			_ = reconcileNow() // logged; the next pass retries
 		case <-collect.C:
 			collector.collect()

@@ -14,6 +14,7 @@ type LocalSetup struct {
 	Uplink, VPC, Hook string
 	Pools             []string
 	Listen            string
+	MetricsListen     string // "": eipd's default
 	BPFFSDir          string
 	ReconcileInterval string
 	EIPGateway        string
@@ -39,18 +40,22 @@ func WriteLocalSetup(dir string, s LocalSetup) (Files, error) {
 	if s.ReconcileInterval == "" {
 		s.ReconcileInterval = "10s"
 	}
+	config := map[string]any{
+		"uplink": map[string]string{"interface": s.Uplink, "hook": s.Hook},
+		"vpc":    map[string]string{"interface": s.VPC, "hook": s.Hook},
+		"pools":  s.Pools, "listen": s.Listen, "credentials_file": f.Credentials,
+		"state_dir": dir, "bpffs_dir": s.BPFFSDir, "reconcile_interval": s.ReconcileInterval,
+		"eip_gateway": s.EIPGateway, "nat": s.Nat, "max_bindings": s.MaxBindings,
+	}
+	if s.MetricsListen != "" {
+		config["metrics_listen"] = s.MetricsListen
+	}
 	for _, w := range []struct {
 		path string
 		mode os.FileMode
 		v    any
 	}{
-		{f.Config, 0o644, map[string]any{
-			"uplink": map[string]string{"interface": s.Uplink, "hook": s.Hook},
-			"vpc":    map[string]string{"interface": s.VPC, "hook": s.Hook},
-			"pools":  s.Pools, "listen": s.Listen, "credentials_file": f.Credentials,
-			"state_dir": dir, "bpffs_dir": s.BPFFSDir, "reconcile_interval": s.ReconcileInterval,
-			"eip_gateway": s.EIPGateway, "nat": s.Nat, "max_bindings": s.MaxBindings,
-		}},
+		{f.Config, 0o644, config},
 		{f.Credentials, 0o600, map[string]any{"keys": []map[string]string{{"access_key_id": key, "access_key_secret": hex.EncodeToString(secret)}}}},
 		{f.Profile, 0o600, map[string]string{"endpoint": "http://" + s.Listen, "access_key_id": key,
 			"access_key_secret": hex.EncodeToString(secret), "region_id": "eipgw-1"}},
