@@ -117,6 +117,12 @@ func Open(cfg Config) (*Dataplane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open dataplane: parse embedded BPF object: %w", err)
 	}
+	if cfg.ReadOnly {
+		// A reader takes the capacities the owner pinned, whatever they are.
+		if err := adoptCapacities(&cfg); err != nil {
+			return nil, err
+		}
+	}
 	// One spare entry in each binding map: moving a binding adds its new outbound
 	// half before removing the old one, also when the table is full.
 	spec.Maps[natMapInboundBindings].MaxEntries = cfg.MaxBindings + 1
@@ -385,4 +391,32 @@ func (d *Dataplane) Capacities() Capacities {
 		ForwardPorts: d.objs.ForwardPorts.MaxEntries(),
 		Sessions:     d.objs.Sessions.MaxEntries(),
 	}
+}
+
+// adoptCapacities reads the table sizes of the pinned maps into cfg: the pins carry
+// them, so a reader needs no flag to match the owner's configuration.
+func adoptCapacities(cfg *Config) error {
+	for _, c := range []struct {
+		name string
+		dst  *uint32
+		less uint32 // the map has this many entries more than the capacity
+	}{
+		{natMapCountersBySlot, &cfg.MaxBindings, 0},
+		{natMapVpcSources, &cfg.MaxSources, 0},
+		{natMapSessions, &cfg.MaxSessions, 0},
+	} {
+		m, err := ebpf.LoadPinnedMap(filepath.Join(cfg.PinDir, c.name), &ebpf.LoadPinOptions{ReadOnly: true})
+		if errors.Is(err, os.ErrNotExist) {
+			if _, statErr := os.Stat(cfg.PinDir); errors.Is(statErr, os.ErrNotExist) {
+				return fmt.Errorf("open dataplane %s: %w", cfg.PinDir, ErrNotPinned)
+			}
+			return fmt.Errorf("open dataplane %s: map %s: %w (%v)", cfg.PinDir, c.name, ErrIncompatiblePins, err)
+		}
+		if err != nil {
+			return fmt.Errorf("open dataplane %s: map %s: %w", cfg.PinDir, c.name, err)
+		}
+		*c.dst = m.MaxEntries() - c.less
+		m.Close()
+	}
+	return nil
 }

@@ -325,3 +325,22 @@ func TestCutThroughRules(t *testing.T) {
 		}
 	}
 }
+
+// TestReaderAdoptsPinnedCapacities: a reader needs no flag to open the pins of an owner
+// configured with other capacities: it takes them from the pins.
+func TestReaderAdoptsPinnedCapacities(t *testing.T) {
+	dir := pinDir(t)
+	owner := mustOpen(t, Config{PinDir: dir, MaxBindings: 64, MaxSessions: 4096, MaxSources: 128})
+	defer owner.Close()
+	ro, err := Open(Config{PinDir: dir, ReadOnly: true})
+	if err != nil {
+		t.Fatalf("a reader with default capacities: %v", err)
+	}
+	defer ro.Close()
+	if got, want := ro.Capacities(), owner.Capacities(); got != want {
+		t.Errorf("the reader sees capacities %+v, the owner has %+v", got, want)
+	}
+	if owner.Capacities().Sessions != 4096 || owner.Capacities().Bindings != 64 || owner.Capacities().Sources != 128 {
+		t.Errorf("owner capacities %+v", owner.Capacities())
+	}
+}
