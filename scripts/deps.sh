@@ -7,6 +7,7 @@ set -euo pipefail
 need=()
 command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
 command -v tracepath >/dev/null 2>&1 || need+=(iputils-tracepath)
+command -v ip >/dev/null 2>&1 || need+=(iproute2) # the tests compare `ip -j` output
 if [ "${1:-}" = "--generate" ]; then
 	command -v clang >/dev/null 2>&1 || need+=(clang)
 	command -v llvm-strip >/dev/null 2>&1 || need+=(llvm)

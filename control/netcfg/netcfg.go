@@ -3,7 +3,7 @@
 // it in MULTI_BINDED mode), 100.64.0.0/10 routed through the primary ENI (the range a
 // cut-through ENI can no longer reach), and the EIP's own traffic routed out of the
 // secondary ENI to the EIP gateway by a source rule. Undo puts the interfaces back
-// exactly as they were. It touches only the interfaces a Plan names.
+// exactly as they were, from what Apply recorded (saved.go). It touches only the interfaces a Plan names.
 package netcfg
 
 import (
@@ -56,11 +56,25 @@ func (p Plan) check() error {
 	return nil
 }
 
-// Apply configures the plan; applying it again changes nothing.
-func Apply(h *netlink.Handle, p Plan) error {
+// Apply configures the plan and returns what it found before, for Undo to put back
+// exactly; applying it again changes nothing. Apply and Undo run in the network
+// namespace of the calling thread, which h must work on too.
+func Apply(h *netlink.Handle, p Plan) (*Saved, error) {
 	if err := p.check(); err != nil {
-		return err
+		return nil, err
 	}
+	sec, _, err := links(h, p)
+	if err != nil {
+		return nil, err
+	}
+	saved, err := Save(p, sec.Attrs().Index)
+	if err != nil {
+		return nil, err
+	}
+	return saved, apply(h, p)
+}
+
+func apply(h *netlink.Handle, p Plan) error {
 	sec, prim, err := links(h, p)
 	if err != nil {
 		return err
@@ -90,9 +104,11 @@ func Apply(h *netlink.Handle, p Plan) error {
 	return nil
 }
 
-// Undo removes what Apply added and gives BINDED mode's private address back.
-// Removing what is already gone is not an error.
-func Undo(h *netlink.Handle, p Plan) error {
+// Undo removes what Apply added and puts back what saved recorded: the private
+// address with all its attributes, and the routes and rules that are gone since.
+// Without a record (nil: an agent that lost it), BINDED mode's private address is
+// rebuilt from the plan. Removing what is already gone is not an error.
+func Undo(h *netlink.Handle, p Plan, saved *Saved) error {
 	if err := p.check(); err != nil {
 		return err
 	}
@@ -116,14 +132,19 @@ func Undo(h *netlink.Handle, p Plan) error {
 		Gw: net.IP(p.PrimaryGateway.AsSlice())}); !gone(err) {
 		errs = append(errs, fmt.Errorf("netcfg: remove the %v route: %w", InternalServices, err))
 	}
-	if p.Mode == ModeBinded {
-		if err := h.AddrReplace(sec, addr(p.PrivateAddr)); err != nil {
-			errs = append(errs, fmt.Errorf("netcfg: give %s back %v: %w", p.Interface, p.PrivateAddr, err))
-		}
-	}
 	for _, eip := range p.EIPs {
 		if err := h.AddrDel(sec, addr(netip.PrefixFrom(eip, 32))); !gone(err) {
 			errs = append(errs, fmt.Errorf("netcfg: remove %v from %s: %w", eip, p.Interface, err))
+		}
+	}
+	switch {
+	case saved != nil:
+		if err := saved.restore(); err != nil {
+			errs = append(errs, err)
+		}
+	case p.Mode == ModeBinded:
+		if err := h.AddrReplace(sec, addr(p.PrivateAddr)); err != nil {
+			errs = append(errs, fmt.Errorf("netcfg: give %s back %v: %w", p.Interface, p.PrivateAddr, err))
 		}
 	}
 	return errors.Join(errs...)

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/eipgw/eipgw/internal/testbed"
 	"github.com/vishvananda/netlink"
@@ -79,11 +80,9 @@ func TestBindedPlanAndUndo(t *testing.T) {
 	h := vm.Netlink()
 	before := snapshot(t, h)
 	p := plan(ModeBinded, "203.0.113.7")
-	if err := Apply(h, p); err != nil {
-		t.Fatal(err)
-	}
-	if err := Apply(h, p); err != nil {
-		t.Fatalf("applying twice: %v", err)
+	saved := applyIn(t, vm, p)
+	if again := applyIn(t, vm, p); again == nil {
+		t.Fatal("applying twice recorded nothing")
 	}
 	got := snapshot(t, h)
 	for _, want := range []string{
@@ -122,12 +121,8 @@ func TestBindedPlanAndUndo(t *testing.T) {
 	if l, _ := h.LinkByIndex(routes[0].LinkIndex); l.Attrs().Name != "eth1" {
 		t.Errorf("traffic from the EIP leaves through %s, want eth1", l.Attrs().Name)
 	}
-	if err := Undo(h, p); err != nil {
-		t.Fatal(err)
-	}
-	if err := Undo(h, p); err != nil {
-		t.Fatalf("undoing twice: %v", err)
-	}
+	undoIn(t, vm, p, saved)
+	undoIn(t, vm, p, saved)
 	if after := snapshot(t, h); after != before {
 		t.Errorf("Undo did not restore the interfaces exactly:\nbefore\n%s\nafter\n%s", before, after)
 	}
@@ -138,9 +133,7 @@ func TestMultiPlanKeepsThePrivateAddress(t *testing.T) {
 	h := vm.Netlink()
 	before := snapshot(t, h)
 	p := plan(ModeMulti, "203.0.113.21", "203.0.113.22", "203.0.113.23")
-	if err := Apply(h, p); err != nil {
-		t.Fatal(err)
-	}
+	saved := applyIn(t, vm, p)
 	got := snapshot(t, h)
 	for _, want := range []string{"addr eth1 10.0.1.31/16", "addr eth1 203.0.113.21/32", "addr eth1 203.0.113.23/32",
 		"rule prio=1000 src=203.0.113.22/32 table=100"} {
@@ -148,11 +141,74 @@ func TestMultiPlanKeepsThePrivateAddress(t *testing.T) {
 			t.Errorf("after Apply, missing %q:\n%s", want, got)
 		}
 	}
-	if err := Undo(h, p); err != nil {
-		t.Fatal(err)
-	}
+	undoIn(t, vm, p, saved)
 	if after := snapshot(t, h); after != before {
 		t.Errorf("Undo did not restore the interfaces exactly:\nbefore\n%s\nafter\n%s", before, after)
+	}
+}
+
+// applyIn runs Apply in the instance's namespace.
+func applyIn(t *testing.T, vm *testbed.Host, p Plan) *Saved {
+	t.Helper()
+	var saved *Saved
+	if err := vm.Do(func() error {
+		var err error
+		saved, err = Apply(vm.Netlink(), p)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return saved
+}
+
+func undoIn(t *testing.T, vm *testbed.Host, p Plan, saved *Saved) {
+	t.Helper()
+	if err := vm.Do(func() error { return Undo(vm.Netlink(), p, saved) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ipState is what iproute2 reports of every address, route (all tables) and rule,
+// with every attribute: an undo must give back exactly this.
+func ipState(t *testing.T, vm *testbed.Host) string {
+	t.Helper()
+	var out []string
+	for _, args := range [][]string{{"-j", "-d", "addr", "show"}, {"-j", "-d", "route", "show", "table", "all"}, {"-j", "-d", "rule", "show"}} {
+		b, err := vm.Run(5*time.Second, "ip", args...)
+		if err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, b)
+		}
+		out = append(out, string(b))
+	}
+	// Address lifetimes count down; a permanent address says "forever" either way.
+	return strings.Join(out, "\n")
+}
+
+// TestUndoIsExact: the private address had no broadcast, noprefixroute and metric 50,
+// a route used it as its source, and a rule named it; BINDED mode removes it (and the
+// kernel the route with it). Undo gives back exactly that, as iproute2 reports it.
+func TestUndoIsExact(t *testing.T) {
+	vm := instance(t)
+	for _, args := range [][]string{
+		{"addr", "del", "10.0.1.31/16", "dev", "eth1"},
+		{"addr", "add", "10.0.1.31/16", "dev", "eth1", "noprefixroute", "metric", "50"},
+		{"route", "add", "10.0.0.0/16", "dev", "eth1", "src", "10.0.1.31", "metric", "50"},
+		{"route", "add", "default", "via", "10.0.0.1", "dev", "eth1", "table", "31"},
+		{"rule", "add", "from", "10.0.1.31", "table", "31", "priority", "500"},
+	} {
+		if b, err := vm.Run(5*time.Second, "ip", args...); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, b)
+		}
+	}
+	before := ipState(t, vm)
+	p := plan(ModeBinded, "203.0.113.7")
+	saved := applyIn(t, vm, p)
+	if mid := ipState(t, vm); strings.Contains(mid, `"local":"10.0.1.31"`) {
+		t.Fatalf("BINDED mode kept the private address:\n%s", mid)
+	}
+	undoIn(t, vm, p, saved)
+	if after := ipState(t, vm); after != before {
+		t.Errorf("Undo did not restore exactly:\nbefore\n%s\nafter\n%s", before, after)
 	}
 }
 

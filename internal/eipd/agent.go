@@ -3,6 +3,7 @@ package eipd
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -29,6 +30,60 @@ type AgentConfig struct {
 	Table              int    `json:"table"`
 	RulePriority       int    `json:"rule_priority"`
 	PollInterval       string `json:"poll_interval"`
+	// StateFile keeps what the agent applied and what it found before, so that after
+	// a restart it still undoes exactly; empty keeps it in memory only.
+	StateFile string `json:"state_file,omitempty"`
+}
+
+// agentState is what the state file holds.
+type agentState struct {
+	Applied  *netcfg.Plan  `json:"applied"`
+	Complete bool          `json:"complete"` // false: applying it failed half-way
+	Saved    *netcfg.Saved `json:"saved"`
+}
+
+func (c *AgentConfig) loadState() (agentState, error) {
+	var st agentState
+	if c.StateFile == "" {
+		return st, nil
+	}
+	raw, err := os.ReadFile(c.StateFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return st, fmt.Errorf("agent state: %w", err)
+	}
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return st, fmt.Errorf("agent state %s: %w", c.StateFile, err)
+	}
+	return st, nil
+}
+
+// saveState writes the state whole (a temporary file renamed into place), or removes
+// the file when nothing is applied.
+func (c *AgentConfig) saveState(st agentState) error {
+	if c.StateFile == "" {
+		return nil
+	}
+	if st.Applied == nil {
+		if err := os.Remove(c.StateFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("agent state: %w", err)
+		}
+		return nil
+	}
+	raw, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	tmp := c.StateFile + ".tmp"
+	if err := os.WriteFile(tmp, raw, 0o600); err != nil {
+		return fmt.Errorf("agent state: %w", err)
+	}
+	if err := os.Rename(tmp, c.StateFile); err != nil {
+		return fmt.Errorf("agent state: %w", err)
+	}
+	return nil
 }
 
 // LoadAgentConfig reads and checks an agent configuration.
@@ -69,28 +124,45 @@ func RunAgent(ctx context.Context, c *AgentConfig, base netcfg.Plan, poll time.D
 	}
 	defer nl.Close()
 	client := &api.Client{Endpoint: c.Endpoint, AccessKeyID: c.AccessKeyID, AccessSecret: c.AccessKeySecret}
-	var applied *netcfg.Plan
+	st, err := c.loadState()
+	if err != nil {
+		return err
+	}
+	// applied is what was applied, or attempted (complete false): an attempt that
+	// failed half-way is retried, or undone, with the record of its first try.
+	applied, saved := st.Applied, st.Saved
+	complete := st.Complete
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
 	for {
 		want, err := agentPlan(client, c.NetworkInterfaceID, base)
 		if err != nil {
 			log.Error("agent: ask the API", "error", err)
-		} else if !samePlan(applied, want) {
-			if applied != nil {
-				if err := netcfg.Undo(nl, *applied); err != nil {
+		} else if !samePlan(applied, want) || !complete {
+			if applied != nil && !samePlan(applied, want) {
+				if err := netcfg.Undo(nl, *applied, saved); err != nil {
 					log.Error("agent: undo", "error", err)
 				} else {
 					log.Info("agent: undone", "interface", applied.Interface, "eips", applied.EIPs)
-					applied = nil
+					applied, saved, complete = nil, nil, false
+					if err := c.saveState(agentState{}); err != nil {
+						log.Error("agent: state", "error", err)
+					}
 				}
 			}
-			if applied == nil && want != nil {
-				if err := netcfg.Apply(nl, *want); err != nil {
+			if want != nil && (applied == nil || samePlan(applied, want)) {
+				s, err := netcfg.Apply(nl, *want)
+				if saved == nil {
+					saved = s // the state before the first try, kept across retries
+				}
+				applied, complete = want, err == nil
+				if serr := c.saveState(agentState{Applied: applied, Complete: complete, Saved: saved}); serr != nil {
+					log.Error("agent: state", "error", serr)
+				}
+				if err != nil {
 					log.Error("agent: apply", "error", err)
 				} else {
 					log.Info("agent: applied", "interface", want.Interface, "mode", want.Mode, "eips", want.EIPs)
-					applied = want
 				}
 			}
 		}

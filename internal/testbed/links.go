@@ -1,12 +1,14 @@
 package testbed
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
 	"unsafe"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 )
 
@@ -211,4 +213,39 @@ func (h *Host) MAC(ifname string) (net.HardwareAddr, error) {
 		return nil, err
 	}
 	return l.HardwareAddr, nil
+}
+
+// AddrNoPrefixRoute adds an address as `ip addr add CIDR dev IF noprefixroute metric
+// M` does: no broadcast address, the noprefixroute flag and a route metric, which the
+// netlink library's AddrAdd cannot express (it always adds a broadcast address).
+func (h *Host) AddrNoPrefixRoute(ifname, cidr string, metric uint32) error {
+	pfx, err := netip.ParsePrefix(cidr)
+	if err != nil || !pfx.Addr().Is4() {
+		return fmt.Errorf("%s: %q is not an IPv4 prefix", h.Name, cidr)
+	}
+	l, err := h.nl.LinkByName(ifname)
+	if err != nil {
+		return fmt.Errorf("%s: %s: %w", h.Name, ifname, err)
+	}
+	u32 := func(v uint32) []byte {
+		b := make([]byte, 4)
+		binary.NativeEndian.PutUint32(b, v)
+		return b
+	}
+	return h.Do(func() error {
+		req := nl.NewNetlinkRequest(unix.RTM_NEWADDR, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
+		msg := nl.NewIfAddrmsg(unix.AF_INET)
+		msg.Index = uint32(l.Attrs().Index)
+		msg.Prefixlen = uint8(pfx.Bits())
+		req.AddData(msg)
+		ip := pfx.Addr().AsSlice()
+		req.AddData(nl.NewRtAttr(unix.IFA_LOCAL, ip))
+		req.AddData(nl.NewRtAttr(unix.IFA_ADDRESS, ip))
+		req.AddData(nl.NewRtAttr(unix.IFA_FLAGS, u32(unix.IFA_F_NOPREFIXROUTE)))
+		req.AddData(nl.NewRtAttr(unix.IFA_RT_PRIORITY, u32(metric)))
+		if _, err := req.Execute(unix.NETLINK_ROUTE, 0); err != nil {
+			return fmt.Errorf("%s: add %s to %s: %w", h.Name, cidr, ifname, err)
+		}
+		return nil
+	})
 }
