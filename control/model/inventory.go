@@ -292,6 +292,9 @@ func (s *Service) createNatGateway(c *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, _, err := c.Params.text("Description", 2, 256, true, false); err != nil {
+		return nil, err
+	}
 	g := &NatGateway{NatGatewayID: idParam(c.Params, "NatGatewayId", "ngw"), Region: s.region(c), VpcID: vpc, Name: name}
 	if ok, err := exists(c.Tx, KindNAT, g.NatGatewayID); err != nil || ok {
 		return nil, firstErr(err, errAlreadyExists)

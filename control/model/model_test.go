@@ -408,6 +408,13 @@ func TestNameAndDescriptionRules(t *testing.T) {
 	w.ok("acct-1", "ModifyEipAddressAttribute", "AllocationId", id, "Name", "web-1.prod_a", "Description", "ok")
 	w.wantCode("InvalidParameter", "acct-1", "ModifyEipAddressAttribute", "AllocationId", id, "Name", long(129))
 	w.wantCode("InvalidParameter", "acct-1", "ModifyEipAddressAttribute", "AllocationId", id, "Description", long(300))
+	// No parameter takes control characters or invalid UTF-8; a ClientToken is at most
+	// 64 ASCII characters.
+	w.wantCode("InvalidParameter", "acct-1", "DescribeEipAddresses", "EipAddress", "203.0.113.1\n")
+	w.wantCode("InvalidParameter", "acct-1", "DescribeEipAddresses", "AllocationId", "\xff\xfe")
+	w.wantCode("InvalidParameter", "acct-1", "AllocateEipAddress", "ClientToken", long(65))
+	w.wantCode("InvalidParameter", "acct-1", "AllocateEipAddress", "ClientToken", "jeton-é")
+	w.ok("acct-1", "AllocateEipAddress", "ClientToken", long(64))
 }
 
 // TestCapacity: a write that needs more of the dataplane than it has is refused with a

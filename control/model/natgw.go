@@ -184,6 +184,10 @@ func (s *Service) createSnatEntry(c *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	name, _, err := c.Params.entryName("SnatEntryName")
+	if err != nil {
+		return nil, err
+	}
 	entries, err := list[SnatEntry](c.Tx, KindSnat)
 	if err != nil {
 		return nil, err
@@ -194,7 +198,7 @@ func (s *Service) createSnatEntry(c *Call) (any, error) {
 		}
 	}
 	e := &SnatEntry{SnatEntryID: newID("snat"), SnatTableID: table, NatGatewayID: g.NatGatewayID, SourceCIDR: src.String(),
-		SnatIP: strings.Join(ips, ","), Name: c.Params["SnatEntryName"], EipAffinity: affinity, Status: "Available"}
+		SnatIP: strings.Join(ips, ","), Name: name, EipAffinity: affinity, Status: "Available"}
 	return struct {
 		SnatEntryID string `json:"SnatEntryId"`
 	}{e.SnatEntryID}, put(c.Tx, KindSnat, e.SnatEntryID, e)
@@ -266,7 +270,9 @@ func (s *Service) modifySnatEntry(c *Call) (any, error) {
 		}
 		e.SnatIP = strings.Join(ips, ",")
 	}
-	if v, ok := c.Params["SnatEntryName"]; ok {
+	if v, ok, err := c.Params.entryName("SnatEntryName"); err != nil {
+		return nil, err
+	} else if ok {
 		e.Name = v
 	}
 	return struct{}{}, put(c.Tx, KindSnat, e.SnatEntryID, e)
@@ -407,8 +413,12 @@ func (s *Service) createForwardEntry(c *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	name, _, err := c.Params.entryName("ForwardEntryName")
+	if err != nil {
+		return nil, err
+	}
 	e := &ForwardEntry{ForwardEntryID: newID("fwd"), ForwardTableID: table, NatGatewayID: g.NatGatewayID,
-		Name: c.Params["ForwardEntryName"], PortBreak: c.Params["PortBreak"] == "true", Status: "Available"}
+		Name: name, PortBreak: c.Params["PortBreak"] == "true", Status: "Available"}
 	for _, f := range []struct {
 		name string
 		dst  *string
@@ -443,6 +453,9 @@ func forwardEntry(c *Call) (*ForwardEntry, *NatGateway, error) {
 func (s *Service) modifyForwardEntry(c *Call) (any, error) {
 	e, g, err := forwardEntry(c)
 	if err != nil {
+		return nil, err
+	}
+	if _, _, err := c.Params.entryName("ForwardEntryName"); err != nil {
 		return nil, err
 	}
 	for name, dst := range map[string]*string{"ExternalIp": &e.ExternalIP, "ExternalPort": &e.ExternalPort,

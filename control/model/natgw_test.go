@@ -17,6 +17,12 @@ func TestNatGatewayEntries(t *testing.T) {
 	w.settle()
 
 	// SNAT entries.
+	for _, bad := range []string{"a", "1abc", "https://x", string(make([]byte, 129))} {
+		w.wantCode("InvalidParameter", acct, "CreateSnatEntry", "SnatTableId", stb, "SourceCIDR", "10.0.9.0/24", "SnatIp", ips[0],
+			"SnatEntryName", bad)
+		w.wantCode("InvalidParameter", acct, "CreateForwardEntry", "ForwardTableId", ftb, "ExternalIp", ips[1], "ExternalPort", "81",
+			"InternalIp", "10.0.1.11", "InternalPort", "81", "IpProtocol", "TCP", "ForwardEntryName", bad)
+	}
 	w.wantCode("InvalidSnatTableId.NotFound", acct, "CreateSnatEntry", "SnatTableId", "stb-none", "SourceCIDR", "10.0.1.0/24", "SnatIp", ips[0])
 	w.wantCode("InvalidSnatIp.Malformed", acct, "CreateSnatEntry", "SnatTableId", stb, "SourceCIDR", "10.0.1.0/24", "SnatIp", "nope")
 	w.wantCode("InvalidSnatIp.NotFound", acct, "CreateSnatEntry", "SnatTableId", stb, "SourceCIDR", "10.0.1.0/24", "SnatIp", ips[2])

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 )
 
 // Params are a request's parameters, flattened as the RPC style sends them
@@ -133,6 +134,9 @@ func (s *Service) Do(tx Tx, account, name string, params Params, now time.Time) 
 	if !ok {
 		return nil, ErrUnknownAction
 	}
+	if err := params.checkValues(); err != nil {
+		return nil, err
+	}
 	call := &Call{Tx: tx, Account: account, Params: params, Now: now}
 	token := ""
 	if a.write && params["ClientToken"] != "" {
@@ -214,6 +218,24 @@ func (p Params) text(name string, min, max int, startLetter, isName bool) (v str
 		return "", true, invalid(name, v)
 	}
 	return v, true, nil
+}
+
+// entryName is an SNAT or forward entry's name: 2-128 characters from a letter.
+func (p Params) entryName(name string) (string, bool, error) { return p.text(name, 2, 128, true, false) }
+
+// checkValues refuses a request whose values are not text: invalid UTF-8 or control
+// characters, which no parameter of the reference API takes; and a ClientToken that
+// is not at most 64 ASCII characters.
+func (p Params) checkValues() error {
+	for k, v := range p {
+		if !utf8.ValidString(v) || strings.IndexFunc(v, unicode.IsControl) >= 0 {
+			return invalid(k, v)
+		}
+	}
+	if t := p["ClientToken"]; len(t) > 64 || strings.IndexFunc(t, func(r rune) bool { return r > unicode.MaxASCII }) >= 0 {
+		return invalid("ClientToken", t)
+	}
+	return nil
 }
 
 // eipName and eipDescription are an EIP's: Name 1-128 characters, Description 2-256
