@@ -10,6 +10,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/eipgw/eipgw/internal/ethtool"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -171,6 +172,12 @@ func (d *Dataplane) attach(iface *net.Interface, role Role, hook Hook) error {
 		return d.attachClsact(iface, prog, pin)
 	}
 	if hook == HookXDP {
+		// An XDP program sees a VLAN tag only in the frame: a tag the NIC stripped
+		// into the descriptor would let a tagged frame be translated and sent on
+		// untagged. Where the driver cannot stop stripping, XDP is refused.
+		if err := ethtool.SetFlag(iface.Name, ethtool.FlagRXVLAN, false); err != nil {
+			return fmt.Errorf("attach to %s at xdp: turn off receive VLAN offload (or attach at tc): %w", iface.Name, err)
+		}
 		// The companion first: until it runs, XDP's held fragments would reach the
 		// kernel untranslated.
 		companion, err := d.fragmentCompanion(role)

@@ -4,6 +4,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/eipgw/eipgw/internal/ethtool"
 	"github.com/vishvananda/netlink"
 )
 
@@ -27,6 +28,14 @@ func TestGuardRestoresPins(t *testing.T) {
 	if problems := check(false); len(problems) != 0 {
 		t.Fatalf("a fresh dataplane has problems: %v", problems)
 	}
+	// XDP cannot see a tag the NIC strips: attaching there turns that off.
+	must(t, l.host.Do(func() error {
+		on, err := ethtool.Flag("uplink", ethtool.FlagRXVLAN)
+		if err == nil && on {
+			t.Error("receive VLAN offload is still on where XDP is attached")
+		}
+		return err
+	}))
 	must(t, os.RemoveAll(l.dp.PinDir()))
 	xdpAttached := func() bool {
 		var attached bool

@@ -3,11 +3,14 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/eipgw/eipgw/internal/testbed"
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
 )
 
 // TestEdgeRefuses: what a tenant or an internet host must not get through the gateway
@@ -80,6 +83,68 @@ func TestEdgeRefuses(t *testing.T) {
 			}
 			if after := d.counters(t).Reasons[c.reason]; after < before+3 {
 				t.Errorf("%s moved by %d, want at least 3", c.reason, after-before)
+			}
+		})
+	}
+}
+
+// TestEdgeVLANTaggedFramesAreNotTranslated: a bound VM sends a VLAN-tagged frame. It
+// goes to the gateway's kernel (which has no such VLAN) and is counted, never
+// translated and sent on untagged. At XDP the tag is in the frame; at TC the kernel has
+// moved it into the packet's metadata by then, which the program reads too.
+func TestEdgeVLANTaggedFramesAreNotTranslated(t *testing.T) {
+	for _, hook := range []string{"xdp", "tcx"} {
+		t.Run(hook, func(t *testing.T) {
+			d := newDaemon(t, hook)
+			d.start(t, true)
+			d.registerVM(t, "i-vm1", d.VM1, testbed.VM1Addr)
+			id, eip := d.allocate(t)
+			d.must(t, "associate-eip-address", "--allocation-id", id, "--instance-id", "i-vm1")
+			if vmSaw, _ := udpTo(t, d, d.VM1, ":7410", eip+":7410"); vmSaw != testbed.Inet1Addr {
+				t.Fatalf("VM1's EIP does not work: VM saw %s", vmSaw)
+			}
+			gwMAC, err := d.GW.MAC(testbed.GWVPC)
+			if err != nil {
+				t.Fatal(err)
+			}
+			vmMAC, err := d.VM1.MAC(testbed.HostIface)
+			if err != nil {
+				t.Fatal(err)
+			}
+			payload := gopacket.Payload("eipgw tagged probe")
+			ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP,
+				SrcIP: net.ParseIP(testbed.VM1Addr).To4(), DstIP: net.ParseIP(testbed.Inet1Addr).To4()}
+			udp := &layers.UDP{SrcPort: 7411, DstPort: 7411}
+			_ = udp.SetNetworkLayerForChecksum(ip)
+			buf := gopacket.NewSerializeBuffer()
+			if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+				&layers.Ethernet{SrcMAC: vmMAC, DstMAC: gwMAC, EthernetType: layers.EthernetTypeDot1Q},
+				&layers.Dot1Q{VLANIdentifier: 10, Type: layers.EthernetTypeIPv4}, ip, udp, payload); err != nil {
+				t.Fatal(err)
+			}
+			capture, err := d.Inet1.CaptureIPv4(testbed.HostIface)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer capture.Close()
+			before := d.counters(t).Reasons["pass_vlan_tagged"]
+			for n := 0; n < 3; n++ {
+				if err := d.VM1.SendFrame(testbed.HostIface, buf.Bytes()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			deadline := time.Now().Add(time.Second)
+			for time.Now().Before(deadline) {
+				frame, err := capture.Next(time.Until(deadline))
+				if err != nil {
+					break
+				}
+				if bytes.Contains(frame, payload) {
+					t.Fatal("a tagged frame was translated and delivered")
+				}
+			}
+			if after := d.counters(t).Reasons["pass_vlan_tagged"]; after < before+3 {
+				t.Errorf("pass_vlan_tagged moved by %d, want at least 3", after-before)
 			}
 		})
 	}

@@ -221,7 +221,9 @@ func (p Params) text(name string, min, max int, startLetter, isName bool) (v str
 }
 
 // entryName is an SNAT or forward entry's name: 2-128 characters from a letter.
-func (p Params) entryName(name string) (string, bool, error) { return p.text(name, 2, 128, true, false) }
+func (p Params) entryName(name string) (string, bool, error) {
+	return p.text(name, 2, 128, true, false)
+}
 
 // checkValues refuses a request whose values are not text: invalid UTF-8 or control
 // characters, which no parameter of the reference API takes; and a ClientToken that

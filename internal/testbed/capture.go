@@ -96,6 +96,27 @@ func (h *Host) SendIPv4(packet []byte, to netip.Addr) error {
 	})
 }
 
+// SendFrame sends a whole Ethernet frame out of ifname as it is, through a packet
+// socket: for frames the host's stack would not build (a VLAN tag without a VLAN
+// device, say).
+func (h *Host) SendFrame(ifname string, frame []byte) error {
+	attrs, err := h.Link(ifname)
+	if err != nil {
+		return err
+	}
+	return h.Do(func() error {
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("%s: packet socket: %w", h.Name, err)
+		}
+		defer unix.Close(fd)
+		if err := unix.Sendto(fd, frame, 0, &unix.SockaddrLinklayer{Ifindex: attrs.Index}); err != nil {
+			return fmt.Errorf("%s: send a frame out of %s: %w", h.Name, ifname, err)
+		}
+		return nil
+	})
+}
+
 // htons puts a 16-bit protocol number in network order, as packet sockets take it.
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"unsafe"
 
+	"github.com/eipgw/eipgw/internal/ethtool"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
@@ -133,49 +133,41 @@ func (h *Host) Link(name string) (*netlink.LinkAttrs, error) {
 	return l.Attrs(), nil
 }
 
-// Legacy ethtool commands (linux/ethtool.h); each takes a struct ethtool_value.
-const (
-	ethtoolSetTXChecksum = 0x00000017
-	ethtoolSetGRO        = 0x0000002c
-)
-
 // SetTXChecksum turns transmit checksum offload on or off: with it on, a veth hands
 // packets on with CHECKSUM_PARTIAL (only the pseudo-header sum in the L4 checksum).
 func (h *Host) SetTXChecksum(ifname string, on bool) error {
-	return h.ethtool(ifname, ethtoolSetTXChecksum, on)
+	return h.ethtool(ifname, ethtool.SetTXChecksum, on)
 }
 
 // SetGRO turns GRO on or off. On a veth, GRO gives the receiving side the NAPI
 // context that XDP_REDIRECT into the veth needs.
 func (h *Host) SetGRO(ifname string, on bool) error {
-	return h.ethtool(ifname, ethtoolSetGRO, on)
+	return h.ethtool(ifname, ethtool.SetGRO, on)
 }
 
 func (h *Host) ethtool(ifname string, cmd uint32, on bool) error {
+	var data uint32
+	if on {
+		data = 1
+	}
 	return h.Do(func() error {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		value := struct{ cmd, data uint32 }{cmd: cmd}
-		if on {
-			value.data = 1
-		}
-		// struct ifreq with its union holding a pointer to the ethtool command.
-		var ifr struct {
-			name [unix.IFNAMSIZ]byte
-			data unsafe.Pointer
-			_    [16]byte
-		}
-		copy(ifr.name[:unix.IFNAMSIZ-1], ifname)
-		ifr.data = unsafe.Pointer(&value)
-		_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr)))
-		if errno != 0 {
-			return fmt.Errorf("%s: ethtool %#x on %s: %w", h.Name, cmd, ifname, errno)
-		}
-		return nil
+		_, err := ethtool.Value(ifname, cmd, data)
+		return wrapHost(h, err)
 	})
+}
+
+// SetTXVLANOffload turns transmit VLAN offload on or off. Off, a frame forwarded out of
+// the interface carries its VLAN tag in its bytes, as on a physical wire; on, a veth
+// passes the tag on in the packet's metadata, where an XDP program cannot see it.
+func (h *Host) SetTXVLANOffload(ifname string, on bool) error {
+	return h.Do(func() error { return wrapHost(h, ethtool.SetFlag(ifname, ethtool.FlagTXVLAN, on)) })
+}
+
+func wrapHost(h *Host, err error) error {
+	if err != nil {
+		return fmt.Errorf("%s: %w", h.Name, err)
+	}
+	return nil
 }
 
 // SetMTU sets an interface's MTU.

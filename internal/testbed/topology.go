@@ -157,6 +157,11 @@ func New(opts Options) (_ *Topology, err error) {
 		if err := p.h.SetGRO(p.ifname, true); err != nil {
 			return nil, err
 		}
+		// VLAN tags reach the gateway in the frame, as over a wire to a NIC whose
+		// receive VLAN offload is off (docs/security.md).
+		if err := p.h.SetTXVLANOffload(p.ifname, false); err != nil {
+			return nil, err
+		}
 		if opts.WireChecksums {
 			if err := p.h.SetTXChecksum(p.ifname, false); err != nil {
 				return nil, err
