@@ -245,6 +245,10 @@ func natCases(t testing.TB, l *lab) []natCase {
 		dropped("inbound from special-purpose source "+bogon, RoleUplink,
 			inbound(fromInet(), udpShape(8), netip.MustParseAddr(bogon), eipVM1, 64), ReasonDropBogonSource)
 	}
+	passUntouched("inbound from a special-purpose source to the gateway itself", RoleUplink,
+		inbound(fromInet(), tcp(0), netip.MustParseAddr("10.1.2.3"), netip.MustParseAddr("198.51.100.254"), 64), ReasonPassNotBound)
+	dropped("inbound from a special-purpose source to an unbound address", RoleUplink,
+		inbound(fromInet(), tcp(0), netip.MustParseAddr("192.168.7.7"), netip.MustParseAddr("203.0.113.99"), 64), ReasonDropBogonSource)
 	dropped("outbound from an unregistered source to the internet", RoleVPC,
 		inbound(fromVM(), tcp(0), netip.MustParseAddr("172.16.99.99"), labInet, 64), ReasonDropUntranslated)
 	dropped("outbound from a registered instance without an EIP to the internet", RoleVPC,

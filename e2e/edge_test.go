@@ -13,16 +13,42 @@ import (
 	"github.com/google/gopacket/layers"
 )
 
+// refused sends three times and checks that nothing carrying payload arrives at the
+// host at, and that reason counted each.
+func (d *daemon) refused(t *testing.T, at *testbed.Host, payload []byte, reason string, send func() error) {
+	t.Helper()
+	capture, err := at.CaptureIPv4(testbed.HostIface)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer capture.Close()
+	before := d.counters(t).Reasons[reason]
+	for n := 0; n < 3; n++ {
+		if err := send(); err != nil {
+			t.Fatalf("send: %v", err)
+		}
+	}
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		frame, err := capture.Next(time.Until(deadline))
+		if err != nil {
+			break
+		}
+		if bytes.Contains(frame, payload) {
+			t.Fatalf("it arrived at %s", at.Name)
+		}
+	}
+	if after := d.counters(t).Reasons[reason]; after < before+3 {
+		t.Errorf("%s moved by %d, want at least 3", reason, after-before)
+	}
+}
+
 // TestEdgeRefuses: what a tenant or an internet host must not get through the gateway
 // is not delivered, and each refusal is counted. VM1 holds an EIP; VM2 is registered
 // without one; VM3 is not registered at all.
 func TestEdgeRefuses(t *testing.T) {
-	d := newDaemon(t, "xdp")
-	d.start(t, true)
-	d.registerVM(t, "i-vm1", d.VM1, testbed.VM1Addr)
+	d, _, eip := withVM1EIP(t, "xdp")
 	d.registerVM(t, "i-vm2", d.VM2, testbed.VM2Addr)
-	id, eip := d.allocate(t)
-	d.must(t, "associate-eip-address", "--allocation-id", id, "--instance-id", "i-vm1")
 	// The control: VM1's own traffic goes out as its EIP.
 	if vmSaw, inetSaw := udpTo(t, d, d.VM1, ":7400", eip+":7400"); vmSaw != testbed.Inet1Addr || inetSaw != eip {
 		t.Fatalf("VM1's EIP does not work: VM saw %s, inet saw %s", vmSaw, inetSaw)
@@ -60,30 +86,7 @@ func TestEdgeRefuses(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			capture, err := c.at.CaptureIPv4(testbed.HostIface)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer capture.Close()
-			before := d.counters(t).Reasons[c.reason]
-			for n := 0; n < 3; n++ {
-				if err := c.from.SendIPv4(pkt, c.dst); err != nil {
-					t.Fatalf("send: %v", err)
-				}
-			}
-			deadline := time.Now().Add(time.Second)
-			for time.Now().Before(deadline) {
-				frame, err := capture.Next(time.Until(deadline))
-				if err != nil {
-					break
-				}
-				if bytes.Contains(frame, payload) {
-					t.Fatalf("%v -> %v arrived at %s", c.src, c.dst, c.at.Name)
-				}
-			}
-			if after := d.counters(t).Reasons[c.reason]; after < before+3 {
-				t.Errorf("%s moved by %d, want at least 3", c.reason, after-before)
-			}
+			d.refused(t, c.at, payload, c.reason, func() error { return c.from.SendIPv4(pkt, c.dst) })
 		})
 	}
 }
@@ -95,11 +98,7 @@ func TestEdgeRefuses(t *testing.T) {
 func TestEdgeVLANTaggedFramesAreNotTranslated(t *testing.T) {
 	for _, hook := range []string{"xdp", "tcx"} {
 		t.Run(hook, func(t *testing.T) {
-			d := newDaemon(t, hook)
-			d.start(t, true)
-			d.registerVM(t, "i-vm1", d.VM1, testbed.VM1Addr)
-			id, eip := d.allocate(t)
-			d.must(t, "associate-eip-address", "--allocation-id", id, "--instance-id", "i-vm1")
+			d, _, eip := withVM1EIP(t, hook)
 			if vmSaw, _ := udpTo(t, d, d.VM1, ":7410", eip+":7410"); vmSaw != testbed.Inet1Addr {
 				t.Fatalf("VM1's EIP does not work: VM saw %s", vmSaw)
 			}
@@ -122,30 +121,7 @@ func TestEdgeVLANTaggedFramesAreNotTranslated(t *testing.T) {
 				&layers.Dot1Q{VLANIdentifier: 10, Type: layers.EthernetTypeIPv4}, ip, udp, payload); err != nil {
 				t.Fatal(err)
 			}
-			capture, err := d.Inet1.CaptureIPv4(testbed.HostIface)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer capture.Close()
-			before := d.counters(t).Reasons["pass_vlan_tagged"]
-			for n := 0; n < 3; n++ {
-				if err := d.VM1.SendFrame(testbed.HostIface, buf.Bytes()); err != nil {
-					t.Fatal(err)
-				}
-			}
-			deadline := time.Now().Add(time.Second)
-			for time.Now().Before(deadline) {
-				frame, err := capture.Next(time.Until(deadline))
-				if err != nil {
-					break
-				}
-				if bytes.Contains(frame, payload) {
-					t.Fatal("a tagged frame was translated and delivered")
-				}
-			}
-			if after := d.counters(t).Reasons["pass_vlan_tagged"]; after < before+3 {
-				t.Errorf("pass_vlan_tagged moved by %d, want at least 3", after-before)
-			}
+			d.refused(t, d.Inet1, payload, "pass_vlan_tagged", func() error { return d.VM1.SendFrame(testbed.HostIface, buf.Bytes()) })
 		})
 	}
 }

@@ -64,6 +64,17 @@ func (d *daemon) registerVM(t *testing.T, id string, vm *testbed.Host, addr stri
 		"--mac-address", d.mac(t, vm))
 }
 
+// withVM1EIP is a started eipd at hook with VM1 registered and holding an EIP.
+func withVM1EIP(t *testing.T, hook string) (d *daemon, id, eip string) {
+	t.Helper()
+	d = newDaemon(t, hook)
+	d.start(t, true)
+	d.registerVM(t, "i-vm1", d.VM1, testbed.VM1Addr)
+	id, eip = d.allocate(t)
+	d.must(t, "associate-eip-address", "--allocation-id", id, "--instance-id", "i-vm1")
+	return d, id, eip
+}
+
 // start runs eipd and waits until it serves; init creates the state file.
 func (d *daemon) start(t *testing.T, init bool) {
 	t.Helper()
@@ -288,11 +299,7 @@ func (d *daemon) ops(t *testing.T, path string) string {
 // never reconciled over a dataplane that carries EIPs: eipd refuses to start and the
 // EIP keeps working, until the operator says --init.
 func TestEipdStateLossKeepsTheDataplane(t *testing.T) {
-	d := newDaemon(t, "xdp")
-	d.start(t, true)
-	d.registerVM(t, "i-vm1", d.VM1, testbed.VM1Addr)
-	id, eip := d.allocate(t)
-	d.must(t, "associate-eip-address", "--allocation-id", id, "--instance-id", "i-vm1")
+	d, _, eip := withVM1EIP(t, "xdp")
 	if !inboundWorks(t, d, d.VM1, eip, 7120) {
 		t.Fatal("the associated EIP does not work")
 	}
@@ -366,11 +373,7 @@ func TestEipdRefusesWhatTheDataplaneCannotCarry(t *testing.T) {
 // detaches nothing (eipd holds its own references); /healthz says not ready until eipd
 // puts the pins back, within a reconcile interval, and counts it; readers work again.
 func TestEipdRestoresRemovedPins(t *testing.T) {
-	d := newDaemon(t, "xdp")
-	d.start(t, true)
-	d.registerVM(t, "i-vm1", d.VM1, testbed.VM1Addr)
-	id, eip := d.allocate(t)
-	d.must(t, "associate-eip-address", "--allocation-id", id, "--instance-id", "i-vm1")
+	d, id, eip := withVM1EIP(t, "xdp")
 	if h := d.ops(t, "/healthz"); !strings.Contains(h, "200 OK") {
 		t.Fatalf("health before: %s", h)
 	}

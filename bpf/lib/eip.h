@@ -89,7 +89,7 @@ static __always_inline int eip_nat(void *ctx, const enum hook hook, const enum d
 	__u32 slot, csum_off = 0;
 	__u8 protocol, tos;
 	enum reason reason;
-	bool udp = false, registered = false;
+	bool udp = false, registered = false, bogon = false;
 
 	if (ctx_vlan_tagged(ctx, hook))
 		return pass_with(hook, REASON_PASS_VLAN_TAGGED);
@@ -106,8 +106,7 @@ static __always_inline int eip_nat(void *ctx, const enum hook hook, const enum d
 	if (dir == DIR_INBOUND) {
 		struct edge_config *edge = edge_config_get();
 
-		if (edge && prefix_set_contains(&edge->special_purpose, pkt.ip->saddr))
-			return drop_with(hook, REASON_DROP_BOGON_SOURCE);
+		bogon = edge && prefix_set_contains(&edge->special_purpose, pkt.ip->saddr);
 	} else {
 		registered = vpc_source_registered(ctx, hook, pkt.ip->saddr);
 	}
@@ -117,6 +116,11 @@ static __always_inline int eip_nat(void *ctx, const enum hook hook, const enum d
 	binding = bpf_map_lookup_elem(dir == DIR_INBOUND ? (void *)&inbound_bindings
 							   : (void *)&outbound_bindings,
 				      &from);
+	/* A special-purpose source may still reach the gateway itself (a router on a
+	 * private link net peering with it, an operator on a management network): only
+	 * what would go on, to an EIP or beyond, is refused. */
+	if (bogon && (binding || kernel_would_forward(ctx, hook, &pkt)))
+		return drop_with(hook, REASON_DROP_BOGON_SOURCE);
 	if (!binding)
 		return eip_unbound(ctx, hook, dir, &pkt, from, registered);
 	if (dir == DIR_OUTBOUND && !registered)

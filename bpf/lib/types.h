@@ -32,7 +32,7 @@ enum reason {
 	/* The edge: who may send what (docs/security.md). */
 	REASON_DROP_SPOOFED_SOURCE,  /* from the VPC: a bound, SNAT or EIP-pool source not registered with the sending MAC */
 	REASON_DROP_UNTRANSLATED_SOURCE, /* from the VPC: untranslated, to a global address the kernel would forward */
-	REASON_DROP_BOGON_SOURCE,    /* from the internet: a special-purpose source address (RFC 6890) */
+	REASON_DROP_BOGON_SOURCE,    /* from the internet: a special-purpose source address (RFC 6890), not for the gateway itself */
 	REASON_DROP_UNPUBLISHED_DESTINATION, /* from the internet: not an EIP, and not the gateway's own address */
 	/* NAT gateways. The refusals of a new session (ports, quotas, table) answer the
 	 * instance with ICMP 3/13 (RFC 5508 section 3.3) when the gateway has an address
