@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -334,7 +335,7 @@ func TestSlowClientsAreBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := NewHTTPServer(a.srv.Config.Handler, limits)
-	go func() { _ = srv.Serve(LimitListener(ln, limits)) }()
+	go func() { _ = srv.Serve(Listener(ln, limits)) }()
 	defer srv.Close()
 	addr := ln.Addr().String()
 	closedWithin := func(name string, c net.Conn, d time.Duration) {
@@ -393,6 +394,29 @@ func TestSlowClientsAreBounded(t *testing.T) {
 	_ = third.SetReadDeadline(time.Now().Add(2 * time.Second))
 	if reply, err := io.ReadAll(third); err != nil || !strings.Contains(string(reply), "RequestId") {
 		t.Errorf("the waiting connection was not served once one closed: %q, %v", reply, err)
+	}
+
+	// What Go's server answers by itself, before any handler: JSON with a Code too.
+	for _, c := range []struct {
+		request string
+		status  int
+		code    string
+	}{
+		{"GET /?Action=X HTTP/1.1\r\nHost: eipd\r\nX-Pad: " + strings.Repeat("a", 2<<20) + "\r\n\r\n", 431, "RequestHeaderFieldsTooLarge"},
+		{"NONSENSE\r\n\r\n", 400, "BadRequest"},
+	} {
+		conn := dial()
+		go func() { _, _ = io.WriteString(conn, c.request) }()
+		_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("reply to %.20q: %v", c.request, err)
+		}
+		var body struct{ Code, RequestId string }
+		if err := jsonDecode(resp, &body); err != nil || resp.StatusCode != c.status || body.Code != c.code || body.RequestId == "" {
+			t.Errorf("reply to %.20q: HTTP %d %+v (%v), want %d %s in JSON", c.request, resp.StatusCode, body, err, c.status, c.code)
+		}
+		conn.Close()
 	}
 
 	// Oversized requests: JSON errors with a Code.

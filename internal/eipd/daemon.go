@@ -141,7 +141,7 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 		opsLn.Close()
 		return fmt.Errorf("listen: %w", err)
 	}
-	ln = api.LimitListener(ln, cfg.apiLimits)
+	ln = api.Listener(ln, cfg.apiLimits)
 	log.Info("serving the API", "listen", ln.Addr().String())
 	if ready != nil {
 		ready(ln.Addr().String())
