@@ -70,8 +70,9 @@ type Dataplane struct {
 	lock    *os.File
 	adopted bool
 
-	mu    sync.Mutex // serialises binding changes and the slot allocator
-	slots *slotAllocator
+	mu      sync.Mutex // serialises binding and source changes and the slot allocator
+	slots   *slotAllocator
+	sources map[natSourceKey]struct{} // the owner's copy of vpc_sources
 
 	// The process's own references to what it pinned or adopted, so that a removed
 	// pin (rm -rf, a bpffs remount) detaches nothing and can be put back (guard.go).
@@ -173,6 +174,10 @@ func Open(cfg Config) (*Dataplane, error) {
 		return nil, err
 	}
 	if err := d.recoverBindings(); err != nil {
+		d.Close()
+		return nil, err
+	}
+	if d.sources, err = d.sourceKeys(); err != nil {
 		d.Close()
 		return nil, err
 	}

@@ -150,12 +150,15 @@ func (d *Dataplane) SetSource(s Source) error {
 	if d.cfg.ReadOnly {
 		return fmt.Errorf("set source %v: %w", s, ErrReadOnly)
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if err := d.objs.VpcSources.Put(key, uint32(1)); err != nil {
 		if errors.Is(err, unix.E2BIG) {
 			return fmt.Errorf("set source %v: %w (%d sources)", s, ErrFull, d.cfg.MaxSources)
 		}
 		return fmt.Errorf("set source %v: %w", s, err)
 	}
+	d.sources[key] = struct{}{}
 	return nil
 }
 
@@ -169,23 +172,53 @@ func (d *Dataplane) DeleteSource(s Source) error {
 	if d.cfg.ReadOnly {
 		return fmt.Errorf("delete source %v: %w", s, ErrReadOnly)
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if err := d.objs.VpcSources.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("delete source %v: %w", s, err)
 	}
+	delete(d.sources, key)
 	return nil
 }
 
-// Sources lists the registered VPC sources.
+func sourceOf(key natSourceKey) Source {
+	return Source{Addr: beAddr(key.Addr), MAC: slices.Clone(net.HardwareAddr(key.Mac[:]))}
+}
+
+// Sources lists the registered VPC sources. The owner answers from its copy, which
+// only it changes (a reconcile pass reads it whole, and a map of 100,000 entries is
+// 200,000 system calls to walk); a reader walks the map.
 func (d *Dataplane) Sources() ([]Source, error) {
-	var out []Source
+	if !d.cfg.ReadOnly {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		out := make([]Source, 0, len(d.sources))
+		for key := range d.sources {
+			out = append(out, sourceOf(key))
+		}
+		return out, nil
+	}
+	keys, err := d.sourceKeys()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Source, 0, len(keys))
+	for key := range keys {
+		out = append(out, sourceOf(key))
+	}
+	return out, nil
+}
+
+func (d *Dataplane) sourceKeys() (map[natSourceKey]struct{}, error) {
+	keys := map[natSourceKey]struct{}{}
 	var key natSourceKey
 	var v uint32
 	it := d.objs.VpcSources.Iterate()
 	for it.Next(&key, &v) {
-		out = append(out, Source{Addr: beAddr(key.Addr), MAC: slices.Clone(net.HardwareAddr(key.Mac[:]))})
+		keys[key] = struct{}{}
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("list sources: %w", err)
 	}
-	return out, nil
+	return keys, nil
 }

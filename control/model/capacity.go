@@ -24,24 +24,42 @@ func errCapacity(what string, limit int) *Error {
 		"The gateway's dataplane has room for %d %s; this request needs more.", limit, what)
 }
 
-// checkCapacity refuses the state tx holds when the dataplane could not carry it.
-func (c Capacity) check(tx Tx) error {
+// check refuses the state tx holds after action when the dataplane could not carry it.
+// Each action checks only the tables it can grow, and associations are counted from
+// the active-target index's keys, so the check costs an ordinary write little.
+func (c Capacity) check(tx Tx, action string, params Params) error {
 	if c == (Capacity{}) {
 		return nil
 	}
-	bindings, err := DesiredBindings(tx)
-	if err != nil {
-		return err
+	switch action {
+	case "AssociateEipAddress":
+		slots, err := countKeys(tx, kindEIPByTarget, "")
+		if err != nil {
+			return err
+		}
+		if c.Slots > 0 && slots > c.Slots {
+			return errCapacity("EIP associations", c.Slots)
+		}
+		if params["InstanceType"] == TypeNat {
+			return c.checkNat(tx)
+		}
+	case "RegisterInstance", "CreateNetworkInterface", "AttachNetworkInterface", "AssignPrivateIpAddresses",
+		"AssociateHaVip", "RegisterLoadBalancer":
+		sources, err := DesiredSources(tx)
+		if err != nil {
+			return err
+		}
+		if c.Sources > 0 && len(sources) > c.Sources {
+			return errCapacity("registered instance addresses", c.Sources)
+		}
+	case "CreateSnatEntry", "ModifySnatEntry", "CreateForwardEntry", "ModifyForwardEntry":
+		return c.checkNat(tx)
 	}
-	cuts, err := DesiredCutThroughs(tx)
-	if err != nil {
-		return err
-	}
+	return nil
+}
+
+func (c Capacity) checkNat(tx Tx) error {
 	nat, err := DesiredNatState(tx)
-	if err != nil {
-		return err
-	}
-	sources, err := DesiredSources(tx)
 	if err != nil {
 		return err
 	}
@@ -49,8 +67,6 @@ func (c Capacity) check(tx Tx) error {
 		what       string
 		need, have int
 	}{
-		{"EIP associations", len(bindings) + len(nat.IPMappings) + len(cuts) + len(nat.EIPs), c.Slots},
-		{"registered instance addresses", len(sources), c.Sources},
 		{"NAT gateway EIPs", len(nat.EIPs), c.NatEIPs},
 		{"SNAT entries", len(nat.Rules), c.SnatRules},
 		{"forward entry ports", len(nat.Ports), c.ForwardPorts},
@@ -60,4 +76,10 @@ func (c Capacity) check(tx Tx) error {
 		}
 	}
 	return nil
+}
+
+func countKeys(tx Tx, kind, prefix string) (int, error) {
+	n := 0
+	err := tx.ForEachPrefix(kind, prefix, func(string, []byte) error { n++; return nil })
+	return n, err
 }

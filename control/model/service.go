@@ -154,7 +154,7 @@ func (s *Service) Do(tx Tx, account, name string, params Params, now time.Time) 
 		return nil, err
 	}
 	if a.write {
-		if err := s.Capacity.check(tx); err != nil {
+		if err := s.Capacity.check(tx, name, params); err != nil {
 			return nil, err
 		}
 	}

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -24,11 +25,14 @@ const (
 	kindEIPByPrivate = "eip_by_private" // private address -> EIP address|status (active 1:1)
 	kindEIPPending   = "eip_pending"    // AllocationId -> "" (Associating, Unassociating)
 	kindEIPCut       = "eip_cut"        // EIP address -> ENI MAC|status (active cut-through)
+	// A counter bumped by every write of what DesiredSources reads (instances, ENIs,
+	// HaVips, load balancers), so the reconciler recomputes sources only after one.
+	kindInventoryGen = "inventory_gen"
 )
 
 // Kinds lists every kind the store must hold.
 var Kinds = []string{KindEIP, KindReleased, KindInstance, KindENI, KindHaVip, KindSLB, KindNAT, KindToken, KindNonce, KindSnat, KindForward,
-	kindEIPByIP, kindEIPByTarget, kindEIPByPrivate, kindEIPPending, kindEIPCut}
+	kindEIPByIP, kindEIPByTarget, kindEIPByPrivate, kindEIPPending, kindEIPCut, kindInventoryGen}
 
 // Tx is one store transaction: every API write runs in exactly one, so a failed or
 // interrupted write leaves nothing behind.
@@ -59,7 +63,34 @@ func put(tx Tx, kind, id string, v any) error {
 	if err != nil {
 		return fmt.Errorf("encode %s %s: %w", kind, id, err)
 	}
-	return tx.Put(kind, id, raw)
+	if err := tx.Put(kind, id, raw); err != nil {
+		return err
+	}
+	switch kind {
+	case KindInstance, KindENI, KindHaVip, KindSLB:
+		// A delete of these kinds must bump it too.
+		return bumpInventoryGeneration(tx)
+	}
+	return nil
+}
+
+const inventoryGenKey = "gen"
+
+// InventoryGeneration changes whenever what DesiredSources reads changes.
+func InventoryGeneration(tx Tx) (uint64, error) {
+	raw, err := tx.Get(kindInventoryGen, inventoryGenKey)
+	if err != nil || len(raw) != 8 {
+		return 0, err
+	}
+	return binary.BigEndian.Uint64(raw), nil
+}
+
+func bumpInventoryGeneration(tx Tx) error {
+	gen, err := InventoryGeneration(tx)
+	if err != nil {
+		return err
+	}
+	return tx.Put(kindInventoryGen, inventoryGenKey, binary.BigEndian.AppendUint64(nil, gen+1))
 }
 
 func list[T any](tx Tx, kind string) ([]*T, error) {

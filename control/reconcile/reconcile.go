@@ -71,6 +71,17 @@ type Reconciler struct {
 	Routes    Routes       // nil: the gateway's routes are not managed
 	Nat       NatDataplane // nil: NAT gateways are not carried
 	mu        sync.Mutex
+
+	// The desired sources of the last inventory generation read: decoding every ENI
+	// on every pass would cost a write at 100,000 instances far more than its own work.
+	sources    []model.Source
+	sourcesGen uint64
+	sourcesOK  bool
+	// The generation whose sources the dataplane was last brought to. Only this
+	// process writes the dataplane's sources (it holds the pins' lock), so until the
+	// inventory changes they need no second look.
+	appliedGen uint64
+	appliedOK  bool
 }
 
 // Reconcile runs one pass. Removals go first: a disassociated EIP stops carrying
@@ -93,9 +104,17 @@ func (r *Reconciler) Reconcile() (Result, error) {
 		if desired, err = model.DesiredBindings(tx); err != nil {
 			return err
 		}
-		if sources, err = model.DesiredSources(tx); err != nil {
+		gen, err := model.InventoryGeneration(tx)
+		if err != nil {
 			return err
 		}
+		if !r.sourcesOK || gen != r.sourcesGen {
+			if r.sources, err = model.DesiredSources(tx); err != nil {
+				return err
+			}
+			r.sourcesGen, r.sourcesOK = gen, true
+		}
+		sources = r.sources
 		if r.Nat != nil {
 			if nat, err = model.DesiredNatState(tx); err != nil {
 				return err
@@ -108,9 +127,13 @@ func (r *Reconciler) Reconcile() (Result, error) {
 		return res, fmt.Errorf("reconcile: read desired state: %w", err)
 	}
 	// Sources go in before the bindings that translate them, and out last.
-	removeSources, err := r.reconcileSources(sources, &res)
-	if err != nil {
-		return res, err
+	removeSources := func() error { return nil }
+	sourcesGen := r.sourcesGen
+	if !r.appliedOK || r.appliedGen != sourcesGen {
+		var err error
+		if removeSources, err = r.reconcileSources(sources, &res); err != nil {
+			return res, err
+		}
 	}
 	want := map[netip.Addr]netip.Addr{}
 	for _, b := range desired {
@@ -164,6 +187,7 @@ func (r *Reconciler) Reconcile() (Result, error) {
 	if err := removeSources(); err != nil {
 		return res, err
 	}
+	r.appliedGen, r.appliedOK = sourcesGen, true
 	// The dataplane now carries every association this pass read: settle those.
 	if err := r.Store.Update(func(tx model.Tx) error {
 		n, err := model.Settle(tx, pending)
