@@ -158,6 +158,14 @@ func TestReconcileSources(t *testing.T) {
 			t.Errorf("source %v@%s missing; have %v", w.Addr, w.MAC, dp.src)
 		}
 	}
+	// A later registration reaches the dataplane on the next pass.
+	do(t, s, "RegisterInstance", "InstanceId", "i-4", "VpcId", "v", "PrivateIpAddress", "10.0.1.14", "MacAddress", "02:00:00:00:01:14")
+	if _, err := r.Reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	if !dp.src[src("10.0.1.14", "02:00:00:00:01:14")] || len(dp.src) != len(want)+1 {
+		t.Errorf("after a new registration: %v", dp.src)
+	}
 }
 
 // TestSettleOnlyWhatThePassApplied: an EIP disassociated while a pass runs (after it
