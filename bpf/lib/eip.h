@@ -140,8 +140,6 @@ static __always_inline int eip_nat(void *ctx, const enum hook hook, const enum d
 		reason = check_l4_header(data, data_end, &pkt);
 		if (reason != REASON_MAX)
 			return drop_with(hook, reason);
-		if (pkt.l4_off > 14 + 60)
-			return drop_with(hook, REASON_DROP_BAD_IP_HEADER);
 		if (protocol == IPPROTO_TCP) {
 			csum_off = pkt.l4_off + offsetof(struct tcphdr, check);
 		} else if (protocol == IPPROTO_UDP) {

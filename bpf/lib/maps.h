@@ -167,11 +167,14 @@ struct {
 
 /* ---- the edge ---- */
 
+/* Default capacity; the loader resizes (Config.MaxSources). */
+#define MAX_VPC_SOURCES 131072
+
 /* (VPC address, MAC) pairs that may be translated: an instance's addresses with its
  * ENI's MAC. Nothing else from the VPC is. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_BINDINGS);
+	__uint(max_entries, MAX_VPC_SOURCES);
 	__type(key, struct source_key);
 	__type(value, __u32);
 } vpc_sources SEC(".maps");

@@ -12,12 +12,12 @@
 
 /* ---- port allocation ---- */
 
-/* Hide a value's range from the compiler, so that a bounds check the verifier needs
- * (it cannot bound the result of a modulo) is not optimised away. */
 #ifndef E2BIG
 #define E2BIG 7 /* errno-base.h: what a full hash map answers an insert */
 #endif
 
+/* Hide a value's range from the compiler, so that a bounds check the verifier needs
+ * (it cannot bound the result of a modulo) is not optimised away. */
 #define opaque(x) asm volatile("" : "+r"(x))
 
 /* The search state bpf_loop's callback works on: a copy of the pool's EIPs, since the
