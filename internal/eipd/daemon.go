@@ -51,6 +51,12 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 		return err
 	}
 	defer dp.Close()
+	// Before anything is written to a dataplane that may be refused.
+	if !initState {
+		if err := refuseEmptyOverLive(st, dp); err != nil {
+			return err
+		}
+	}
 	if err := dp.SetNatConfig(cfg.nat); err != nil {
 		return err
 	}
@@ -58,11 +64,6 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 		return err
 	}
 	log.Info("dataplane open", "pins", cfg.BPFFSDir, "adopted", dp.Adopted())
-	if !initState {
-		if err := refuseEmptyOverLive(st, dp); err != nil {
-			return err
-		}
-	}
 	for _, i := range []struct {
 		iface Interface
 		role  dataplane.Role
@@ -112,7 +113,6 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 
 	collector := &natCollector{dp: dp, log: log}
 	guard := &dataplaneGuard{dp: dp, log: log}
-	health := guard.ready
 	metrics := &api.Metrics{Collect: func(w io.Writer) {
 		writeDataplaneMetrics(w, dp, log)
 		collector.writeNatMetrics(w)
@@ -134,7 +134,7 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 	if err != nil {
 		return fmt.Errorf("listen for metrics: %w", err)
 	}
-	opsSrv := api.NewHTTPServer(api.OpsHandler(metrics, health), cfg.apiLimits)
+	opsSrv := api.NewHTTPServer(api.OpsHandler(metrics, guard.ready), cfg.apiLimits)
 	log.Info("serving metrics and health, unauthenticated", "listen", opsLn.Addr().String())
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
