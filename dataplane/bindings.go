@@ -103,7 +103,7 @@ func (d *Dataplane) SetBinding(eip, private netip.Addr) error {
 			d.slots.free(slot)
 		}
 	}
-	if err := d.objs.OutboundBindings.Put(privKey, natBinding{Addr: eipKey, CounterSlot: slot}); err != nil {
+	if err := d.objs.OutboundBindings.Put(privKey, natBinding{Addr: eipKey, CounterSlot: slot, SenderMac: d.senderMAC(privKey)}); err != nil {
 		undo()
 		return fmt.Errorf("set binding %v: outbound: %w", eip, err)
 	}

@@ -72,7 +72,7 @@ type Dataplane struct {
 
 	mu      sync.Mutex // serialises binding and source changes and the slot allocator
 	slots   *slotAllocator
-	sources map[natSourceKey]struct{} // the owner's copy of vpc_sources
+	sources sourceSet // the owner's copy of vpc_sources
 
 	// The process's own references to what it pinned or adopted, so that a removed
 	// pin (rm -rf, a bpffs remount) detaches nothing and can be put back (guard.go).

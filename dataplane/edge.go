@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -158,7 +159,70 @@ func (d *Dataplane) SetSource(s Source) error {
 		}
 		return fmt.Errorf("set source %v: %w", s, err)
 	}
-	d.sources[key] = struct{}{}
+	d.sources.add(key)
+	if err := d.refreshSender(key.Addr); err != nil {
+		return fmt.Errorf("set source %v: %w", s, err)
+	}
+	return nil
+}
+
+// sourceSet is the owner's copy of vpc_sources, by address.
+type sourceSet map[uint32]map[[6]uint8]struct{}
+
+func (s sourceSet) add(k natSourceKey) {
+	if s[k.Addr] == nil {
+		s[k.Addr] = map[[6]uint8]struct{}{}
+	}
+	s[k.Addr][k.Mac] = struct{}{}
+}
+
+func (s sourceSet) remove(k natSourceKey) {
+	delete(s[k.Addr], k.Mac)
+	if len(s[k.Addr]) == 0 {
+		delete(s, k.Addr)
+	}
+}
+
+func (s sourceSet) keys() []natSourceKey {
+	var out []natSourceKey
+	for addr, macs := range s {
+		for mac := range macs {
+			out = append(out, natSourceKey{Addr: addr, Mac: mac})
+		}
+	}
+	return out
+}
+
+// senderMAC is a MAC registered with the private address, for its binding's outbound
+// half (the lowest, so the choice is stable); all zero when none is.
+func (d *Dataplane) senderMAC(addr uint32) [6]uint8 {
+	var best [6]uint8
+	found := false
+	for mac := range d.sources[addr] {
+		if !found || bytes.Compare(mac[:], best[:]) < 0 {
+			best, found = mac, true
+		}
+	}
+	return best
+}
+
+// refreshSender keeps the outbound binding of addr, if any, carrying a MAC that is
+// registered with it. Called with d.mu held.
+func (d *Dataplane) refreshSender(addr uint32) error {
+	var b natBinding
+	if err := d.objs.OutboundBindings.Lookup(addr, &b); errors.Is(err, ebpf.ErrKeyNotExist) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("read outbound binding: %w", err)
+	}
+	mac := d.senderMAC(addr)
+	if b.SenderMac == mac {
+		return nil
+	}
+	b.SenderMac = mac
+	if err := d.objs.OutboundBindings.Update(addr, b, ebpf.UpdateExist); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("update outbound binding: %w", err)
+	}
 	return nil
 }
 
@@ -174,10 +238,16 @@ func (d *Dataplane) DeleteSource(s Source) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	// The binding stops naming the MAC before the source goes, so that no packet is
+	// translated from it in between.
+	d.sources.remove(key)
+	if err := d.refreshSender(key.Addr); err != nil {
+		d.sources.add(key)
+		return fmt.Errorf("delete source %v: %w", s, err)
+	}
 	if err := d.objs.VpcSources.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("delete source %v: %w", s, err)
 	}
-	delete(d.sources, key)
 	return nil
 }
 
@@ -192,8 +262,8 @@ func (d *Dataplane) Sources() ([]Source, error) {
 	if !d.cfg.ReadOnly {
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		out := make([]Source, 0, len(d.sources))
-		for key := range d.sources {
+		var out []Source
+		for _, key := range d.sources.keys() {
 			out = append(out, sourceOf(key))
 		}
 		return out, nil
@@ -202,20 +272,20 @@ func (d *Dataplane) Sources() ([]Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Source, 0, len(keys))
-	for key := range keys {
+	var out []Source
+	for _, key := range keys.keys() {
 		out = append(out, sourceOf(key))
 	}
 	return out, nil
 }
 
-func (d *Dataplane) sourceKeys() (map[natSourceKey]struct{}, error) {
-	keys := map[natSourceKey]struct{}{}
+func (d *Dataplane) sourceKeys() (sourceSet, error) {
+	keys := sourceSet{}
 	var key natSourceKey
 	var v uint32
 	it := d.objs.VpcSources.Iterate()
 	for it.Next(&key, &v) {
-		keys[key] = struct{}{}
+		keys.add(key)
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("list sources: %w", err)

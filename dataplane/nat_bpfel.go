@@ -17,6 +17,8 @@ type natBinding struct {
 	_           structs.HostLayout
 	Addr        uint32
 	CounterSlot uint32
+	SenderMac   [6]uint8
+	Pad         uint16
 }
 
 type natCutThrough struct {

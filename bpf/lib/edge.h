@@ -44,6 +44,19 @@ static __always_inline bool is_broadcast_or_multicast(__be32 addr)
 	return addr == 0xffffffff || (((__u8 *)&addr)[0] & 0xf0) == 0xe0;
 }
 
+/* Compared as a 4- and a 2-byte word: clang turns memcmp into a call BPF cannot make. */
+static __always_inline bool mac_equal(const __u8 *a, const __u8 *b)
+{
+	__u32 hi_a, hi_b;
+	__u16 lo_a, lo_b;
+
+	__builtin_memcpy(&hi_a, a, 4);
+	__builtin_memcpy(&lo_a, a + 4, 2);
+	__builtin_memcpy(&hi_b, b, 4);
+	__builtin_memcpy(&lo_b, b + 4, 2);
+	return hi_a == hi_b && lo_a == lo_b;
+}
+
 /* Whether the instance registered with this source address sent it (from its MAC). */
 static __always_inline bool vpc_source_registered(void *ctx, const enum hook hook, __be32 saddr)
 {
@@ -55,6 +68,22 @@ static __always_inline bool vpc_source_registered(void *ctx, const enum hook hoo
 	key.addr = saddr;
 	__builtin_memcpy(key.mac, eth->h_source, ETH_ALEN);
 	return bpf_map_lookup_elem(&vpc_sources, &key) != 0;
+}
+
+/* Whether the frame comes from the MAC a 1:1 binding's outbound half carries: the
+ * usual sender, checked without a second lookup. */
+static __always_inline bool from_binding_sender(void *ctx, const enum hook hook, const struct binding *b)
+{
+	struct ethhdr *eth = ctx_data(ctx, hook);
+	__u32 hi;
+	__u16 lo;
+
+	/* All zero is no sender known, never a sender: a frame may claim that MAC too. */
+	__builtin_memcpy(&hi, b->sender_mac, 4);
+	__builtin_memcpy(&lo, b->sender_mac + 4, 2);
+	if (!(hi | lo) || (void *)(eth + 1) > ctx_data_end(ctx, hook))
+		return false;
+	return mac_equal(eth->h_source, b->sender_mac);
 }
 
 /* Whether the kernel would route this packet on to another host (as opposed to

@@ -25,16 +25,8 @@ static __always_inline int cut_through_forward(void *ctx, const enum hook hook, 
 		eth = data;
 		if ((void *)(eth + 1) > data_end)
 			return drop_with(hook, REASON_DROP_TRUNCATED_ETH);
-		/* Source validation: the EIP is the ENI's alone. Compared as a 4- and a
-		 * 2-byte word: clang turns memcmp into a call BPF cannot make. */
-		__u32 hi_pkt, hi_eni;
-		__u16 lo_pkt, lo_eni;
-
-		__builtin_memcpy(&hi_pkt, eth->h_source, 4);
-		__builtin_memcpy(&lo_pkt, eth->h_source + 4, 2);
-		__builtin_memcpy(&hi_eni, ct->eni_mac, 4);
-		__builtin_memcpy(&lo_eni, ct->eni_mac + 4, 2);
-		if (hi_pkt != hi_eni || lo_pkt != lo_eni)
+		/* Source validation: the EIP is the ENI's alone. */
+		if (!mac_equal(eth->h_source, ct->eni_mac))
 			return drop_with(hook, REASON_DROP_CUT_THROUGH_SPOOF);
 	}
 	if (pkt->ip->ttl <= 1)
@@ -107,8 +99,6 @@ static __always_inline int eip_nat(void *ctx, const enum hook hook, const enum d
 		struct edge_config *edge = edge_config_get();
 
 		bogon = edge && prefix_set_contains(&edge->special_purpose, pkt.ip->saddr);
-	} else {
-		registered = vpc_source_registered(ctx, hook, pkt.ip->saddr);
 	}
 
 	/* One hash lookup decides whether the packet is ours. */
@@ -121,9 +111,14 @@ static __always_inline int eip_nat(void *ctx, const enum hook hook, const enum d
 	 * what would go on, to an EIP or beyond, is refused. */
 	if (bogon && (binding || kernel_would_forward(ctx, hook, &pkt)))
 		return drop_with(hook, REASON_DROP_BOGON_SOURCE);
-	if (!binding)
+	if (!binding) {
+		registered = dir == DIR_OUTBOUND && vpc_source_registered(ctx, hook, pkt.ip->saddr);
 		return eip_unbound(ctx, hook, dir, &pkt, from, registered);
-	if (dir == DIR_OUTBOUND && !registered)
+	}
+	/* The binding's usual sender costs nothing more; another one (a HaVip's other
+	 * holder) one lookup. */
+	if (dir == DIR_OUTBOUND && !from_binding_sender(ctx, hook, binding) &&
+	    !vpc_source_registered(ctx, hook, pkt.ip->saddr))
 		return drop_with(hook, REASON_DROP_SPOOFED_SOURCE);
 	/* Untranslated, so the kernel's time-exceeded quotes what the sender sent. */
 	if (pkt.ip->ttl <= 1)

@@ -49,10 +49,14 @@ enum reason {
 };
 
 /* The value of both binding maps: the address to write, and the binding's slot in
- * eip_counters (one array lookup on the hot path instead of a second hash lookup). */
+ * eip_counters (one array lookup on the hot path instead of a second hash lookup).
+ * The outbound half also carries a MAC registered with the private address, so that
+ * the usual sender is checked without a vpc_sources lookup (all zero: none known). */
 struct binding {
 	__be32 addr;
 	__u32 counter_slot;
+	__u8 sender_mac[6];
+	__u16 pad;
 };
 
 /* Per-EIP metering, one per CPU per binding. "in" is internet -> instance,
