@@ -47,7 +47,7 @@ func (d *daemon) refused(t *testing.T, at *testbed.Host, payload []byte, reason 
 // is not delivered, and each refusal is counted. VM1 holds an EIP; VM2 is registered
 // without one; VM3 is not registered at all.
 func TestEdgeRefuses(t *testing.T) {
-	d, _, eip := withVM1EIP(t, "xdp")
+	d, _, eip := withVM1EIP(t, "xdp", nil)
 	d.registerVM(t, "i-vm2", d.VM2, testbed.VM2Addr)
 	// The control: VM1's own traffic goes out as its EIP.
 	if vmSaw, inetSaw := udpTo(t, d, d.VM1, ":7400", eip+":7400"); vmSaw != testbed.Inet1Addr || inetSaw != eip {
@@ -98,7 +98,7 @@ func TestEdgeRefuses(t *testing.T) {
 func TestEdgeVLANTaggedFramesAreNotTranslated(t *testing.T) {
 	for _, hook := range []string{"xdp", "tcx"} {
 		t.Run(hook, func(t *testing.T) {
-			d, _, eip := withVM1EIP(t, hook)
+			d, _, eip := withVM1EIP(t, hook, nil)
 			if vmSaw, _ := udpTo(t, d, d.VM1, ":7410", eip+":7410"); vmSaw != testbed.Inet1Addr {
 				t.Fatalf("VM1's EIP does not work: VM saw %s", vmSaw)
 			}

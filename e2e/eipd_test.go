@@ -64,10 +64,14 @@ func (d *daemon) registerVM(t *testing.T, id string, vm *testbed.Host, addr stri
 		"--mac-address", d.mac(t, vm))
 }
 
-// withVM1EIP is a started eipd at hook with VM1 registered and holding an EIP.
-func withVM1EIP(t *testing.T, hook string) (d *daemon, id, eip string) {
+// withVM1EIP is a started eipd at hook (its setup changed by adjust, if not nil) with
+// VM1 registered and holding an EIP.
+func withVM1EIP(t *testing.T, hook string, adjust func(*eipd.LocalSetup)) (d *daemon, id, eip string) {
 	t.Helper()
-	d = newDaemon(t, hook)
+	if adjust == nil {
+		adjust = func(*eipd.LocalSetup) {}
+	}
+	d = newDaemonWith(t, hook, adjust)
 	d.start(t, true)
 	d.registerVM(t, "i-vm1", d.VM1, testbed.VM1Addr)
 	id, eip = d.allocate(t)
@@ -299,7 +303,7 @@ func (d *daemon) ops(t *testing.T, path string) string {
 // never reconciled over a dataplane that carries EIPs: eipd refuses to start and the
 // EIP keeps working, until the operator says --init.
 func TestEipdStateLossKeepsTheDataplane(t *testing.T) {
-	d, _, eip := withVM1EIP(t, "xdp")
+	d, _, eip := withVM1EIP(t, "xdp", nil)
 	if !inboundWorks(t, d, d.VM1, eip, 7120) {
 		t.Fatal("the associated EIP does not work")
 	}
@@ -373,7 +377,8 @@ func TestEipdRefusesWhatTheDataplaneCannotCarry(t *testing.T) {
 // detaches nothing (eipd holds its own references); /healthz says not ready until eipd
 // puts the pins back, within a reconcile interval, and counts it; readers work again.
 func TestEipdRestoresRemovedPins(t *testing.T) {
-	d, id, eip := withVM1EIP(t, "xdp")
+	// A reconcile interval long enough that the check right after the removal sees it.
+	d, id, eip := withVM1EIP(t, "xdp", func(s *eipd.LocalSetup) { s.ReconcileInterval = "4s" })
 	if h := d.ops(t, "/healthz"); !strings.Contains(h, "200 OK") {
 		t.Fatalf("health before: %s", h)
 	}
@@ -386,7 +391,7 @@ func TestEipdRestoresRemovedPins(t *testing.T) {
 	if !inboundWorks(t, d, d.VM1, eip, 7140) {
 		t.Error("removing the pins stopped the EIP")
 	}
-	waitFor(t, "eipd to restore the pins", 10*time.Second, func() bool {
+	waitFor(t, "eipd to restore the pins", 15*time.Second, func() bool {
 		return strings.Contains(d.ops(t, "/healthz"), "200 OK")
 	})
 	if m := d.metrics(t); !strings.Contains(m, `eipgw_dataplane_repairs_total{result="restored"}`) ||
