@@ -249,17 +249,22 @@ func (d *Dataplane) attachClsact(iface *net.Interface, prog *ebpf.Program, pin s
 	}
 	// The filter holds the program; the pin records the attachment for Detach and
 	// Remove. Replace an older pin.
-	// A clone, because pinning one handle twice would move its first pin.
 	_ = os.Remove(pin)
-	clone, err := prog.Clone()
-	if err != nil {
-		return fmt.Errorf("attach to %s: %w", iface.Name, err)
-	}
-	defer clone.Close()
-	if err := clone.Pin(pin); err != nil {
+	if err := pinProgram(prog, pin); err != nil {
 		return fmt.Errorf("attach to %s: pin program: %w", iface.Name, err)
 	}
 	return nil
+}
+
+// pinProgram pins a clone of prog at pin: pinning the one handle twice would move its
+// first pin.
+func pinProgram(prog *ebpf.Program, pin string) error {
+	clone, err := prog.Clone()
+	if err != nil {
+		return err
+	}
+	defer clone.Close()
+	return clone.Pin(pin)
 }
 
 // Detach removes our program from the interface, whatever the hook.

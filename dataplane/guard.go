@@ -159,7 +159,7 @@ func (d *Dataplane) checkAttachment(ifname string, want attachment, repair bool)
 		}
 		p := Problem{What: "link pin", Name: filepath.Base(pin)}
 		if repair {
-			p.Err = d.repinLink(pin, want, ifname)
+			p.Err = d.repinLink(pin, want)
 			p.Restored = p.Err == nil
 		}
 		out = append(out, p)
@@ -222,19 +222,14 @@ func (d *Dataplane) linkAttached(pin string, ifindex int) bool {
 }
 
 // repinLink pins the held link of an attachment again.
-func (d *Dataplane) repinLink(pin string, want attachment, ifname string) error {
+func (d *Dataplane) repinLink(pin string, want attachment) error {
 	if want.hook == HookClsact {
 		// The filter holds the program; its pin is a clone's.
 		prog, err := d.program(want.role, want.hook)
 		if err != nil {
 			return err
 		}
-		clone, err := prog.Clone()
-		if err != nil {
-			return err
-		}
-		defer clone.Close()
-		return clone.Pin(pin)
+		return pinProgram(prog, pin)
 	}
 	l := d.links[pin]
 	if l == nil {

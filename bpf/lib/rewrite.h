@@ -56,17 +56,11 @@ static __always_inline enum reason parse_nat_l4(void *data, void *data_end, cons
 	if (off > IP_OFF + 60)
 		return REASON_DROP_BAD_IP_HEADER;
 	if (l4->protocol == IPPROTO_TCP || l4->protocol == IPPROTO_UDP) {
+		struct udphdr *ports = data + off; /* TCP and UDP ports sit alike */
 		enum reason bad = check_l4_header(data, data_end, pkt);
 
 		if (bad != REASON_MAX)
 			return bad;
-	}
-	if (l4->protocol == IPPROTO_TCP || l4->protocol == IPPROTO_UDP) {
-		struct udphdr *ports = data + off; /* TCP and UDP ports sit alike */
-		__u32 need = l4->protocol == IPPROTO_TCP ? sizeof(struct tcphdr) : sizeof(struct udphdr);
-
-		if (pkt->l4_len < need || data + off + need > data_end)
-			return REASON_DROP_TRUNCATED_L4;
 		l4->sport = ports->source;
 		l4->dport = ports->dest;
 		l4->sport_off = off;
