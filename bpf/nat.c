@@ -4,30 +4,30 @@
  * direction is a constant and not a per-packet lookup. */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
-#include "lib/eip.h"
+#include "lib/dispatch.h"
 
 SEC("xdp")
 int xdp_uplink(struct xdp_md *ctx)
 {
-	return eip_nat(ctx, HOOK_XDP, DIR_INBOUND);
+	return nat_dispatch(ctx, HOOK_XDP, DIR_INBOUND);
 }
 
 SEC("xdp")
 int xdp_vpc(struct xdp_md *ctx)
 {
-	return eip_nat(ctx, HOOK_XDP, DIR_OUTBOUND);
+	return nat_dispatch(ctx, HOOK_XDP, DIR_OUTBOUND);
 }
 
 SEC("tc")
 int tc_uplink(struct __sk_buff *ctx)
 {
-	return eip_nat(ctx, HOOK_TC, DIR_INBOUND);
+	return nat_dispatch(ctx, HOOK_TC, DIR_INBOUND);
 }
 
 SEC("tc")
 int tc_vpc(struct __sk_buff *ctx)
 {
-	return eip_nat(ctx, HOOK_TC, DIR_OUTBOUND);
+	return nat_dispatch(ctx, HOOK_TC, DIR_OUTBOUND);
 }
 
 /* Attached at TC ingress beside the XDP programs: see fragment_companion. */

@@ -87,7 +87,7 @@ func (d *Dataplane) program(role Role, hook Hook) (*ebpf.Program, error) {
 
 // fragmentCompanion is the TC program that runs beside an XDP program: XDP sends one
 // packet per packet, so it passes up the fragments that must be held, or released
-// with their held followers (bpf/lib/eip.h, fragment_companion).
+// with their held followers (bpf/lib/dispatch.h, fragment_companion).
 func (d *Dataplane) fragmentCompanion(role Role) (*ebpf.Program, error) {
 	switch role {
 	case RoleUplink:

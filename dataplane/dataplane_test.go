@@ -21,9 +21,19 @@ func TestReasonNamesMatchEnum(t *testing.T) {
 			t.Errorf("reason %d has a missing or repeated name %q", r, name)
 		}
 		seen[name] = true
+		// Every reason has a kind in bpf/lib/stats.h's reason_kinds, and its name says it.
+		switch r.kind() {
+		case natReasonKindREASON_KIND_PASS, natReasonKindREASON_KIND_HELD, natReasonKindREASON_KIND_DROP:
+		default:
+			t.Errorf("reason %s has no kind in reason_kinds", name)
+		}
 		if r.IsDrop() != (name[:5] == "drop_") {
 			t.Errorf("reason %s: IsDrop()=%v disagrees with its name", name, r.IsDrop())
 		}
+	}
+	// Get refuses a size mismatch: REASON_SLOTS and reasonSlots agree.
+	if _, err := reasonKinds(); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -185,6 +185,14 @@ const (
 	natReasonREASON_MAX                          natReason = 31
 )
 
+type natReasonKind uint32
+
+const (
+	natReasonKindREASON_KIND_PASS natReasonKind = 1
+	natReasonKindREASON_KIND_HELD natReasonKind = 2
+	natReasonKindREASON_KIND_DROP natReasonKind = 3
+)
+
 type natReplyKey struct {
 	_          structs.HostLayout
 	RemoteAddr uint32
@@ -281,6 +289,7 @@ const (
 	natProgTcVpcFragments    = "tc_vpc_fragments"
 	natProgXdpUplink         = "xdp_uplink"
 	natProgXdpVpc            = "xdp_vpc"
+	natVarReasonKinds        = "reason_kinds"
 )
 
 // loadNat returns the embedded CollectionSpec for nat.
@@ -363,6 +372,7 @@ type natMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type natVariableSpecs struct {
+	ReasonKinds *ebpf.VariableSpec `ebpf:"reason_kinds"`
 }
 
 // natObjects contains all objects after they have been loaded into the kernel.
@@ -434,6 +444,7 @@ func (m *natMaps) Close() error {
 //
 // It can be passed to loadNatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type natVariables struct {
+	ReasonKinds *ebpf.Variable `ebpf:"reason_kinds"`
 }
 
 // natPrograms contains all programs after they have been loaded into the kernel.

@@ -1,6 +1,9 @@
 package dataplane
 
-import "fmt"
+import (
+	"fmt"
+	"sync"
+)
 
 // Reason says why a packet left the fast path: handed to the kernel (a pass) or
 // dropped. Its values come from enum reason in bpf/lib/types.h.
@@ -83,8 +86,41 @@ func (r Reason) String() string {
 	return fmt.Sprintf("reason(%d)", uint32(r))
 }
 
-// IsDrop tells a drop from a pass to the kernel.
-func (r Reason) IsDrop() bool { return r >= ReasonDropTruncatedEth && r < ReasonMax }
+// reasonKinds is each reason's kind, read once from the BPF object's reason_kinds
+// (bpf/lib/stats.h), which the packet path decides by too: one list, in C.
+var reasonKinds = sync.OnceValues(func() ([reasonSlots]natReasonKind, error) {
+	var kinds [reasonSlots]natReasonKind
+	spec, err := loadNat()
+	if err != nil {
+		return kinds, fmt.Errorf("parse embedded BPF object: %w", err)
+	}
+	v, ok := spec.Variables[natVarReasonKinds]
+	if !ok {
+		return kinds, fmt.Errorf("BPF object has no %s", natVarReasonKinds)
+	}
+	if err := v.Get(&kinds); err != nil {
+		return kinds, fmt.Errorf("read %s: %w", natVarReasonKinds, err)
+	}
+	return kinds, nil
+})
+
+// reasonSlots is REASON_SLOTS, the length of reason_kinds and reason_counters.
+const reasonSlots = 64
+
+func (r Reason) kind() natReasonKind {
+	kinds, err := reasonKinds()
+	if err != nil || int(r) >= len(kinds) {
+		return 0
+	}
+	return kinds[r]
+}
+
+// IsDrop tells a drop from a pass to the kernel or a held packet, as the packet
+// path does: a reason without a kind is a drop there, and here.
+func (r Reason) IsDrop() bool {
+	k := r.kind()
+	return k != natReasonKindREASON_KIND_PASS && k != natReasonKindREASON_KIND_HELD
+}
 
 // ReasonCounts holds one packet count per Reason, summed over CPUs.
 type ReasonCounts [ReasonMax]uint64

@@ -17,6 +17,10 @@ enum hook {
  * header and the quoted IP header with options and 8 bytes of L4 (14+60+8+60+20). */
 #define PULL_LEN 162
 
+/* Hide a value's range from the compiler, so that a bounds check the verifier needs
+ * (it cannot bound the result of a modulo) is not optimised away. */
+#define opaque(x) asm volatile("" : "+r"(x))
+
 static __always_inline void *ctx_data(void *ctx, const enum hook hook)
 {
 	if (hook == HOOK_XDP)

@@ -48,7 +48,7 @@ static __always_inline enum reason icmp_error_translate(void *data, void *data_e
 	__be32 *inner_addr;
 	void *inner_l4;
 
-	if (pkt->l4_off > 14 + 60)
+	if (pkt->l4_off > L4_OFF_MAX)
 		return REASON_DROP_BAD_ICMP_ERROR;
 	icmp = data + pkt->l4_off;
 	inner = (void *)(icmp + 1);

@@ -10,8 +10,17 @@
 #include "csum.h"
 #include "types.h"
 
-/* Fragment offset bits of iphdr.frag_off (host order mask). */
+/* iphdr.frag_off (host-order masks): More Fragments, the 13-bit offset, and both, which
+ * are set in every fragment of a fragmented datagram and in no whole one. */
+#define IP_MF 0x2000
 #define IP_FRAG_OFFSET_MASK 0x1fff
+#define IP_FRAGMENT (IP_MF | IP_FRAG_OFFSET_MASK)
+
+/* Where the IP header starts (after an untagged Ethernet header), and the furthest an
+ * L4 header can: the verifier needs offsets bounded before it allows packet access. */
+#define IP_OFF 14
+#define IP_HEADER_MAX 60
+#define L4_OFF_MAX (IP_OFF + IP_HEADER_MAX)
 
 struct ipv4_packet {
 	struct iphdr *ip;
@@ -65,7 +74,7 @@ static __always_inline enum reason check_l4_header(void *data, void *data_end, c
 	__u8 protocol = pkt->ip->protocol;
 	__u32 off = pkt->l4_off;
 
-	if (!pkt->has_l4 || off > sizeof(struct ethhdr) + 60)
+	if (!pkt->has_l4 || off > L4_OFF_MAX)
 		return pkt->has_l4 ? REASON_DROP_BAD_IP_HEADER : REASON_MAX;
 	if (protocol == IPPROTO_TCP) {
 		struct tcphdr *tcp = data + off;
@@ -82,7 +91,7 @@ static __always_inline enum reason check_l4_header(void *data, void *data_end, c
 			return REASON_DROP_TRUNCATED_L4;
 		len = bpf_ntohs(udp->len);
 		/* A first fragment's UDP length covers the whole datagram. */
-		if (len < sizeof(*udp) || (len > pkt->l4_len && !(pkt->ip->frag_off & bpf_htons(0x2000))))
+		if (len < sizeof(*udp) || (len > pkt->l4_len && !(pkt->ip->frag_off & bpf_htons(IP_MF))))
 			return REASON_DROP_BAD_UDP_LENGTH;
 	}
 	return REASON_MAX;

@@ -13,7 +13,7 @@
 #define REFUSE_GROW (sizeof(struct iphdr) + sizeof(struct icmphdr))
 /* What the error quotes: the refused IP header (without options) and 8 bytes. */
 #define REFUSE_QUOTE (sizeof(struct iphdr) + 8)
-#define REFUSE_FRAME_LEN (14 + REFUSE_GROW + REFUSE_QUOTE)
+#define REFUSE_FRAME_LEN (IP_OFF + REFUSE_GROW + REFUSE_QUOTE)
 
 static __always_inline __u16 csum_fold_full(__s64 sum)
 {
@@ -44,7 +44,7 @@ static __always_inline int refuse_with_icmp(void *ctx, const enum hook hook, enu
 	if ((void *)(ip + 1) > data_end || ip->ihl != 5 || ip->protocol == IPPROTO_ICMP ||
 	    (ip->frag_off & bpf_htons(IP_FRAG_OFFSET_MASK)))
 		return ctx_drop(hook);
-	if (ctx_len(ctx, hook) < 14 + REFUSE_QUOTE)
+	if (ctx_len(ctx, hook) < IP_OFF + REFUSE_QUOTE)
 		return ctx_drop(hook);
 	source = cfg->icmp_source;
 	dest = ip->saddr;

@@ -9,7 +9,6 @@
 #include "icmp.h"
 #include "parse.h"
 
-#define IP_OFF 14
 #define IP_SADDR_OFF (IP_OFF + offsetof(struct iphdr, saddr))
 #define IP_DADDR_OFF (IP_OFF + offsetof(struct iphdr, daddr))
 #define IP_CHECK_OFF (IP_OFF + offsetof(struct iphdr, check))
@@ -53,7 +52,7 @@ static __always_inline enum reason parse_nat_l4(void *data, void *data_end, cons
 		l4->kind = L4_NONE;
 		return REASON_MAX;
 	}
-	if (off > IP_OFF + 60)
+	if (off > L4_OFF_MAX)
 		return REASON_DROP_BAD_IP_HEADER;
 	if (l4->protocol == IPPROTO_TCP || l4->protocol == IPPROTO_UDP) {
 		struct udphdr *ports = data + off; /* TCP and UDP ports sit alike */
@@ -61,6 +60,10 @@ static __always_inline enum reason parse_nat_l4(void *data, void *data_end, cons
 
 		if (bad != REASON_MAX)
 			return bad;
+		/* Verifier guard: check_l4_header proved at least this, but the compiler may
+		 * compute the pointer anew, and the verifier knows only what it checked. */
+		if ((void *)(ports + 1) > data_end)
+			return REASON_DROP_TRUNCATED_L4;
 		l4->sport = ports->source;
 		l4->dport = ports->dest;
 		l4->sport_off = off;
@@ -68,6 +71,8 @@ static __always_inline enum reason parse_nat_l4(void *data, void *data_end, cons
 		if (l4->protocol == IPPROTO_TCP) {
 			struct tcphdr *tcp = data + off;
 
+			if ((void *)(tcp + 1) > data_end) /* verifier guard, as above */
+				return REASON_DROP_TRUNCATED_L4;
 			l4->kind = L4_TCP;
 			l4->csum_off = off + offsetof(struct tcphdr, check);
 			l4->tcp_flags = ((__u8 *)tcp)[13];

@@ -5,7 +5,8 @@
 
 /* Why a packet left the fast path. Each value is a counter in reason_counters and a
  * metric name on the Go side (dataplane.Reason); a Go test checks the name table
- * against REASON_MAX, so add new values before it and give them a name there. */
+ * against REASON_MAX, so add new values before it, give them a name there and a kind
+ * in reason_kinds (stats.h). The order means nothing. */
 enum reason {
 	/* Handed to the kernel (XDP_PASS / TC_ACT_OK). */
 	REASON_PASS_NOT_IPV4 = 0,   /* ARP, IPv6: the kernel's business */
@@ -46,6 +47,14 @@ enum reason {
 	REASON_DROP_NAT_MAPPING_EXPIRING,/* the mapping was being expired at that instant; the next packet makes a new one */
 	REASON_DROP_FRAGMENT_NO_STATE,   /* a non-first fragment of a NAT gateway flow whose first fragment was not seen, and that could not be held (too big, too many, no room) */
 	REASON_MAX,
+};
+
+/* What a reason does with the packet. Zero is no kind: a reason left out of
+ * reason_kinds is dropped (and a Go test fails). */
+enum reason_kind {
+	REASON_KIND_PASS = 1, /* handed to the kernel */
+	REASON_KIND_HELD = 2, /* kept, to be sent later */
+	REASON_KIND_DROP = 3,
 };
 
 /* The value of both binding maps: the address to write, and the binding's slot in
