@@ -15,7 +15,8 @@
  * fit; the Go side pads templates to a multiple of 8 bytes. */
 #define HARNESS_FRAME_MAX 128
 
-/* Flow i of `flows` changes the template's source address by i / (ports * remotes),
+/* Flow i of `flows` changes the template's source address (or, with vary_dst, its
+ * destination address) by i / (ports * remotes),
  * its source port by (i / remotes) % ports, and its destination port by i % remotes
  * (host-order additions). Checksums are not refreshed: nothing on the measured paths
  * checks them, and the NAT updates them incrementally whatever they hold. */
@@ -25,7 +26,7 @@ struct harness_template {
 	__u32 ports;   /* >= 1 */
 	__u32 remotes; /* >= 1 */
 	__u32 random;  /* 1: each run picks its flow at random; 0: in order */
-	__u32 pad;
+	__u32 vary_dst;
 	__u8 frame[HARNESS_FRAME_MAX];
 };
 
@@ -44,8 +45,6 @@ struct {
 	__type(value, __u32);
 } harness_cursor SEC(".maps");
 
-#define IP_HEADER_OFF 14
-#define L4_PORTS_MAX_OFF (IP_HEADER_OFF + 60)
 
 /* Write the template, with flow i's changes, over the run's buffer. Returns 0 when the
  * buffer was rebuilt. */
@@ -80,14 +79,17 @@ static __always_inline int rebuild(struct xdp_md *ctx)
 	port_step = (flow / t->remotes) % t->ports;
 	addr_step = flow / t->remotes / t->ports;
 
-	ip = data + IP_HEADER_OFF;
+	ip = data + IP_OFF;
 	if ((void *)(ip + 1) > data_end)
 		return -1;
-	ip->saddr = bpf_htonl(bpf_ntohl(ip->saddr) + addr_step);
+	if (t->vary_dst)
+		ip->daddr = bpf_htonl(bpf_ntohl(ip->daddr) + addr_step);
+	else
+		ip->saddr = bpf_htonl(bpf_ntohl(ip->saddr) + addr_step);
 	ihl = ip->ihl * 4;
-	if (ihl > 60)
+	if (ihl > IP_HEADER_MAX)
 		return -1;
-	ports = data + IP_HEADER_OFF + ihl;
+	ports = data + IP_OFF + ihl;
 	if ((void *)(ports + 2) > data_end)
 		return 0; /* no ports: only the address varies */
 	ports[0] = bpf_htons(bpf_ntohs(ports[0]) + port_step);

@@ -107,7 +107,7 @@ func (d *Dataplane) SetBinding(eip, private netip.Addr) error {
 		undo()
 		return fmt.Errorf("set binding %v: outbound: %w", eip, err)
 	}
-	if err := d.objs.InboundBindings.Put(eipKey, natBinding{Addr: privKey, CounterSlot: slot}); err != nil {
+	if err := d.objs.InboundBindings.Put(eipKey, natBinding{Addr: privKey, CounterSlot: slot, Hop: d.hopOf(privKey)}); err != nil {
 		_ = d.objs.OutboundBindings.Delete(privKey)
 		undo()
 		return fmt.Errorf("set binding %v: inbound: %w", eip, err)
@@ -116,6 +116,9 @@ func (d *Dataplane) SetBinding(eip, private netip.Addr) error {
 		if err := d.objs.OutboundBindings.Delete(old.Addr); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return fmt.Errorf("set binding %v: remove old outbound half: %w", eip, err)
 		}
+	}
+	if _, known := d.hops.byAddr[privKey]; !known {
+		d.wantHops()
 	}
 	return nil
 }

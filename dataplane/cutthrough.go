@@ -57,6 +57,9 @@ func (d *Dataplane) SetCutThrough(eip netip.Addr, mac net.HardwareAddr) error {
 		}
 		return fmt.Errorf("set cut-through %v: %w", eip, err)
 	}
+	if _, known := d.hops.byAddr[key]; !known {
+		d.wantHops()
+	}
 	return nil
 }
 

@@ -72,7 +72,11 @@ type Dataplane struct {
 
 	mu      sync.Mutex // serialises binding and source changes and the slot allocator
 	slots   *slotAllocator
-	sources sourceSet // the owner's copy of vpc_sources
+	sources sourceSet    // the owner's copy of vpc_sources
+	hops    nextHopState // the owner's copy of the next-hop cache
+	// hopsWanted tells a NextHopWatcher that a destination it may not know yet came
+	// (a binding, a source, a cut-through EIP).
+	hopsWanted chan struct{}
 
 	// The process's own references to what it pinned or adopted, so that a removed
 	// pin (rm -rf, a bpffs remount) detaches nothing and can be put back (guard.go).
@@ -131,6 +135,7 @@ func Open(cfg Config) (*Dataplane, error) {
 	spec.Maps[natMapCutThroughs].MaxEntries = cfg.MaxBindings
 	spec.Maps[natMapCountersBySlot].MaxEntries = cfg.MaxBindings
 	spec.Maps[natMapVpcSources].MaxEntries = cfg.MaxSources
+	spec.Maps[natMapNextHops].MaxEntries = cfg.MaxSources // the addresses of registered sources
 	for _, name := range []string{natMapSessions, natMapSessionsByReply, natMapMappings, natMapPortsInUse} {
 		spec.Maps[name].MaxEntries = cfg.MaxSessions
 	}
@@ -146,7 +151,7 @@ func Open(cfg Config) (*Dataplane, error) {
 	}
 	defer parentLock.Close()
 
-	d := &Dataplane{cfg: cfg}
+	d := &Dataplane{cfg: cfg, hopsWanted: make(chan struct{}, 1)}
 	if _, err := os.Stat(cfg.PinDir); errors.Is(err, os.ErrNotExist) && cfg.ReadOnly {
 		return nil, fmt.Errorf("open dataplane %s: %w", cfg.PinDir, ErrNotPinned)
 	} else if errors.Is(err, os.ErrNotExist) {

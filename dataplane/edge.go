@@ -163,6 +163,9 @@ func (d *Dataplane) SetSource(s Source) error {
 	if err := d.refreshSender(key.Addr); err != nil {
 		return fmt.Errorf("set source %v: %w", s, err)
 	}
+	if _, known := d.hops.byAddr[key.Addr]; !known {
+		d.wantHops()
+	}
 	return nil
 }
 

@@ -13,98 +13,6 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type harnessBinding struct {
-	_           structs.HostLayout
-	Addr        uint32
-	CounterSlot uint32
-	SenderMac   [6]uint8
-	Pad         uint16
-}
-
-type harnessCutThrough struct {
-	_           structs.HostLayout
-	EniMac      [6]uint8
-	Pad         uint16
-	CounterSlot uint32
-}
-
-type harnessEdgeConfig struct {
-	_              structs.HostLayout
-	SpecialPurpose struct {
-		_           structs.HostLayout
-		FirstOctets [8]uint32
-		Count       uint32
-		Pad         uint32
-		Prefixes    [32]struct {
-			_    structs.HostLayout
-			Addr uint32
-			Mask uint32
-		}
-	}
-	EipPools struct {
-		_           structs.HostLayout
-		FirstOctets [8]uint32
-		Count       uint32
-		Pad         uint32
-		Prefixes    [32]struct {
-			_    structs.HostLayout
-			Addr uint32
-			Mask uint32
-		}
-	}
-}
-
-type harnessEipCounters struct {
-	_          structs.HostLayout
-	InPackets  uint64
-	InBytes    uint64
-	OutPackets uint64
-	OutBytes   uint64
-}
-
-type harnessEndpoint struct {
-	_        structs.HostLayout
-	Addr     uint32
-	Port     uint16
-	Protocol uint8
-	Pad      uint8
-}
-
-type harnessFlowKey struct {
-	_          structs.HostLayout
-	InsideAddr uint32
-	RemoteAddr uint32
-	InsidePort uint16
-	RemotePort uint16
-	Protocol   uint8
-	Pad        [3]uint8
-}
-
-type harnessForwardTarget struct {
-	_           structs.HostLayout
-	Addr        uint32
-	Port        uint16
-	Pad         uint16
-	CounterSlot uint32
-}
-
-type harnessFragmentKey struct {
-	_        structs.HostLayout
-	Saddr    uint32
-	Daddr    uint32
-	Id       uint16
-	Protocol uint8
-	Pad      uint8
-}
-
-type harnessFragmentTranslation struct {
-	_           structs.HostLayout
-	Saddr       uint32
-	Daddr       uint32
-	CounterSlot uint32
-	Outbound    uint32
-}
-
 type harnessHarnessTemplate struct {
 	_       structs.HostLayout
 	Len     uint32
@@ -112,140 +20,8 @@ type harnessHarnessTemplate struct {
 	Ports   uint32
 	Remotes uint32
 	Random  uint32
-	Pad     uint32
+	VaryDst uint32
 	Frame   [128]uint8
-}
-
-type harnessHeldFragment struct {
-	_     structs.HostLayout
-	Len   uint32
-	Frame [1536]uint8
-}
-
-type harnessHeldKey struct {
-	_        structs.HostLayout
-	Datagram harnessFragmentKey
-	Index    uint32
-}
-
-type harnessMapping struct {
-	_           structs.HostLayout
-	Outside     harnessEndpoint
-	Sessions    uint32
-	CounterSlot uint32
-}
-
-type harnessNatConfig struct {
-	_                    structs.HostLayout
-	TcpEstablishedNs     uint64
-	TcpTransitoryNs      uint64
-	UdpNs                uint64
-	IcmpNs               uint64
-	MaxSessionsPerSource uint32
-	MaxPortsPerSource    uint32
-	MaxPortProbes        uint32
-	PortMin              uint16
-	PortMax              uint16
-	IcmpSource           uint32
-	UdpInboundRefresh    uint32
-}
-
-type harnessNatEip struct {
-	_           structs.HostLayout
-	CounterSlot uint32
-}
-
-type harnessReason uint32
-
-const (
-	harnessReasonREASON_PASS_NOT_IPV4                harnessReason = 0
-	harnessReasonREASON_PASS_NOT_BOUND               harnessReason = 1
-	harnessReasonREASON_PASS_TTL_EXPIRING            harnessReason = 2
-	harnessReasonREASON_PASS_NO_NEIGH                harnessReason = 3
-	harnessReasonREASON_PASS_MTU_EXCEEDED            harnessReason = 4
-	harnessReasonREASON_PASS_FIB_OTHER               harnessReason = 5
-	harnessReasonREASON_PASS_FRAGMENT_TO_TC          harnessReason = 6
-	harnessReasonREASON_PASS_VLAN_TAGGED             harnessReason = 7
-	harnessReasonREASON_PASS_BROADCAST_MULTICAST     harnessReason = 8
-	harnessReasonREASON_HELD_FRAGMENT                harnessReason = 9
-	harnessReasonREASON_DROP_TRUNCATED_ETH           harnessReason = 10
-	harnessReasonREASON_DROP_BAD_IP_HEADER           harnessReason = 11
-	harnessReasonREASON_DROP_BAD_IP_LENGTH           harnessReason = 12
-	harnessReasonREASON_DROP_TRUNCATED_L4            harnessReason = 13
-	harnessReasonREASON_DROP_BAD_TCP_HEADER          harnessReason = 14
-	harnessReasonREASON_DROP_BAD_UDP_LENGTH          harnessReason = 15
-	harnessReasonREASON_DROP_BAD_ICMP_ERROR          harnessReason = 16
-	harnessReasonREASON_DROP_ICMP_MISMATCH           harnessReason = 17
-	harnessReasonREASON_DROP_CUT_THROUGH_SPOOF       harnessReason = 18
-	harnessReasonREASON_DROP_SPOOFED_SOURCE          harnessReason = 19
-	harnessReasonREASON_DROP_UNTRANSLATED_SOURCE     harnessReason = 20
-	harnessReasonREASON_DROP_BOGON_SOURCE            harnessReason = 21
-	harnessReasonREASON_DROP_UNPUBLISHED_DESTINATION harnessReason = 22
-	harnessReasonREASON_DROP_NAT_NO_SESSION          harnessReason = 23
-	harnessReasonREASON_DROP_NAT_UNSUPPORTED         harnessReason = 24
-	harnessReasonREASON_DROP_NAT_PORTS_EXHAUSTED     harnessReason = 25
-	harnessReasonREASON_DROP_NAT_PORT_QUOTA          harnessReason = 26
-	harnessReasonREASON_DROP_NAT_SESSION_QUOTA       harnessReason = 27
-	harnessReasonREASON_DROP_NAT_TABLE_FULL          harnessReason = 28
-	harnessReasonREASON_DROP_NAT_MAPPING_EXPIRING    harnessReason = 29
-	harnessReasonREASON_DROP_FRAGMENT_NO_STATE       harnessReason = 30
-	harnessReasonREASON_MAX                          harnessReason = 31
-)
-
-type harnessReasonKind uint32
-
-const (
-	harnessReasonKindREASON_KIND_PASS harnessReasonKind = 1
-	harnessReasonKindREASON_KIND_HELD harnessReasonKind = 2
-	harnessReasonKindREASON_KIND_DROP harnessReasonKind = 3
-)
-
-type harnessReplyKey struct {
-	_          structs.HostLayout
-	RemoteAddr uint32
-	Eip        uint32
-	RemotePort uint16
-	EipPort    uint16
-	Protocol   uint8
-	Pad        [3]uint8
-}
-
-type harnessSession struct {
-	_           structs.HostLayout
-	Eip         uint32
-	EipPort     uint16
-	Flags       uint8
-	Pad         uint8
-	Tcp         uint32
-	CounterSlot uint32
-	LastSeenNs  uint64
-}
-
-type harnessSnatPool struct {
-	_            structs.HostLayout
-	Eips         [20]uint32
-	CounterSlots [20]uint32
-	EipCount     uint32
-	Affinity     uint32
-}
-
-type harnessSnatRuleKey struct {
-	_         structs.HostLayout
-	Prefixlen uint32
-	Addr      uint32
-}
-
-type harnessSourceKey struct {
-	_    structs.HostLayout
-	Addr uint32
-	Mac  [6]uint8
-	Pad  uint16
-}
-
-type harnessSourceUsage struct {
-	_        structs.HostLayout
-	Sessions uint32
-	Ports    uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -265,6 +41,9 @@ const (
 	harnessMapMappings         = "mappings"
 	harnessMapNatEips          = "nat_eips"
 	harnessMapNatSettings      = "nat_settings"
+	harnessMapNextHopFallbacks = "next_hop_fallbacks"
+	harnessMapNextHopSettings  = "next_hop_settings"
+	harnessMapNextHops         = "next_hops"
 	harnessMapOutboundBindings = "outbound_bindings"
 	harnessMapPortsInUse       = "ports_in_use"
 	harnessMapReasonCounters   = "reason_counters"
@@ -343,6 +122,9 @@ type harnessMapSpecs struct {
 	Mappings         *ebpf.MapSpec `ebpf:"mappings"`
 	NatEips          *ebpf.MapSpec `ebpf:"nat_eips"`
 	NatSettings      *ebpf.MapSpec `ebpf:"nat_settings"`
+	NextHopFallbacks *ebpf.MapSpec `ebpf:"next_hop_fallbacks"`
+	NextHopSettings  *ebpf.MapSpec `ebpf:"next_hop_settings"`
+	NextHops         *ebpf.MapSpec `ebpf:"next_hops"`
 	OutboundBindings *ebpf.MapSpec `ebpf:"outbound_bindings"`
 	PortsInUse       *ebpf.MapSpec `ebpf:"ports_in_use"`
 	ReasonCounters   *ebpf.MapSpec `ebpf:"reason_counters"`
@@ -393,6 +175,9 @@ type harnessMaps struct {
 	Mappings         *ebpf.Map `ebpf:"mappings"`
 	NatEips          *ebpf.Map `ebpf:"nat_eips"`
 	NatSettings      *ebpf.Map `ebpf:"nat_settings"`
+	NextHopFallbacks *ebpf.Map `ebpf:"next_hop_fallbacks"`
+	NextHopSettings  *ebpf.Map `ebpf:"next_hop_settings"`
+	NextHops         *ebpf.Map `ebpf:"next_hops"`
 	OutboundBindings *ebpf.Map `ebpf:"outbound_bindings"`
 	PortsInUse       *ebpf.Map `ebpf:"ports_in_use"`
 	ReasonCounters   *ebpf.Map `ebpf:"reason_counters"`
@@ -418,6 +203,9 @@ func (m *harnessMaps) Close() error {
 		m.Mappings,
 		m.NatEips,
 		m.NatSettings,
+		m.NextHopFallbacks,
+		m.NextHopSettings,
+		m.NextHops,
 		m.OutboundBindings,
 		m.PortsInUse,
 		m.ReasonCounters,

@@ -19,6 +19,7 @@ type natBinding struct {
 	CounterSlot uint32
 	SenderMac   [6]uint8
 	Pad         uint16
+	Hop         natNextHop
 }
 
 type natCutThrough struct {
@@ -133,6 +134,34 @@ type natNatEip struct {
 	_           structs.HostLayout
 	CounterSlot uint32
 }
+
+type natNextHop struct {
+	_          structs.HostLayout
+	Ifindex    uint32
+	Dmac       [6]uint8
+	Smac       [6]uint8
+	Mtu        uint16
+	Pad        uint16
+	Generation uint32
+}
+
+type natNextHopConfig struct {
+	_              structs.HostLayout
+	Generation     uint32
+	Pad            uint32
+	DefaultHop     natNextHop
+	SpecificRoutes natPrefixSet
+}
+
+type natNextHopFallback uint32
+
+const (
+	natNextHopFallbackNEXT_HOP_FALLBACK_OFF   natNextHopFallback = 0
+	natNextHopFallbackNEXT_HOP_FALLBACK_MISS  natNextHopFallback = 1
+	natNextHopFallbackNEXT_HOP_FALLBACK_STALE natNextHopFallback = 2
+	natNextHopFallbackNEXT_HOP_FALLBACK_SIZE  natNextHopFallback = 3
+	natNextHopFallbackNEXT_HOP_FALLBACK_MAX   natNextHopFallback = 4
+)
 
 type natPrefix4 struct {
 	_    structs.HostLayout
@@ -274,6 +303,9 @@ const (
 	natMapMappings           = "mappings"
 	natMapNatEips            = "nat_eips"
 	natMapNatSettings        = "nat_settings"
+	natMapNextHopFallbacks   = "next_hop_fallbacks"
+	natMapNextHopSettings    = "next_hop_settings"
+	natMapNextHops           = "next_hops"
 	natMapOutboundBindings   = "outbound_bindings"
 	natMapPortsInUse         = "ports_in_use"
 	natMapReasonCounters     = "reason_counters"
@@ -358,6 +390,9 @@ type natMapSpecs struct {
 	Mappings         *ebpf.MapSpec `ebpf:"mappings"`
 	NatEips          *ebpf.MapSpec `ebpf:"nat_eips"`
 	NatSettings      *ebpf.MapSpec `ebpf:"nat_settings"`
+	NextHopFallbacks *ebpf.MapSpec `ebpf:"next_hop_fallbacks"`
+	NextHopSettings  *ebpf.MapSpec `ebpf:"next_hop_settings"`
+	NextHops         *ebpf.MapSpec `ebpf:"next_hops"`
 	OutboundBindings *ebpf.MapSpec `ebpf:"outbound_bindings"`
 	PortsInUse       *ebpf.MapSpec `ebpf:"ports_in_use"`
 	ReasonCounters   *ebpf.MapSpec `ebpf:"reason_counters"`
@@ -406,6 +441,9 @@ type natMaps struct {
 	Mappings         *ebpf.Map `ebpf:"mappings"`
 	NatEips          *ebpf.Map `ebpf:"nat_eips"`
 	NatSettings      *ebpf.Map `ebpf:"nat_settings"`
+	NextHopFallbacks *ebpf.Map `ebpf:"next_hop_fallbacks"`
+	NextHopSettings  *ebpf.Map `ebpf:"next_hop_settings"`
+	NextHops         *ebpf.Map `ebpf:"next_hops"`
 	OutboundBindings *ebpf.Map `ebpf:"outbound_bindings"`
 	PortsInUse       *ebpf.Map `ebpf:"ports_in_use"`
 	ReasonCounters   *ebpf.Map `ebpf:"reason_counters"`
@@ -429,6 +467,9 @@ func (m *natMaps) Close() error {
 		m.Mappings,
 		m.NatEips,
 		m.NatSettings,
+		m.NextHopFallbacks,
+		m.NextHopSettings,
+		m.NextHops,
 		m.OutboundBindings,
 		m.PortsInUse,
 		m.ReasonCounters,

@@ -21,8 +21,12 @@ enum hook {
  * (it cannot bound the result of a modulo) is not optimised away. */
 #define opaque(x) asm volatile("" : "+r"(x))
 
+/* ctx_data and ctx_data_end hide ctx from the optimiser: otherwise clang may keep
+ * &skb->data in a register across calls, and the verifier refuses a load through a
+ * context pointer that was moved ("dereference of modified ctx ptr"). */
 static __always_inline void *ctx_data(void *ctx, const enum hook hook)
 {
+	opaque(ctx);
 	if (hook == HOOK_XDP)
 		return (void *)(long)((struct xdp_md *)ctx)->data;
 	return (void *)(long)((struct __sk_buff *)ctx)->data;
@@ -30,6 +34,7 @@ static __always_inline void *ctx_data(void *ctx, const enum hook hook)
 
 static __always_inline void *ctx_data_end(void *ctx, const enum hook hook)
 {
+	opaque(ctx);
 	if (hook == HOOK_XDP)
 		return (void *)(long)((struct xdp_md *)ctx)->data_end;
 	return (void *)(long)((struct __sk_buff *)ctx)->data_end;

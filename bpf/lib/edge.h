@@ -8,6 +8,7 @@
 #include "ctx.h"
 #include "maps.h"
 #include "parse.h"
+#include "prefix.h"
 #include "stats.h"
 
 #ifndef AF_INET
@@ -19,23 +20,6 @@ static __always_inline struct edge_config *edge_config_get(void)
 	__u32 zero = 0;
 
 	return bpf_map_lookup_elem(&edge_settings, &zero);
-}
-
-static __always_inline bool prefix_set_contains(const struct prefix_set *set, __be32 addr)
-{
-	__u8 octet = ((__u8 *)&addr)[0];
-	__u32 i;
-
-	/* Most addresses are in no prefix: one bit says so without the scan. */
-	if (!(set->first_octets[(octet >> 5) & 7] & (1u << (octet & 31))))
-		return false;
-	for (i = 0; i < MAX_EDGE_PREFIXES; i++) {
-		if (i >= set->count)
-			break;
-		if ((addr & set->prefixes[i].mask) == set->prefixes[i].addr)
-			return true;
-	}
-	return false;
 }
 
 /* 255.255.255.255 and 224.0.0.0/4: link-local by nature, never the internet's. */

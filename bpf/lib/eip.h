@@ -17,6 +17,7 @@ static __always_inline int binding_translate(void *ctx, const enum hook hook, co
 					     struct ipv4_packet *pkt, const struct binding *binding, __be32 from)
 {
 	void *data = ctx_data(ctx, hook), *data_end = ctx_data_end(ctx, hook);
+	const struct next_hop *hop;
 	__be32 to, saddr, daddr;
 	__u32 slot, csum_off = 0;
 	__u8 protocol, tos;
@@ -33,6 +34,7 @@ static __always_inline int binding_translate(void *ctx, const enum hook hook, co
 		return pass_with(hook, REASON_PASS_TTL_EXPIRING);
 	to = binding->addr;
 	slot = binding->counter_slot;
+	hop = &binding->hop;
 	protocol = pkt->ip->protocol;
 	tos = pkt->ip->tos;
 
@@ -78,6 +80,7 @@ static __always_inline int binding_translate(void *ctx, const enum hook hook, co
 		return drop_with(hook, REASON_DROP_TRUNCATED_L4);
 
 	count_eip(slot, dir, pkt->total_len);
-	return forward_ipv4(ctx, hook, saddr, daddr, tos, protocol, pkt->total_len);
+	return forward_ipv4_via(ctx, hook, saddr, daddr, tos, protocol, pkt->total_len,
+				dir == DIR_INBOUND ? hop : NULL);
 }
 

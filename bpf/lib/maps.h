@@ -165,10 +165,35 @@ struct {
 	__type(value, struct nat_config);
 } nat_settings SEC(".maps");
 
-/* ---- the edge ---- */
-
-/* Default capacity; the loader resizes (Config.MaxSources). */
+/* Default capacity of vpc_sources and next_hops; the loader resizes (Config.MaxSources). */
 #define MAX_VPC_SOURCES 131072
+
+/* ---- next hops ---- */
+
+/* VPC addresses (instances the NAT gateways serve, cut-through ENIs) -> their next
+ * hop; a 1:1 binding carries its own. Sized like vpc_sources. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_VPC_SOURCES);
+	__type(key, __be32);
+	__type(value, struct next_hop);
+} next_hops SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct next_hop_config);
+} next_hop_settings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NEXT_HOP_FALLBACK_MAX);
+	__type(key, enum next_hop_fallback);
+	__type(value, __u64);
+} next_hop_fallbacks SEC(".maps");
+
+/* ---- the edge ---- */
 
 /* (VPC address, MAC) pairs that may be translated: an instance's addresses with its
  * ENI's MAC. Nothing else from the VPC is. */

@@ -57,15 +57,30 @@ enum reason_kind {
 	REASON_KIND_DROP = 3,
 };
 
+/* Where to send a packet without asking the kernel's FIB: what bpf_fib_lookup would
+ * answer for a destination, kept by eipd from the kernel's routes, neighbours and
+ * links (dataplane/nexthop.go). Valid only while generation is the current one in
+ * next_hop_settings; all zero is none. */
+struct next_hop {
+	__u32 ifindex;
+	__u8 dmac[6];
+	__u8 smac[6];
+	__u16 mtu;  /* the largest IP packet the hop takes; a bigger one asks the FIB */
+	__u16 pad;
+	__u32 generation;
+};
+
 /* The value of both binding maps: the address to write, and the binding's slot in
  * eip_counters (one array lookup on the hot path instead of a second hash lookup).
  * The outbound half also carries a MAC registered with the private address, so that
- * the usual sender is checked without a vpc_sources lookup (all zero: none known). */
+ * the usual sender is checked without a vpc_sources lookup (all zero: none known);
+ * the inbound half the next hop to the private address. */
 struct binding {
 	__be32 addr;
 	__u32 counter_slot;
 	__u8 sender_mac[6];
 	__u16 pad;
+	struct next_hop hop;
 };
 
 /* Per-EIP metering, one per CPU per binding. "in" is internet -> instance,
@@ -250,6 +265,26 @@ struct prefix_set {
 	__u32 count;
 	__u32 pad;
 	struct prefix4 prefixes[MAX_EDGE_PREFIXES];
+};
+
+/* Set by eipd: whether next hops are cached (generation 0: no, every packet asks the
+ * FIB, as with policy routing or a multipath default), the next hop of destinations
+ * the default route covers, and the prefixes of every other route, whose
+ * destinations take their own next hop (next_hops) or ask the FIB. */
+struct next_hop_config {
+	__u32 generation;
+	__u32 pad;
+	struct next_hop default_hop;
+	struct prefix_set specific_routes;
+};
+
+/* Why a packet's next hop came from the FIB and not the cache: counted per reason. */
+enum next_hop_fallback {
+	NEXT_HOP_FALLBACK_OFF,     /* caching is off (not configured, policy routing, multipath) */
+	NEXT_HOP_FALLBACK_MISS,    /* no cached hop for the destination */
+	NEXT_HOP_FALLBACK_STALE,   /* a cached hop from an older generation */
+	NEXT_HOP_FALLBACK_SIZE,    /* bigger than the cached hop's MTU: the FIB decides */
+	NEXT_HOP_FALLBACK_MAX,
 };
 
 /* Set by the loader: what the edge refuses. */

@@ -1,0 +1,300 @@
+package dataplane
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+)
+
+// The in-program harness (bpf/harness.c) times each NAT path inside the kernel: every
+// run rebuilds its frame from a template, with the flow picked in order or at random,
+// and then runs the NAT; the rebuild's own time, measured alone, is subtracted.
+// Unlike BenchmarkNatPaths (one packet per call, with ~1 us of per-call setup) it runs
+// a million packets a call, so what it reports is the path itself.
+//
+//	sudo go test -run '^$' -bench InProgram ./dataplane          # every path and scale
+//	sudo go test -run '^$' -bench 'InProgram/snat' ./dataplane   # a subset
+//
+// The figures feed bench/README.md ("Where the time goes, in the program").
+type harness struct {
+	l    *lab
+	objs harnessObjects
+}
+
+// newHarness loads the harness onto the lab dataplane's own maps.
+func newHarness(tb testing.TB, l *lab) *harness {
+	tb.Helper()
+	spec, err := loadHarness()
+	must(tb, err)
+	replacements := map[string]*ebpf.Map{}
+	for name := range spec.Maps {
+		if !pinnedMap(name) || strings.HasPrefix(name, "harness_") {
+			continue
+		}
+		m, err := ebpf.LoadPinnedMap(filepath.Join(l.dp.PinDir(), name), nil)
+		if err != nil {
+			tb.Fatalf("harness: the dataplane has no map %s: %v", name, err)
+		}
+		tb.Cleanup(func() { m.Close() })
+		spec.Maps[name].MaxEntries = m.MaxEntries() // the dataplane sized it
+		replacements[name] = m
+	}
+	h := &harness{l: l}
+	must(tb, spec.LoadAndAssign(&h.objs, &ebpf.CollectionOptions{MapReplacements: replacements}))
+	tb.Cleanup(func() { h.objs.Close() })
+	return h
+}
+
+// cacheNextHops fills the next-hop cache from the lab's tables, as eipd's watcher does.
+func (h *harness) cacheNextHops(tb testing.TB) {
+	tb.Helper()
+	hops, err := ReadNextHops(h.l.host.Netlink(), h.l.dp.hopAddrs())
+	must(tb, err)
+	must(tb, h.l.dp.SetNextHops(hops))
+}
+
+// flowSpread says how a template becomes many flows (bpf/harness.c): addresses
+// (source, or destination with varyDst) x ports (source) x remotes (destination port).
+type flowSpread struct {
+	flows, ports, remotes uint32
+	varyDst               bool
+}
+
+// use makes frame, spread over s, the template of the next runs, from the first flow.
+func (h *harness) use(tb testing.TB, frame []byte, s flowSpread, random bool) []byte {
+	tb.Helper()
+	padded := append([]byte(nil), frame...)
+	for len(padded)%8 != 0 {
+		padded = append(padded, 0) // Ethernet padding: past the IP total length
+	}
+	var t harnessHarnessTemplate
+	if len(padded) > len(t.Frame) {
+		tb.Fatalf("harness: a %d-byte frame does not fit the template", len(padded))
+	}
+	t.Len = uint32(len(padded))
+	t.Flows, t.Ports, t.Remotes = s.flows, max(s.ports, 1), max(s.remotes, 1)
+	if random {
+		t.Random = 1
+	}
+	if s.varyDst {
+		t.VaryDst = 1
+	}
+	copy(t.Frame[:], padded)
+	must(tb, h.objs.HarnessTemplates.Put(uint32(0), &t))
+	cpus, err := ebpf.PossibleCPU()
+	must(tb, err)
+	must(tb, h.objs.HarnessCursor.Put(uint32(0), make([]uint32, cpus)))
+	return padded
+}
+
+// time runs prog over frame repeat times in one call and returns the mean time per
+// run, checking the last run's verdict.
+func (h *harness) time(tb testing.TB, prog *ebpf.Program, frame []byte, repeat int, want uint32) time.Duration {
+	tb.Helper()
+	var ret uint32
+	var d time.Duration
+	err := h.l.host.Do(func() error {
+		var err error
+		ret, d, err = prog.Benchmark(frame, repeat, nil)
+		return err
+	})
+	must(tb, err)
+	if ret != want {
+		tb.Fatalf("harness: verdict %d, want %d", ret, want)
+	}
+	return d
+}
+
+// cost is the path's time per packet: the median over rounds of (path - rebuild),
+// each round timing both on repeat runs. Every run must be translated: any reason
+// counted on the way fails the benchmark, as it would be measuring another path.
+func (h *harness) cost(tb testing.TB, prog *ebpf.Program, frame []byte, repeat int) float64 {
+	tb.Helper()
+	const rounds = 5
+	before := h.l.snapshot(tb)
+	var diffs []float64
+	for range rounds {
+		rebuild := h.time(tb, h.objs.HarnessRebuild, frame, repeat, xdpDrop)
+		path := h.time(tb, prog, frame, repeat, xdpRedirect)
+		diffs = append(diffs, float64(path-rebuild))
+	}
+	if moved := diffReasons(before, h.l.snapshot(tb)); len(moved) != 0 {
+		tb.Fatalf("harness: packets left the measured path: %v", moved)
+	}
+	slices.Sort(diffs)
+	return diffs[len(diffs)/2]
+}
+
+const (
+	xdpDrop     = uint32(1) // XDP_DROP
+	xdpRedirect = uint32(4) // XDP_REDIRECT
+)
+
+// BenchmarkInProgram reports ns/packet in the program for each path: 1:1 both ways
+// over 50 bindings; established SNAT and DNAT at 1k, 12.8k, 100k and 1M sessions,
+// flows taken in order and at random; and the new SNAT flow, averaged over opening
+// all of a scale's sessions. The session tables are sized 2x the case's sessions, as
+// the bench sizes the kernel's conntrack.
+func BenchmarkInProgram(b *testing.B) {
+	b.Run("one-to-one", func(b *testing.B) {
+		l := newLab(b)
+		h := newHarness(b, l)
+		f := newNatFrames(b, l)
+		const bindings = 50
+		first, firstEIP := netip.MustParseAddr("10.0.5.0"), netip.MustParseAddr("203.0.113.150")
+		priv, eip := first, firstEIP
+		for range bindings {
+			must(b, l.dp.SetBinding(eip, priv))
+			must(b, l.dp.SetSource(Source{Addr: priv, MAC: macRemote}))
+			must(b, l.host.Neigh("vpc", priv, net.HardwareAddr{0x02, 0, 0, 0, 0x05, priv.As4()[3]}))
+			priv, eip = priv.Next(), eip.Next()
+		}
+		paths := []struct {
+			name   string
+			prog   *ebpf.Program
+			frame  []byte
+			spread flowSpread
+		}{
+			{"outbound", h.objs.HarnessVpc, f.fromInside(first, labInet, udpDgram(5000, 53)),
+				flowSpread{flows: bindings}},
+			{"inbound", h.objs.HarnessUplink, f.fromInet(labInet, firstEIP, udpDgram(53, 5000)),
+				flowSpread{flows: bindings, varyDst: true}},
+		}
+		for _, cached := range []bool{true, false} {
+			if cached {
+				h.cacheNextHops(b)
+			} else {
+				must(b, l.dp.DisableNextHops())
+			}
+			for _, p := range paths {
+				for _, random := range []bool{false, true} {
+					name := p.name + "/" + order(random)
+					if !cached {
+						name = p.name + "-fib/" + order(random)
+					}
+					b.Run(name, func(b *testing.B) {
+						frame := h.use(b, p.frame, p.spread, random)
+						b.ReportMetric(h.cost(b, p.prog, frame, max(b.N, 100000)), "ns/packet")
+					})
+				}
+			}
+		}
+	})
+	for _, n := range []uint32{1000, 12800, 100000, 1000000} {
+		b.Run(fmt.Sprintf("snat/sessions=%d", n), func(b *testing.B) { benchSNAT(b, n) })
+		b.Run(fmt.Sprintf("dnat/sessions=%d", n), func(b *testing.B) { benchDNAT(b, n) })
+	}
+}
+
+func order(random bool) string {
+	if random {
+		return "random"
+	}
+	return "in-order"
+}
+
+// scaledNatLab is the NAT lab with session tables sized 2x sessions and no quotas.
+func scaledNatLab(b *testing.B, sessions uint32) (*lab, *harness, natFrames) {
+	l := newNatLabWith(b, Config{MaxBindings: 1024, MaxSessions: 2 * sessions})
+	cfg := DefaultNatConfig()
+	cfg.MaxSessionsPerSource, cfg.MaxPortsPerSource = 1<<30, 1<<30
+	must(b, l.dp.SetNatConfig(cfg))
+	h := newHarness(b, l)
+	return l, h, newNatFrames(b, l)
+}
+
+// open runs every flow of spread once, in order, opening a session each, and returns
+// the mean time of a new flow (the rebuild subtracted).
+func (h *harness) open(tb testing.TB, prog *ebpf.Program, template []byte, s flowSpread) float64 {
+	tb.Helper()
+	frame := h.use(tb, template, s, false)
+	rebuild := h.time(tb, h.objs.HarnessRebuild, frame, int(s.flows), xdpDrop)
+	h.use(tb, template, s, false)
+	before := h.l.snapshot(tb)
+	opened := h.time(tb, prog, frame, int(s.flows), xdpRedirect)
+	if moved := diffReasons(before, h.l.snapshot(tb)); len(moved) != 0 {
+		tb.Fatalf("harness: opening %d sessions: %v", s.flows, moved)
+	}
+	return float64(opened - rebuild)
+}
+
+// benchSNAT: instances of affSubnet (registered, pooled over two EIPs with affinity)
+// open n sessions, 64 remote ports per mapping, 16 source addresses.
+func benchSNAT(b *testing.B, n uint32) {
+	l, h, f := scaledNatLab(b, n)
+	const remotes, addrs = 64, 16
+	spread := flowSpread{flows: n, remotes: remotes, ports: (n + remotes*addrs - 1) / (remotes * addrs)}
+	template := f.fromInside(affSubnet.Addr(), labInet, udpDgram(1024, 1000))
+	h.cacheNextHops(b)
+	newFlow := h.open(b, h.objs.HarnessVpc, template, spread)
+	mem, err := l.dp.SessionMemory()
+	must(b, err)
+	b.Run("new", func(b *testing.B) { b.ReportMetric(newFlow, "ns/packet") })
+	for _, random := range []bool{false, true} {
+		b.Run("established/"+order(random), func(b *testing.B) {
+			frame := h.use(b, template, spread, random)
+			b.ReportMetric(h.cost(b, h.objs.HarnessVpc, frame, int(max(n, 200000))), "ns/packet")
+			b.ReportMetric(float64(mem)/float64(n), "session-bytes/session")
+		})
+	}
+}
+
+// benchDNAT: n internet endpoints (200 addresses x ports) reach one forward entry,
+// each opening a session.
+func benchDNAT(b *testing.B, n uint32) {
+	l, h, f := scaledNatLab(b, n)
+	const addrs = 200
+	spread := flowSpread{flows: n, ports: (n + addrs - 1) / addrs}
+	template := f.fromInet(labInet, natEIP2, udpDgram(1024, fwdUDPPort))
+	h.cacheNextHops(b)
+	newFlow := h.open(b, h.objs.HarnessUplink, template, spread)
+	mem, err := l.dp.SessionMemory()
+	must(b, err)
+	b.Run("new", func(b *testing.B) { b.ReportMetric(newFlow, "ns/packet") })
+	for _, random := range []bool{false, true} {
+		b.Run("established/"+order(random), func(b *testing.B) {
+			frame := h.use(b, template, spread, random)
+			b.ReportMetric(h.cost(b, h.objs.HarnessUplink, frame, int(max(n, 200000))), "ns/packet")
+			b.ReportMetric(float64(mem)/float64(n), "session-bytes/session")
+		})
+	}
+}
+
+// TestHarnessMeasuresTheNamedPath keeps the harness honest in CI: its rebuilt frames
+// take the 1:1 path (redirected, nothing counted elsewhere), and an in-order run over
+// n flows opens exactly n SNAT sessions.
+func TestHarnessMeasuresTheNamedPath(t *testing.T) {
+	l := newNatLabWith(t, Config{MaxBindings: 1024, MaxSessions: 4096})
+	cfg := DefaultNatConfig()
+	cfg.MaxSessionsPerSource, cfg.MaxPortsPerSource = 1<<20, 1<<20
+	must(t, l.dp.SetNatConfig(cfg))
+	h := newHarness(t, l)
+	f := newNatFrames(t, l)
+	f.macOfInside[privVM1] = macVM1
+	frame := h.use(t, f.fromInside(privVM1, labInet, udpDgram(5000, 53)), flowSpread{flows: 1}, false)
+	before := l.snapshot(t)
+	h.time(t, h.objs.HarnessVpc, frame, 1000, xdpRedirect)
+	after := l.snapshot(t)
+	if moved := diffReasons(before, after); len(moved) != 0 {
+		t.Fatalf("1:1 runs left the path: %v", moved)
+	}
+	if got := after.eips[eipVM1].OutPackets - before.eips[eipVM1].OutPackets; got != 1000 {
+		t.Fatalf("eipVM1 counted %d outbound packets for 1000 runs", got)
+	}
+
+	const n = 1000
+	spread := flowSpread{flows: n, remotes: 10, ports: 25} // 4 addresses x 25 ports x 10 remotes
+	h.open(t, h.objs.HarnessVpc, f.fromInside(affSubnet.Addr(), labInet, udpDgram(1024, 1000)), spread)
+	sessions, err := l.dp.Sessions(func(Session) bool { return true })
+	must(t, err)
+	if len(sessions) != n {
+		t.Fatalf("%d in-order runs opened %d sessions, want %d", n, len(sessions), n)
+	}
+}
