@@ -87,6 +87,25 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 		return fmt.Errorf("reconcile at start: %w", err)
 	}
 	log.Info("reconciled at start", "result", res.String())
+	// Next hops are cached from the kernel's tables once the bindings are in, and
+	// kept current while eipd runs. Nobody watches the tables while it is stopped, so
+	// it turns the cache off on the way out: until the next start every packet asks
+	// the FIB (docs/dataplane.md says what a crash leaves).
+	hopsCtx, stopHops := context.WithCancel(context.Background())
+	hopWatcher := &dataplane.NextHopWatcher{DP: dp, Resync: cfg.reconcileInterval,
+		Log: func(msg string, args ...any) { log.Error(msg, args...) }}
+	waitHops, err := hopWatcher.Start(hopsCtx)
+	if err != nil {
+		stopHops()
+		return err
+	}
+	defer func() {
+		stopHops()
+		waitHops()
+		if err := dp.DisableNextHops(); err != nil {
+			log.Error("next-hop cache: turning it off on the way out", "error", err)
+		}
+	}()
 	reconcileNow := func() error {
 		res, err := rec.Reconcile()
 		if err != nil {
@@ -326,6 +345,18 @@ func writeDataplaneMetrics(w io.Writer, dp *dataplane.Dataplane, log *slog.Logge
 	if err != nil {
 		log.Error("metrics: reasons", "error", err)
 		return
+	}
+	if fb, err := dp.NextHopFallbacks(); err == nil {
+		fmt.Fprintln(w, "# HELP eipgw_next_hop_fallbacks_total Packets whose next hop came from the kernel's FIB and not the cache, by why.")
+		fmt.Fprintln(w, "# TYPE eipgw_next_hop_fallbacks_total counter")
+		for _, c := range []struct {
+			why string
+			n   uint64
+		}{{"off", fb.Off}, {"miss", fb.Miss}, {"stale", fb.Stale}, {"size", fb.Size}} {
+			fmt.Fprintf(w, "eipgw_next_hop_fallbacks_total{why=%q} %d\n", c.why, c.n)
+		}
+	} else {
+		log.Error("metrics: next-hop fallbacks", "error", err)
 	}
 	fmt.Fprintln(w, "# HELP eipgw_dataplane_packets_total Packets the fast path passed to the kernel or dropped, by reason.")
 	fmt.Fprintln(w, "# TYPE eipgw_dataplane_packets_total counter")
