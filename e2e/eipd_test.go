@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -405,5 +406,46 @@ func TestEipdRestoresRemovedPins(t *testing.T) {
 	d.must(t, "unassociate-eip-address", "--allocation-id", id, "--instance-id", "i-vm1")
 	if inboundWorks(t, d, d.VM1, eip, 7141) {
 		t.Error("after the repair a disassociation does not take effect")
+	}
+}
+
+// TestEipdCachesNextHops: once the first packets have resolved the neighbours, a
+// 1:1 EIP's traffic both ways takes cached next hops; no packet asks the FIB.
+func TestEipdCachesNextHops(t *testing.T) {
+	for _, hook := range []string{"xdp", "tc"} {
+		t.Run(hook, func(t *testing.T) {
+			d, _, eip := withVM1EIP(t, hook, nil)
+			fallbacks := func() uint64 {
+				t.Helper()
+				m := d.metrics(t)
+				var sum uint64
+				for _, why := range []string{"off", "miss", "stale", "size"} {
+					v := metricValue(m, fmt.Sprintf("eipgw_next_hop_fallbacks_total{why=%q}", why))
+					n, err := strconv.ParseUint(v, 10, 64)
+					if err != nil {
+						t.Fatalf("no fallback count %q in the metrics: %q", why, v)
+					}
+					sum += n
+				}
+				return sum
+			}
+			port := 7300
+			exchange := func() bool { port++; return inboundWorks(t, d, d.VM1, eip, port) }
+			// The first exchanges resolve the instance's and the router's MACs through
+			// the kernel, and the watcher caches them.
+			waitFor(t, "an exchange that takes only cached hops", 10*time.Second, func() bool {
+				before := fallbacks()
+				return exchange() && fallbacks() == before
+			})
+			before := fallbacks()
+			for range 20 {
+				if !exchange() {
+					t.Fatal("an exchange through the EIP failed")
+				}
+			}
+			if got := fallbacks() - before; got != 0 {
+				t.Errorf("%d packets of 20 exchanges asked the FIB", got)
+			}
+		})
 	}
 }
