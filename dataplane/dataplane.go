@@ -136,7 +136,7 @@ func Open(cfg Config) (*Dataplane, error) {
 	spec.Maps[natMapCountersBySlot].MaxEntries = cfg.MaxBindings
 	spec.Maps[natMapVpcSources].MaxEntries = cfg.MaxSources
 	spec.Maps[natMapNextHops].MaxEntries = cfg.MaxSources // the addresses of registered sources
-	for _, name := range []string{natMapSessions, natMapSessionsByReply, natMapMappings, natMapPortsInUse} {
+	for _, name := range []string{natMapSessions, natMapSessionsIn, natMapMappings, natMapPortsInUse} {
 		spec.Maps[name].MaxEntries = cfg.MaxSessions
 	}
 	abi, err := layoutFingerprint(spec)

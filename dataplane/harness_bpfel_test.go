@@ -48,7 +48,7 @@ const (
 	harnessMapPortsInUse       = "ports_in_use"
 	harnessMapReasonCounters   = "reason_counters"
 	harnessMapSessions         = "sessions"
-	harnessMapSessionsByReply  = "sessions_by_reply"
+	harnessMapSessionsIn       = "sessions_in"
 	harnessMapSnatRules        = "snat_rules"
 	harnessMapUsageBySource    = "usage_by_source"
 	harnessMapVpcSources       = "vpc_sources"
@@ -129,7 +129,7 @@ type harnessMapSpecs struct {
 	PortsInUse       *ebpf.MapSpec `ebpf:"ports_in_use"`
 	ReasonCounters   *ebpf.MapSpec `ebpf:"reason_counters"`
 	Sessions         *ebpf.MapSpec `ebpf:"sessions"`
-	SessionsByReply  *ebpf.MapSpec `ebpf:"sessions_by_reply"`
+	SessionsIn       *ebpf.MapSpec `ebpf:"sessions_in"`
 	SnatRules        *ebpf.MapSpec `ebpf:"snat_rules"`
 	UsageBySource    *ebpf.MapSpec `ebpf:"usage_by_source"`
 	VpcSources       *ebpf.MapSpec `ebpf:"vpc_sources"`
@@ -182,7 +182,7 @@ type harnessMaps struct {
 	PortsInUse       *ebpf.Map `ebpf:"ports_in_use"`
 	ReasonCounters   *ebpf.Map `ebpf:"reason_counters"`
 	Sessions         *ebpf.Map `ebpf:"sessions"`
-	SessionsByReply  *ebpf.Map `ebpf:"sessions_by_reply"`
+	SessionsIn       *ebpf.Map `ebpf:"sessions_in"`
 	SnatRules        *ebpf.Map `ebpf:"snat_rules"`
 	UsageBySource    *ebpf.Map `ebpf:"usage_by_source"`
 	VpcSources       *ebpf.Map `ebpf:"vpc_sources"`
@@ -210,7 +210,7 @@ func (m *harnessMaps) Close() error {
 		m.PortsInUse,
 		m.ReasonCounters,
 		m.Sessions,
-		m.SessionsByReply,
+		m.SessionsIn,
 		m.SnatRules,
 		m.UsageBySource,
 		m.VpcSources,

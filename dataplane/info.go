@@ -58,7 +58,7 @@ func (d *Dataplane) MapMemory() (uint64, error) {
 // their reply index, mappings, ports in use), in bytes. Preallocated like the binding
 // maps: it follows Config.MaxSessions.
 func (d *Dataplane) SessionMemory() (uint64, error) {
-	return memlockOf(d.objs.Sessions, d.objs.SessionsByReply, d.objs.Mappings, d.objs.PortsInUse)
+	return memlockOf(d.objs.Sessions, d.objs.SessionsIn, d.objs.Mappings, d.objs.PortsInUse)
 }
 
 func memlockOf(maps ...*ebpf.Map) (uint64, error) {

@@ -128,6 +128,7 @@ type natNatConfig struct {
 	PortMax              uint16
 	IcmpSource           uint32
 	UdpInboundRefresh    uint32
+	FrozenNowNs          uint64
 }
 
 type natNatEip struct {
@@ -238,8 +239,8 @@ type natSession struct {
 	EipPort     uint16
 	Flags       uint8
 	Pad         uint8
-	Tcp         natTcpSeen
 	CounterSlot uint32
+	Tcp         uint32
 	LastSeenNs  uint64
 }
 
@@ -250,6 +251,17 @@ const (
 	natSessionFlagsSESSION_DNAT    natSessionFlags = 2
 	natSessionFlagsSESSION_HAIRPIN natSessionFlags = 4
 )
+
+type natSessionIn struct {
+	_           structs.HostLayout
+	InsideAddr  uint32
+	InsidePort  uint16
+	Flags       uint8
+	Pad         uint8
+	CounterSlot uint32
+	Tcp         uint32
+	LastSeenNs  uint64
+}
 
 type natSnatPool struct {
 	_            structs.HostLayout
@@ -310,7 +322,7 @@ const (
 	natMapPortsInUse         = "ports_in_use"
 	natMapReasonCounters     = "reason_counters"
 	natMapSessions           = "sessions"
-	natMapSessionsByReply    = "sessions_by_reply"
+	natMapSessionsIn         = "sessions_in"
 	natMapSnatRules          = "snat_rules"
 	natMapUsageBySource      = "usage_by_source"
 	natMapVpcSources         = "vpc_sources"
@@ -397,7 +409,7 @@ type natMapSpecs struct {
 	PortsInUse       *ebpf.MapSpec `ebpf:"ports_in_use"`
 	ReasonCounters   *ebpf.MapSpec `ebpf:"reason_counters"`
 	Sessions         *ebpf.MapSpec `ebpf:"sessions"`
-	SessionsByReply  *ebpf.MapSpec `ebpf:"sessions_by_reply"`
+	SessionsIn       *ebpf.MapSpec `ebpf:"sessions_in"`
 	SnatRules        *ebpf.MapSpec `ebpf:"snat_rules"`
 	UsageBySource    *ebpf.MapSpec `ebpf:"usage_by_source"`
 	VpcSources       *ebpf.MapSpec `ebpf:"vpc_sources"`
@@ -448,7 +460,7 @@ type natMaps struct {
 	PortsInUse       *ebpf.Map `ebpf:"ports_in_use"`
 	ReasonCounters   *ebpf.Map `ebpf:"reason_counters"`
 	Sessions         *ebpf.Map `ebpf:"sessions"`
-	SessionsByReply  *ebpf.Map `ebpf:"sessions_by_reply"`
+	SessionsIn       *ebpf.Map `ebpf:"sessions_in"`
 	SnatRules        *ebpf.Map `ebpf:"snat_rules"`
 	UsageBySource    *ebpf.Map `ebpf:"usage_by_source"`
 	VpcSources       *ebpf.Map `ebpf:"vpc_sources"`
@@ -474,7 +486,7 @@ func (m *natMaps) Close() error {
 		m.PortsInUse,
 		m.ReasonCounters,
 		m.Sessions,
-		m.SessionsByReply,
+		m.SessionsIn,
 		m.SnatRules,
 		m.UsageBySource,
 		m.VpcSources,

@@ -114,8 +114,28 @@ func (d *Dataplane) SetNatConfig(c NatConfig) error {
 	if c.ICMPSource.IsValid() {
 		v.IcmpSource, _ = beKey(c.ICMPSource)
 	}
+	// A frozen clock (tests) stays frozen.
+	var cur natNatConfig
+	if err := d.objs.NatSettings.Lookup(uint32(0), &cur); err == nil {
+		v.FrozenNowNs = cur.FrozenNowNs
+	}
 	if err := d.objs.NatSettings.Put(uint32(0), v); err != nil {
 		return fmt.Errorf("set NAT config: %w", err)
+	}
+	return nil
+}
+
+// freezeSessionClock makes the sessions' clock stand still at now (0: run again),
+// for the packet path and for the collector alike: tests expire sessions by moving
+// it, never by sleeping.
+func (d *Dataplane) freezeSessionClock(now time.Duration) error {
+	var v natNatConfig
+	if err := d.objs.NatSettings.Lookup(uint32(0), &v); err != nil {
+		return fmt.Errorf("freeze the session clock: %w", err)
+	}
+	v.FrozenNowNs = uint64(now)
+	if err := d.objs.NatSettings.Put(uint32(0), v); err != nil {
+		return fmt.Errorf("freeze the session clock: %w", err)
 	}
 	return nil
 }

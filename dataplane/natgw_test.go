@@ -241,9 +241,9 @@ func (l *lab) purgeAll(t *testing.T) {
 		t.Fatalf("mapping %+v left after purge", mk)
 	}
 	var rk natReplyKey
-	var rv natFlowKey
-	if it := l.dp.objs.SessionsByReply.Iterate(); it.Next(&rk, &rv) {
-		t.Fatalf("reply entry %+v left after purge", rk)
+	var rv natSessionIn
+	if it := l.dp.objs.SessionsIn.Iterate(); it.Next(&rk, &rv) {
+		t.Fatalf("inbound record %+v left after purge", rk)
 	}
 }
 
@@ -439,6 +439,9 @@ func TestNatGatewayExpiry(t *testing.T) {
 	cfg.UDP = 300 * time.Millisecond
 	cfg.TCPTransitory = 300 * time.Millisecond
 	must(t, l.dp.SetNatConfig(cfg))
+	start := 1000 * time.Second // any time: the clock is frozen
+	must(t, l.dp.freezeSessionClock(start))
+	t.Cleanup(func() { _ = l.dp.freezeSessionClock(0) })
 	l.check(t, hook, natStep{name: "udp", role: RoleVPC, in: f.fromInside(natVM1, labInet, udpDgram(5000, 53)), verdict: redirect})
 	l.check(t, hook, natStep{name: "tcp syn", role: RoleVPC, in: f.fromInside(natVM1, labInet, tcpSeg(5001, 80, "S")), verdict: redirect})
 	l.check(t, hook, natStep{name: "tcp syn-ack", role: RoleUplink, in: f.fromInet(labInet, natEIP1, tcpSeg(80, 5001, "SA")), verdict: redirect})
@@ -452,7 +455,14 @@ func TestNatGatewayExpiry(t *testing.T) {
 	if res.Expired != 0 || res.Live != 3 {
 		t.Fatalf("nothing is idle yet: %+v", res)
 	}
-	time.Sleep(400 * time.Millisecond)
+	// Just before the short timeouts nothing goes; at them, they do.
+	must(t, l.dp.freezeSessionClock(start+cfg.UDP-time.Millisecond))
+	res, err = l.dp.ExpireIdle()
+	must(t, err)
+	if res.Expired != 0 || res.Live != 3 {
+		t.Fatalf("a millisecond before the timeouts: %+v", res)
+	}
+	must(t, l.dp.freezeSessionClock(start+cfg.UDP))
 	res, err = l.dp.ExpireIdle()
 	must(t, err)
 	// UDP and the reset TCP session went; the established one (7440 s) stays.
@@ -722,24 +732,20 @@ func TestNatGatewayUDPRefreshDirection(t *testing.T) {
 	f := newNatFrames(t, l)
 	hook := HookXDP
 	redirect := hookVerdict(hook, verdictRedirect)
+	t.Cleanup(func() { _ = l.dp.freezeSessionClock(0) })
 	for _, inboundRefresh := range []bool{false, true} {
 		cfg := DefaultNatConfig()
 		cfg.ICMPSource = gwVPCAddr
 		cfg.UDPInboundRefresh = inboundRefresh
 		must(t, l.dp.SetNatConfig(cfg))
+		start := 1000 * time.Second // any time: the clock is frozen
+		must(t, l.dp.freezeSessionClock(start))
 		l.check(t, hook, natStep{name: "udp out", role: RoleVPC, in: f.fromInside(natVM1, labInet, udpDgram(5100, 53)), verdict: redirect})
-		// Age the session by ten seconds, as if the instance had gone quiet.
-		var key natFlowKey
-		var s natSession
-		it := l.dp.objs.Sessions.Iterate()
-		for it.Next(&key, &s) {
-			s.LastSeenNs -= uint64(10 * time.Second)
-			must(t, l.dp.objs.Sessions.Put(key, s))
-		}
-		must(t, it.Err())
+		// Ten seconds later, the instance having gone quiet, the remote answers.
+		must(t, l.dp.freezeSessionClock(start+10*time.Second))
 		l.check(t, hook, natStep{name: "udp in", role: RoleUplink, in: f.fromInet(labInet, natEIP1, udpDgram(53, 5100)), verdict: redirect})
 		got := l.session(t, func(s Session) bool { return s.Inside.Port() == 5100 })
-		if refreshed := got.Idle < 5*time.Second; refreshed != inboundRefresh {
+		if refreshed := got.Idle == 0; refreshed != inboundRefresh || (!refreshed && got.Idle != 10*time.Second) {
 			t.Errorf("UDPInboundRefresh=%v: after a reply the session is idle %v (refreshed=%v)", inboundRefresh, got.Idle, refreshed)
 		}
 		l.purgeAll(t)

@@ -34,11 +34,19 @@ type Session struct {
 // Expired tells whether the collector may remove it.
 func (s Session) Expired() bool { return s.Idle >= s.Timeout }
 
-// monotonicNow reads the clock bpf_ktime_get_ns uses.
-func monotonicNow() (uint64, error) {
+// sessionNow reads the sessions' clock as the packet path does (conntrack.h's
+// session_now): the coarse monotonic clock, unless a test froze it.
+func (d *Dataplane) sessionNow() (uint64, error) {
+	var v natNatConfig
+	if err := d.objs.NatSettings.Lookup(uint32(0), &v); err != nil {
+		return 0, fmt.Errorf("read the session clock: %w", err)
+	}
+	if v.FrozenNowNs != 0 {
+		return v.FrozenNowNs, nil
+	}
 	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		return 0, fmt.Errorf("read monotonic clock: %w", err)
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC_COARSE, &ts); err != nil {
+		return 0, fmt.Errorf("read the coarse monotonic clock: %w", err)
 	}
 	return uint64(ts.Nano()), nil
 }
@@ -60,7 +68,9 @@ func tcpState(bits natTcpSeen) (state string, established bool) {
 	return "established", true
 }
 
-func (d *Dataplane) decodeSession(k natFlowKey, v natSession, cfg NatConfig, now uint64) Session {
+// decodeSession describes a session from its outbound record and, when it has one,
+// its inbound record.
+func (d *Dataplane) decodeSession(k natFlowKey, v natSession, in *natSessionIn, cfg NatConfig, now uint64) Session {
 	s := Session{
 		Protocol: k.Protocol,
 		Inside:   netip.AddrPortFrom(beAddr(k.InsideAddr), ntohs(k.InsidePort)),
@@ -73,13 +83,18 @@ func (d *Dataplane) decodeSession(k natFlowKey, v natSession, cfg NatConfig, now
 	if v.Flags&uint8(natSessionFlagsSESSION_DNAT) != 0 {
 		s.Kind = KindDNAT
 	}
-	if now > v.LastSeenNs {
-		s.Idle = time.Duration(now - v.LastSeenNs)
+	lastSeen, tcp := v.LastSeenNs, v.Tcp
+	if in != nil {
+		lastSeen = max(lastSeen, in.LastSeenNs)
+		tcp |= in.Tcp
+	}
+	if now > lastSeen {
+		s.Idle = time.Duration(now - lastSeen)
 	}
 	switch k.Protocol {
 	case ProtoTCP:
 		var established bool
-		s.State, established = tcpState(v.Tcp)
+		s.State, established = tcpState(natTcpSeen(tcp))
 		s.Timeout = cfg.TCPTransitory
 		if established {
 			s.Timeout = cfg.TCPEstablished
@@ -116,15 +131,30 @@ func (d *Dataplane) eachSession(fn func(natFlowKey, Session) error) error {
 	if err != nil {
 		return err
 	}
-	now, err := monotonicNow()
+	now, err := d.sessionNow()
 	if err != nil {
 		return err
+	}
+	inbound := map[natReplyKey]natSessionIn{}
+	var rk natReplyKey
+	var rv natSessionIn
+	rit := d.objs.SessionsIn.Iterate()
+	for rit.Next(&rk, &rv) {
+		inbound[rk] = rv
+	}
+	if err := rit.Err(); err != nil {
+		return fmt.Errorf("list sessions' inbound records: %w", err)
 	}
 	var k natFlowKey
 	var v natSession
 	it := d.objs.Sessions.Iterate()
 	for it.Next(&k, &v) {
-		if err := fn(k, d.decodeSession(k, v, cfg, now)); err != nil {
+		var in *natSessionIn
+		if r, ok := inbound[natReplyKey{RemoteAddr: k.RemoteAddr, Eip: v.Eip, RemotePort: k.RemotePort,
+			EipPort: v.EipPort, Protocol: k.Protocol}]; ok {
+			in = &r
+		}
+		if err := fn(k, d.decodeSession(k, v, in, cfg, now)); err != nil {
 			return err
 		}
 	}
@@ -138,7 +168,11 @@ func (d *Dataplane) eachSession(fn func(natFlowKey, Session) error) error {
 // reply entry, its quota share and its mapping reference in the kernel, atomically
 // with the packet path. Unless force, a session refreshed meanwhile is kept.
 func (d *Dataplane) expire(k natFlowKey, force bool) (bool, error) {
-	req := natExpireRequest{Key: k}
+	now, err := d.sessionNow()
+	if err != nil {
+		return false, fmt.Errorf("expire session: %w", err)
+	}
+	req := natExpireRequest{Key: k, NowNs: now}
 	if force {
 		req.Force = 1
 	}

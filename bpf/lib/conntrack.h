@@ -26,14 +26,27 @@ static __always_inline bool udp_inbound_refreshes(void)
 	return cfg && cfg->udp_inbound_refresh;
 }
 
-static __always_inline void session_touch(struct session *s, __u64 now)
+/* The sessions' clock: the coarse monotonic clock, which costs a load where
+ * bpf_ktime_get_ns reads the clock source (10-19 ns), and is as fine as last_seen
+ * needs; or the time a test froze it at. */
+static __always_inline __u64 session_now(void)
 {
-	if (now - s->last_seen_ns > LAST_SEEN_GRANULARITY_NS)
-		s->last_seen_ns = now;
+	struct nat_config *cfg = nat_config_get();
+
+	if (cfg && cfg->frozen_now_ns)
+		return cfg->frozen_now_ns;
+	return bpf_ktime_get_coarse_ns();
 }
 
-/* Record what a TCP segment says about the connection. */
-static __always_inline void session_track_tcp(struct session *s, __u8 tcp_flags, const bool from_inside)
+/* A direction's record saw a packet now: last_seen is one of its fields. */
+static __always_inline void session_touch(__u64 *last_seen, __u64 now)
+{
+	if (now - *last_seen > LAST_SEEN_GRANULARITY_NS)
+		*last_seen = now;
+}
+
+/* Record what a TCP segment says about the connection in its direction's bits. */
+static __always_inline void session_track_tcp(__u32 *seen, __u8 tcp_flags, const bool from_inside)
 {
 	__u32 bits = from_inside ? TCP_SEEN_INSIDE : TCP_SEEN_REMOTE;
 
@@ -41,8 +54,8 @@ static __always_inline void session_track_tcp(struct session *s, __u8 tcp_flags,
 		bits |= from_inside ? TCP_FIN_INSIDE : TCP_FIN_REMOTE;
 	if (tcp_flags & SEG_RST)
 		bits |= TCP_SEEN_RST;
-	if ((s->tcp & bits) != bits)
-		__sync_fetch_and_or((__u32 *)&s->tcp, bits);
+	if ((*seen & bits) != bits)
+		__sync_fetch_and_or(seen, bits);
 }
 
 /* RFC 5382 and RFC 7857: a TCP session is established once both ends spoke and until
@@ -108,24 +121,37 @@ static __always_inline struct reply_key reply_key_of(__be32 remote, __be16 remot
 	return reply;
 }
 
-/* Remove a session and what it holds: the reply entry first (inbound stops), then the
- * session, its quota share and its mapping reference. */
+/* Remove a session and what it holds: the inbound record first (inbound stops), then
+ * the outbound one, its quota share and its mapping reference. A session is idle when
+ * neither direction saw a packet for its timeout, which both directions' TCP bits
+ * decide. */
 static __always_inline int session_remove(const struct flow_key *key, __u64 now, bool force, __u32 *removed_flags)
 {
 	struct session *s = bpf_map_lookup_elem(&sessions, key);
 	struct nat_config *cfg = nat_config_get();
 	struct endpoint inside = {};
+	struct session_in *in;
 	struct reply_key reply;
 	struct source_usage *u;
+	__u64 last_seen;
+	__u32 tcp;
 	__u8 flags;
 
 	if (!s || !cfg)
 		return 0;
-	if (!force && now - s->last_seen_ns < session_timeout(cfg, key->protocol, s->tcp))
+	reply = reply_key_of(key->remote_addr, key->remote_port, s->eip, s->eip_port, key->protocol);
+	in = bpf_map_lookup_elem(&sessions_in, &reply);
+	last_seen = s->last_seen_ns;
+	tcp = s->tcp;
+	if (in) {
+		if (in->last_seen_ns > last_seen)
+			last_seen = in->last_seen_ns;
+		tcp |= in->tcp;
+	}
+	if (!force && now - last_seen < session_timeout(cfg, key->protocol, tcp))
 		return 0; /* refreshed since the collector looked */
 	flags = s->flags;
-	reply = reply_key_of(key->remote_addr, key->remote_port, s->eip, s->eip_port, key->protocol);
-	bpf_map_delete_elem(&sessions_by_reply, &reply);
+	bpf_map_delete_elem(&sessions_in, &reply);
 	if (bpf_map_delete_elem(&sessions, key) < 0)
 		return 0; /* another collector won */
 	*removed_flags = flags;

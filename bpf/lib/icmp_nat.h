@@ -18,7 +18,8 @@ static __always_inline int icmp_error_nat(void *ctx, const enum hook hook, struc
 	struct icmphdr *icmp;
 	struct iphdr *inner;
 	struct session *s;
-	struct flow_key key = {}, *quoted;
+	struct session_in *in;
+	struct flow_key key = {};
 	struct reply_key reply;
 	__u32 inner_len, quoted_l4, slot;
 	__be16 *inner_sport, *inner_dport, *port_field, new_port, old_port;
@@ -72,17 +73,14 @@ static __always_inline int icmp_error_nat(void *ctx, const enum hook hook, struc
 		if (inner->saddr != pkt->ip->daddr)
 			return drop_with(hook, REASON_DROP_ICMP_MISMATCH);
 		reply = reply_key_of(inner->daddr, echo ? 0 : *inner_dport, inner->saddr, *inner_sport, inner->protocol);
-		quoted = bpf_map_lookup_elem(&sessions_by_reply, &reply);
-		if (!quoted)
-			return not_found(found);
-		key = *quoted;
-		s = bpf_map_lookup_elem(&sessions, &key);
-		if (!s)
+		in = bpf_map_lookup_elem(&sessions_in, &reply);
+		if (!in)
 			return not_found(found);
 		addr_field = &inner->saddr;
 		port_field = inner_sport;
-		new_addr = key.inside_addr;
-		new_port = key.inside_port;
+		new_addr = in->inside_addr;
+		new_port = in->inside_port;
+		slot = in->counter_slot;
 	} else {
 		/* The quoted packet came from the remote to the instance's endpoint. */
 		if (inner->daddr != pkt->ip->saddr)
@@ -99,8 +97,8 @@ static __always_inline int icmp_error_nat(void *ctx, const enum hook hook, struc
 		port_field = inner_dport;
 		new_addr = s->eip;
 		new_port = s->eip_port;
+		slot = s->counter_slot;
 	}
-	slot = s->counter_slot;
 	old_addr = *addr_field;
 	old_port = *port_field;
 

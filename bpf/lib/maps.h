@@ -5,6 +5,14 @@
 #include <bpf/bpf_helpers.h>
 #include "types.h"
 
+/* errno-base.h values the map helpers answer with. */
+#ifndef E2BIG
+#define E2BIG 7   /* a full hash map refuses an insert */
+#endif
+#ifndef EEXIST
+#define EEXIST 17 /* BPF_NOEXIST and the key is there */
+#endif
+
 /* Default capacity; the Go loader may resize before loading (Config.MaxBindings). */
 #define MAX_BINDINGS 131072
 
@@ -62,7 +70,8 @@ struct {
 #define MAX_SOURCES 65536
 #define MAX_FRAGMENTS 16384
 
-/* Sessions by their VPC-side tuple: what outbound packets look up. */
+/* Sessions by their VPC-side tuple: what outbound packets look up (the outbound
+ * records). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_SESSIONS);
@@ -71,13 +80,13 @@ struct {
 } sessions SEC(".maps");
 
 /* Sessions by their uplink tuple: what inbound packets look up. Removed before the
- * session, inserted after it. */
+ * outbound record, inserted after it. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_SESSIONS);
 	__type(key, struct reply_key);
-	__type(value, struct flow_key);
-} sessions_by_reply SEC(".maps");
+	__type(value, struct session_in);
+} sessions_in SEC(".maps");
 
 /* Endpoint-independent mappings: internal endpoint -> external endpoint. */
 struct {

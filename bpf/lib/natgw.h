@@ -18,31 +18,35 @@ static __always_inline bool is_nat_eip(__be32 addr)
 
 /* Translate the destination of a packet headed to an EIP of this gateway: the
  * inbound half, used for the internet's packets and for hairpinned ones. found is the
- * caller's lookup of reply in sessions_by_reply, so established traffic pays one. */
+ * caller's lookup of reply in sessions_in: established traffic pays that one lookup,
+ * and only a miss tries a forward entry. */
 static __always_inline enum reason translate_inbound(void *ctx, const enum hook hook, const struct nat_l4 *l4,
-						     const struct reply_key *reply, const struct flow_key *found,
+						     const struct reply_key *reply, struct session_in *found,
 						     __u64 now, bool hairpin, __be32 *new_daddr, __u32 *slot)
 {
-	__be32 eip = reply->eip;
-	__be16 eip_port = reply->eip_port;
-	struct flow_key key = {};
-	struct session *s = 0;
+	__be32 eip = reply->eip, inside_addr;
+	__be16 eip_port = reply->eip_port, inside_port;
+	struct session_in *in = found;
 	enum reason reason;
 
-	reason = inbound_session(reply, found, l4, now, hairpin, &key, &s);
-	if (reason != REASON_MAX)
-		return reason;
-	if (!s)
-		return REASON_DROP_NAT_NO_SESSION;
+	if (!in) {
+		reason = dnat_open(reply, l4, now, hairpin, &in);
+		if (reason != REASON_MAX)
+			return reason;
+		if (!in)
+			return REASON_DROP_NAT_NO_SESSION;
+	}
 	/* RFC 4787 REQ-6: outbound packets refresh a UDP session; inbound ones only when
 	 * the operator allows it (an outside host could otherwise hold it open for ever). */
 	if (l4->kind != L4_UDP || udp_inbound_refreshes())
-		session_touch(s, now);
+		session_touch(&in->last_seen_ns, now);
 	if (l4->kind == L4_TCP)
-		session_track_tcp(s, l4->tcp_flags, false);
-	*slot = s->counter_slot;
-	*new_daddr = key.inside_addr;
-	if (rewrite_endpoint(ctx, hook, l4, false, eip, key.inside_addr, eip_port, key.inside_port) < 0)
+		session_track_tcp(&in->tcp, l4->tcp_flags, false);
+	*slot = in->counter_slot;
+	inside_addr = in->inside_addr;
+	inside_port = in->inside_port;
+	*new_daddr = inside_addr;
+	if (rewrite_endpoint(ctx, hook, l4, false, eip, inside_addr, eip_port, inside_port) < 0)
 		return REASON_DROP_TRUNCATED_L4;
 	return REASON_MAX;
 }
@@ -56,7 +60,7 @@ static __always_inline int natgw_inbound(void *ctx, const enum hook hook, struct
 	__u8 tos = pkt->ip->tos, protocol = pkt->ip->protocol;
 	__u32 len = pkt->total_len, slot = 0;
 	struct fragment_origin origin = {saddr, daddr, pkt->ip->frag_off, pkt->ip->id, protocol};
-	struct flow_key *found_key;
+	struct session_in *found_in;
 	struct reply_key reply;
 	struct nat_l4 l4 = {};
 	enum reason reason;
@@ -85,12 +89,12 @@ static __always_inline int natgw_inbound(void *ctx, const enum hook hook, struct
 	/* Established traffic finds its session with this one lookup; the membership test
 	 * is only paid when it misses. */
 	reply = reply_key_of(saddr, l4.sport, daddr, l4.dport, protocol);
-	found_key = bpf_map_lookup_elem(&sessions_by_reply, &reply);
-	if (!found_key && !is_nat_eip(daddr))
+	found_in = bpf_map_lookup_elem(&sessions_in, &reply);
+	if (!found_in && !is_nat_eip(daddr))
 		return not_found(ours);
 	if (pkt->ip->ttl <= 1)
 		return pass_with(hook, REASON_PASS_TTL_EXPIRING);
-	reason = translate_inbound(ctx, hook, &l4, &reply, found_key, bpf_ktime_get_ns(), false, &new_daddr, &slot);
+	reason = translate_inbound(ctx, hook, &l4, &reply, found_in, session_now(), false, &new_daddr, &slot);
 	if (reason != REASON_MAX)
 		return drop_with(hook, reason);
 	fragment_remember(&origin, saddr, new_daddr, slot, DIR_INBOUND);
@@ -146,7 +150,7 @@ static __always_inline int natgw_outbound(void *ctx, const enum hook hook, struc
 	key.inside_port = l4.sport;
 	key.remote_port = l4.dport;
 	key.protocol = protocol;
-	now = bpf_ktime_get_ns();
+	now = session_now();
 	s = bpf_map_lookup_elem(&sessions, &key);
 	if (!s) {
 		pool = bpf_map_lookup_elem(&snat_rules, &rule_key);
@@ -166,9 +170,9 @@ static __always_inline int natgw_outbound(void *ctx, const enum hook hook, struc
 	} else if (pkt->ip->ttl <= 1) {
 		return pass_with(hook, REASON_PASS_TTL_EXPIRING);
 	}
-	session_touch(s, now);
+	session_touch(&s->last_seen_ns, now);
 	if (l4.kind == L4_TCP)
-		session_track_tcp(s, l4.tcp_flags, true);
+		session_track_tcp(&s->tcp, l4.tcp_flags, true);
 	eip = s->eip;
 	eip_port = s->eip_port;
 	slot = s->counter_slot;
@@ -181,7 +185,7 @@ static __always_inline int natgw_outbound(void *ctx, const enum hook hook, struc
 		 * from our EIP:port, so the server sees the caller's external address. */
 		struct reply_key reply = reply_key_of(eip, eip_port, daddr, l4.dport, protocol);
 
-		reason = translate_inbound(ctx, hook, &l4, &reply, bpf_map_lookup_elem(&sessions_by_reply, &reply),
+		reason = translate_inbound(ctx, hook, &l4, &reply, bpf_map_lookup_elem(&sessions_in, &reply),
 					   now, true, &new_daddr, &in_slot);
 		if (reason != REASON_MAX)
 			return drop_with(hook, reason);

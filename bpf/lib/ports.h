@@ -4,9 +4,6 @@
 
 #include "conntrack.h"
 
-#ifndef E2BIG
-#define E2BIG 7 /* errno-base.h: what a full hash map answers an insert */
-#endif
 
 /* The search state bpf_loop's callback works on: a copy of the pool's EIPs, since the
  * callback sees only this stack struct. */

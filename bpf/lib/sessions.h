@@ -5,17 +5,40 @@
 #include "conntrack.h"
 #include "ports.h"
 
-/* Open an SNAT session for key through pool. On success *s points at the session. */
+/* Insert a new session's two records: outbound first, inbound second, so an inbound
+ * packet never finds a session without its outbound half (expiry removes them in the
+ * other order). Returns 0, -EEXIST when the outbound record exists already (another
+ * CPU opened the same session this instant, or the tuple is another session's), or
+ * another negative error, having inserted nothing. */
+static __always_inline long session_insert(const struct flow_key *key, const struct session *out,
+					   const struct reply_key *reply, const struct session_in *in)
+{
+	long err = bpf_map_update_elem(&sessions, key, out, BPF_NOEXIST);
+
+	if (err < 0)
+		return err;
+	err = bpf_map_update_elem(&sessions_in, reply, in, BPF_NOEXIST);
+	if (err < 0) {
+		bpf_map_delete_elem(&sessions, key);
+		return err == -EEXIST ? -E2BIG : err; /* the inbound tuple is taken: no room for this one */
+	}
+	return 0;
+}
+
+/* Open an SNAT session for key through pool; its records say what was opened. On
+ * success *s points at the outbound record. */
 static __always_inline enum reason snat_open(const struct flow_key *key, const struct snat_pool *pool,
 					     __u64 now, bool hairpin, struct session **s)
 {
 	struct nat_config *cfg = nat_config_get();
 	struct endpoint inside = {};
-	struct session fresh = {};
+	struct session out = {};
+	struct session_in in = {};
 	struct source_usage *usage;
 	struct reply_key reply;
 	struct mapping m;
 	enum reason reason;
+	long err;
 
 	if (!cfg)
 		return REASON_DROP_NAT_PORTS_EXHAUSTED;
@@ -34,47 +57,45 @@ static __always_inline enum reason snat_open(const struct flow_key *key, const s
 		__sync_fetch_and_add(&usage->sessions, -1);
 		return reason;
 	}
-	fresh.eip = m.outside.addr;
-	fresh.eip_port = m.outside.port;
-	fresh.flags = SESSION_SNAT | (hairpin ? SESSION_HAIRPIN : 0);
-	fresh.counter_slot = m.counter_slot;
-	fresh.last_seen_ns = now;
+	out.eip = m.outside.addr;
+	out.eip_port = m.outside.port;
+	out.flags = SESSION_SNAT | (hairpin ? SESSION_HAIRPIN : 0);
+	out.counter_slot = m.counter_slot;
+	out.last_seen_ns = now;
+	in.inside_addr = key->inside_addr;
+	in.inside_port = key->inside_port;
+	in.flags = out.flags;
+	in.counter_slot = m.counter_slot;
+	in.last_seen_ns = now;
 	reply = reply_key_of(key->remote_addr, key->remote_port, m.outside.addr, m.outside.port, key->protocol);
-	/* Session first, reply entry second: inbound never finds a reply without session. */
-	if (bpf_map_update_elem(&sessions, key, &fresh, BPF_NOEXIST) < 0) {
+	err = session_insert(key, &out, &reply, &in);
+	if (err < 0) {
 		mapping_release(&inside);
 		__sync_fetch_and_add(&usage->sessions, -1);
+		if (err != -EEXIST)
+			return REASON_DROP_NAT_TABLE_FULL;
 		/* Another CPU opened this very session: use it. */
 		*s = bpf_map_lookup_elem(&sessions, key);
 		return *s ? REASON_MAX : REASON_DROP_NAT_TABLE_FULL;
-	}
-	if (bpf_map_update_elem(&sessions_by_reply, &reply, key, BPF_NOEXIST) < 0) {
-		bpf_map_delete_elem(&sessions, key);
-		mapping_release(&inside);
-		__sync_fetch_and_add(&usage->sessions, -1);
-		return REASON_DROP_NAT_TABLE_FULL;
 	}
 	*s = bpf_map_lookup_elem(&sessions, key);
 	return *s ? REASON_MAX : REASON_DROP_NAT_NO_SESSION;
 }
 
-/* Find the session of a packet arriving at an EIP of a NAT gateway (found is the
- * caller's lookup of reply in sessions_by_reply), or open one through a forward entry.
- * Filtering is address- and port-dependent (RFC 4787 section 5): without a session or
- * a forward entry the packet is dropped. */
-static __always_inline enum reason inbound_session(const struct reply_key *reply, const struct flow_key *found,
-						   const struct nat_l4 *l4, __u64 now, bool hairpin,
-						   struct flow_key *key, struct session **s)
+/* Open a session through a forward entry for a packet arriving at an EIP of a NAT
+ * gateway that matched no session. Filtering is address- and port-dependent (RFC 4787
+ * section 5): without a forward entry the packet is dropped. On success *in points
+ * at the inbound record. */
+static __always_inline enum reason dnat_open(const struct reply_key *reply, const struct nat_l4 *l4, __u64 now,
+					     bool hairpin, struct session_in **in)
 {
 	struct forward_target *target;
 	struct endpoint external = {};
-	struct session fresh = {}, *cur;
+	struct session out = {}, *cur;
+	struct session_in fresh = {};
+	struct flow_key key = {};
+	long err;
 
-	if (found) {
-		*key = *found;
-		*s = bpf_map_lookup_elem(&sessions, key);
-		return *s ? REASON_MAX : REASON_DROP_NAT_NO_SESSION;
-	}
 	external.addr = reply->eip;
 	external.port = reply->eip_port;
 	external.protocol = reply->protocol;
@@ -84,30 +105,32 @@ static __always_inline enum reason inbound_session(const struct reply_key *reply
 	/* A forward entry opens TCP sessions with a SYN only. */
 	if (l4->kind == L4_TCP && (l4->tcp_flags & (SEG_SYN | SEG_ACK | SEG_RST)) != SEG_SYN)
 		return REASON_DROP_NAT_NO_SESSION;
-	key->inside_addr = target->addr;
-	key->remote_addr = reply->remote_addr;
-	key->inside_port = target->port;
-	key->remote_port = reply->remote_port;
-	key->protocol = reply->protocol;
-	fresh.eip = reply->eip;
-	fresh.eip_port = reply->eip_port;
-	fresh.flags = SESSION_DNAT | (hairpin ? SESSION_HAIRPIN : 0);
+	key.inside_addr = target->addr;
+	key.remote_addr = reply->remote_addr;
+	key.inside_port = target->port;
+	key.remote_port = reply->remote_port;
+	key.protocol = reply->protocol;
+	out.eip = reply->eip;
+	out.eip_port = reply->eip_port;
+	out.flags = SESSION_DNAT | (hairpin ? SESSION_HAIRPIN : 0);
+	out.counter_slot = target->counter_slot;
+	out.last_seen_ns = now;
+	fresh.inside_addr = target->addr;
+	fresh.inside_port = target->port;
+	fresh.flags = out.flags;
 	fresh.counter_slot = target->counter_slot;
 	fresh.last_seen_ns = now;
-	if (bpf_map_update_elem(&sessions, key, &fresh, BPF_NOEXIST) < 0) {
+	err = session_insert(&key, &out, reply, &fresh);
+	if (err == -EEXIST) {
 		/* Another CPU opened it, or the server's tuple is already some other session's. */
-		cur = bpf_map_lookup_elem(&sessions, key);
+		cur = bpf_map_lookup_elem(&sessions, &key);
 		if (!cur)
 			return REASON_DROP_NAT_TABLE_FULL;
 		if (cur->eip != reply->eip || cur->eip_port != reply->eip_port)
 			return REASON_DROP_NAT_NO_SESSION;
-		*s = cur;
-		return REASON_MAX;
-	}
-	if (bpf_map_update_elem(&sessions_by_reply, reply, key, BPF_NOEXIST) < 0) {
-		bpf_map_delete_elem(&sessions, key);
+	} else if (err < 0) {
 		return REASON_DROP_NAT_TABLE_FULL;
 	}
-	*s = bpf_map_lookup_elem(&sessions, key);
-	return *s ? REASON_MAX : REASON_DROP_NAT_NO_SESSION;
+	*in = bpf_map_lookup_elem(&sessions_in, reply);
+	return *in ? REASON_MAX : REASON_DROP_NAT_NO_SESSION;
 }

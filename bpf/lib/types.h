@@ -144,14 +144,38 @@ enum tcp_seen {
 	TCP_SEEN_RST = 16,
 };
 
+/* A session is two records, one per direction, each carrying all its packets need,
+ * so that each direction finds it with one lookup and writes only its own record
+ * (its own last_seen and TCP bits: the directions never share a cache line).
+ *
+ * The outbound record, keyed by the VPC-side tuple (flow_key): the EIP endpoint to
+ * write as source. */
 struct session {
 	__be32 eip;
 	__be16 eip_port;
 	__u8 flags;   /* enum session_flags */
 	__u8 pad;
-	enum tcp_seen tcp; /* bits, set atomically */
 	__u32 counter_slot;
-	__u64 last_seen_ns; /* bpf_ktime_get_ns (CLOCK_MONOTONIC) */
+	union {
+		__u32 tcp;              /* what this direction saw, set atomically */
+		enum tcp_seen tcp_seen; /* the same bits, named */
+	};
+	__u64 last_seen_ns; /* the coarse monotonic clock (CLOCK_MONOTONIC_COARSE) */
+};
+
+/* The inbound record, keyed by the uplink tuple (reply_key): the instance's endpoint
+ * to write as destination. */
+struct session_in {
+	__be32 inside_addr;
+	__be16 inside_port;
+	__u8 flags;   /* enum session_flags */
+	__u8 pad;
+	__u32 counter_slot;
+	union {
+		__u32 tcp;
+		enum tcp_seen tcp_seen;
+	};
+	__u64 last_seen_ns;
 };
 
 /* An endpoint-independent mapping (RFC 4787 REQ-1): one external endpoint per
@@ -241,6 +265,8 @@ struct nat_config {
 	 * refresh and allows inbound, but then an outside host alone can keep a mapping
 	 * open for ever (section 4.3): off by default. */
 	__u32 udp_inbound_refresh;
+	/* Nonzero: the sessions' clock stands still at this time (tests). */
+	__u64 frozen_now_ns;
 };
 
 /* A VPC address and the MAC it may be sent from: the instance (ENI) registered with
@@ -296,7 +322,7 @@ struct edge_config {
 /* The argument of the expire_session program, written back with the outcome. */
 struct expire_request {
 	struct flow_key key;
-	__u64 now_ns;
+	__u64 now_ns; /* the sessions' clock (session_now), read by the caller */
 	__u32 force;  /* 1: expire even if alive (purge) */
 	__u32 expired;/* out: 1 if the session was removed */
 	enum session_flags removed_flags; /* out: the removed session's flags */
