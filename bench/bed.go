@@ -65,6 +65,41 @@ type bed struct {
 	sysfs         string
 	// afterSetup, when set, runs between a window's setup and its traffic.
 	afterSetup func() error
+	// restoreConntrack puts the kernel's conntrack sizing back as it was.
+	restoreConntrack func()
+	stopHops         func() // stops eipgw's next-hop watcher
+}
+
+// tableCapacity sizes both the kernel's conntrack and eipgw's session tables, by one
+// rule: twice the busiest case's peak (the new-connection cases open up to 250,000
+// connections a window, so neither table is more than 48% full).
+const tableCapacity = 524288
+
+// sizeConntrack sets conntrack's table size and hash buckets to n. Both are global
+// (a namespace other than the first cannot write them), so the old values are put
+// back when the bench ends.
+func sizeConntrack(n int) (restore func(), err error) {
+	files := []string{"/proc/sys/net/netfilter/nf_conntrack_max", "/sys/module/nf_conntrack/parameters/hashsize"}
+	var old []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("conntrack sizing: %w", err)
+		}
+		old = append(old, strings.TrimSpace(string(b)))
+	}
+	restore = func() {
+		for i, f := range files {
+			_ = os.WriteFile(f, []byte(old[i]), 0o644)
+		}
+	}
+	for _, f := range files {
+		if err := os.WriteFile(f, []byte(strconv.Itoa(n)), 0o644); err != nil {
+			restore()
+			return nil, fmt.Errorf("conntrack sizing: %w", err)
+		}
+	}
+	return restore, nil
 }
 
 func newBed(prefix string) (_ *bed, err error) {
@@ -142,6 +177,9 @@ func newBed(prefix string) (_ *bed, err error) {
 		}
 	}
 	if err := b.loadPrograms(); err != nil {
+		return nil, err
+	}
+	if b.restoreConntrack, err = sizeConntrack(tableCapacity); err != nil {
 		return nil, err
 	}
 	if err := b.placeGatewayNAPI(); err != nil {
@@ -299,6 +337,12 @@ func (b *bed) attachXDP(prog *ebpf.Program, ifindex int) (link.Link, error) {
 }
 
 func (b *bed) close() {
+	if b.stopHops != nil {
+		b.stopHops()
+	}
+	if b.restoreConntrack != nil {
+		b.restoreConntrack()
+	}
 	if b.dp != nil {
 		_ = dataplane.Remove(b.dp.PinDir())
 		b.dp.Close()

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -501,7 +502,7 @@ func (b *bed) eipgw() (*dataplane.Dataplane, error) {
 		return nil, err
 	}
 	b.bpffs = fs
-	dp, err := dataplane.Open(dataplane.Config{PinDir: filepath.Join(fs.Dir, "eipgw")})
+	dp, err := dataplane.Open(dataplane.Config{PinDir: filepath.Join(fs.Dir, "eipgw"), MaxSessions: tableCapacity})
 	if err != nil {
 		return nil, err
 	}
@@ -526,5 +527,14 @@ func (b *bed) eipgw() (*dataplane.Dataplane, error) {
 			return nil, err
 		}
 	}
+	// Next hops cached from the gateway's tables and kept current, as eipd does.
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &dataplane.NextHopWatcher{DP: dp}
+	var wait func()
+	if err := b.gw.Do(func() error { var err error; wait, err = w.Start(ctx); return err }); err != nil {
+		cancel()
+		return nil, err
+	}
+	b.stopHops = func() { cancel(); wait() }
 	return dp, nil
 }

@@ -26,14 +26,19 @@ type scalePoint struct {
 	MapBytes float64 `json:"map_bytes"`
 }
 
-// natPathCost is one NAT gateway path, measured one packet per test run (a translated
-// frame cannot repeat on the kernel's reused buffer), so it includes the run's setup;
-// the 1:1 path measured the same way is its baseline.
-type natPathCost struct {
-	Path     string  `json:"path"`
+// inProgramCost is one path timed inside the program by the harness (dataplane's
+// BenchmarkInProgram): the frame rebuilt each run, the rebuild subtracted.
+type inProgramCost struct {
+	Path     string  `json:"path"`               // e.g. one-to-one/outbound, snat/established
+	Sessions int     `json:"sessions,omitempty"` // live sessions, for NAT gateway paths
+	Order    string  `json:"order,omitempty"`    // in-order or random flow choice
 	NsPerPkt float64 `json:"ns_per_packet"`
+	// SessionBytes is the session tables' memory per live session, at 2x capacity.
+	SessionBytes float64 `json:"session_bytes_per_session,omitempty"`
 }
 
+// sessionScalePoint is the established SNAT packet, flows taken at random, as live
+// sessions grow, from the harness.
 type sessionScalePoint struct {
 	Sessions    int     `json:"sessions"`
 	NsPerPkt    float64 `json:"ns_per_packet"`
@@ -45,7 +50,7 @@ type sessionScalePoint struct {
 type programFigures struct {
 	Costs        []pathCost
 	Scale        []scalePoint
-	NatCosts     []natPathCost
+	InProgram    []inProgramCost
 	SessionScale []sessionScalePoint
 }
 
@@ -53,13 +58,12 @@ var benchLine = regexp.MustCompile(`^Benchmark(\S+?)-\d+\s+\d+\s+(.*)$`)
 
 // programCosts runs the dataplane's BPF_PROG_TEST_RUN benchmarks (the same code as
 // `go test -bench`, so the figures are the ones a developer reproduces) and parses
-// their metrics. The repeat-based ones run more iterations than the one-packet-per-call
-// NAT ones, whose new-flow case opens one session per iteration.
+// their metrics.
 func programCosts(moduleDir string) (programFigures, error) {
 	var fig programFigures
 	for _, run := range []struct{ pattern, times string }{
 		{"^BenchmarkPaths$|^BenchmarkBindingScale$", "400000x"},
-		{"^BenchmarkNatPaths$|^BenchmarkSessionScale$", "50000x"},
+		{"^BenchmarkInProgram$", "1000000x"},
 	} {
 		cmd := exec.Command("go", "test", "-run", "^$", "-bench", run.pattern, "-benchtime", run.times, "./dataplane")
 		cmd.Dir = moduleDir
@@ -72,7 +76,8 @@ func programCosts(moduleDir string) (programFigures, error) {
 			fig.add(sc.Text())
 		}
 	}
-	if len(fig.Costs) == 0 || len(fig.Scale) == 0 || len(fig.NatCosts) == 0 || len(fig.SessionScale) == 0 {
+	fig.deriveSessionScale()
+	if len(fig.Costs) == 0 || len(fig.Scale) == 0 || len(fig.InProgram) == 0 || len(fig.SessionScale) == 0 {
 		return fig, fmt.Errorf("dataplane benchmarks left figures out: %+v", fig)
 	}
 	return fig, nil
@@ -102,12 +107,36 @@ func (fig *programFigures) add(line string) {
 	case parts[0] == "BindingScale" && len(parts) == 2:
 		fig.Scale = append(fig.Scale, scalePoint{Bindings: count("bindings="), NsPerPkt: metrics["ns/packet"],
 			MapBytes: metrics["map-bytes"]})
-	case parts[0] == "NatPaths" && len(parts) == 3:
-		fig.NatCosts = append(fig.NatCosts, natPathCost{Path: parts[2], NsPerPkt: metrics["ns/packet"]})
-	case parts[0] == "SessionScale" && len(parts) == 2:
-		fig.SessionScale = append(fig.SessionScale, sessionScalePoint{Sessions: count("sessions="),
-			NsPerPkt: metrics["ns/packet"], OneToOneNs: metrics["one-to-one-ns/packet"],
-			SessionMaps: metrics["session-map-bytes"]})
+	case parts[0] == "InProgram" && len(parts) == 4 && parts[1] == "one-to-one":
+		// InProgram/one-to-one/outbound/random
+		fig.InProgram = append(fig.InProgram, inProgramCost{Path: "one-to-one/" + parts[2], Order: parts[3],
+			NsPerPkt: metrics["ns/packet"]})
+	case parts[0] == "InProgram" && len(parts) >= 4:
+		// InProgram/snat/sessions=N/new, InProgram/dnat/sessions=N/established/random
+		c := inProgramCost{Path: parts[1] + "/" + parts[3], NsPerPkt: metrics["ns/packet"],
+			SessionBytes: metrics["session-bytes/session"]}
+		c.Sessions, _ = strconv.Atoi(strings.TrimPrefix(parts[2], "sessions="))
+		if len(parts) == 5 {
+			c.Order = parts[4]
+		}
+		fig.InProgram = append(fig.InProgram, c)
+	}
+}
+
+// deriveSessionScale takes the session-scale points from the harness: established SNAT
+// with random flows, beside the 1:1 outbound path with random flows.
+func (fig *programFigures) deriveSessionScale() {
+	oneToOne := 0.0
+	for _, c := range fig.InProgram {
+		if c.Path == "one-to-one/outbound" && c.Order == "random" {
+			oneToOne = c.NsPerPkt
+		}
+	}
+	for _, c := range fig.InProgram {
+		if c.Path == "snat/established" && c.Order == "random" {
+			fig.SessionScale = append(fig.SessionScale, sessionScalePoint{Sessions: c.Sessions, NsPerPkt: c.NsPerPkt,
+				OneToOneNs: oneToOne, SessionMaps: c.SessionBytes * float64(c.Sessions)})
+		}
 	}
 }
 

@@ -133,7 +133,7 @@ func run(opts options, out, only string) error {
 		if err != nil {
 			return err
 		}
-		rep.Costs, rep.Scale, rep.NatCosts, rep.SessionScale = fig.Costs, fig.Scale, fig.NatCosts, fig.SessionScale
+		rep.Costs, rep.Scale, rep.InProgram, rep.SessionScale = fig.Costs, fig.Scale, fig.InProgram, fig.SessionScale
 		if rep.Programs, err = programStats(); err != nil {
 			return err
 		}

@@ -12,6 +12,9 @@ import (
 
 	"github.com/eipgw/eipgw/dataplane"
 	"golang.org/x/sys/unix"
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
 )
 
 type machine struct {
@@ -46,7 +49,8 @@ type report struct {
 	Costs    []pathCost              `json:"program_cost"`
 	Programs []dataplane.ProgramStat `json:"programs"`
 	Scale    []scalePoint            `json:"binding_scale"`
-	NatCosts []natPathCost           `json:"nat_program_cost"`
+	// InProgram are the paths timed inside the program by the harness.
+	InProgram []inProgramCost `json:"in_program_cost"`
 	// SessionScale is the established SNAT cost and session-table memory as live
 	// sessions grow.
 	SessionScale []sessionScalePoint `json:"session_scale"`
@@ -115,17 +119,17 @@ func (r *report) markdown() string {
 		}
 		b.WriteString("\n")
 	}
-	if len(r.NatCosts) > 0 {
-		b.WriteString("NAT gateway paths at XDP (BPF_PROG_TEST_RUN, one packet per run, so each figure includes the run's setup; one-to-one-udp is the 1:1 path measured the same way):\n\n| path | ns/packet |\n|---|---:|\n")
-		for _, c := range r.NatCosts {
-			fmt.Fprintf(&b, "| %s | %.0f |\n", c.Path, c.NsPerPkt)
-		}
-		b.WriteString("\n")
-	}
-	if len(r.SessionScale) > 0 {
-		b.WriteString("Session scale (established SNAT UDP at XDP, each packet a random live session; one packet per run; session tables sized to 1.125x the sessions):\n\n| live sessions | ns/packet | 1:1 baseline, same method | session-table memory |\n|---:|---:|---:|---:|\n")
-		for _, s := range r.SessionScale {
-			fmt.Fprintf(&b, "| %d | %.0f | %.0f | %.1f MiB |\n", s.Sessions, s.NsPerPkt, s.OneToOneNs, s.SessionMaps/(1<<20))
+	if len(r.InProgram) > 0 {
+		b.WriteString("Time inside the program per packet (in-program harness, XDP: each run rebuilds its frame, the rebuild subtracted; session tables sized 2x the sessions; `go test -bench InProgram ./dataplane`):\n\n| path | live sessions | flows taken | ns/packet | session tables per session |\n|---|---:|---|---:|---:|\n")
+		for _, c := range r.InProgram {
+			sessions, bytes := "", ""
+			if c.Sessions > 0 {
+				sessions = fmt.Sprintf("%d", c.Sessions)
+			}
+			if c.SessionBytes > 0 {
+				bytes = fmt.Sprintf("%.0f B", c.SessionBytes)
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %.0f | %s |\n", c.Path, sessions, c.Order, c.NsPerPkt, bytes)
 		}
 		b.WriteString("\n")
 	}
@@ -171,46 +175,12 @@ func (r *report) write(dir string) error {
 		return err
 	}
 	if r.Rates != nil {
-		var rates, ratios []bar
-		for _, c := range r.Rates.Cases {
-			if c.Unavailable != "" {
-				continue
-			}
-			hl := strings.HasPrefix(c.Name, "eipgw")
-			rates = append(rates, bar{Label: c.Name, Value: c.Mpps.Median, Low: c.Mpps.Q1, High: c.Mpps.Q3, Highlight: hl})
-			ratios = append(ratios, bar{Label: c.Name, Value: c.VsForwarding.Median, Low: c.VsForwarding.Q1, High: c.VsForwarding.Q3, Highlight: hl})
-		}
-		if err := renderPanels(filepath.Join(dir, "rates.png"), []panel{
-			{Title: "Packets per second through the gateway (median, IQR whiskers), 64-byte UDP", Unit: "Mpps", Bars: rates},
-			{Title: "Ratio to kernel IP forwarding in the same round (median, IQR)", Unit: "x", Bars: ratios},
-		}); err != nil {
+		if err := writeRatesChart(filepath.Join(dir, "rates.png"), r.Rates.Cases); err != nil {
 			return err
 		}
 	}
-	if len(r.Scale) > 0 {
-		var cost, mem []bar
-		for _, s := range r.Scale {
-			label := fmt.Sprintf("%d bindings", s.Bindings)
-			cost = append(cost, bar{Label: label, Value: s.NsPerPkt, Highlight: true})
-			mem = append(mem, bar{Label: label, Value: s.MapBytes / (1 << 20), Highlight: true})
-		}
-		panels := []panel{
-			{Title: "Inbound hit cost at XDP as bindings grow", Unit: "ns/packet", Bars: cost},
-			{Title: "Binding and counter map memory at that capacity", Unit: "MiB", Bars: mem},
-		}
-		if len(r.SessionScale) > 0 {
-			var sessCost, sessMem []bar
-			for _, s := range r.SessionScale {
-				label := fmt.Sprintf("%d sessions", s.Sessions)
-				sessCost = append(sessCost, bar{Label: label, Value: s.NsPerPkt, Highlight: true},
-					bar{Label: label + " (1:1)", Value: s.OneToOneNs})
-				sessMem = append(sessMem, bar{Label: label, Value: s.SessionMaps / (1 << 20), Highlight: true})
-			}
-			panels = append(panels,
-				panel{Title: "Established SNAT cost at XDP as sessions grow (one packet per run; grey: the 1:1 path the same way)", Unit: "ns/packet", Bars: sessCost},
-				panel{Title: "Session-table memory at that capacity", Unit: "MiB", Bars: sessMem})
-		}
-		if err := renderPanels(filepath.Join(dir, "scale.png"), panels); err != nil {
+	if len(r.Scale) > 0 || len(r.SessionScale) > 0 {
+		if err := r.writeScaleChart(filepath.Join(dir, "scale.png")); err != nil {
 			return err
 		}
 	}
@@ -237,4 +207,45 @@ func (r *report) updateReadme(path string) error {
 	out.WriteString("\n" + r.markdown())
 	out.Write(b[j:])
 	return os.WriteFile(path, out.Bytes(), 0o644)
+}
+
+// writeScaleChart draws what state costs as it grows: the inbound 1:1 hit against the
+// number of bindings, the established SNAT packet against live sessions (beside the
+// 1:1 path measured the same way), and the session tables' bytes per live session.
+func (r *report) writeScaleChart(path string) error {
+	var plots []*plot.Plot
+	if len(r.Scale) > 0 {
+		var pts plotter.XYs
+		for _, s := range r.Scale {
+			pts = append(pts, plotter.XY{X: float64(s.Bindings), Y: s.NsPerPkt})
+		}
+		p, err := linePlot("Inbound 1:1 hit at XDP as bindings grow", "bindings", "ns/packet",
+			[]scaleSeries{{name: "eipgw 1:1 inbound", pts: pts, color: colEipgw}})
+		if err != nil {
+			return err
+		}
+		plots = append(plots, p)
+	}
+	if len(r.SessionScale) > 0 {
+		var cost, base, mem plotter.XYs
+		for _, s := range r.SessionScale {
+			x := float64(s.Sessions)
+			cost = append(cost, plotter.XY{X: x, Y: s.NsPerPkt})
+			base = append(base, plotter.XY{X: x, Y: s.OneToOneNs})
+			mem = append(mem, plotter.XY{X: x, Y: s.SessionMaps / x})
+		}
+		p, err := linePlot("Established SNAT at XDP as sessions grow (in the program, random flows)", "live sessions", "ns/packet",
+			[]scaleSeries{{name: "eipgw SNAT, established", pts: cost, color: colEipgw},
+				{name: "eipgw 1:1 outbound, same method", pts: base, color: colKernel}})
+		if err != nil {
+			return err
+		}
+		m, err := linePlot("Session tables per live session (sized 2x)", "live sessions", "bytes",
+			[]scaleSeries{{name: "eipgw session tables", pts: mem, color: colEipgw}})
+		if err != nil {
+			return err
+		}
+		plots = append(plots, p, m)
+	}
+	return savePlots(path, 3*vg.Inch, plots...)
 }

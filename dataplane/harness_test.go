@@ -16,7 +16,7 @@ import (
 // The in-program harness (bpf/harness.c) times each NAT path inside the kernel: every
 // run rebuilds its frame from a template, with the flow picked in order or at random,
 // and then runs the NAT; the rebuild's own time, measured alone, is subtracted.
-// Unlike BenchmarkNatPaths (one packet per call, with ~1 us of per-call setup) it runs
+// Unlike a one-packet run (with ~1 us of per-call setup) it runs
 // a million packets a call, so what it reports is the path itself.
 //
 //	sudo go test -run '^$' -bench InProgram ./dataplane          # every path and scale
