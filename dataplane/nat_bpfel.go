@@ -240,6 +240,8 @@ type natSession struct {
 	Flags       uint8
 	Pad         uint8
 	CounterSlot uint32
+	SenderMac   [6]uint8
+	Pad2        uint16
 	Tcp         uint32
 	LastSeenNs  uint64
 }

@@ -22,22 +22,21 @@ static __always_inline bool vpc_source_claimed(__be32 saddr)
 	return bpf_map_lookup_elem(&snat_rules, &rule_key) != 0;
 }
 
-/* After no 1:1 binding matched: a NAT gateway's session or entry (only for a registered
- * sender, from the VPC), then a cut-through EIP, then the edge's rules for traffic
- * nobody translates. Looked up in that order, so 1:1 traffic pays nothing for them. */
+/* After no 1:1 binding matched: a NAT gateway's session or entry (from the VPC, only
+ * for a registered sender, which natgw_outbound checks), then a cut-through EIP, then
+ * the edge's rules for traffic nobody translates. Looked up in that order, so 1:1
+ * traffic pays nothing for them. */
 static __always_inline int eip_unbound(void *ctx, const enum hook hook, const enum direction dir,
-				       struct ipv4_packet *pkt, __be32 from, bool registered)
+				       struct ipv4_packet *pkt, __be32 from)
 {
 	struct cut_through *ct;
 
-	if (dir == DIR_INBOUND || registered) {
-		bool ours = true;
-		int verdict = dir == DIR_INBOUND ? natgw_inbound(ctx, hook, pkt, &ours)
-						 : natgw_outbound(ctx, hook, pkt, &ours);
+	bool ours = true, registered = false;
+	int verdict = dir == DIR_INBOUND ? natgw_inbound(ctx, hook, pkt, &ours)
+					 : natgw_outbound(ctx, hook, pkt, &ours, &registered);
 
-		if (ours)
-			return verdict;
-	}
+	if (ours)
+		return verdict;
 	ct = bpf_map_lookup_elem(&cut_throughs, &from);
 	if (ct)
 		return cut_through_forward(ctx, hook, dir, pkt, ct);
@@ -54,7 +53,7 @@ static __always_inline int nat_dispatch(void *ctx, const enum hook hook, const e
 	void *data, *data_end;
 	__be32 from;
 	enum reason reason;
-	bool registered = false, bogon = false;
+	bool bogon = false;
 
 	if (ctx_vlan_tagged(ctx, hook))
 		return pass_with(hook, REASON_PASS_VLAN_TAGGED);
@@ -83,10 +82,8 @@ static __always_inline int nat_dispatch(void *ctx, const enum hook hook, const e
 	 * what would go on, to an EIP or beyond, is refused. */
 	if (bogon && (binding || kernel_would_forward(ctx, hook, &pkt)))
 		return drop_with(hook, REASON_DROP_BOGON_SOURCE);
-	if (!binding) {
-		registered = dir == DIR_OUTBOUND && vpc_source_registered(ctx, hook, pkt.ip->saddr);
-		return eip_unbound(ctx, hook, dir, &pkt, from, registered);
-	}
+	if (!binding)
+		return eip_unbound(ctx, hook, dir, &pkt, from);
 	return binding_translate(ctx, hook, dir, &pkt, binding, from);
 }
 
@@ -98,7 +95,7 @@ static __always_inline int nat_dispatch(void *ctx, const enum hook hook, const e
 static __always_inline int fragment_companion(struct __sk_buff *ctx, const enum direction dir)
 {
 	struct ipv4_packet pkt = {};
-	bool ours = true;
+	bool ours = true, registered = false;
 	int verdict;
 
 	ctx_pull_headers(ctx, HOOK_TC);
@@ -107,6 +104,6 @@ static __always_inline int fragment_companion(struct __sk_buff *ctx, const enum 
 	if (!(pkt.ip->frag_off & bpf_htons(IP_FRAGMENT)) || pkt.ip->ttl <= 1)
 		return TC_ACT_OK;
 	verdict = dir == DIR_INBOUND ? natgw_inbound(ctx, HOOK_TC, &pkt, &ours)
-				     : natgw_outbound(ctx, HOOK_TC, &pkt, &ours);
+				     : natgw_outbound(ctx, HOOK_TC, &pkt, &ours, &registered);
 	return ours ? verdict : TC_ACT_OK;
 }

@@ -54,20 +54,48 @@ static __always_inline bool vpc_source_registered(void *ctx, const enum hook hoo
 	return bpf_map_lookup_elem(&vpc_sources, &key) != 0;
 }
 
-/* Whether the frame comes from the MAC a 1:1 binding's outbound half carries: the
- * usual sender, checked without a second lookup. */
-static __always_inline bool from_binding_sender(void *ctx, const enum hook hook, const struct binding *b)
+/* Whether the frame comes from a sender a record carries (a 1:1 binding's outbound
+ * half, a session's outbound record): the usual sender, checked without a
+ * vpc_sources lookup. */
+static __always_inline bool from_known_sender(void *ctx, const enum hook hook, const __u8 *sender_mac)
 {
 	struct ethhdr *eth = ctx_data(ctx, hook);
 	__u32 hi;
 	__u16 lo;
 
 	/* All zero is no sender known, never a sender: a frame may claim that MAC too. */
-	__builtin_memcpy(&hi, b->sender_mac, 4);
-	__builtin_memcpy(&lo, b->sender_mac + 4, 2);
+	__builtin_memcpy(&hi, sender_mac, 4);
+	__builtin_memcpy(&lo, sender_mac + 4, 2);
 	if (!(hi | lo) || (void *)(eth + 1) > ctx_data_end(ctx, hook))
 		return false;
-	return mac_equal(eth->h_source, b->sender_mac);
+	return mac_equal(eth->h_source, sender_mac);
+}
+
+/* Copy the frame's source MAC into mac; all zero when the frame is too short. */
+static __always_inline void frame_sender(void *ctx, const enum hook hook, __u8 *mac)
+{
+	struct ethhdr *eth = ctx_data(ctx, hook);
+
+	if ((void *)(eth + 1) > ctx_data_end(ctx, hook)) {
+		__builtin_memset(mac, 0, ETH_ALEN);
+		return;
+	}
+	__builtin_memcpy(mac, eth->h_source, ETH_ALEN);
+}
+
+/* A session's outbound record learns its sender from the first packet of a
+ * registered one (a session opened from the internet has none at first), so the next
+ * ones skip the vpc_sources lookup. Once known, it stays: another registered sender
+ * (a HaVip's other holder) pays the lookup. */
+static __always_inline void session_learn_sender(void *ctx, const enum hook hook, struct session *s)
+{
+	__u32 hi;
+	__u16 lo;
+
+	__builtin_memcpy(&hi, s->sender_mac, 4);
+	__builtin_memcpy(&lo, s->sender_mac + 4, 2);
+	if (!(hi | lo))
+		frame_sender(ctx, hook, s->sender_mac);
 }
 
 /* Whether the kernel would route this packet on to another host (as opposed to

@@ -9,6 +9,7 @@
 #include "icmp.h"
 #include "maps.h"
 #include "parse.h"
+#include "rewrite.h"
 #include "stats.h"
 
 /* Translate a packet of a 1:1 binding: from is the address it was found by (the EIP
@@ -18,6 +19,7 @@ static __always_inline int binding_translate(void *ctx, const enum hook hook, co
 {
 	void *data = ctx_data(ctx, hook), *data_end = ctx_data_end(ctx, hook);
 	const struct next_hop *hop;
+	struct l4_fields l4 = {};
 	__be32 to, saddr, daddr;
 	__u32 slot, csum_off = 0;
 	__u8 protocol, tos;
@@ -26,7 +28,7 @@ static __always_inline int binding_translate(void *ctx, const enum hook hook, co
 
 	/* The binding's usual sender costs nothing more; another one (a HaVip's other
 	 * holder) one lookup. */
-	if (dir == DIR_OUTBOUND && !from_binding_sender(ctx, hook, binding) &&
+	if (dir == DIR_OUTBOUND && !from_known_sender(ctx, hook, binding->sender_mac) &&
 	    !vpc_source_registered(ctx, hook, pkt->ip->saddr))
 		return drop_with(hook, REASON_DROP_SPOOFED_SOURCE);
 	/* Untranslated, so the kernel's time-exceeded quotes what the sender sent. */
@@ -38,31 +40,21 @@ static __always_inline int binding_translate(void *ctx, const enum hook hook, co
 	protocol = pkt->ip->protocol;
 	tos = pkt->ip->tos;
 
-	/* Non-first fragments carry no L4 header: only their IP header changes. The first
-	 * fragment's L4 checksum covers the whole datagram, but only the pseudo-header
-	 * changes, so an incremental update is right for it too. */
-	if (pkt->has_l4) {
-		reason = check_l4_header(data, data_end, pkt);
+	/* Non-first fragments carry no L4 header (L4_NONE): only their IP header changes.
+	 * The first fragment's L4 checksum covers the whole datagram, but only the
+	 * pseudo-header changes, so an incremental update is right for it too. ICMP echo
+	 * and other queries have no pseudo-header: a 1:1 binding leaves them alone; errors
+	 * quote a translated packet. */
+	reason = parse_l4(data, data_end, pkt, &l4);
+	if (reason != REASON_MAX)
+		return drop_with(hook, reason);
+	if (l4.kind == L4_TCP || l4.kind == L4_UDP) {
+		csum_off = l4.csum_off;
+		udp = l4.kind == L4_UDP;
+	} else if (l4.kind == L4_ICMP_ERROR) {
+		reason = icmp_error_translate(data, data_end, pkt, dir, from, to);
 		if (reason != REASON_MAX)
 			return drop_with(hook, reason);
-		if (protocol == IPPROTO_TCP) {
-			csum_off = pkt->l4_off + offsetof(struct tcphdr, check);
-		} else if (protocol == IPPROTO_UDP) {
-			csum_off = pkt->l4_off + offsetof(struct udphdr, check);
-			udp = true;
-		} else if (protocol == IPPROTO_ICMP) {
-			struct icmphdr *icmp = data + pkt->l4_off;
-
-			if (pkt->l4_len < sizeof(*icmp) || (void *)(icmp + 1) > data_end)
-				return drop_with(hook, REASON_DROP_TRUNCATED_L4);
-			/* Echo and other queries: the ICMP checksum has no pseudo-header, so a
-			 * 1:1 binding leaves them alone. Errors quote a translated packet. */
-			if (icmp_is_error(icmp->type)) {
-				reason = icmp_error_translate(data, data_end, pkt, dir, from, to);
-				if (reason != REASON_MAX)
-					return drop_with(hook, reason);
-			}
-		}
 	}
 
 	if (dir == DIR_INBOUND) {

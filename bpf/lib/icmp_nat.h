@@ -15,124 +15,65 @@ static __always_inline int icmp_error_nat(void *ctx, const enum hook hook, struc
 					  const enum direction dir, bool *found)
 {
 	void *data = ctx_data(ctx, hook), *data_end = ctx_data_end(ctx, hook);
-	struct icmphdr *icmp;
-	struct iphdr *inner;
+	struct icmp_quote q;
 	struct session *s;
 	struct session_in *in;
 	struct flow_key key = {};
 	struct reply_key reply;
-	__u32 inner_len, quoted_l4, slot;
-	__be16 *inner_sport, *inner_dport, *port_field, new_port, old_port;
-	__u16 *l4_check = 0, icmp_check, old, new;
-	__be32 *addr_field, old_addr, new_addr, saddr, daddr;
-	bool udp = false, echo = false;
+	__u32 slot, len;
+	__be16 *port_field, new_port;
+	__be32 *addr_field, new_addr, saddr, daddr;
+	enum reason reason;
 	__u8 tos, protocol;
-	__u32 len;
 
-	if (pkt->l4_off > L4_OFF_MAX)
+	reason = icmp_quote_parse(data, data_end, pkt, &q);
+	if (reason != REASON_MAX)
+		return drop_with(hook, reason);
+	/* A session is found by the quoted ports: RFC 792's 8 bytes, of a first fragment,
+	 * of TCP, UDP or (inbound, about a request the gateway sent) an ICMP echo. */
+	if (q.l4_len < 8)
 		return drop_with(hook, REASON_DROP_BAD_ICMP_ERROR);
-	icmp = data + pkt->l4_off;
-	inner = (void *)(icmp + 1);
-	if ((void *)(inner + 1) > data_end || pkt->l4_len < sizeof(*icmp) + sizeof(*inner))
-		return drop_with(hook, REASON_DROP_BAD_ICMP_ERROR);
-	if (inner->version != 4 || inner->ihl != 5)
-		return drop_with(hook, REASON_DROP_BAD_ICMP_ERROR);
-	inner_len = sizeof(*inner);
-	if (pkt->l4_len < sizeof(*icmp) + inner_len + 8 || (void *)inner + inner_len + 8 > data_end)
-		return drop_with(hook, REASON_DROP_BAD_ICMP_ERROR);
-	if (inner->frag_off & bpf_htons(IP_FRAG_OFFSET_MASK))
+	if (q.ip->frag_off & bpf_htons(IP_FRAG_OFFSET_MASK))
 		return drop_with(hook, REASON_DROP_NAT_UNSUPPORTED);
-	quoted_l4 = pkt->l4_len - sizeof(*icmp) - inner_len;
-	inner_sport = (void *)inner + inner_len;
-	inner_dport = inner_sport + 1;
-	if (inner->protocol == IPPROTO_TCP) {
-		if (quoted_l4 >= offsetof(struct tcphdr, check) + 2) {
-			l4_check = (void *)inner_sport + offsetof(struct tcphdr, check);
-			if ((void *)(l4_check + 1) > data_end)
-				return drop_with(hook, REASON_DROP_BAD_ICMP_ERROR);
-		}
-	} else if (inner->protocol == IPPROTO_UDP) {
-		l4_check = (void *)inner_sport + offsetof(struct udphdr, check);
-		udp = true;
-	} else if (inner->protocol == IPPROTO_ICMP) {
-		/* A quoted echo request: its identifier sits at bytes 4-5. */
-		struct icmphdr *q = (void *)inner_sport;
-
-		if (dir != DIR_INBOUND || q->type != ICMP_ECHO)
-			return drop_with(hook, REASON_DROP_NAT_UNSUPPORTED);
-		inner_sport = (void *)&q->rest;
-		echo = true;
-	} else {
+	if (q.ip->protocol == IPPROTO_ICMP && !(q.echo && dir == DIR_INBOUND))
 		return drop_with(hook, REASON_DROP_NAT_UNSUPPORTED);
-	}
-	if ((void *)(inner_sport + 1) > data_end)
+	if (q.ip->protocol != IPPROTO_TCP && q.ip->protocol != IPPROTO_UDP && q.ip->protocol != IPPROTO_ICMP)
+		return drop_with(hook, REASON_DROP_NAT_UNSUPPORTED);
+	if (!q.sport || !q.dport)
 		return drop_with(hook, REASON_DROP_BAD_ICMP_ERROR);
 
 	if (dir == DIR_INBOUND) {
 		/* The quoted packet left from EIP:port towards the remote. */
-		if (inner->saddr != pkt->ip->daddr)
+		if (q.ip->saddr != pkt->ip->daddr)
 			return drop_with(hook, REASON_DROP_ICMP_MISMATCH);
-		reply = reply_key_of(inner->daddr, echo ? 0 : *inner_dport, inner->saddr, *inner_sport, inner->protocol);
+		reply = reply_key_of(q.ip->daddr, q.echo ? 0 : *q.dport, q.ip->saddr, *q.sport, q.ip->protocol);
 		in = bpf_map_lookup_elem(&sessions_in, &reply);
 		if (!in)
 			return not_found(found);
-		addr_field = &inner->saddr;
-		port_field = inner_sport;
+		addr_field = &q.ip->saddr;
+		port_field = q.sport;
 		new_addr = in->inside_addr;
 		new_port = in->inside_port;
 		slot = in->counter_slot;
 	} else {
 		/* The quoted packet came from the remote to the instance's endpoint. */
-		if (inner->daddr != pkt->ip->saddr)
+		if (q.ip->daddr != pkt->ip->saddr)
 			return not_found(found);
-		key.inside_addr = inner->daddr;
-		key.remote_addr = inner->saddr;
-		key.inside_port = *inner_dport;
-		key.remote_port = *inner_sport;
-		key.protocol = inner->protocol;
+		key.inside_addr = q.ip->daddr;
+		key.remote_addr = q.ip->saddr;
+		key.inside_port = *q.dport;
+		key.remote_port = *q.sport;
+		key.protocol = q.ip->protocol;
 		s = bpf_map_lookup_elem(&sessions, &key);
 		if (!s)
 			return not_found(found);
-		addr_field = &inner->daddr;
-		port_field = inner_dport;
+		addr_field = &q.ip->daddr;
+		port_field = q.dport;
 		new_addr = s->eip;
 		new_port = s->eip_port;
 		slot = s->counter_slot;
 	}
-	old_addr = *addr_field;
-	old_port = *port_field;
-
-	/* Every quoted change shows in the outer ICMP checksum once; all offsets inside the
-	 * ICMP message are even, so 16-bit updates line up. */
-	icmp_check = icmp->checksum;
-	if (l4_check) {
-		old = *l4_check;
-		if (!(udp && old == 0)) {
-			new = csum_replace4(old, old_addr, new_addr);
-			new = csum_replace2(new, old_port, new_port);
-			if (udp && new == 0)
-				new = 0xffff;
-			*l4_check = new;
-			icmp_check = csum_replace2(icmp_check, old, new);
-		}
-	} else if (echo) {
-		/* The quoted echo's own checksum covers its identifier. */
-		struct icmphdr *q = (void *)inner + inner_len;
-
-		old = q->checksum;
-		new = csum_replace2(old, old_port, new_port);
-		q->checksum = new;
-		icmp_check = csum_replace2(icmp_check, old, new);
-	}
-	*port_field = new_port;
-	icmp_check = csum_replace2(icmp_check, old_port, new_port);
-	old = inner->check;
-	new = csum_replace4(old, old_addr, new_addr);
-	inner->check = new;
-	icmp_check = csum_replace2(icmp_check, old, new);
-	*addr_field = new_addr;
-	icmp_check = csum_replace4(icmp_check, old_addr, new_addr);
-	icmp->checksum = icmp_check;
+	icmp_quote_rewrite(&q, addr_field, new_addr, port_field, new_port);
 
 	/* The outer header: to the instance inbound, from the EIP outbound. */
 	if (pkt->ip->ttl <= 1)

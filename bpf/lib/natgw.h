@@ -20,7 +20,7 @@ static __always_inline bool is_nat_eip(__be32 addr)
  * inbound half, used for the internet's packets and for hairpinned ones. found is the
  * caller's lookup of reply in sessions_in: established traffic pays that one lookup,
  * and only a miss tries a forward entry. */
-static __always_inline enum reason translate_inbound(void *ctx, const enum hook hook, const struct nat_l4 *l4,
+static __always_inline enum reason translate_inbound(void *ctx, const enum hook hook, const struct l4_fields *l4,
 						     const struct reply_key *reply, struct session_in *found,
 						     __u64 now, bool hairpin, __be32 *new_daddr, __u32 *slot)
 {
@@ -62,12 +62,12 @@ static __always_inline int natgw_inbound(void *ctx, const enum hook hook, struct
 	struct fragment_origin origin = {saddr, daddr, pkt->ip->frag_off, pkt->ip->id, protocol};
 	struct session_in *found_in;
 	struct reply_key reply;
-	struct nat_l4 l4 = {};
+	struct l4_fields l4 = {};
 	enum reason reason;
 	bool found = true;
 	int verdict;
 
-	reason = parse_nat_l4(data, data_end, pkt, &l4);
+	reason = parse_l4(data, data_end, pkt, &l4);
 	if (reason != REASON_MAX)
 		return is_nat_eip(daddr) ? drop_with(hook, reason) : not_found(ours);
 	if (l4.kind == L4_NONE) {
@@ -104,8 +104,12 @@ static __always_inline int natgw_inbound(void *ctx, const enum hook hook, struct
 }
 
 /* Outbound, on the VPC side, after no 1:1 binding matched. Sets *ours to false,
- * changing nothing, when the source is not a NAT gateway's (no session, no SNAT entry). */
-static __always_inline int natgw_outbound(void *ctx, const enum hook hook, struct ipv4_packet *pkt, bool *ours)
+ * changing nothing, when the source is not a NAT gateway's (no session, no SNAT entry)
+ * or the sender is not registered with it; *registered then says which. A packet of
+ * an established session from the sender its record carries skips the vpc_sources
+ * lookup; everything else is for a registered sender only. */
+static __always_inline int natgw_outbound(void *ctx, const enum hook hook, struct ipv4_packet *pkt, bool *ours,
+					  bool *registered)
 {
 	void *data = ctx_data(ctx, hook), *data_end = ctx_data_end(ctx, hook);
 	__be32 saddr = pkt->ip->saddr, daddr = pkt->ip->daddr, new_daddr;
@@ -115,19 +119,31 @@ static __always_inline int natgw_outbound(void *ctx, const enum hook hook, struc
 	struct snat_rule_key rule_key = {};
 	struct flow_key key = {};
 	struct snat_pool *pool;
-	struct nat_l4 l4 = {};
-	struct session *s;
+	struct l4_fields l4 = {};
+	struct session *s = 0;
 	enum reason reason;
 	__be32 eip;
 	__be16 eip_port;
-	__u8 flags;
+	__u8 flags, sender[ETH_ALEN];
 	__u64 now;
 	bool found = true;
 	int verdict;
 
 	rule_key.prefixlen = 32;
 	rule_key.addr = saddr;
-	reason = parse_nat_l4(data, data_end, pkt, &l4);
+	reason = parse_l4(data, data_end, pkt, &l4);
+	key.inside_addr = saddr;
+	key.remote_addr = daddr;
+	key.inside_port = l4.sport;
+	key.remote_port = l4.dport;
+	key.protocol = protocol;
+	if (reason == REASON_MAX && (l4.kind == L4_TCP || l4.kind == L4_UDP || l4.kind == L4_ICMP_ECHO))
+		s = bpf_map_lookup_elem(&sessions, &key);
+	if (!s || !from_known_sender(ctx, hook, s->sender_mac)) {
+		*registered = vpc_source_registered(ctx, hook, saddr);
+		if (!*registered)
+			return not_found(ours);
+	}
 	if (reason != REASON_MAX)
 		return bpf_map_lookup_elem(&snat_rules, &rule_key) ? drop_with(hook, reason) : not_found(ours);
 	if (l4.kind == L4_NONE) {
@@ -145,13 +161,7 @@ static __always_inline int natgw_outbound(void *ctx, const enum hook hook, struc
 			return verdict;
 		return bpf_map_lookup_elem(&snat_rules, &rule_key) ? drop_with(hook, REASON_DROP_NAT_NO_SESSION) : not_found(ours);
 	}
-	key.inside_addr = saddr;
-	key.remote_addr = daddr;
-	key.inside_port = l4.sport;
-	key.remote_port = l4.dport;
-	key.protocol = protocol;
 	now = session_now();
-	s = bpf_map_lookup_elem(&sessions, &key);
 	if (!s) {
 		pool = bpf_map_lookup_elem(&snat_rules, &rule_key);
 		if (!pool)
@@ -162,13 +172,16 @@ static __always_inline int natgw_outbound(void *ctx, const enum hook hook, struc
 			return drop_with(hook, REASON_DROP_NAT_NO_SESSION);
 		if (pkt->ip->ttl <= 1)
 			return pass_with(hook, REASON_PASS_TTL_EXPIRING);
-		reason = snat_open(&key, pool, now, is_nat_eip(daddr), &s);
+		frame_sender(ctx, hook, sender);
+		reason = snat_open(&key, pool, now, is_nat_eip(daddr), sender, &s);
 		if (reason != REASON_MAX)
 			return refuse_with_icmp(ctx, hook, reason);
 		if (!s)
 			return drop_with(hook, REASON_DROP_NAT_NO_SESSION);
 	} else if (pkt->ip->ttl <= 1) {
 		return pass_with(hook, REASON_PASS_TTL_EXPIRING);
+	} else {
+		session_learn_sender(ctx, hook, s);
 	}
 	session_touch(&s->last_seen_ns, now);
 	if (l4.kind == L4_TCP)

@@ -140,11 +140,19 @@ static __always_inline enum reason mapping_acquire(const struct endpoint *inside
 	fresh.sessions = 1;
 	fresh.counter_slot = pool->counter_slots[i];
 	if (bpf_map_update_elem(&mappings, inside, &fresh, BPF_NOEXIST) < 0) {
-		/* Full, or another CPU mapped the same endpoint this instant. */
+		/* Full, or another CPU mapped the same endpoint this instant: then its
+		 * mapping is this one's too, and the port claimed here goes back. */
 		bpf_map_delete_elem(&ports_in_use, &ps.outside);
 		__sync_fetch_and_add(&usage->ports, -1);
-		return bpf_map_lookup_elem(&mappings, inside) ? REASON_DROP_NAT_MAPPING_EXPIRING
-							       : REASON_DROP_NAT_TABLE_FULL;
+		m = bpf_map_lookup_elem(&mappings, inside);
+		if (!m)
+			return REASON_DROP_NAT_TABLE_FULL;
+		if (__sync_fetch_and_add(&m->sessions, 1) == 0) {
+			__sync_fetch_and_add(&m->sessions, -1);
+			return REASON_DROP_NAT_MAPPING_EXPIRING;
+		}
+		*out = *m;
+		return REASON_MAX;
 	}
 	*out = fresh;
 	return REASON_MAX;

@@ -23,7 +23,7 @@ enum l4_kind {
 	L4_OTHER,      /* another protocol or ICMP type: not translated by NAT gateways */
 };
 
-struct nat_l4 {
+struct l4_fields {
 	__u32 sport_off; /* frame offset of the source port, or of the echo identifier */
 	__u32 dport_off; /* frame offset of the destination port, or of the echo identifier */
 	__u32 csum_off;  /* frame offset of the L4 checksum */
@@ -41,9 +41,10 @@ struct nat_l4 {
 #define SEG_RST 0x04
 #define SEG_ACK 0x10
 
-/* Parse the L4 header for the NAT gateway. Returns REASON_MAX, or a drop reason. */
-static __always_inline enum reason parse_nat_l4(void *data, void *data_end, const struct ipv4_packet *pkt,
-						struct nat_l4 *l4)
+/* Parse the L4 header, for every path (the one L4 parser): its kind, ports and
+ * checksum offset. Returns REASON_MAX, or a drop reason. */
+static __always_inline enum reason parse_l4(void *data, void *data_end, const struct ipv4_packet *pkt,
+						struct l4_fields *l4)
 {
 	__u32 off = pkt->l4_off;
 
@@ -169,7 +170,7 @@ static __always_inline int rewrite_ip_addr(void *ctx, const enum hook hook, __u3
 
 /* Rewrite one endpoint: the address (src or dst) and, for TCP, UDP and ICMP echo, the
  * port or identifier, keeping the IP and L4 checksums valid. */
-static __always_inline int rewrite_endpoint(void *ctx, const enum hook hook, const struct nat_l4 *l4,
+static __always_inline int rewrite_endpoint(void *ctx, const enum hook hook, const struct l4_fields *l4,
 					    const bool src, __be32 from_addr, __be32 to_addr,
 					    __be16 from_port, __be16 to_port)
 {
@@ -199,11 +200,6 @@ static __always_inline int rewrite_endpoint(void *ctx, const enum hook hook, con
 	}
 	if (load_be16(ctx, hook, l4->csum_off, &check) < 0)
 		return -1;
-	if (udp && check == 0)
-		return 0; /* no checksum stays no checksum */
-	check = csum_replace4(check, from_addr, to_addr);
-	check = csum_replace2(check, from_port, to_port);
-	if (udp && check == 0)
-		check = 0xffff;
-	return store_be16(ctx, hook, l4->csum_off, check);
+	return store_be16(ctx, hook, l4->csum_off,
+			  l4_csum_replace_endpoint(check, from_addr, to_addr, from_port, to_port, udp));
 }

@@ -25,10 +25,10 @@ static __always_inline long session_insert(const struct flow_key *key, const str
 	return 0;
 }
 
-/* Open an SNAT session for key through pool; its records say what was opened. On
- * success *s points at the outbound record. */
+/* Open an SNAT session for key through pool, for the registered instance at sender;
+ * its records say what was opened. On success *s points at the outbound record. */
 static __always_inline enum reason snat_open(const struct flow_key *key, const struct snat_pool *pool,
-					     __u64 now, bool hairpin, struct session **s)
+					     __u64 now, bool hairpin, const __u8 *sender, struct session **s)
 {
 	struct nat_config *cfg = nat_config_get();
 	struct endpoint inside = {};
@@ -62,6 +62,7 @@ static __always_inline enum reason snat_open(const struct flow_key *key, const s
 	out.flags = SESSION_SNAT | (hairpin ? SESSION_HAIRPIN : 0);
 	out.counter_slot = m.counter_slot;
 	out.last_seen_ns = now;
+	__builtin_memcpy(out.sender_mac, sender, ETH_ALEN);
 	in.inside_addr = key->inside_addr;
 	in.inside_port = key->inside_port;
 	in.flags = out.flags;
@@ -86,7 +87,7 @@ static __always_inline enum reason snat_open(const struct flow_key *key, const s
  * gateway that matched no session. Filtering is address- and port-dependent (RFC 4787
  * section 5): without a forward entry the packet is dropped. On success *in points
  * at the inbound record. */
-static __always_inline enum reason dnat_open(const struct reply_key *reply, const struct nat_l4 *l4, __u64 now,
+static __always_inline enum reason dnat_open(const struct reply_key *reply, const struct l4_fields *l4, __u64 now,
 					     bool hairpin, struct session_in **in)
 {
 	struct forward_target *target;

@@ -156,6 +156,10 @@ struct session {
 	__u8 flags;   /* enum session_flags */
 	__u8 pad;
 	__u32 counter_slot;
+	/* The MAC of the registered instance that sent its packets (all zero until one
+	 * did): it is checked instead of a vpc_sources lookup. */
+	__u8 sender_mac[6];
+	__u16 pad2;
 	union {
 		__u32 tcp;              /* what this direction saw, set atomically */
 		enum tcp_seen tcp_seen; /* the same bits, named */
