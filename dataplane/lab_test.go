@@ -200,7 +200,11 @@ func (l *lab) snapshot(t testing.TB) countersSnapshot {
 		t.Fatal(err)
 	}
 	s := countersSnapshot{reasons: rc, eips: map[netip.Addr]EIPCounters{}}
-	for _, eip := range []netip.Addr{eipVM1, eipNoNeigh, eipSmallMTU, eipUnreachable, eipCut} {
+	eips, err := l.dp.CountedEIPs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, eip := range eips {
 		c, err := l.dp.Counters(eip)
 		if err != nil {
 			t.Fatal(err)

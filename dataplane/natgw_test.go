@@ -177,9 +177,17 @@ type natStep struct {
 	role    Role
 	in      []byte
 	verdict uint32 // hookVerdict of the expected outcome
-	out     []byte // nil: compare nothing (drops)
+	// out is the frame a redirect sends; expect builds it after the run instead, for
+	// a frame with a port the program chose (read from its sessions). A redirect
+	// needs one of them.
+	out     []byte
+	expect  func() []byte
 	reasons map[Reason]uint64
-	prog    *ebpf.Program // nil: the role's program at the hook
+	// eips are the per-EIP counter changes; nil means what a plain translation
+	// counts: the frame's IP length on the EIP it was translated to or from (none
+	// for a pass or a drop).
+	eips map[netip.Addr]EIPCounters
+	prog *ebpf.Program // nil: the role's program at the hook
 }
 
 func (l *lab) check(t *testing.T, hook Hook, s natStep) {
@@ -188,20 +196,65 @@ func (l *lab) check(t *testing.T, hook Hook, s natStep) {
 	if prog == nil {
 		prog = l.program(t, s.role, hook)
 	}
+	redirect := s.verdict == hookVerdict(hook, verdictRedirect)
+	if redirect && s.out == nil && s.expect == nil {
+		t.Fatalf("%s: a redirect step must give the frame it expects", s.name)
+	}
 	before := l.snapshot(t)
 	ret, out := l.run(t, prog, hook, l.ingress(s.role), s.in)
 	after := l.snapshot(t)
 	if ret != s.verdict {
 		t.Errorf("%s: verdict %d, want %d; reasons moved: %v", s.name, ret, s.verdict, diffReasons(before, after))
 	}
-	if s.out != nil && !bytes.Equal(out, s.out) {
-		t.Errorf("%s: frame out differs\n got: %s\nwant: %s", s.name, dump(out), dump(s.out))
+	want := s.out
+	if s.expect != nil {
+		want = s.expect()
+	}
+	if redirect && !bytes.Equal(out, want) {
+		t.Errorf("%s: frame out differs\n got: %s\nwant: %s", s.name, dump(out), dump(want))
 	}
 	for r := Reason(0); r < ReasonMax; r++ {
 		if got := after.reasons[r] - before.reasons[r]; got != s.reasons[r] {
 			t.Errorf("%s: reason %s moved by %d, want %d", s.name, r, got, s.reasons[r])
 		}
 	}
+	eips := s.eips
+	if eips == nil {
+		eips = map[netip.Addr]EIPCounters{}
+		if redirect {
+			eips = plainTranslation(t, s.role, s.in, want)
+		}
+	}
+	for eip, a := range after.eips {
+		b := before.eips[eip]
+		got := EIPCounters{InPackets: a.InPackets - b.InPackets, InBytes: a.InBytes - b.InBytes,
+			OutPackets: a.OutPackets - b.OutPackets, OutBytes: a.OutBytes - b.OutBytes}
+		if got != eips[eip] {
+			t.Errorf("%s: %v counted %+v, want %+v", s.name, eip, got, eips[eip])
+		}
+	}
+}
+
+// plainTranslation is what a translated frame counts: its IP length, inbound on the
+// EIP it was sent to, outbound on the EIP it leaves from.
+func plainTranslation(t *testing.T, role Role, in, out []byte) map[netip.Addr]EIPCounters {
+	t.Helper()
+	ipOf := func(frame []byte) *layers.IPv4 {
+		p := gopacket.NewPacket(frame, layers.LayerTypeEthernet, gopacket.Default)
+		ip, ok := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		if !ok {
+			t.Fatalf("no IPv4 header in %x", frame)
+		}
+		return ip
+	}
+	if role == RoleUplink {
+		ip := ipOf(in)
+		eip, _ := netip.AddrFromSlice(ip.DstIP.To4())
+		return map[netip.Addr]EIPCounters{eip: {InPackets: 1, InBytes: uint64(ip.Length)}}
+	}
+	ip := ipOf(out)
+	eip, _ := netip.AddrFromSlice(ip.SrcIP.To4())
+	return map[netip.Addr]EIPCounters{eip: {OutPackets: 1, OutBytes: uint64(ip.Length)}}
 }
 
 func (l *lab) session(t *testing.T, match func(Session) bool) Session {
@@ -214,6 +267,18 @@ func (l *lab) session(t *testing.T, match func(Session) bool) Session {
 		t.Fatalf("want one matching session, have %d: %+v", len(ss), ss)
 	}
 	return ss[0]
+}
+
+// externalPort is the external port the program chose for an inside endpoint.
+func (l *lab) externalPort(t *testing.T, inside netip.Addr, port uint16, proto uint8) uint16 {
+	t.Helper()
+	ss, err := l.dp.Sessions(func(s Session) bool {
+		return s.Inside == netip.AddrPortFrom(inside, port) && s.Protocol == proto
+	})
+	if err != nil || len(ss) == 0 {
+		t.Fatalf("no session of %v:%d/%d (%v)", inside, port, proto, err)
+	}
+	return ss[0].External.Port()
 }
 
 func (l *lab) purgeAll(t *testing.T) {
@@ -274,7 +339,10 @@ func TestNatGatewayPaths(t *testing.T) {
 				reasons: map[Reason]uint64{ReasonDropNatNoSession: 1}})
 			// No port overloading: another instance wanting the same port gets another.
 			l.check(t, hook, natStep{name: "second instance, same source port", role: RoleVPC,
-				in: f.fromInside(natVM2, labInet, tcpSeg(40000, 80, "S")), verdict: redirect})
+				in: f.fromInside(natVM2, labInet, tcpSeg(40000, 80, "S")), verdict: redirect,
+				expect: func() []byte {
+					return f.toInet(natEIP1, labInet, tcpSeg(l.externalPort(t, natVM2, 40000, ProtoTCP), 80, "S"))
+				}})
 			s2 := l.session(t, func(s Session) bool { return s.Inside.Addr() == natVM2 && s.Protocol == ProtoTCP })
 			if s2.External.Addr() != natEIP1 || s2.External.Port() == 40000 || s2.External.Port() < 1024 {
 				t.Errorf("second instance mapped to %v", s2.External)
@@ -316,18 +384,25 @@ func TestNatGatewayPaths(t *testing.T) {
 
 			// Hairpinning: natVM2 reaches natVM1's published port through the EIP, and
 			// natVM1 sees natVM2's external endpoint.
+			hairpinCount := func(ipLen uint64) map[netip.Addr]EIPCounters {
+				return map[netip.Addr]EIPCounters{natEIP1: {OutPackets: 1, OutBytes: ipLen}, natEIP2: {InPackets: 1, InBytes: ipLen}}
+			}
 			l.check(t, hook, natStep{name: "hairpin request", role: RoleVPC,
-				in: f.fromInside(natVM2, natEIP2, tcpSeg(41000, fwdTCPPort, "S")), verdict: redirect})
+				in: f.fromInside(natVM2, natEIP2, tcpSeg(41000, fwdTCPPort, "S")), verdict: redirect,
+				expect: func() []byte {
+					return f.toInside(natEIP1, natVM1, tcpSeg(l.externalPort(t, natVM2, 41000, ProtoTCP), 80, "S"))
+				}, eips: hairpinCount(64)})
 			hp := l.session(t, func(s Session) bool { return s.Inside.Addr() == natVM2 && s.Inside.Port() == 41000 })
 			if !hp.Hairpin || hp.External.Addr() != natEIP1 {
 				t.Fatalf("hairpin session %+v", hp)
 			}
 			l.check(t, hook, natStep{name: "hairpin request, as delivered", role: RoleVPC,
 				in:  f.fromInside(natVM2, natEIP2, tcpSeg(41000, fwdTCPPort, "A")),
-				out: f.toInside(natEIP1, natVM1, tcpSeg(hp.External.Port(), 80, "A")), verdict: redirect})
+				out: f.toInside(natEIP1, natVM1, tcpSeg(hp.External.Port(), 80, "A")), verdict: redirect, eips: hairpinCount(64)})
 			l.check(t, hook, natStep{name: "hairpin reply", role: RoleVPC,
 				in:  f.fromInside(natVM1, natEIP1, tcpSeg(80, hp.External.Port(), "SA")),
-				out: f.toInside(natEIP2, natVM2, tcpSeg(fwdTCPPort, 41000, "SA")), verdict: redirect})
+				out: f.toInside(natEIP2, natVM2, tcpSeg(fwdTCPPort, 41000, "SA")), verdict: redirect,
+				eips: map[netip.Addr]EIPCounters{natEIP2: {OutPackets: 1, OutBytes: 64}, natEIP1: {InPackets: 1, InBytes: 64}}})
 
 			// No SNAT entry covers 10.0.2.0/24: untranslated, it may not reach the internet.
 			l.check(t, hook, natStep{name: "source without SNAT entry", role: RoleVPC,
@@ -345,6 +420,9 @@ func TestNatGatewayPaths(t *testing.T) {
 		})
 	}
 }
+
+// noCount says a step counts on no EIP (a refusal is answered, not translated).
+var noCount = map[netip.Addr]EIPCounters{}
 
 // refusal is the ICMP 3/13 the gateway answers a refused packet with.
 func (f natFrames) refusal(refused []byte) []byte {
@@ -377,11 +455,14 @@ func TestNatGatewayExhaustionAndQuotas(t *testing.T) {
 			})
 			for i := uint16(0); i < 3; i++ {
 				l.check(t, hook, natStep{name: "flow within the range", role: RoleVPC,
-					in: f.fromInside(natVM1, labInet, udpDgram(100+i, 53)), verdict: redirect})
+					in: f.fromInside(natVM1, labInet, udpDgram(100+i, 53)), verdict: redirect,
+					expect: func() []byte {
+						return f.toInet(natEIP1, labInet, udpDgram(l.externalPort(t, natVM1, 100+i, ProtoUDP), 53))
+					}})
 			}
 			full := f.fromInside(natVM2, labInet, udpDgram(100, 53))
 			l.check(t, hook, natStep{name: "fourth flow refused with ICMP 3/13", role: RoleVPC,
-				in: full, out: f.refusal(full), verdict: hookVerdict(hook, verdictRedirect),
+				in: full, eips: noCount, out: f.refusal(full), verdict: hookVerdict(hook, verdictRedirect),
 				reasons: map[Reason]uint64{ReasonDropNatPortsExhausted: 1}})
 			used := map[uint16]bool{}
 			for _, s := range mustSessions(t, l) {
@@ -400,20 +481,26 @@ func TestNatGatewayExhaustionAndQuotas(t *testing.T) {
 			cfg.PortMin, cfg.PortMax = 1024, 65535
 			cfg.MaxSessionsPerSource, cfg.MaxPortsPerSource = 3, 2
 			must(t, l.dp.SetNatConfig(cfg))
-			l.check(t, hook, natStep{name: "port 1", role: RoleVPC, in: f.fromInside(natVM1, labInet, udpDgram(7001, 53)), verdict: redirect})
-			l.check(t, hook, natStep{name: "port 2", role: RoleVPC, in: f.fromInside(natVM1, labInet, udpDgram(7002, 53)), verdict: redirect})
+			l.check(t, hook, natStep{name: "port 1", role: RoleVPC, in: f.fromInside(natVM1, labInet, udpDgram(7001, 53)),
+				out: f.toInet(natEIP1, labInet, udpDgram(7001, 53)), verdict: redirect})
+			l.check(t, hook, natStep{name: "port 2", role: RoleVPC, in: f.fromInside(natVM1, labInet, udpDgram(7002, 53)),
+				out: f.toInet(natEIP1, labInet, udpDgram(7002, 53)), verdict: redirect})
 			refused := f.fromInside(natVM1, labInet, udpDgram(7003, 53))
-			l.check(t, hook, natStep{name: "third port refused", role: RoleVPC, in: refused, out: f.refusal(refused),
+			l.check(t, hook, natStep{name: "third port refused", role: RoleVPC, in: refused, eips: noCount, out: f.refusal(refused),
 				verdict: hookVerdict(hook, verdictRedirect), reasons: map[Reason]uint64{ReasonDropNatPortQuota: 1}})
 			l.check(t, hook, natStep{name: "a third session on a held port", role: RoleVPC,
-				in: f.fromInside(natVM1, labInet2, udpDgram(7001, 53)), verdict: redirect})
+				in:  f.fromInside(natVM1, labInet2, udpDgram(7001, 53)),
+				out: f.toInet(natEIP1, labInet2, udpDgram(7001, 53)), verdict: redirect})
 			refused = f.fromInside(natVM1, labInet2, udpDgram(7002, 53))
-			l.check(t, hook, natStep{name: "fourth session refused", role: RoleVPC, in: refused, out: f.refusal(refused),
+			l.check(t, hook, natStep{name: "fourth session refused", role: RoleVPC, in: refused, eips: noCount, out: f.refusal(refused),
 				verdict: hookVerdict(hook, verdictRedirect), reasons: map[Reason]uint64{ReasonDropNatSessionQuota: 1}})
 			l.check(t, hook, natStep{name: "another source is not held back", role: RoleVPC,
-				in: f.fromInside(natVM2, labInet, udpDgram(7001, 53)), verdict: redirect})
+				in: f.fromInside(natVM2, labInet, udpDgram(7001, 53)), verdict: redirect,
+				expect: func() []byte {
+					return f.toInet(natEIP1, labInet, udpDgram(l.externalPort(t, natVM2, 7001, ProtoUDP), 53))
+				}})
 			tcpRefused := f.fromInside(natVM1, labInet, tcpSeg(7009, 80, "S"))
-			l.check(t, hook, natStep{name: "tcp refused too", role: RoleVPC, in: tcpRefused, out: f.refusal(tcpRefused),
+			l.check(t, hook, natStep{name: "tcp refused too", role: RoleVPC, in: tcpRefused, eips: noCount, out: f.refusal(tcpRefused),
 				verdict: hookVerdict(hook, verdictRedirect), reasons: map[Reason]uint64{ReasonDropNatSessionQuota: 1}})
 		})
 	}
@@ -442,11 +529,16 @@ func TestNatGatewayExpiry(t *testing.T) {
 	start := 1000 * time.Second // any time: the clock is frozen
 	must(t, l.dp.freezeSessionClock(start))
 	t.Cleanup(func() { _ = l.dp.freezeSessionClock(0) })
-	l.check(t, hook, natStep{name: "udp", role: RoleVPC, in: f.fromInside(natVM1, labInet, udpDgram(5000, 53)), verdict: redirect})
-	l.check(t, hook, natStep{name: "tcp syn", role: RoleVPC, in: f.fromInside(natVM1, labInet, tcpSeg(5001, 80, "S")), verdict: redirect})
-	l.check(t, hook, natStep{name: "tcp syn-ack", role: RoleUplink, in: f.fromInet(labInet, natEIP1, tcpSeg(80, 5001, "SA")), verdict: redirect})
-	l.check(t, hook, natStep{name: "tcp reset", role: RoleVPC, in: f.fromInside(natVM1, labInet, tcpSeg(5002, 80, "S")), verdict: redirect})
-	l.check(t, hook, natStep{name: "tcp reset", role: RoleUplink, in: f.fromInet(labInet, natEIP1, tcpSeg(80, 5002, "R")), verdict: redirect})
+	l.check(t, hook, natStep{name: "udp", role: RoleVPC, in: f.fromInside(natVM1, labInet, udpDgram(5000, 53)),
+		out: f.toInet(natEIP1, labInet, udpDgram(5000, 53)), verdict: redirect})
+	l.check(t, hook, natStep{name: "tcp syn", role: RoleVPC, in: f.fromInside(natVM1, labInet, tcpSeg(5001, 80, "S")),
+		out: f.toInet(natEIP1, labInet, tcpSeg(5001, 80, "S")), verdict: redirect})
+	l.check(t, hook, natStep{name: "tcp syn-ack", role: RoleUplink, in: f.fromInet(labInet, natEIP1, tcpSeg(80, 5001, "SA")),
+		out: f.toInside(labInet, natVM1, tcpSeg(80, 5001, "SA")), verdict: redirect})
+	l.check(t, hook, natStep{name: "tcp reset", role: RoleVPC, in: f.fromInside(natVM1, labInet, tcpSeg(5002, 80, "S")),
+		out: f.toInet(natEIP1, labInet, tcpSeg(5002, 80, "S")), verdict: redirect})
+	l.check(t, hook, natStep{name: "tcp reset", role: RoleUplink, in: f.fromInet(labInet, natEIP1, tcpSeg(80, 5002, "R")),
+		out: f.toInside(labInet, natVM1, tcpSeg(80, 5002, "R")), verdict: redirect})
 	if s := l.session(t, func(s Session) bool { return s.Inside.Port() == 5002 }); s.State != "reset" || s.Timeout != cfg.TCPTransitory {
 		t.Errorf("reset session: %+v", s)
 	}
@@ -502,8 +594,12 @@ func TestNatGatewayICMPErrorsAndFragments(t *testing.T) {
 		redirect, drop := hookVerdict(hook, verdictRedirect), hookVerdict(hook, verdictDrop)
 		t.Run(string(hook), func(t *testing.T) {
 			t.Cleanup(func() { l.purgeAll(t) })
-			l.check(t, hook, natStep{name: "udp out", role: RoleVPC, in: f.fromInside(natVM1, labInet, udpDgram(5000, 53)), verdict: redirect})
-			l.check(t, hook, natStep{name: "udp out, port taken", role: RoleVPC, in: f.fromInside(natVM2, labInet, udpDgram(5000, 53)), verdict: redirect})
+			l.check(t, hook, natStep{name: "udp out", role: RoleVPC, in: f.fromInside(natVM1, labInet, udpDgram(5000, 53)),
+				out: f.toInet(natEIP1, labInet, udpDgram(5000, 53)), verdict: redirect})
+			l.check(t, hook, natStep{name: "udp out, port taken", role: RoleVPC, in: f.fromInside(natVM2, labInet, udpDgram(5000, 53)),
+				verdict: redirect, expect: func() []byte {
+					return f.toInet(natEIP1, labInet, udpDgram(l.externalPort(t, natVM2, 5000, ProtoUDP), 53))
+				}})
 			s2 := l.session(t, func(s Session) bool { return s.Inside.Addr() == natVM2 })
 			quoted := func(src, dst netip.Addr, l4 ...gopacket.SerializableLayer) []byte {
 				return ipPacket(t, append([]gopacket.SerializableLayer{ip4(src, dst, l4Proto(l4[0]), 1)}, l4...)...)
@@ -519,7 +615,8 @@ func TestNatGatewayICMPErrorsAndFragments(t *testing.T) {
 				out:     errorFrame(eth(f.vpcMAC, macNatVM2), labHop, natVM2, 63, 11, 0, wantQuote),
 				verdict: redirect})
 			// A TCP session's error quoting the TCP checksum too.
-			l.check(t, hook, natStep{name: "tcp out", role: RoleVPC, in: f.fromInside(natVM1, labInet, tcpSeg(6000, 80, "S")), verdict: redirect})
+			l.check(t, hook, natStep{name: "tcp out", role: RoleVPC, in: f.fromInside(natVM1, labInet, tcpSeg(6000, 80, "S")),
+				out: f.toInet(natEIP1, labInet, tcpSeg(6000, 80, "S")), verdict: redirect})
 			tq := &layers.TCP{SrcPort: 6000, DstPort: 80, Seq: 1000, SYN: true, Window: 64240}
 			tqOut := &layers.TCP{SrcPort: 6000, DstPort: 80, Seq: 1000, SYN: true, Window: 64240}
 			l.check(t, hook, natStep{name: "unreachable quoting the tcp checksum", role: RoleUplink,
@@ -531,7 +628,8 @@ func TestNatGatewayICMPErrorsAndFragments(t *testing.T) {
 				verdict: drop, reasons: map[Reason]uint64{ReasonDropNatNoSession: 1}})
 			// The published server's port unreachable goes out from the EIP's endpoint.
 			l.check(t, hook, natStep{name: "udp to a forward port", role: RoleUplink,
-				in: f.fromInet(labInet, natEIP2, udpDgram(6001, fwdUDPPort)), verdict: redirect})
+				in:  f.fromInet(labInet, natEIP2, udpDgram(6001, fwdUDPPort)),
+				out: f.toInside(labInet, natVM1, udpDgram(6001, 53)), verdict: redirect})
 			l.check(t, hook, natStep{name: "server's port unreachable", role: RoleVPC,
 				in:      errorFrame(eth(macNatVM1, f.vpcMAC), natVM1, labInet, 64, 3, 3, quoted(labInet, natVM1, udp(6001, 53), payload(24))[:28]),
 				out:     errorFrame(eth(f.uplinkMAC, macRouter), natEIP2, labInet, 63, 3, 3, quoted(labInet, natEIP2, udp(6001, fwdUDPPort), payload(24))[:28]),
@@ -588,7 +686,9 @@ func TestNatGatewayOutOfOrderFragments(t *testing.T) {
 			}
 			step(natStep{name: "second fragment first", role: RoleVPC, in: in2, verdict: tcDrop,
 				reasons: map[Reason]uint64{ReasonHeldFragment: 1}})
-			step(natStep{name: "first fragment", role: RoleVPC, in: in1, out: out1, verdict: tcRedirect})
+			// The first fragment goes, and the held one after it: both count.
+			step(natStep{name: "first fragment", role: RoleVPC, in: in1, out: out1, verdict: tcRedirect,
+				eips: map[netip.Addr]EIPCounters{natEIP1: {OutPackets: 2, OutBytes: uint64(len(out1) - 14 + len(out2) - 14)}}})
 			for {
 				got, err := capture.Next(2 * time.Second)
 				if err != nil {
@@ -633,7 +733,10 @@ func TestNatGatewayAffinity(t *testing.T) {
 		src := netip.AddrFrom4([4]byte{10, 0, 3, byte(i)})
 		for port := uint16(3000); port < 3004; port++ {
 			l.check(t, HookXDP, natStep{name: "affinity flow", role: RoleVPC, in: f.fromInside(src, labInet, udpDgram(port, 53)),
-				verdict: hookVerdict(HookXDP, verdictRedirect)})
+				verdict: hookVerdict(HookXDP, verdictRedirect), expect: func() []byte {
+					ext := l.session(t, func(s Session) bool { return s.Inside == netip.AddrPortFrom(src, port) }).External
+					return f.toInet(ext.Addr(), labInet, udpDgram(ext.Port(), 53))
+				}})
 		}
 	}
 	eipOf := map[netip.Addr]netip.Addr{}
@@ -740,10 +843,12 @@ func TestNatGatewayUDPRefreshDirection(t *testing.T) {
 		must(t, l.dp.SetNatConfig(cfg))
 		start := 1000 * time.Second // any time: the clock is frozen
 		must(t, l.dp.freezeSessionClock(start))
-		l.check(t, hook, natStep{name: "udp out", role: RoleVPC, in: f.fromInside(natVM1, labInet, udpDgram(5100, 53)), verdict: redirect})
+		l.check(t, hook, natStep{name: "udp out", role: RoleVPC, in: f.fromInside(natVM1, labInet, udpDgram(5100, 53)),
+			out: f.toInet(natEIP1, labInet, udpDgram(5100, 53)), verdict: redirect})
 		// Ten seconds later, the instance having gone quiet, the remote answers.
 		must(t, l.dp.freezeSessionClock(start+10*time.Second))
-		l.check(t, hook, natStep{name: "udp in", role: RoleUplink, in: f.fromInet(labInet, natEIP1, udpDgram(53, 5100)), verdict: redirect})
+		l.check(t, hook, natStep{name: "udp in", role: RoleUplink, in: f.fromInet(labInet, natEIP1, udpDgram(53, 5100)),
+			out: f.toInside(labInet, natVM1, udpDgram(53, 5100)), verdict: redirect})
 		got := l.session(t, func(s Session) bool { return s.Inside.Port() == 5100 })
 		if refreshed := got.Idle == 0; refreshed != inboundRefresh || (!refreshed && got.Idle != 10*time.Second) {
 			t.Errorf("UDPInboundRefresh=%v: after a reply the session is idle %v (refreshed=%v)", inboundRefresh, got.Idle, refreshed)
@@ -762,10 +867,12 @@ func TestNatGatewayTableFull(t *testing.T) {
 			t.Cleanup(func() { l.purgeAll(t) })
 			for p := uint16(0); p < 4; p++ {
 				l.check(t, hook, natStep{name: "a session with its own mapping", role: RoleVPC,
-					in: f.fromInside(natVM1, labInet, udpDgram(6000+p, 53)), verdict: hookVerdict(hook, verdictRedirect)})
+					in:  f.fromInside(natVM1, labInet, udpDgram(6000+p, 53)),
+					out: f.toInet(natEIP1, labInet, udpDgram(6000+p, 53)), verdict: hookVerdict(hook, verdictRedirect)})
 			}
+			fifth := f.fromInside(natVM2, labInet, udpDgram(6100, 53))
 			l.check(t, hook, natStep{name: "the fifth", role: RoleVPC,
-				in: f.fromInside(natVM2, labInet, udpDgram(6100, 53)), verdict: hookVerdict(hook, verdictRedirect),
+				in: fifth, eips: noCount, out: f.refusal(fifth), verdict: hookVerdict(hook, verdictRedirect),
 				reasons: map[Reason]uint64{ReasonDropNatTableFull: 1}})
 		})
 	}
