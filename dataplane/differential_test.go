@@ -44,10 +44,10 @@ type modelFlow struct { // the VPC-side tuple
 }
 
 type modelSession struct {
-	external           modelEndpoint
-	dnat               bool
-	lastOut, lastIn    time.Duration
-	tcpOut, tcpIn      uint32 // tcp_seen bits each direction saw
+	external        modelEndpoint
+	dnat            bool
+	lastOut, lastIn time.Duration
+	tcpOut, tcpIn   uint32 // tcp_seen bits each direction saw
 }
 
 type modelMapping struct {
