@@ -228,40 +228,38 @@ func (h *harness) open(tb testing.TB, prog *ebpf.Program, template []byte, s flo
 // benchSNAT: instances of affSubnet (registered, pooled over two EIPs with affinity)
 // open n sessions, 64 remote ports per mapping, 16 source addresses.
 func benchSNAT(b *testing.B, n uint32) {
-	l, h, f := scaledNatLab(b, n)
 	const remotes, addrs = 64, 16
-	spread := flowSpread{flows: n, remotes: remotes, ports: (n + remotes*addrs - 1) / (remotes * addrs)}
-	template := f.fromInside(affSubnet.Addr(), labInet, udpDgram(1024, 1000))
-	h.cacheNextHops(b)
-	newFlow := h.open(b, h.objs.HarnessVpc, template, spread)
-	mem, err := l.dp.SessionMemory()
-	must(b, err)
-	b.Run("new", func(b *testing.B) { b.ReportMetric(newFlow, "ns/packet") })
-	for _, random := range []bool{false, true} {
-		b.Run("established/"+order(random), func(b *testing.B) {
-			frame := h.use(b, template, spread, random)
-			b.ReportMetric(h.cost(b, h.objs.HarnessVpc, frame, int(max(n, 200000))), "ns/packet")
-			b.ReportMetric(float64(mem)/float64(n), "session-bytes/session")
-		})
-	}
+	benchSessions(b, n, RoleVPC, flowSpread{flows: n, remotes: remotes, ports: (n + remotes*addrs - 1) / (remotes * addrs)},
+		func(f natFrames) []byte { return f.fromInside(affSubnet.Addr(), labInet, udpDgram(1024, 1000)) })
 }
 
 // benchDNAT: n internet endpoints (200 addresses x ports) reach one forward entry,
 // each opening a session.
 func benchDNAT(b *testing.B, n uint32) {
-	l, h, f := scaledNatLab(b, n)
 	const addrs = 200
-	spread := flowSpread{flows: n, ports: (n + addrs - 1) / addrs}
-	template := f.fromInet(labInet, natEIP2, udpDgram(1024, fwdUDPPort))
+	benchSessions(b, n, RoleUplink, flowSpread{flows: n, ports: (n + addrs - 1) / addrs},
+		func(f natFrames) []byte { return f.fromInet(labInet, natEIP2, udpDgram(1024, fwdUDPPort)) })
+}
+
+// benchSessions opens n sessions with the template's flows, in a NAT lab sized for
+// them, reporting the new flow's cost, then the established one's in order and at
+// random, with the session tables' bytes per session.
+func benchSessions(b *testing.B, n uint32, role Role, spread flowSpread, template func(natFrames) []byte) {
+	l, h, f := scaledNatLab(b, n)
+	prog := h.objs.HarnessVpc
+	if role == RoleUplink {
+		prog = h.objs.HarnessUplink
+	}
+	frame := template(f)
 	h.cacheNextHops(b)
-	newFlow := h.open(b, h.objs.HarnessUplink, template, spread)
+	newFlow := h.open(b, prog, frame, spread)
 	mem, err := l.dp.SessionMemory()
 	must(b, err)
 	b.Run("new", func(b *testing.B) { b.ReportMetric(newFlow, "ns/packet") })
 	for _, random := range []bool{false, true} {
 		b.Run("established/"+order(random), func(b *testing.B) {
-			frame := h.use(b, template, spread, random)
-			b.ReportMetric(h.cost(b, h.objs.HarnessUplink, frame, int(max(n, 200000))), "ns/packet")
+			padded := h.use(b, frame, spread, random)
+			b.ReportMetric(h.cost(b, prog, padded, int(max(n, 200000))), "ns/packet")
 			b.ReportMetric(float64(mem)/float64(n), "session-bytes/session")
 		})
 	}
