@@ -17,8 +17,9 @@ import (
 )
 
 // The differential test: random sequences of packets (new flows, replies, TCP closes
-// and resets, ICMP echo, forward entries, in-order fragments, ICMP errors about
-// sessions, expiry on a frozen clock, and two CPUs racing to open the same flow) go
+// and resets, ICMP echo, forward entries, in-order fragments, routers' ICMP errors
+// about sessions and about none, expiry on a frozen clock, and two CPUs racing to open
+// the same flow) go
 // through the BPF program and through natModel, a small Go model of what the NAT
 // gateway is documented to do (docs/natgw.md). Every step compares the verdict, the
 // whole frame out and the reason counters; every tick compares the sessions and the
@@ -61,6 +62,7 @@ type natModel struct {
 	sessions map[modelFlow]*modelSession
 	mappings map[modelFlow]*modelMapping // keyed by inside endpoint and protocol (remote zero)
 	counters map[netip.Addr]EIPCounters
+	tally    map[string]int // what the steps exercised, for the log
 }
 
 func (m *natModel) mappingKey(f modelFlow) modelFlow {
@@ -195,7 +197,7 @@ func TestNatDifferential(t *testing.T) {
 	must(t, l.dp.freezeSessionClock(start))
 	t.Cleanup(func() { _ = l.dp.freezeSessionClock(0) })
 	m := &natModel{cfg: cfg, now: start, sessions: map[modelFlow]*modelSession{},
-		mappings: map[modelFlow]*modelMapping{}, counters: map[netip.Addr]EIPCounters{}}
+		mappings: map[modelFlow]*modelMapping{}, counters: map[netip.Addr]EIPCounters{}, tally: map[string]int{}}
 	for _, e := range []netip.Addr{natEIP1, natEIP2} {
 		c, err := l.dp.Counters(e)
 		must(t, err)
@@ -216,23 +218,15 @@ func TestNatDifferential(t *testing.T) {
 	pick := func(xs []uint16) uint16 { return xs[rng.IntN(len(xs))] }
 	tcpFlags := []string{"S", "A", "A", "A", "FA", "R", "SA"}
 
-	// expectOut is what the model says an outbound packet becomes; learn is set when
-	// the program chooses the external port.
-	type outcome struct {
-		verdict verdict
-		frame   []byte
-		reasons map[Reason]uint64
-		learn   func(out []byte) error
-	}
-	outbound := func(p diffPacket) outcome {
+	outbound := func(p diffPacket) diffOutcome {
 		fl := p.flow
 		s := m.sessions[fl]
 		if s == nil {
 			switch {
 			case fl.proto == ProtoTCP && bytes.ContainsRune([]byte(p.spec.flags), 'R'):
-				return outcome{verdict: verdictDrop, reasons: map[Reason]uint64{ReasonDropNatNoSession: 1}}
+				return diffOutcome{verdict: verdictDrop, reasons: map[Reason]uint64{ReasonDropNatNoSession: 1}}
 			case fl.proto == ProtoICMP && p.spec.echo != 8:
-				return outcome{verdict: verdictDrop, reasons: map[Reason]uint64{ReasonDropNatUnsupported: 1}}
+				return diffOutcome{verdict: verdictDrop, reasons: map[Reason]uint64{ReasonDropNatUnsupported: 1}}
 			}
 			mk := m.mappingKey(fl)
 			if mp := m.mappings[mk]; mp != nil {
@@ -267,7 +261,7 @@ func TestNatDifferential(t *testing.T) {
 				if fl.proto == ProtoTCP {
 					s.tcpOut |= tcpBits(p.spec.flags, true)
 				}
-				return outcome{verdict: verdictRedirect, learn: learn}
+				return diffOutcome{verdict: verdictRedirect, learn: learn}
 			}
 			s.lastOut, s.lastIn = m.now, m.now
 		} else {
@@ -276,9 +270,9 @@ func TestNatDifferential(t *testing.T) {
 		if fl.proto == ProtoTCP {
 			s.tcpOut |= tcpBits(p.spec.flags, true)
 		}
-		return outcome{verdict: verdictRedirect, frame: f.toInet(s.external.addr, fl.remote.addr, translated(p.spec, s.external.port, true))}
+		return diffOutcome{verdict: verdictRedirect, frame: f.toInet(s.external.addr, fl.remote.addr, translated(p.spec, s.external.port, true))}
 	}
-	inbound := func(p diffPacket, external modelEndpoint) outcome {
+	inbound := func(p diffPacket, external modelEndpoint) diffOutcome {
 		fl := p.flow
 		reply, s := m.byReply(fl.remote, external, fl.proto)
 		if s == nil {
@@ -286,10 +280,10 @@ func TestNatDifferential(t *testing.T) {
 			fwd := external.addr == natEIP2 && ((fl.proto == ProtoTCP && external.port == fwdTCPPort && p.spec.flags == "S") ||
 				(fl.proto == ProtoUDP && external.port == fwdUDPPort))
 			if fl.proto == ProtoICMP && p.spec.echo != 0 {
-				return outcome{verdict: verdictDrop, reasons: map[Reason]uint64{ReasonDropNatUnsupported: 1}}
+				return diffOutcome{verdict: verdictDrop, reasons: map[Reason]uint64{ReasonDropNatUnsupported: 1}}
 			}
 			if !fwd {
-				return outcome{verdict: verdictDrop, reasons: map[Reason]uint64{ReasonDropNatNoSession: 1}}
+				return diffOutcome{verdict: verdictDrop, reasons: map[Reason]uint64{ReasonDropNatNoSession: 1}}
 			}
 			inside := modelEndpoint{natVM1, 80}
 			if fl.proto == ProtoUDP {
@@ -298,7 +292,7 @@ func TestNatDifferential(t *testing.T) {
 			reply = modelFlow{inside: inside, remote: fl.remote, proto: fl.proto}
 			if other := m.sessions[reply]; other != nil {
 				// The server's tuple is already another session's (an SNAT one).
-				return outcome{verdict: verdictDrop, reasons: map[Reason]uint64{ReasonDropNatNoSession: 1}}
+				return diffOutcome{verdict: verdictDrop, reasons: map[Reason]uint64{ReasonDropNatNoSession: 1}}
 			}
 			s = &modelSession{external: external, dnat: true, lastOut: m.now, lastIn: m.now}
 			m.sessions[reply] = s
@@ -308,11 +302,11 @@ func TestNatDifferential(t *testing.T) {
 		if fl.proto == ProtoTCP {
 			s.tcpIn |= tcpBits(p.spec.flags, false)
 		}
-		return outcome{verdict: verdictRedirect,
+		return diffOutcome{verdict: verdictRedirect,
 			frame: f.toInside(fl.remote.addr, reply.inside.addr, translated(p.spec, reply.inside.port, false))}
 	}
 
-	run := func(step int, what string, role Role, in []byte, want outcome) []byte {
+	run := func(step int, what string, role Role, in []byte, want diffOutcome) []byte {
 		t.Helper()
 		prog := vpcProg
 		if role == RoleUplink {
@@ -331,10 +325,16 @@ func TestNatDifferential(t *testing.T) {
 		}
 		return out
 	}
-	finish := func(step int, what string, out []byte, want outcome, fl modelFlow, spec l4spec, external modelEndpoint) {
+	finish := func(step int, what string, out []byte, want diffOutcome, fl modelFlow, spec l4spec, external modelEndpoint) {
 		t.Helper()
 		if want.verdict != verdictRedirect {
+			m.tally["dropped"]++
 			return
+		}
+		if want.learn != nil {
+			m.tally["new mapping"]++
+		} else {
+			m.tally["translated"]++
 		}
 		if want.learn != nil {
 			if err := want.learn(out); err != nil {
@@ -355,7 +355,7 @@ func TestNatDifferential(t *testing.T) {
 
 	for step := 0; step < *natSteps; step++ {
 		switch k := rng.IntN(100); {
-		case k < 45: // outbound
+		case k < 40: // outbound
 			fl := modelFlow{inside: modelEndpoint{insides[rng.IntN(2)], pick(insidePorts)},
 				remote: modelEndpoint{remotes[rng.IntN(2)], pick(remotePorts)}}
 			var spec l4spec
@@ -378,7 +378,7 @@ func TestNatDifferential(t *testing.T) {
 			what := fmt.Sprintf("out %v %v->%v %+v", fl.proto, fl.inside, fl.remote, spec)
 			out := run(step, what, RoleVPC, f.fromInside(fl.inside.addr, fl.remote.addr, spec), want)
 			finish(step, what, out, want, fl, spec, modelEndpoint{})
-		case k < 85: // inbound: to a live session's external endpoint mostly
+		case k < 75: // inbound: to a live session's external endpoint mostly
 			var fl modelFlow
 			var external modelEndpoint
 			var spec l4spec
@@ -413,6 +413,10 @@ func TestNatDifferential(t *testing.T) {
 			what := fmt.Sprintf("in %v %v->%v %+v", fl.proto, fl.remote, external, spec)
 			out := run(step, what, RoleUplink, f.fromInet(fl.remote.addr, external.addr, spec), want)
 			finish(step, what, out, want, fl, spec, external)
+		case k < 80: // a router's ICMP error about a packet the gateway sent
+			icmpErrorStep(t, step, rng, f, m, run)
+		case k < 85: // a fragmented datagram of a live UDP session, in order
+			fragmentStep(t, step, rng, f, m, run)
 		case k < 93: // time passes; the collector runs
 			m.now += []time.Duration{50 * time.Millisecond, time.Second, 70 * time.Second, 3 * time.Minute, 3 * time.Hour}[rng.IntN(5)]
 			must(t, l.dp.freezeSessionClock(m.now))
@@ -454,6 +458,7 @@ func TestNatDifferential(t *testing.T) {
 		}
 	}
 	compareSessions(t, *natSteps, l, m)
+	t.Logf("exercised: %v", m.tally)
 }
 
 // translated is the l4 of a packet after the NAT wrote port (the source outbound, the
@@ -515,4 +520,103 @@ func compareSessions(t *testing.T, step int, l *lab, m *natModel) {
 			t.Fatalf("step %d: %v counters %+v, model %+v", step, eip, got, c)
 		}
 	}
+}
+
+// diffOutcome is what the model says a packet becomes; learn is set when the program
+// chooses the external port.
+type diffOutcome struct {
+	verdict verdict
+	frame   []byte
+	reasons map[Reason]uint64
+	learn   func(out []byte) error
+}
+
+// diffRun sends one frame through the program and checks the verdict and reasons.
+type diffRun func(step int, what string, role Role, in []byte, want diffOutcome) []byte
+
+// liveFlows are the model's sessions of a protocol, in a fixed order.
+func (m *natModel) liveFlows(proto uint8) []modelFlow {
+	var out []modelFlow
+	for fl := range m.sessions {
+		if fl.proto == proto {
+			out = append(out, fl)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return fmt.Sprint(out[i]) < fmt.Sprint(out[j]) })
+	return out
+}
+
+// icmpErrorStep: a router beyond the uplink reports a UDP or TCP packet the gateway
+// sent from an external endpoint (RFC 5508). About a live session it reaches the
+// instance with the quote reverted; about no session it is dropped. Errors never
+// refresh a session (RFC 4787 REQ-12).
+func icmpErrorStep(t *testing.T, step int, rng *rand.Rand, f natFrames, m *natModel, run diffRun) {
+	t.Helper()
+	proto := []uint8{ProtoUDP, ProtoTCP}[rng.IntN(2)]
+	live := m.liveFlows(proto)
+	var fl modelFlow
+	var external modelEndpoint
+	if len(live) > 0 && rng.IntN(4) != 0 {
+		fl = live[rng.IntN(len(live))]
+		external = m.sessions[fl].external
+	} else {
+		fl = modelFlow{remote: modelEndpoint{labInet, 53}, proto: proto}
+		external = modelEndpoint{natEIP1, m.cfg.PortMin + uint16(rng.IntN(64))}
+	}
+	l4 := func(sport, dport uint16) gopacket.SerializableLayer {
+		if proto == ProtoUDP {
+			return udp(sport, dport)
+		}
+		return &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: layers.TCPPort(dport), Seq: 1000, ACK: true, Window: 64240}
+	}
+	quote := func(src, dst netip.Addr, sport, dport uint16) []byte {
+		return ipPacket(t, ip4(src, dst, layers.IPProtocol(proto), 1), l4(sport, dport), payload(24))[:28]
+	}
+	in := icmpError(t, eth(macRemote, f.uplinkMAC), labHop, external.addr, 64, 11, 0,
+		quote(external.addr, fl.remote.addr, external.port, fl.remote.port))
+	what := fmt.Sprintf("time exceeded about %v->%v/%d", external, fl.remote, proto)
+	inside, s := m.byReply(fl.remote, external, proto)
+	if s == nil {
+		run(step, what, RoleUplink, in, diffOutcome{verdict: verdictDrop, reasons: map[Reason]uint64{ReasonDropNatNoSession: 1}})
+		m.tally["icmp error about no session"]++
+		return
+	}
+	m.tally["icmp error translated"]++
+	want := icmpError(t, eth(f.vpcMAC, f.macOfInside[inside.inside.addr]), labHop, inside.inside.addr, 63, 11, 0,
+		quote(inside.inside.addr, fl.remote.addr, inside.inside.port, fl.remote.port))
+	out := run(step, what, RoleUplink, in, diffOutcome{verdict: verdictRedirect})
+	if !bytes.Equal(out[:len(want)], want) {
+		t.Fatalf("step %d, %s: frame out\n got: %s\nwant: %s", step, what, dump(out[:len(want)]), dump(want))
+	}
+	m.count(external.addr, true, len(in)-14)
+}
+
+// fragmentStep: an instance sends a UDP datagram in two fragments on one of its live
+// sessions; the first is translated by the session (and refreshes it), the second
+// follows the first's translation.
+func fragmentStep(t *testing.T, step int, rng *rand.Rand, f natFrames, m *natModel, run diffRun) {
+	t.Helper()
+	live := m.liveFlows(ProtoUDP)
+	if len(live) == 0 {
+		return
+	}
+	fl := live[rng.IntN(len(live))]
+	s := m.sessions[fl]
+	big := func(src, dst netip.Addr, sport, dport uint16, ttl uint8) []byte {
+		return ipPacket(t, ip4(src, dst, layers.IPProtocolUDP, ttl), udp(sport, dport), payload(100))
+	}
+	in1, in2 := fragments(t, eth(f.macOfInside[fl.inside.addr], f.vpcMAC),
+		big(fl.inside.addr, fl.remote.addr, fl.inside.port, fl.remote.port, 64), 48)
+	out1, out2 := fragments(t, eth(f.uplinkMAC, macRouter),
+		big(s.external.addr, fl.remote.addr, s.external.port, fl.remote.port, 63), 48)
+	what := fmt.Sprintf("fragments %v->%v", fl.inside, fl.remote)
+	m.tally["fragmented datagram"]++
+	for i, frag := range [][2][]byte{{in1, out1}, {in2, out2}} {
+		got := run(step, fmt.Sprintf("%s, fragment %d", what, i+1), RoleVPC, frag[0], diffOutcome{verdict: verdictRedirect})
+		if !bytes.Equal(got[:len(frag[1])], frag[1]) {
+			t.Fatalf("step %d, %s, fragment %d: frame out\n got: %s\nwant: %s", step, what, i+1, dump(got[:len(frag[1])]), dump(frag[1]))
+		}
+		m.count(s.external.addr, false, len(frag[0])-14)
+	}
+	touch(&s.lastOut, m.now)
 }
