@@ -399,22 +399,39 @@ func (d *Dataplane) SetForwardPort(f ForwardPort) error {
 	return nil
 }
 
+// ExternalPort names a forward port by its protocol and external endpoint.
+type ExternalPort struct {
+	Protocol uint8
+	External netip.AddrPort
+}
+
 // DeleteForwardPort removes a forward port and purges the sessions it opened.
 func (d *Dataplane) DeleteForwardPort(proto uint8, external netip.AddrPort) error {
-	ext, err := endpointKey(proto, external)
-	if err != nil {
-		return fmt.Errorf("delete forward port: %w", err)
-	}
+	return d.DeleteForwardPorts([]ExternalPort{{proto, external}})
+}
+
+// DeleteForwardPorts removes forward ports (an entry's whole port range, say), then
+// purges the sessions they opened in one pass over the sessions, whatever their
+// number: new sessions stop first, and no session of theirs is left.
+func (d *Dataplane) DeleteForwardPorts(ports []ExternalPort) error {
 	if d.cfg.ReadOnly {
-		return fmt.Errorf("delete forward port %v: %w", external, ErrReadOnly)
+		return fmt.Errorf("delete forward ports: %w", ErrReadOnly)
 	}
-	if err := d.objs.ForwardPorts.Delete(ext); err != nil {
-		return fmt.Errorf("delete forward port %v/%d: %w", external, proto, err)
+	gone := make(map[ExternalPort]bool, len(ports))
+	for _, p := range ports {
+		ext, err := endpointKey(p.Protocol, p.External)
+		if err != nil {
+			return fmt.Errorf("delete forward port: %w", err)
+		}
+		if err := d.objs.ForwardPorts.Delete(ext); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("delete forward port %v/%d: %w", p.External, p.Protocol, err)
+		}
+		gone[p] = true
 	}
 	if _, err := d.PurgeSessions(func(s Session) bool {
-		return s.Kind == KindDNAT && s.Protocol == proto && s.External == external
+		return s.Kind == KindDNAT && gone[ExternalPort{s.Protocol, s.External}]
 	}); err != nil {
-		return fmt.Errorf("delete forward port %v: %w", external, err)
+		return fmt.Errorf("delete forward ports: purge their sessions: %w", err)
 	}
 	return nil
 }

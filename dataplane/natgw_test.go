@@ -877,3 +877,40 @@ func TestNatGatewayTableFull(t *testing.T) {
 		})
 	}
 }
+
+// TestNatGatewayDeleteForwardRange: deleting an entry's port range removes every port
+// and purges the sessions they opened, in one pass; another entry's sessions stay.
+func TestNatGatewayDeleteForwardRange(t *testing.T) {
+	l := newNatLab(t)
+	f := newNatFrames(t, l)
+	hook := HookXDP
+	redirect, drop := hookVerdict(hook, verdictRedirect), hookVerdict(hook, verdictDrop)
+	var ports []ExternalPort
+	for p := uint16(9000); p < 9010; p++ {
+		must(t, l.dp.SetForwardPort(ForwardPort{Protocol: ProtoUDP, External: netip.AddrPortFrom(natEIP2, p),
+			Internal: netip.AddrPortFrom(natVM1, p)}))
+		ports = append(ports, ExternalPort{ProtoUDP, netip.AddrPortFrom(natEIP2, p)})
+		l.check(t, hook, natStep{name: "a session through the range", role: RoleUplink,
+			in:  f.fromInet(labInet, natEIP2, udpDgram(5000, p)),
+			out: f.toInside(labInet, natVM1, udpDgram(5000, p)), verdict: redirect})
+	}
+	l.check(t, hook, natStep{name: "a session through another entry", role: RoleUplink,
+		in:  f.fromInet(labInet, natEIP2, udpDgram(5000, fwdUDPPort)),
+		out: f.toInside(labInet, natVM1, udpDgram(5000, 53)), verdict: redirect})
+
+	must(t, l.dp.DeleteForwardPorts(ports))
+	left := mustSessions(t, l)
+	if len(left) != 1 || left[0].External != netip.AddrPortFrom(natEIP2, fwdUDPPort) {
+		t.Fatalf("sessions after deleting the range: %+v", left)
+	}
+	fps, err := l.dp.ForwardPorts()
+	must(t, err)
+	for _, fp := range fps {
+		if fp.External.Port() >= 9000 && fp.External.Port() < 9010 {
+			t.Errorf("forward port %v survived", fp.External)
+		}
+	}
+	l.check(t, hook, natStep{name: "the range admits nothing", role: RoleUplink,
+		in: f.fromInet(labInet, natEIP2, udpDgram(5000, 9003)), verdict: drop,
+		reasons: map[Reason]uint64{ReasonDropNatNoSession: 1}})
+}

@@ -135,33 +135,26 @@ func (d *Dataplane) eachSession(fn func(natFlowKey, Session) error) error {
 	if err != nil {
 		return err
 	}
+	// One pass over each record table, a batch of entries a syscall.
 	inbound := map[natReplyKey]natSessionIn{}
-	var rk natReplyKey
-	var rv natSessionIn
-	rit := d.objs.SessionsIn.Iterate()
-	for rit.Next(&rk, &rv) {
-		inbound[rk] = rv
-	}
-	if err := rit.Err(); err != nil {
+	if err := eachEntry(d.objs.SessionsIn, func(k natReplyKey, v natSessionIn) { inbound[k] = v }); err != nil {
 		return fmt.Errorf("list sessions' inbound records: %w", err)
 	}
-	var k natFlowKey
-	var v natSession
-	it := d.objs.Sessions.Iterate()
-	for it.Next(&k, &v) {
+	var fnErr error
+	if err := eachEntry(d.objs.Sessions, func(k natFlowKey, v natSession) {
+		if fnErr != nil {
+			return
+		}
 		var in *natSessionIn
 		if r, ok := inbound[natReplyKey{RemoteAddr: k.RemoteAddr, Eip: v.Eip, RemotePort: k.RemotePort,
 			EipPort: v.EipPort, Protocol: k.Protocol}]; ok {
 			in = &r
 		}
-		if err := fn(k, d.decodeSession(k, v, in, cfg, now)); err != nil {
-			return err
-		}
-	}
-	if err := it.Err(); err != nil {
+		fnErr = fn(k, d.decodeSession(k, v, in, cfg, now))
+	}); err != nil {
 		return fmt.Errorf("list sessions: %w", err)
 	}
-	return nil
+	return fnErr
 }
 
 // expire runs the expire_session program on one session: it removes the session, its
@@ -270,12 +263,10 @@ func (d *Dataplane) PortUsages() ([]PortUsage, error) {
 		by[e] = &PortUsage{EIP: e,
 			PortRangeCapacity: int(cfg.PortMax) - int(cfg.PortMin) + 1}
 	}
-	var k, v natEndpoint
-	it := d.objs.PortsInUse.Iterate()
-	for it.Next(&k, &v) {
+	if err := eachEntry(d.objs.PortsInUse, func(k, _ natEndpoint) {
 		u := by[beAddr(k.Addr)]
 		if u == nil {
-			continue
+			return
 		}
 		switch k.Protocol {
 		case ProtoTCP:
@@ -285,8 +276,7 @@ func (d *Dataplane) PortUsages() ([]PortUsage, error) {
 		default:
 			u.ICMP++
 		}
-	}
-	if err := it.Err(); err != nil {
+	}); err != nil {
 		return nil, fmt.Errorf("list ports in use: %w", err)
 	}
 	if err := d.eachSession(func(_ natFlowKey, s Session) error {

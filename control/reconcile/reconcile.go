@@ -37,7 +37,8 @@ type NatDataplane interface {
 	DeleteSnatRule(source netip.Prefix) error // purges its sessions
 	ForwardPorts() ([]model.ForwardPort, error)
 	SetForwardPort(p model.ForwardPort) error
-	DeleteForwardPort(p model.ForwardPort) error // purges its sessions
+	// DeleteForwardPorts removes them all, then purges their sessions in one pass.
+	DeleteForwardPorts(ps []model.ForwardPort) error
 }
 
 // Routes keeps the gateway's own routes to cut-through EIPs (on-link, out of the VPC
@@ -307,16 +308,21 @@ func (r *Reconciler) reconcileNat(want model.DesiredNat, res *Result) (func() er
 		wantEIPs[e] = true
 	}
 	havePort := map[string]model.ForwardPort{}
+	var stale []model.ForwardPort
 	for _, p := range havePorts {
 		key := p.Protocol + " " + p.External.String()
-		havePort[key] = p
 		if w, ok := wantPorts[key]; !ok || w.Internal != p.Internal {
-			if err := r.Nat.DeleteForwardPort(p); err != nil {
-				return nil, fmt.Errorf("reconcile: remove forward port %s: %w", key, err)
-			}
-			delete(havePort, key)
-			res.Removed++
+			stale = append(stale, p)
+			continue
 		}
+		havePort[key] = p
+	}
+	// An entry's whole port range goes in one call: one pass over the sessions.
+	if len(stale) > 0 {
+		if err := r.Nat.DeleteForwardPorts(stale); err != nil {
+			return nil, fmt.Errorf("reconcile: remove %d forward ports: %w", len(stale), err)
+		}
+		res.Removed += len(stale)
 	}
 	haveRule := map[netip.Prefix]model.SnatRule{}
 	for _, rule := range haveRules {

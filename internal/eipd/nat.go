@@ -149,12 +149,16 @@ func (a natAdapter) SetForwardPort(p model.ForwardPort) error {
 	return a.dp.SetForwardPort(dataplane.ForwardPort{Protocol: proto, External: p.External, Internal: p.Internal})
 }
 
-func (a natAdapter) DeleteForwardPort(p model.ForwardPort) error {
-	proto, err := protoNumber(p.Protocol)
-	if err != nil {
-		return err
+func (a natAdapter) DeleteForwardPorts(ps []model.ForwardPort) error {
+	ports := make([]dataplane.ExternalPort, 0, len(ps))
+	for _, p := range ps {
+		proto, err := protoNumber(p.Protocol)
+		if err != nil {
+			return err
+		}
+		ports = append(ports, dataplane.ExternalPort{Protocol: proto, External: p.External})
 	}
-	return a.dp.DeleteForwardPort(proto, p.External)
+	return a.dp.DeleteForwardPorts(ports)
 }
 
 // NatSessions and NatPortUsage answer the API's session listing (model.NatObserver).
