@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -420,7 +421,7 @@ func TestNatDifferential(t *testing.T) {
 		case k < 93: // time passes; the collector runs
 			m.now += []time.Duration{50 * time.Millisecond, time.Second, 70 * time.Second, 3 * time.Minute, 3 * time.Hour}[rng.IntN(5)]
 			must(t, l.dp.freezeSessionClock(m.now))
-			if _, err := l.dp.ExpireIdle(); err != nil {
+			if _, err := l.dp.ExpireIdle(context.Background()); err != nil {
 				t.Fatal(err)
 			}
 			m.expire()

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -542,20 +543,20 @@ func TestNatGatewayExpiry(t *testing.T) {
 	if s := l.session(t, func(s Session) bool { return s.Inside.Port() == 5002 }); s.State != "reset" || s.Timeout != cfg.TCPTransitory {
 		t.Errorf("reset session: %+v", s)
 	}
-	res, err := l.dp.ExpireIdle()
+	res, err := l.dp.ExpireIdle(context.Background())
 	must(t, err)
 	if res.Expired != 0 || res.Live != 3 {
 		t.Fatalf("nothing is idle yet: %+v", res)
 	}
 	// Just before the short timeouts nothing goes; at them, they do.
 	must(t, l.dp.freezeSessionClock(start+cfg.UDP-time.Millisecond))
-	res, err = l.dp.ExpireIdle()
+	res, err = l.dp.ExpireIdle(context.Background())
 	must(t, err)
 	if res.Expired != 0 || res.Live != 3 {
 		t.Fatalf("a millisecond before the timeouts: %+v", res)
 	}
 	must(t, l.dp.freezeSessionClock(start+cfg.UDP))
-	res, err = l.dp.ExpireIdle()
+	res, err = l.dp.ExpireIdle(context.Background())
 	must(t, err)
 	// UDP and the reset TCP session went; the established one (7440 s) stays.
 	if res.Expired != 2 || res.Live != 1 {

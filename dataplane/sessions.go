@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -181,8 +182,9 @@ type CollectResult struct {
 }
 
 // ExpireIdle removes every session idle past its timeout. Live sessions are never
-// removed to make room (RFC 6888): a full table refuses new sessions instead.
-func (d *Dataplane) ExpireIdle() (CollectResult, error) {
+// removed to make room (RFC 6888): a full table refuses new sessions instead. It stops
+// early, with ctx's error, when ctx ends.
+func (d *Dataplane) ExpireIdle(ctx context.Context) (CollectResult, error) {
 	if d.cfg.ReadOnly {
 		return CollectResult{}, fmt.Errorf("expire sessions: %w", ErrReadOnly)
 	}
@@ -199,6 +201,9 @@ func (d *Dataplane) ExpireIdle() (CollectResult, error) {
 		return res, err
 	}
 	for _, k := range idle {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
 		gone, err := d.expire(k, false)
 		if err != nil {
 			return res, err

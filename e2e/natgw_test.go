@@ -305,9 +305,12 @@ func TestNatGateway(t *testing.T) {
 			t.Errorf("established flow %d stopped working: %v", i, err)
 		}
 	}
-	if v := metricValue(d.metrics(t), fmt.Sprintf(`eipgw_nat_ports_in_use{eip=%q,protocol="udp"}`, eipA)); v != "100" {
-		t.Errorf("UDP ports in use on %s: %q", eipA, v)
-	}
+	// Port use is a gauge of the collector's last pass (every nat.collect_interval,
+	// 1 s here), not a scan per scrape.
+	portsLine := fmt.Sprintf(`eipgw_nat_ports_in_use{eip=%q,protocol="udp"}`, eipA)
+	waitFor(t, "the collector to count 100 UDP ports in use on "+eipA, 5*time.Second, func() bool {
+		return metricValue(d.metrics(t), portsLine) == "100"
+	})
 	for _, f := range held {
 		f.conn.Close()
 	}

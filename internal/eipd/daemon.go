@@ -130,7 +130,13 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 	// Stopped, with its last batch stored, before the store closes.
 	defer func() { stopJournal(); nonces.Wait() }()
 
+	// The collector runs in its own goroutine; it is stopped, and its pass finished,
+	// before anything it uses closes (this defer runs before the earlier ones).
 	collector := &natCollector{dp: dp, log: log}
+	collectCtx, stopCollector := context.WithCancel(context.Background())
+	collectorDone := make(chan struct{})
+	go collector.run(collectCtx, cfg.natCollect, collectorDone)
+	defer func() { stopCollector(); <-collectorDone }()
 	guard := &dataplaneGuard{dp: dp, log: log}
 	metrics := &api.Metrics{Collect: func(w io.Writer) {
 		writeDataplaneMetrics(w, dp, log)
@@ -171,8 +177,6 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 
 	tick := time.NewTicker(cfg.reconcileInterval)
 	defer tick.Stop()
-	collect := time.NewTicker(cfg.natCollect)
-	defer collect.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -190,8 +194,6 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 		case <-tick.C:
 			guard.repair()
 			_ = reconcileNow() // logged; the next pass retries
-		case <-collect.C:
-			collector.collect()
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package eipd
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -8,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -193,30 +195,59 @@ func (a natAdapter) NatPortUsage() ([]model.NatPortUsage, error) {
 	return out, nil
 }
 
-// natCollector expires idle sessions on a timer and keeps the figures metrics show.
+// natCollector expires idle sessions in its own goroutine and keeps the figures
+// metrics show, as of its last pass: a scrape reads them and never walks the
+// sessions itself.
 type natCollector struct {
 	dp      *dataplane.Dataplane
 	log     *slog.Logger
 	expired atomic.Uint64
+
+	mu    sync.Mutex
+	usage []dataplane.PortUsage // per NAT EIP, as of the last pass
 }
 
-func (c *natCollector) collect() {
-	res, err := c.dp.ExpireIdle()
+// run passes every `every` until ctx ends; wait for done before closing the dataplane.
+func (c *natCollector) run(ctx context.Context, every time.Duration, done chan<- struct{}) {
+	defer close(done)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		c.collect(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (c *natCollector) collect(ctx context.Context) {
+	res, err := c.dp.ExpireIdle(ctx)
+	c.expired.Add(uint64(res.Expired))
 	if err != nil {
-		c.log.Error("NAT session collector", "error", err)
+		if ctx.Err() == nil {
+			c.log.Error("NAT session collector", "error", err)
+		}
 		return
 	}
-	c.expired.Add(uint64(res.Expired))
-}
-
-// writeNatMetrics writes session counts, port use and expirations per NAT EIP.
-func (c *natCollector) writeNatMetrics(w io.Writer) {
 	us, err := c.dp.PortUsages()
 	if err != nil {
-		c.log.Error("metrics: NAT port usage", "error", err)
+		c.log.Error("NAT session collector: port usage", "error", err)
 		return
 	}
 	sort.Slice(us, func(i, j int) bool { return us[i].EIP.Less(us[j].EIP) })
+	c.mu.Lock()
+	c.usage = us
+	c.mu.Unlock()
+}
+
+// writeNatMetrics writes session counts, port use and expirations per NAT EIP, as of
+// the collector's last pass.
+func (c *natCollector) writeNatMetrics(w io.Writer) {
+	c.mu.Lock()
+	us := c.usage
+	c.mu.Unlock()
 	fmt.Fprintln(w, "# HELP eipgw_nat_sessions Live NAT gateway sessions per EIP.")
 	fmt.Fprintln(w, "# TYPE eipgw_nat_sessions gauge")
 	for _, u := range us {
