@@ -1,6 +1,11 @@
 package model
 
-import "testing"
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"testing"
+)
 
 func TestNatGatewayEntries(t *testing.T) {
 	w := newWorld(t)
@@ -83,5 +88,68 @@ func TestNatGatewayEntries(t *testing.T) {
 	gw := w.ok(acct, "DescribeNatGateways", "NatGatewayId", "ngw-1")
 	if gw["TotalCount"].(float64) != 1 {
 		t.Errorf("describe gateways: %v", gw)
+	}
+}
+
+// TestDesiredNatState: what the dataplane is asked to carry for NAT gateways. A port
+// range is expanded port by port, an Any/Any entry is a 1:1 binding of the whole EIP
+// (and that EIP is no NAT EIP), and an SNAT entry's pool keeps its EIPs in their order,
+// with its affinity. (Protocol Any takes only Any/Any ports: the API refuses it with
+// a port, as the reference does.)
+func TestDesiredNatState(t *testing.T) {
+	w := newWorld(t)
+	g := w.ok("admin", "CreateNatGateway", "NatGatewayId", "ngw-1", "VpcId", "vpc-1")
+	stb := g["SnatTableIds"].(map[string]any)["SnatTableId"].([]any)[0].(string)
+	ftb := g["ForwardTableIds"].(map[string]any)["ForwardTableId"].([]any)[0].(string)
+	var ips []string
+	for i := 0; i < 4; i++ {
+		id, ip := w.allocate(acct)
+		ips = append(ips, ip)
+		if i < 3 {
+			w.ok(acct, "AssociateEipAddress", "AllocationId", id, "InstanceId", "ngw-1", "InstanceType", TypeNat)
+		}
+	}
+	w.settle()
+	w.ok(acct, "CreateForwardEntry", "ForwardTableId", ftb, "ExternalIp", ips[0], "ExternalPort", "1000/1002",
+		"InternalIp", "10.0.1.11", "InternalPort", "2000/2002", "IpProtocol", "TCP")
+	w.wantCode("InvalidExternalPort.Malformed", acct, "CreateForwardEntry", "ForwardTableId", ftb, "ExternalIp", ips[0],
+		"ExternalPort", "53", "InternalIp", "10.0.1.12", "InternalPort", "5353", "IpProtocol", "Any")
+	w.ok(acct, "CreateForwardEntry", "ForwardTableId", ftb, "ExternalIp", ips[0], "ExternalPort", "53",
+		"InternalIp", "10.0.1.12", "InternalPort", "5353", "IpProtocol", "UDP")
+	w.ok(acct, "CreateForwardEntry", "ForwardTableId", ftb, "ExternalIp", ips[2], "ExternalPort", "Any",
+		"InternalIp", "10.0.1.13", "InternalPort", "Any", "IpProtocol", "Any")
+	w.ok(acct, "CreateSnatEntry", "SnatTableId", stb, "SourceCIDR", "10.0.1.0/24", "SnatIp", ips[1]+","+ips[0], "EipAffinity", "1")
+
+	var d DesiredNat
+	if err := func() (err error) { d, err = DesiredNatState(w.tx); return }(); err != nil {
+		t.Fatal(err)
+	}
+	addr := netip.MustParseAddr
+	var ports []string
+	for _, p := range d.Ports {
+		ports = append(ports, fmt.Sprintf("%s %v %v", p.Protocol, p.External, p.Internal))
+	}
+	slices.Sort(ports)
+	wantPorts := []string{
+		fmt.Sprintf("tcp %s:1000 10.0.1.11:2000", ips[0]), fmt.Sprintf("tcp %s:1001 10.0.1.11:2001", ips[0]),
+		fmt.Sprintf("tcp %s:1002 10.0.1.11:2002", ips[0]), fmt.Sprintf("udp %s:53 10.0.1.12:5353", ips[0]),
+	}
+	slices.Sort(wantPorts)
+	if !slices.Equal(ports, wantPorts) {
+		t.Errorf("ports\n got %v\nwant %v", ports, wantPorts)
+	}
+	if len(d.IPMappings) != 1 || d.IPMappings[0] != (Binding{EIP: addr(ips[2]), Private: addr("10.0.1.13")}) {
+		t.Errorf("IP mappings %+v", d.IPMappings)
+	}
+	eips := slices.Clone(d.EIPs)
+	slices.SortFunc(eips, netip.Addr.Compare)
+	wantEIPs := []netip.Addr{addr(ips[0]), addr(ips[1])}
+	slices.SortFunc(wantEIPs, netip.Addr.Compare)
+	if !slices.Equal(eips, wantEIPs) {
+		t.Errorf("NAT EIPs %v, want %v (not the IP-mapped %s, not the unassociated %s)", eips, wantEIPs, ips[2], ips[3])
+	}
+	if len(d.Rules) != 1 || d.Rules[0].Source != netip.MustParsePrefix("10.0.1.0/24") || !d.Rules[0].Affinity ||
+		!slices.Equal(d.Rules[0].Pool, []netip.Addr{addr(ips[1]), addr(ips[0])}) {
+		t.Errorf("SNAT rules %+v", d.Rules)
 	}
 }
