@@ -153,3 +153,53 @@ func TestDesiredNatState(t *testing.T) {
 		t.Errorf("SNAT rules %+v", d.Rules)
 	}
 }
+
+// TestModifyForwardEntry: a forward entry's fields change in place, checked like a new
+// entry's (a port another entry holds is refused, a bad range too), and the desired
+// dataplane follows.
+func TestModifyForwardEntry(t *testing.T) {
+	w := newWorld(t)
+	g := w.ok("admin", "CreateNatGateway", "NatGatewayId", "ngw-1", "VpcId", "vpc-1")
+	ftb := g["ForwardTableIds"].(map[string]any)["ForwardTableId"].([]any)[0].(string)
+	id, ip := w.allocate(acct)
+	w.ok(acct, "AssociateEipAddress", "AllocationId", id, "InstanceId", "ngw-1", "InstanceType", TypeNat)
+	w.settle()
+	e := w.ok(acct, "CreateForwardEntry", "ForwardTableId", ftb, "ExternalIp", ip, "ExternalPort", "80",
+		"InternalIp", "10.0.1.11", "InternalPort", "8080", "IpProtocol", "TCP")
+	fid := e["ForwardEntryId"].(string)
+	w.ok(acct, "CreateForwardEntry", "ForwardTableId", ftb, "ExternalIp", ip, "ExternalPort", "443",
+		"InternalIp", "10.0.1.12", "InternalPort", "443", "IpProtocol", "TCP")
+
+	w.wantCode("InvalidForwardEntryId.NotFound", acct, "ModifyForwardEntry", "ForwardTableId", ftb,
+		"ForwardEntryId", "fwd-none", "InternalPort", "81")
+	w.wantCode("Forbidden.PortOccupied", acct, "ModifyForwardEntry", "ForwardTableId", ftb,
+		"ForwardEntryId", fid, "ExternalPort", "443")
+	w.wantCode("InvalidInternalPort.Malformed", acct, "ModifyForwardEntry", "ForwardTableId", ftb,
+		"ForwardEntryId", fid, "ExternalPort", "80/81", "InternalPort", "8080")
+	w.ok(acct, "ModifyForwardEntry", "ForwardTableId", ftb, "ForwardEntryId", fid,
+		"InternalIp", "10.0.1.13", "InternalPort", "9090", "ForwardEntryName", "web")
+
+	d, err := DesiredNatState(w.tx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	for _, p := range d.Ports {
+		if p.External == netip.AddrPortFrom(netip.MustParseAddr(ip), 80) {
+			found = true
+			if p.Internal != netip.MustParseAddrPort("10.0.1.13:9090") || p.Protocol != "tcp" {
+				t.Errorf("modified port now %+v", p)
+			}
+		}
+	}
+	if !found || len(d.Ports) != 2 {
+		t.Errorf("desired ports %+v", d.Ports)
+	}
+	rows := w.ok(acct, "DescribeForwardTableEntries", "ForwardTableId", ftb)["ForwardTableEntries"].(map[string]any)["ForwardTableEntry"].([]any)
+	for _, r := range rows {
+		m := r.(map[string]any)
+		if m["ForwardEntryId"] == fid && (m["ForwardEntryName"] != "web" || m["InternalIp"] != "10.0.1.13") {
+			t.Errorf("described after the change: %v", m)
+		}
+	}
+}
