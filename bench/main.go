@@ -28,7 +28,7 @@ func main() {
 	flag.Float64Var(&opts.Overload, "overload", 1.3, "pace each case at this multiple of its capacity")
 	flag.BoolVar(&opts.Smoke, "smoke", false, "one short round of each case at a low rate; checks delivery, measures nothing")
 	out := flag.String("out", "", "results directory (default bench/results; in smoke mode none)")
-	only := flag.String("only", "", "run one part: rates or control (default: everything)")
+	only := flag.String("only", "", "run one part: rates or control (default: everything; results are then written only with --out)")
 	cases := flag.String("cases", "", "measure only the rate cases whose names match this regular expression (results are then written only with --out)")
 	flag.Parse()
 	if *cases != "" {
@@ -62,7 +62,9 @@ func run(opts options, out, only string) error {
 	if opts.Smoke {
 		opts.Rounds, opts.Window = 1, 250*time.Millisecond
 	}
-	if out == "" && !opts.Smoke && opts.Cases == nil {
+	// A partial run (one part, some cases) would replace the full results with part of
+	// them: it prints its table and writes only where --out says.
+	if out == "" && !opts.Smoke && opts.Cases == nil && only == "" {
 		out = filepath.Join(root, "bench", "results")
 	}
 

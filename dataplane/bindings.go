@@ -248,3 +248,127 @@ func (s *slotAllocator) free(slot uint32) {
 		s.used[slot] = false
 	}
 }
+
+// AddBindings adds many new bindings at once (the start-up reconcile of an empty
+// dataplane): neither an EIP nor a private address may be bound yet, which one walk
+// of the bindings checks first (the kernel's batch update has no BPF_NOEXIST). Each
+// binding's counters are zeroed, then the outbound halves go in, then the inbound
+// halves, a batch of entries a syscall (BPF_MAP_UPDATE_BATCH), or one at a time where
+// the kernel has no batch update. On an error, the bindings of the chunk that failed
+// and after it are not in; those before are.
+func (d *Dataplane) AddBindings(bs []Binding) error {
+	if d.cfg.ReadOnly {
+		return fmt.Errorf("add bindings: %w", ErrReadOnly)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	// Binding changes take d.mu: nothing binds between this check and the inserts.
+	boundEIP, boundPriv := map[uint32]bool{}, map[uint32]bool{}
+	if err := eachEntry(d.objs.InboundBindings, func(eip uint32, b natBinding) {
+		boundEIP[eip], boundPriv[b.Addr] = true, true
+	}); err != nil {
+		return fmt.Errorf("add bindings: read bindings: %w", err)
+	}
+	for _, b := range bs {
+		e, err1 := beKey(b.EIP)
+		p, err2 := beKey(b.Private)
+		if err := errors.Join(err1, err2); err != nil {
+			return fmt.Errorf("add bindings: %w", err)
+		}
+		if boundEIP[e] {
+			return fmt.Errorf("add bindings: %v is bound already", b.EIP)
+		}
+		if boundPriv[p] {
+			return fmt.Errorf("add bindings %v -> %v: %w", b.EIP, b.Private, ErrPrivateBound)
+		}
+		boundEIP[e], boundPriv[p] = true, true // twice in bs is refused too
+	}
+	for start := 0; start < len(bs); start += batchSize {
+		chunk := bs[start:min(start+batchSize, len(bs))]
+		if err := d.addBindingChunk(chunk); err != nil {
+			return fmt.Errorf("add bindings: %w", err)
+		}
+	}
+	if len(bs) > 0 {
+		d.wantHops()
+	}
+	return nil
+}
+
+func (d *Dataplane) addBindingChunk(bs []Binding) error {
+	eipKeys := make([]uint32, len(bs))
+	privKeys := make([]uint32, len(bs))
+	slots := make([]uint32, 0, len(bs))
+	undo := func() {
+		for _, s := range slots {
+			d.slots.free(s)
+		}
+	}
+	for i, b := range bs {
+		var err error
+		if eipKeys[i], err = beKey(b.EIP); err != nil {
+			undo()
+			return err
+		}
+		if privKeys[i], err = beKey(b.Private); err != nil {
+			undo()
+			return err
+		}
+		slot, ok := d.slots.take()
+		if !ok {
+			undo()
+			return fmt.Errorf("%v: %w (%d bindings)", b.EIP, ErrFull, d.cfg.MaxBindings)
+		}
+		slots = append(slots, slot)
+		if err := d.zeroCounters(slot); err != nil {
+			undo()
+			return err
+		}
+	}
+	outbound := make([]natBinding, len(bs))
+	inbound := make([]natBinding, len(bs))
+	for i := range bs {
+		outbound[i] = natBinding{Addr: eipKeys[i], CounterSlot: slots[i], SenderMac: d.senderMAC(privKeys[i])}
+		inbound[i] = natBinding{Addr: privKeys[i], CounterSlot: slots[i], Hop: d.hopOf(privKeys[i])}
+	}
+	if n, err := putNew(d.objs.OutboundBindings, privKeys, outbound); err != nil {
+		deleteKeys(d.objs.OutboundBindings, privKeys[:n])
+		undo()
+		return fmt.Errorf("outbound halves: %w", err)
+	}
+	if n, err := putNew(d.objs.InboundBindings, eipKeys, inbound); err != nil {
+		deleteKeys(d.objs.InboundBindings, eipKeys[:n])
+		deleteKeys(d.objs.OutboundBindings, privKeys)
+		undo()
+		return fmt.Errorf("inbound halves: %w", err)
+	}
+	return nil
+}
+
+// putNew inserts entries that do not exist yet (the caller checked), in one batch or
+// one at a time, and returns how many went in (the first ones).
+func putNew[V any](m *ebpf.Map, keys []uint32, vals []V) (int, error) {
+	n, err := m.BatchUpdate(keys, vals, nil)
+	if errors.Is(err, ebpf.ErrNotSupported) && n == 0 {
+		for i := range keys {
+			if err := m.Update(keys[i], vals[i], ebpf.UpdateNoExist); err != nil {
+				return i, fmt.Errorf("%v: %w", beAddr(keys[i]), err)
+			}
+		}
+		return len(keys), nil
+	}
+	if err != nil {
+		if n < len(keys) {
+			return n, fmt.Errorf("%v: %w", beAddr(keys[n]), err)
+		}
+		return n, err
+	}
+	return n, nil
+}
+
+// deleteKeys removes what a failed insert put in: keys that were free before it.
+func deleteKeys(m *ebpf.Map, keys []uint32) {
+	for _, k := range keys {
+		_ = m.Delete(k)
+	}
+}

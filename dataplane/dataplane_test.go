@@ -354,3 +354,71 @@ func TestReaderAdoptsPinnedCapacities(t *testing.T) {
 		t.Errorf("owner capacities %+v", owner.Capacities())
 	}
 }
+
+// TestAddBindings: many new bindings in a few batches carry traffic like ones set one
+// by one, each with its own zeroed counters; a batch that meets a bound address is
+// refused without touching the binding it met.
+func TestAddBindings(t *testing.T) {
+	l := newLabSized(t, 8192)
+	var bs []Binding
+	eip, priv := netip.MustParseAddr("198.51.100.0"), netip.MustParseAddr("172.16.0.0")
+	for range 5000 {
+		eip, priv = eip.Next(), priv.Next()
+		bs = append(bs, Binding{EIP: eip, Private: priv})
+	}
+	if err := l.dp.AddBindings(bs); err != nil {
+		t.Fatal(err)
+	}
+	have, err := l.dp.Bindings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[netip.Addr]netip.Addr{}
+	for _, b := range have {
+		got[b.EIP] = b.Private
+	}
+	slots := map[uint32]bool{}
+	for _, b := range bs {
+		if got[b.EIP] != b.Private {
+			t.Fatalf("%v bound to %v, want %v", b.EIP, got[b.EIP], b.Private)
+		}
+		var out natBinding
+		if err := l.dp.objs.OutboundBindings.Lookup(mustKey(t, b.Private), &out); err != nil || out.Addr != mustKey(t, b.EIP) {
+			t.Fatalf("outbound half of %v: %+v %v", b.EIP, out, err)
+		}
+		if slots[out.CounterSlot] {
+			t.Fatalf("slot %d given twice", out.CounterSlot)
+		}
+		slots[out.CounterSlot] = true
+		if c, err := l.dp.Counters(b.EIP); err != nil || c != (EIPCounters{}) {
+			t.Fatalf("counters of %v: %+v %v", b.EIP, c, err)
+		}
+	}
+
+	// A batch meeting the lab's bound privVM1 goes in not at all, and privVM1 keeps
+	// its EIP.
+	clash := []Binding{{EIP: netip.MustParseAddr("203.0.113.250"), Private: netip.MustParseAddr("172.16.200.1")},
+		{EIP: netip.MustParseAddr("203.0.113.251"), Private: privVM1}}
+	if err := l.dp.AddBindings(clash); err == nil {
+		t.Fatal("a batch with a bound private address was accepted")
+	}
+	have, err = l.dp.Bindings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range have {
+		if b.EIP == clash[0].EIP || b.EIP == clash[1].EIP {
+			t.Errorf("%v went in from a refused batch", b.EIP)
+		}
+		if b.Private == privVM1 && b.EIP != eipVM1 {
+			t.Errorf("privVM1 now behind %v", b.EIP)
+		}
+	}
+	var out natBinding
+	if err := l.dp.objs.OutboundBindings.Lookup(mustKey(t, privVM1), &out); err != nil || out.Addr != mustKey(t, eipVM1) {
+		t.Errorf("privVM1's outbound half after the refused batch: %+v %v", out, err)
+	}
+	if err := l.dp.objs.OutboundBindings.Lookup(mustKey(t, clash[0].Private), &out); err == nil {
+		t.Errorf("the refused batch left an outbound half for %v", clash[0].Private)
+	}
+}

@@ -41,6 +41,16 @@ type NatDataplane interface {
 	DeleteForwardPorts(ps []model.ForwardPort) error
 }
 
+// BindingBatcher is a Dataplane that can add many new bindings at once (neither the
+// EIP nor the private address bound yet): the start-up reconcile of an empty
+// dataplane.
+type BindingBatcher interface {
+	AddBindings(bs []model.Binding) error
+}
+
+// batchAtLeast is how many new bindings a pass must add to batch them.
+const batchAtLeast = 64
+
 // Routes keeps the gateway's own routes to cut-through EIPs (on-link, out of the VPC
 // side, where the instance answers for its EIP) equal to a set.
 type Routes interface {
@@ -159,6 +169,22 @@ func (r *Reconciler) Reconcile() (Result, error) {
 				return res, fmt.Errorf("reconcile: remove %v: %w", eip, err)
 			}
 			res.Removed++
+		}
+	}
+	// New bindings, many at once where the dataplane can (a start on empty maps); if
+	// the batch is refused, one at a time below says which binding and why.
+	if batcher, ok := r.Dataplane.(BindingBatcher); ok {
+		var fresh []model.Binding
+		for eip, priv := range want {
+			if _, had := have[eip]; !had {
+				fresh = append(fresh, model.Binding{EIP: eip, Private: priv})
+			}
+		}
+		if len(fresh) >= batchAtLeast && batcher.AddBindings(fresh) == nil {
+			for _, b := range fresh {
+				have[b.EIP] = b.Private
+			}
+			res.Added += len(fresh)
 		}
 	}
 	// An EIP bound to another address is moved in place: the dataplane replaces

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -330,4 +331,55 @@ func allocate(t *testing.T, s *memStore, n int) []string {
 		t.Fatalf("allocated %d, want %d", len(ids), n)
 	}
 	return ids
+}
+
+// batchDP is a fakeDP that adds new bindings in batches, or refuses them all.
+type batchDP struct {
+	*fakeDP
+	batches int
+	refuse  bool
+}
+
+func (b *batchDP) AddBindings(bs []model.Binding) error {
+	if b.refuse {
+		return errors.New("refused")
+	}
+	b.batches++
+	for _, x := range bs {
+		if _, ok := b.b[x.EIP]; ok {
+			return errors.New("bound already")
+		}
+		b.b[x.EIP] = x.Private
+	}
+	return nil
+}
+
+// TestReconcileBatchesNewBindings: a pass with many new bindings hands them over in
+// one batch; a refused batch falls back to one at a time; a few go one at a time.
+func TestReconcileBatchesNewBindings(t *testing.T) {
+	for _, refuse := range []bool{false, true} {
+		s := &memStore{tx: model.MemTx{}}
+		dp := &batchDP{fakeDP: &fakeDP{b: map[netip.Addr]netip.Addr{}}, refuse: refuse}
+		r := &Reconciler{Store: s, Dataplane: dp}
+		const n = 100
+		ids := allocate(t, s, n)
+		for i := range n {
+			id := fmt.Sprintf("i-%d", i)
+			do(t, s, "RegisterInstance", "InstanceId", id, "VpcId", "v", "PrivateIpAddress", fmt.Sprintf("10.0.%d.%d", i/200, 1+i%200))
+			do(t, s, "AssociateEipAddress", "AllocationId", ids[i], "InstanceId", id)
+		}
+		res, err := r.Reconcile()
+		if err != nil || res.Added != n || len(dp.b) != n {
+			t.Fatalf("refuse=%v: %v %v, %d bindings", refuse, res, err, len(dp.b))
+		}
+		if refuse && (dp.batches != 0 || dp.calls != n) {
+			t.Errorf("refused batch: %d batches, %d single calls", dp.batches, dp.calls)
+		}
+		if !refuse && (dp.batches != 1 || dp.calls != 0) {
+			t.Errorf("%d new bindings took %d batches and %d single calls", n, dp.batches, dp.calls)
+		}
+		if res.Settled != n {
+			t.Errorf("settled %d", res.Settled)
+		}
+	}
 }

@@ -256,6 +256,15 @@ func (a adapter) Bindings() (map[netip.Addr]netip.Addr, error) {
 	return out, nil
 }
 
+// AddBindings makes the adapter a reconcile.BindingBatcher.
+func (a adapter) AddBindings(bs []model.Binding) error {
+	out := make([]dataplane.Binding, len(bs))
+	for i, b := range bs {
+		out[i] = dataplane.Binding{EIP: b.EIP, Private: b.Private}
+	}
+	return a.dp.AddBindings(out)
+}
+
 func (a adapter) CutThroughs() (map[netip.Addr]string, error) {
 	cts, err := a.dp.CutThroughs()
 	if err != nil {
