@@ -154,13 +154,9 @@ func (d *Dataplane) DeleteBinding(eip netip.Addr) error {
 // Bindings lists the bindings in the maps.
 func (d *Dataplane) Bindings() ([]Binding, error) {
 	var out []Binding
-	var key uint32
-	var val natBinding
-	it := d.objs.InboundBindings.Iterate()
-	for it.Next(&key, &val) {
+	if err := eachEntry(d.objs.InboundBindings, func(key uint32, val natBinding) {
 		out = append(out, Binding{EIP: beAddr(key), Private: beAddr(val.Addr)})
-	}
-	if err := it.Err(); err != nil {
+	}); err != nil {
 		return nil, fmt.Errorf("list bindings: %w", err)
 	}
 	return out, nil

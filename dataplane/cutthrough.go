@@ -90,13 +90,9 @@ func (d *Dataplane) DeleteCutThrough(eip netip.Addr) error {
 // CutThroughs lists the cut-through EIPs.
 func (d *Dataplane) CutThroughs() ([]CutThrough, error) {
 	var out []CutThrough
-	var key uint32
-	var val natCutThrough
-	it := d.objs.CutThroughs.Iterate()
-	for it.Next(&key, &val) {
+	if err := eachEntry(d.objs.CutThroughs, func(key uint32, val natCutThrough) {
 		out = append(out, CutThrough{EIP: beAddr(key), ENIMAC: append(net.HardwareAddr(nil), val.EniMac[:]...)})
-	}
-	if err := it.Err(); err != nil {
+	}); err != nil {
 		return nil, fmt.Errorf("list cut-through EIPs: %w", err)
 	}
 	return out, nil

@@ -284,13 +284,7 @@ func (d *Dataplane) Sources() ([]Source, error) {
 
 func (d *Dataplane) sourceKeys() (sourceSet, error) {
 	keys := sourceSet{}
-	var key natSourceKey
-	var v uint32
-	it := d.objs.VpcSources.Iterate()
-	for it.Next(&key, &v) {
-		keys.add(key)
-	}
-	if err := it.Err(); err != nil {
+	if err := eachEntry(d.objs.VpcSources, func(key natSourceKey, _ uint32) { keys.add(key) }); err != nil {
 		return nil, fmt.Errorf("list sources: %w", err)
 	}
 	return keys, nil

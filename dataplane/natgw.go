@@ -244,13 +244,7 @@ func (d *Dataplane) DeleteNatEIP(eip netip.Addr) error {
 // NatEIPs lists the NAT gateway EIPs in the dataplane.
 func (d *Dataplane) NatEIPs() ([]netip.Addr, error) {
 	var out []netip.Addr
-	var key uint32
-	var v natNatEip
-	it := d.objs.NatEips.Iterate()
-	for it.Next(&key, &v) {
-		out = append(out, beAddr(key))
-	}
-	if err := it.Err(); err != nil {
+	if err := eachEntry(d.objs.NatEips, func(key uint32, _ natNatEip) { out = append(out, beAddr(key)) }); err != nil {
 		return nil, fmt.Errorf("list NAT EIPs: %w", err)
 	}
 	return out, nil
@@ -439,17 +433,13 @@ func (d *Dataplane) DeleteForwardPorts(ports []ExternalPort) error {
 // ForwardPorts lists the forward ports in the dataplane.
 func (d *Dataplane) ForwardPorts() ([]ForwardPort, error) {
 	var out []ForwardPort
-	var key natEndpoint
-	var t natForwardTarget
-	it := d.objs.ForwardPorts.Iterate()
-	for it.Next(&key, &t) {
+	if err := eachEntry(d.objs.ForwardPorts, func(key natEndpoint, t natForwardTarget) {
 		out = append(out, ForwardPort{
 			Protocol: key.Protocol,
 			External: netip.AddrPortFrom(beAddr(key.Addr), ntohs(key.Port)),
 			Internal: netip.AddrPortFrom(beAddr(t.Addr), ntohs(t.Port)),
 		})
-	}
-	if err := it.Err(); err != nil {
+	}); err != nil {
 		return nil, fmt.Errorf("list forward ports: %w", err)
 	}
 	return out, nil
