@@ -112,6 +112,7 @@ func (d *Dataplane) SetBinding(eip, private netip.Addr) error {
 		undo()
 		return fmt.Errorf("set binding %v: inbound: %w", eip, err)
 	}
+	d.bound[eipKey] = privKey
 	if old != nil {
 		if err := d.objs.OutboundBindings.Delete(old.Addr); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return fmt.Errorf("set binding %v: remove old outbound half: %w", eip, err)
@@ -144,6 +145,7 @@ func (d *Dataplane) DeleteBinding(eip netip.Addr) error {
 	if err := d.objs.InboundBindings.Delete(eipKey); err != nil {
 		return fmt.Errorf("delete binding %v: inbound: %w", eip, err)
 	}
+	delete(d.bound, eipKey)
 	if err := d.objs.OutboundBindings.Delete(cur.Addr); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("delete binding %v: outbound: %w", eip, err)
 	}
@@ -151,8 +153,17 @@ func (d *Dataplane) DeleteBinding(eip netip.Addr) error {
 	return nil
 }
 
-// Bindings lists the bindings in the maps.
+// Bindings lists the bindings in the maps: the owner's copy, or (read-only) a walk.
 func (d *Dataplane) Bindings() ([]Binding, error) {
+	if !d.cfg.ReadOnly {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		out := make([]Binding, 0, len(d.bound))
+		for eip, priv := range d.bound {
+			out = append(out, Binding{EIP: beAddr(eip), Private: beAddr(priv)})
+		}
+		return out, nil
+	}
 	var out []Binding
 	if err := eachEntry(d.objs.InboundBindings, func(key uint32, val natBinding) {
 		out = append(out, Binding{EIP: beAddr(key), Private: beAddr(val.Addr)})
@@ -167,12 +178,14 @@ func (d *Dataplane) Bindings() ([]Binding, error) {
 // No traffic reached them (the inbound half was never there), so nothing is lost.
 func (d *Dataplane) recoverBindings() error {
 	d.slots = newSlotAllocator(d.cfg.MaxBindings)
+	d.bound, d.cuts = map[uint32]uint32{}, map[uint32][6]uint8{}
 	inbound := map[uint32]natBinding{}
 	var key uint32
 	var val natBinding
 	it := d.objs.InboundBindings.Iterate()
 	for it.Next(&key, &val) {
 		inbound[key] = val
+		d.bound[key] = val.Addr
 		d.slots.mark(val.CounterSlot)
 	}
 	if err := it.Err(); err != nil {
@@ -181,6 +194,7 @@ func (d *Dataplane) recoverBindings() error {
 	var ct natCutThrough
 	cit := d.objs.CutThroughs.Iterate()
 	for cit.Next(&key, &ct) {
+		d.cuts[key] = ct.EniMac
 		d.slots.mark(ct.CounterSlot)
 	}
 	if err := cit.Err(); err != nil {
@@ -337,6 +351,9 @@ func (d *Dataplane) addBindingChunk(bs []Binding) error {
 		deleteKeys(d.objs.OutboundBindings, privKeys)
 		undo()
 		return fmt.Errorf("inbound halves: %w", err)
+	}
+	for i := range eipKeys {
+		d.bound[eipKeys[i]] = privKeys[i]
 	}
 	return nil
 }

@@ -57,6 +57,7 @@ func (d *Dataplane) SetCutThrough(eip netip.Addr, mac net.HardwareAddr) error {
 		}
 		return fmt.Errorf("set cut-through %v: %w", eip, err)
 	}
+	d.cuts[key] = cur.EniMac
 	if _, known := d.hops.byAddr[key]; !known {
 		d.wantHops()
 	}
@@ -83,12 +84,22 @@ func (d *Dataplane) DeleteCutThrough(eip netip.Addr) error {
 	if err := d.objs.CutThroughs.Delete(key); err != nil {
 		return fmt.Errorf("delete cut-through %v: %w", eip, err)
 	}
+	delete(d.cuts, key)
 	d.slots.free(cur.CounterSlot)
 	return nil
 }
 
-// CutThroughs lists the cut-through EIPs.
+// CutThroughs lists the cut-through EIPs: the owner's copy, or (read-only) a walk.
 func (d *Dataplane) CutThroughs() ([]CutThrough, error) {
+	if !d.cfg.ReadOnly {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		out := make([]CutThrough, 0, len(d.cuts))
+		for eip, mac := range d.cuts {
+			out = append(out, CutThrough{EIP: beAddr(eip), ENIMAC: append(net.HardwareAddr(nil), mac[:]...)})
+		}
+		return out, nil
+	}
 	var out []CutThrough
 	if err := eachEntry(d.objs.CutThroughs, func(key uint32, val natCutThrough) {
 		out = append(out, CutThrough{EIP: beAddr(key), ENIMAC: append(net.HardwareAddr(nil), val.EniMac[:]...)})

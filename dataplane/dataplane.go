@@ -72,8 +72,13 @@ type Dataplane struct {
 
 	mu      sync.Mutex // serialises binding and source changes and the slot allocator
 	slots   *slotAllocator
-	sources sourceSet    // the owner's copy of vpc_sources
-	hops    nextHopState // the owner's copy of the next-hop cache
+	sources sourceSet // the owner's copy of vpc_sources
+	// The owner's copies of the inbound binding halves (EIP -> private) and of the
+	// cut-through EIPs (EIP -> ENI MAC): a reconcile pass lists them without walking
+	// maps whose cost follows their capacity, not their use.
+	bound map[uint32]uint32
+	cuts  map[uint32][6]uint8
+	hops  nextHopState // the owner's copy of the next-hop cache
 	// hopsWanted tells a NextHopWatcher that a destination it may not know yet came
 	// (a binding, a source, a cut-through EIP).
 	hopsWanted chan struct{}
