@@ -260,8 +260,8 @@ func (s *slotAllocator) free(slot uint32) {
 }
 
 // AddBindings adds many new bindings at once (the start-up reconcile of an empty
-// dataplane): neither an EIP nor a private address may be bound yet, which one walk
-// of the bindings checks first (the kernel's batch update has no BPF_NOEXIST). Each
+// dataplane): neither an EIP nor a private address may be bound yet, which the
+// owner's copy of the bindings says (the kernel's batch update has no BPF_NOEXIST). Each
 // binding's counters are zeroed, then the outbound halves go in, then the inbound
 // halves, a batch of entries a syscall (BPF_MAP_UPDATE_BATCH), or one at a time where
 // the kernel has no batch update. On an error, the bindings of the chunk that failed
@@ -273,11 +273,9 @@ func (d *Dataplane) AddBindings(bs []Binding) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	// Binding changes take d.mu: nothing binds between this check and the inserts.
-	boundEIP, boundPriv := map[uint32]bool{}, map[uint32]bool{}
-	if err := eachEntry(d.objs.InboundBindings, func(eip uint32, b natBinding) {
-		boundEIP[eip], boundPriv[b.Addr] = true, true
-	}); err != nil {
-		return fmt.Errorf("add bindings: read bindings: %w", err)
+	boundEIP, boundPriv := make(map[uint32]bool, len(d.bound)), make(map[uint32]bool, len(d.bound))
+	for eip, priv := range d.bound {
+		boundEIP[eip], boundPriv[priv] = true, true
 	}
 	for _, b := range bs {
 		e, err1 := beKey(b.EIP)
