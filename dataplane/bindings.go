@@ -200,6 +200,10 @@ func (d *Dataplane) recoverBindings() error {
 	if err := cit.Err(); err != nil {
 		return fmt.Errorf("recover cut-through EIPs: %w", err)
 	}
+	d.fwd = map[natEndpoint]natForwardTarget{}
+	if err := eachEntry(d.objs.ForwardPorts, func(k natEndpoint, t natForwardTarget) { d.fwd[k] = t }); err != nil {
+		return fmt.Errorf("recover forward ports: %w", err)
+	}
 	var ne natNatEip
 	nit := d.objs.NatEips.Iterate()
 	for nit.Next(&key, &ne) {

@@ -78,6 +78,10 @@ type Dataplane struct {
 	// maps whose cost follows their capacity, not their use.
 	bound map[uint32]uint32
 	cuts  map[uint32][6]uint8
+	// The owner's copy of forward_ports (65,536 buckets to walk otherwise), under its
+	// own lock: forward port changes do not take mu.
+	fwdMu sync.Mutex
+	fwd   map[natEndpoint]natForwardTarget
 	hops  nextHopState // the owner's copy of the next-hop cache
 	// hopsWanted tells a NextHopWatcher that a destination it may not know yet came
 	// (a binding, a source, a cut-through EIP).

@@ -387,9 +387,12 @@ func (d *Dataplane) SetForwardPort(f ForwardPort) error {
 		return fmt.Errorf("set forward port: %w", err)
 	}
 	target := natForwardTarget{Addr: in, Port: htons(f.Internal.Port()), CounterSlot: slot}
+	d.fwdMu.Lock()
+	defer d.fwdMu.Unlock()
 	if err := d.objs.ForwardPorts.Put(ext, target); err != nil {
 		return fmt.Errorf("set forward port %v: %w", f.External, err)
 	}
+	d.fwd[ext] = target
 	return nil
 }
 
@@ -412,16 +415,21 @@ func (d *Dataplane) DeleteForwardPorts(ports []ExternalPort) error {
 		return fmt.Errorf("delete forward ports: %w", ErrReadOnly)
 	}
 	gone := make(map[ExternalPort]bool, len(ports))
+	d.fwdMu.Lock()
 	for _, p := range ports {
 		ext, err := endpointKey(p.Protocol, p.External)
 		if err != nil {
+			d.fwdMu.Unlock()
 			return fmt.Errorf("delete forward port: %w", err)
 		}
 		if err := d.objs.ForwardPorts.Delete(ext); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			d.fwdMu.Unlock()
 			return fmt.Errorf("delete forward port %v/%d: %w", p.External, p.Protocol, err)
 		}
+		delete(d.fwd, ext)
 		gone[p] = true
 	}
+	d.fwdMu.Unlock()
 	if _, err := d.PurgeSessions(func(s Session) bool {
 		return s.Kind == KindDNAT && gone[ExternalPort{s.Protocol, s.External}]
 	}); err != nil {
@@ -430,16 +438,26 @@ func (d *Dataplane) DeleteForwardPorts(ports []ExternalPort) error {
 	return nil
 }
 
-// ForwardPorts lists the forward ports in the dataplane.
+// ForwardPorts lists the forward ports in the dataplane: the owner's copy, or
+// (read-only) a walk.
 func (d *Dataplane) ForwardPorts() ([]ForwardPort, error) {
 	var out []ForwardPort
-	if err := eachEntry(d.objs.ForwardPorts, func(key natEndpoint, t natForwardTarget) {
+	add := func(key natEndpoint, t natForwardTarget) {
 		out = append(out, ForwardPort{
 			Protocol: key.Protocol,
 			External: netip.AddrPortFrom(beAddr(key.Addr), ntohs(key.Port)),
 			Internal: netip.AddrPortFrom(beAddr(t.Addr), ntohs(t.Port)),
 		})
-	}); err != nil {
+	}
+	if !d.cfg.ReadOnly {
+		d.fwdMu.Lock()
+		defer d.fwdMu.Unlock()
+		for k, t := range d.fwd {
+			add(k, t)
+		}
+		return out, nil
+	}
+	if err := eachEntry(d.objs.ForwardPorts, add); err != nil {
 		return nil, fmt.Errorf("list forward ports: %w", err)
 	}
 	return out, nil
