@@ -212,26 +212,18 @@ func (d *Dataplane) SetNextHops(hops NextHops) error {
 }
 
 // refreshBindingHops rewrites the inbound halves whose private address's hop changed
-// (all of them when all is set).
+// (all of them when all is set). The caller holds d.mu.
 func (d *Dataplane) refreshBindingHops(changed map[uint32]bool, all bool) error {
-	var eip uint32
-	var b natBinding
-	var redo []uint32
-	vals := map[uint32]natBinding{}
-	it := d.objs.InboundBindings.Iterate()
-	for it.Next(&eip, &b) {
-		if all || changed[b.Addr] {
-			redo = append(redo, eip)
-			vals[eip] = b
+	for eip, priv := range d.bound {
+		if !all && !changed[priv] {
+			continue
 		}
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("list bindings: %w", err)
-	}
-	for _, eip := range redo {
-		b := vals[eip]
+		var b natBinding
+		if err := d.objs.InboundBindings.Lookup(eip, &b); err != nil {
+			return fmt.Errorf("binding %v: %w", beAddr(eip), err)
+		}
 		b.Hop = d.hopOf(b.Addr)
-		// Update only: a binding deleted meanwhile stays deleted.
+		// d.mu is held: the binding is there, as its copy says.
 		if err := d.objs.InboundBindings.Update(eip, b, ebpf.UpdateExist); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return fmt.Errorf("binding %v: %w", beAddr(eip), err)
 		}

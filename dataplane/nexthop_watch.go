@@ -158,20 +158,15 @@ func (d *Dataplane) wantHops() {
 // on ENIs behind the VPC side).
 func (d *Dataplane) hopAddrs() []netip.Addr {
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	seen := map[uint32]bool{}
 	for _, k := range d.sources.keys() {
 		seen[k.Addr] = true
 	}
-	d.mu.Unlock()
-	var eip uint32
-	var b natBinding
-	it := d.objs.InboundBindings.Iterate()
-	for it.Next(&eip, &b) {
-		seen[b.Addr] = true
+	for _, priv := range d.bound {
+		seen[priv] = true
 	}
-	var ct natCutThrough
-	cit := d.objs.CutThroughs.Iterate()
-	for cit.Next(&eip, &ct) {
+	for eip := range d.cuts {
 		seen[eip] = true
 	}
 	out := make([]netip.Addr, 0, len(seen))

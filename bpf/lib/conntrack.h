@@ -19,20 +19,11 @@ static __always_inline struct nat_config *nat_config_get(void)
 	return bpf_map_lookup_elem(&nat_settings, &zero);
 }
 
-static __always_inline bool udp_inbound_refreshes(void)
-{
-	struct nat_config *cfg = nat_config_get();
-
-	return cfg && cfg->udp_inbound_refresh;
-}
-
 /* The sessions' clock: the coarse monotonic clock, which costs a load where
  * bpf_ktime_get_ns reads the clock source (10-19 ns), and is as fine as last_seen
- * needs; or the time a test froze it at. */
-static __always_inline __u64 session_now(void)
+ * needs; or the time a test froze it at (cfg: the caller's nat_config_get()). */
+static __always_inline __u64 session_now(const struct nat_config *cfg)
 {
-	struct nat_config *cfg = nat_config_get();
-
 	if (cfg && cfg->frozen_now_ns)
 		return cfg->frozen_now_ns;
 	return bpf_ktime_get_coarse_ns();

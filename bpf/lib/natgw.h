@@ -20,9 +20,10 @@ static __always_inline bool is_nat_eip(__be32 addr)
  * inbound half, used for the internet's packets and for hairpinned ones. found is the
  * caller's lookup of reply in sessions_in: established traffic pays that one lookup,
  * and only a miss tries a forward entry. */
-static __always_inline enum reason translate_inbound(void *ctx, const enum hook hook, const struct l4_fields *l4,
-						     const struct reply_key *reply, struct session_in *found,
-						     __u64 now, bool hairpin, __be32 *new_daddr, __u32 *slot)
+static __always_inline enum reason translate_inbound(void *ctx, const enum hook hook, const struct nat_config *cfg,
+						     const struct l4_fields *l4, const struct reply_key *reply,
+						     struct session_in *found, __u64 now, bool hairpin, __be32 *new_daddr,
+						     __u32 *slot)
 {
 	__be32 eip = reply->eip, inside_addr;
 	__be16 eip_port = reply->eip_port, inside_port;
@@ -38,7 +39,7 @@ static __always_inline enum reason translate_inbound(void *ctx, const enum hook 
 	}
 	/* RFC 4787 REQ-6: outbound packets refresh a UDP session; inbound ones only when
 	 * the operator allows it (an outside host could otherwise hold it open for ever). */
-	if (l4->kind != L4_UDP || udp_inbound_refreshes())
+	if (l4->kind != L4_UDP || (cfg && cfg->udp_inbound_refresh))
 		session_touch(&in->last_seen_ns, now);
 	if (l4->kind == L4_TCP)
 		session_track_tcp(&in->tcp, l4->tcp_flags, false);
@@ -60,6 +61,7 @@ static __always_inline int natgw_inbound(void *ctx, const enum hook hook, struct
 	__u8 tos = pkt->ip->tos, protocol = pkt->ip->protocol;
 	__u32 len = pkt->total_len, slot = 0;
 	struct fragment_origin origin = {saddr, daddr, pkt->ip->frag_off, pkt->ip->id, protocol};
+	struct nat_config *cfg;
 	struct session_in *found_in;
 	struct reply_key reply;
 	struct l4_fields l4 = {};
@@ -94,7 +96,8 @@ static __always_inline int natgw_inbound(void *ctx, const enum hook hook, struct
 		return not_found(ours);
 	if (pkt->ip->ttl <= 1)
 		return pass_with(hook, REASON_PASS_TTL_EXPIRING);
-	reason = translate_inbound(ctx, hook, &l4, &reply, found_in, session_now(), false, &new_daddr, &slot);
+	cfg = nat_config_get();
+	reason = translate_inbound(ctx, hook, cfg, &l4, &reply, found_in, session_now(cfg), false, &new_daddr, &slot);
 	if (reason != REASON_MAX)
 		return drop_with(hook, reason);
 	fragment_remember(&origin, saddr, new_daddr, slot, DIR_INBOUND);
@@ -118,6 +121,7 @@ static __always_inline int natgw_outbound(void *ctx, const enum hook hook, struc
 	struct fragment_origin origin = {saddr, daddr, pkt->ip->frag_off, pkt->ip->id, protocol};
 	struct snat_rule_key rule_key = {};
 	struct flow_key key = {};
+	struct nat_config *cfg;
 	struct snat_pool *pool;
 	struct l4_fields l4 = {};
 	struct session *s = 0;
@@ -161,7 +165,8 @@ static __always_inline int natgw_outbound(void *ctx, const enum hook hook, struc
 			return verdict;
 		return bpf_map_lookup_elem(&snat_rules, &rule_key) ? drop_with(hook, REASON_DROP_NAT_NO_SESSION) : not_found(ours);
 	}
-	now = session_now();
+	cfg = nat_config_get();
+	now = session_now(cfg);
 	if (!s) {
 		pool = bpf_map_lookup_elem(&snat_rules, &rule_key);
 		if (!pool)
@@ -173,7 +178,7 @@ static __always_inline int natgw_outbound(void *ctx, const enum hook hook, struc
 		if (pkt->ip->ttl <= 1)
 			return pass_with(hook, REASON_PASS_TTL_EXPIRING);
 		frame_sender(ctx, hook, sender);
-		reason = snat_open(&key, pool, now, is_nat_eip(daddr), sender, &s);
+		reason = snat_open(cfg, &key, pool, now, is_nat_eip(daddr), sender, &s);
 		if (reason != REASON_MAX)
 			return refuse_with_icmp(ctx, hook, reason);
 		if (!s)
@@ -198,7 +203,7 @@ static __always_inline int natgw_outbound(void *ctx, const enum hook hook, struc
 		 * from our EIP:port, so the server sees the caller's external address. */
 		struct reply_key reply = reply_key_of(eip, eip_port, daddr, l4.dport, protocol);
 
-		reason = translate_inbound(ctx, hook, &l4, &reply, bpf_map_lookup_elem(&sessions_in, &reply),
+		reason = translate_inbound(ctx, hook, cfg, &l4, &reply, bpf_map_lookup_elem(&sessions_in, &reply),
 					   now, true, &new_daddr, &in_slot);
 		if (reason != REASON_MAX)
 			return drop_with(hook, reason);

@@ -27,10 +27,10 @@ static __always_inline long session_insert(const struct flow_key *key, const str
 
 /* Open an SNAT session for key through pool, for the registered instance at sender;
  * its records say what was opened. On success *s points at the outbound record. */
-static __always_inline enum reason snat_open(const struct flow_key *key, const struct snat_pool *pool,
-					     __u64 now, bool hairpin, const __u8 *sender, struct session **s)
+static __always_inline enum reason snat_open(const struct nat_config *cfg, const struct flow_key *key,
+					     const struct snat_pool *pool, __u64 now, bool hairpin,
+					     const __u8 *sender, struct session **s)
 {
-	struct nat_config *cfg = nat_config_get();
 	struct endpoint inside = {};
 	struct session out = {};
 	struct session_in in = {};
