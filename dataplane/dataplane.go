@@ -145,9 +145,10 @@ func Open(cfg Config) (*Dataplane, error) {
 	spec.Maps[natMapCountersBySlot].MaxEntries = cfg.MaxBindings
 	spec.Maps[natMapVpcSources].MaxEntries = cfg.MaxSources
 	spec.Maps[natMapNextHops].MaxEntries = cfg.MaxSources // the addresses of registered sources
-	for _, name := range []string{natMapSessions, natMapSessionsIn, natMapMappings, natMapPortsInUse} {
+	for _, name := range []string{natMapMappings, natMapPortsInUse} {
 		spec.Maps[name].MaxEntries = cfg.MaxSessions
 	}
+	spec.Maps[natMapSessionTable].MaxEntries = sessionBuckets(cfg.MaxSessions)
 	abi, err := layoutFingerprint(spec)
 	if err != nil {
 		return nil, fmt.Errorf("open dataplane: %w", err)
@@ -408,7 +409,7 @@ func (d *Dataplane) Capacities() Capacities {
 		NatEIPs:      d.objs.NatEips.MaxEntries(),
 		SnatRules:    d.objs.SnatRules.MaxEntries(),
 		ForwardPorts: d.objs.ForwardPorts.MaxEntries(),
-		Sessions:     d.objs.Sessions.MaxEntries(),
+		Sessions:     d.objs.Mappings.MaxEntries(),
 	}
 }
 
@@ -422,7 +423,7 @@ func adoptCapacities(cfg *Config) error {
 	}{
 		{natMapCountersBySlot, &cfg.MaxBindings, 0},
 		{natMapVpcSources, &cfg.MaxSources, 0},
-		{natMapSessions, &cfg.MaxSessions, 0},
+		{natMapMappings, &cfg.MaxSessions, 0},
 	} {
 		m, err := ebpf.LoadPinnedMap(filepath.Join(cfg.PinDir, c.name), &ebpf.LoadPinOptions{ReadOnly: true})
 		if errors.Is(err, os.ErrNotExist) {

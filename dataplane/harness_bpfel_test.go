@@ -28,34 +28,36 @@ type harnessHarnessTemplate struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	harnessMapCountersBySlot   = "counters_by_slot"
-	harnessMapCutThroughs      = "cut_throughs"
-	harnessMapEdgeSettings     = "edge_settings"
-	harnessMapForwardPorts     = "forward_ports"
-	harnessMapFragments        = "fragments"
-	harnessMapFrameScratch     = "frame_scratch"
-	harnessMapHarnessCursor    = "harness_cursor"
-	harnessMapHarnessTemplates = "harness_templates"
-	harnessMapHeldFragments    = "held_fragments"
-	harnessMapInboundBindings  = "inbound_bindings"
-	harnessMapMappings         = "mappings"
-	harnessMapNatEips          = "nat_eips"
-	harnessMapNatSettings      = "nat_settings"
-	harnessMapNextHopFallbacks = "next_hop_fallbacks"
-	harnessMapNextHopSettings  = "next_hop_settings"
-	harnessMapNextHops         = "next_hops"
-	harnessMapOutboundBindings = "outbound_bindings"
-	harnessMapPortsInUse       = "ports_in_use"
-	harnessMapReasonCounters   = "reason_counters"
-	harnessMapSessions         = "sessions"
-	harnessMapSessionsIn       = "sessions_in"
-	harnessMapSnatRules        = "snat_rules"
-	harnessMapUsageBySource    = "usage_by_source"
-	harnessMapVpcSources       = "vpc_sources"
-	harnessProgHarnessRebuild  = "harness_rebuild"
-	harnessProgHarnessUplink   = "harness_uplink"
-	harnessProgHarnessVpc      = "harness_vpc"
-	harnessVarReasonKinds      = "reason_kinds"
+	harnessMapCountersBySlot    = "counters_by_slot"
+	harnessMapCutThroughs       = "cut_throughs"
+	harnessMapEdgeSettings      = "edge_settings"
+	harnessMapForwardPorts      = "forward_ports"
+	harnessMapFragments         = "fragments"
+	harnessMapFrameScratch      = "frame_scratch"
+	harnessMapHarnessCursor     = "harness_cursor"
+	harnessMapHarnessTemplates  = "harness_templates"
+	harnessMapHeldFragments     = "held_fragments"
+	harnessMapInboundBindings   = "inbound_bindings"
+	harnessMapMappings          = "mappings"
+	harnessMapNatEips           = "nat_eips"
+	harnessMapNatSettings       = "nat_settings"
+	harnessMapNextHopFallbacks  = "next_hop_fallbacks"
+	harnessMapNextHopSettings   = "next_hop_settings"
+	harnessMapNextHops          = "next_hops"
+	harnessMapOutboundBindings  = "outbound_bindings"
+	harnessMapPortSearches      = "port_searches"
+	harnessMapPortsInUse        = "ports_in_use"
+	harnessMapReasonCounters    = "reason_counters"
+	harnessMapSessionOpenings   = "session_openings"
+	harnessMapSessionTable      = "session_table"
+	harnessMapSnatRules         = "snat_rules"
+	harnessMapUsageBySource     = "usage_by_source"
+	harnessMapVpcSources        = "vpc_sources"
+	harnessProgHarnessRebuild   = "harness_rebuild"
+	harnessProgHarnessUplink    = "harness_uplink"
+	harnessProgHarnessVpc       = "harness_vpc"
+	harnessVarReasonKinds       = "reason_kinds"
+	harnessVarSessionClockShift = "session_clock_shift"
 )
 
 // loadHarness returns the embedded CollectionSpec for harness.
@@ -126,10 +128,11 @@ type harnessMapSpecs struct {
 	NextHopSettings  *ebpf.MapSpec `ebpf:"next_hop_settings"`
 	NextHops         *ebpf.MapSpec `ebpf:"next_hops"`
 	OutboundBindings *ebpf.MapSpec `ebpf:"outbound_bindings"`
+	PortSearches     *ebpf.MapSpec `ebpf:"port_searches"`
 	PortsInUse       *ebpf.MapSpec `ebpf:"ports_in_use"`
 	ReasonCounters   *ebpf.MapSpec `ebpf:"reason_counters"`
-	Sessions         *ebpf.MapSpec `ebpf:"sessions"`
-	SessionsIn       *ebpf.MapSpec `ebpf:"sessions_in"`
+	SessionOpenings  *ebpf.MapSpec `ebpf:"session_openings"`
+	SessionTable     *ebpf.MapSpec `ebpf:"session_table"`
 	SnatRules        *ebpf.MapSpec `ebpf:"snat_rules"`
 	UsageBySource    *ebpf.MapSpec `ebpf:"usage_by_source"`
 	VpcSources       *ebpf.MapSpec `ebpf:"vpc_sources"`
@@ -139,7 +142,8 @@ type harnessMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type harnessVariableSpecs struct {
-	ReasonKinds *ebpf.VariableSpec `ebpf:"reason_kinds"`
+	ReasonKinds       *ebpf.VariableSpec `ebpf:"reason_kinds"`
+	SessionClockShift *ebpf.VariableSpec `ebpf:"session_clock_shift"`
 }
 
 // harnessObjects contains all objects after they have been loaded into the kernel.
@@ -179,10 +183,11 @@ type harnessMaps struct {
 	NextHopSettings  *ebpf.Map `ebpf:"next_hop_settings"`
 	NextHops         *ebpf.Map `ebpf:"next_hops"`
 	OutboundBindings *ebpf.Map `ebpf:"outbound_bindings"`
+	PortSearches     *ebpf.Map `ebpf:"port_searches"`
 	PortsInUse       *ebpf.Map `ebpf:"ports_in_use"`
 	ReasonCounters   *ebpf.Map `ebpf:"reason_counters"`
-	Sessions         *ebpf.Map `ebpf:"sessions"`
-	SessionsIn       *ebpf.Map `ebpf:"sessions_in"`
+	SessionOpenings  *ebpf.Map `ebpf:"session_openings"`
+	SessionTable     *ebpf.Map `ebpf:"session_table"`
 	SnatRules        *ebpf.Map `ebpf:"snat_rules"`
 	UsageBySource    *ebpf.Map `ebpf:"usage_by_source"`
 	VpcSources       *ebpf.Map `ebpf:"vpc_sources"`
@@ -207,10 +212,11 @@ func (m *harnessMaps) Close() error {
 		m.NextHopSettings,
 		m.NextHops,
 		m.OutboundBindings,
+		m.PortSearches,
 		m.PortsInUse,
 		m.ReasonCounters,
-		m.Sessions,
-		m.SessionsIn,
+		m.SessionOpenings,
+		m.SessionTable,
 		m.SnatRules,
 		m.UsageBySource,
 		m.VpcSources,
@@ -221,7 +227,8 @@ func (m *harnessMaps) Close() error {
 //
 // It can be passed to loadHarnessObjects or ebpf.CollectionSpec.LoadAndAssign.
 type harnessVariables struct {
-	ReasonKinds *ebpf.Variable `ebpf:"reason_kinds"`
+	ReasonKinds       *ebpf.Variable `ebpf:"reason_kinds"`
+	SessionClockShift *ebpf.Variable `ebpf:"session_clock_shift"`
 }
 
 // harnessPrograms contains all programs after they have been loaded into the kernel.

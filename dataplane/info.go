@@ -54,11 +54,11 @@ func (d *Dataplane) MapMemory() (uint64, error) {
 	return memlockOf(d.objs.InboundBindings, d.objs.OutboundBindings, d.objs.CountersBySlot, d.objs.ReasonCounters)
 }
 
-// SessionMemory is the kernel memory of the NAT gateway's session tables (sessions,
-// their reply index, mappings, ports in use), in bytes. Preallocated like the binding
-// maps: it follows Config.MaxSessions.
+// SessionMemory is the kernel memory of the NAT gateway's session tables (the session
+// records, mappings, ports in use), in bytes. Preallocated like
+// the binding maps: it follows Config.MaxSessions.
 func (d *Dataplane) SessionMemory() (uint64, error) {
-	return memlockOf(d.objs.Sessions, d.objs.SessionsIn, d.objs.Mappings, d.objs.PortsInUse)
+	return memlockOf(d.objs.SessionTable, d.objs.Mappings, d.objs.PortsInUse)
 }
 
 func memlockOf(maps ...*ebpf.Map) (uint64, error) {

@@ -129,6 +129,8 @@ type natNatConfig struct {
 	IcmpSource           uint32
 	UdpInboundRefresh    uint32
 	FrozenNowNs          uint64
+	SessionSeed          uint32
+	SessionBuckets       uint32
 }
 
 type natNatEip struct {
@@ -163,6 +165,22 @@ const (
 	natNextHopFallbackNEXT_HOP_FALLBACK_SIZE  natNextHopFallback = 3
 	natNextHopFallbackNEXT_HOP_FALLBACK_MAX   natNextHopFallback = 4
 )
+
+type natPortSearch struct {
+	_          structs.HostLayout
+	Eips       [20]uint32
+	Inside     natEndpoint
+	Outside    natEndpoint
+	Count      uint32
+	Start      uint32
+	Offset     uint32
+	Range      uint32
+	Port       uint32
+	PortMin    uint16
+	Walk       uint8
+	TableFull  uint8
+	FoundIndex uint32
+}
 
 type natPrefix4 struct {
 	_    structs.HostLayout
@@ -211,8 +229,9 @@ const (
 	natReasonREASON_DROP_NAT_SESSION_QUOTA       natReason = 27
 	natReasonREASON_DROP_NAT_TABLE_FULL          natReason = 28
 	natReasonREASON_DROP_NAT_MAPPING_EXPIRING    natReason = 29
-	natReasonREASON_DROP_FRAGMENT_NO_STATE       natReason = 30
-	natReasonREASON_MAX                          natReason = 31
+	natReasonREASON_DROP_NAT_CONTENDED           natReason = 30
+	natReasonREASON_DROP_FRAGMENT_NO_STATE       natReason = 31
+	natReasonREASON_MAX                          natReason = 32
 )
 
 type natReasonKind uint32
@@ -223,28 +242,26 @@ const (
 	natReasonKindREASON_KIND_DROP natReasonKind = 3
 )
 
-type natReplyKey struct {
-	_          structs.HostLayout
-	RemoteAddr uint32
-	Eip        uint32
-	RemotePort uint16
-	EipPort    uint16
-	Protocol   uint8
-	Pad        [3]uint8
+type natRecordKind uint8
+
+const (
+	natRecordKindRECORD_EMPTY     natRecordKind = 0
+	natRecordKindRECORD_BUSY      natRecordKind = 1
+	natRecordKindRECORD_OUTBOUND  natRecordKind = 2
+	natRecordKindRECORD_INBOUND   natRecordKind = 3
+	natRecordKindRECORD_TENTATIVE natRecordKind = 128
+)
+
+type natSessionBucket struct {
+	_       structs.HostLayout
+	Records [2]natSessionRecord
 }
 
-type natSession struct {
-	_           structs.HostLayout
-	Eip         uint32
-	EipPort     uint16
-	Flags       uint8
-	Pad         uint8
-	CounterSlot uint32
-	SenderMac   [6]uint8
-	Pad2        uint16
-	Tcp         uint32
-	LastSeenNs  uint64
-}
+type natSessionClock uint32
+
+const (
+	natSessionClockSESSION_CLOCK_SHIFT natSessionClock = 20
+)
 
 type natSessionFlags uint32
 
@@ -254,15 +271,48 @@ const (
 	natSessionFlagsSESSION_HAIRPIN natSessionFlags = 4
 )
 
-type natSessionIn struct {
+type natSessionOpening struct {
+	_        structs.HostLayout
+	Values   natSessionRecord
+	OtherKey struct {
+		_        structs.HostLayout
+		AddrA    uint32
+		AddrB    uint32
+		PortA    uint16
+		PortB    uint16
+		Protocol uint8
+		Kind     uint8
+		Pad      uint16
+	}
+	Other struct {
+		_           structs.HostLayout
+		Bucket      uint32
+		Index       uint32
+		State       uint32
+		ToAddr      uint32
+		ToPort      uint16
+		Flags       uint8
+		Pad         uint8
+		CounterSlot uint32
+		LastSeen    uint32
+	}
+	M        natMapping
+	Endpoint natEndpoint
+}
+
+type natSessionRecord struct {
 	_           structs.HostLayout
-	InsideAddr  uint32
-	InsidePort  uint16
+	State       uint32
+	AddrA       uint32
+	AddrB       uint32
+	PortA       uint16
+	PortB       uint16
+	Protocol    uint8
 	Flags       uint8
-	Pad         uint8
+	ToPort      uint16
+	ToAddr      uint32
 	CounterSlot uint32
-	Tcp         uint32
-	LastSeenNs  uint64
+	LastSeen    uint32
 }
 
 type natSnatPool struct {
@@ -292,7 +342,7 @@ type natSourceUsage struct {
 	Ports    uint32
 }
 
-type natTcpSeen uint32
+type natTcpSeen uint8
 
 const (
 	natTcpSeenTCP_SEEN_INSIDE natTcpSeen = 1
@@ -321,10 +371,11 @@ const (
 	natMapNextHopSettings    = "next_hop_settings"
 	natMapNextHops           = "next_hops"
 	natMapOutboundBindings   = "outbound_bindings"
+	natMapPortSearches       = "port_searches"
 	natMapPortsInUse         = "ports_in_use"
 	natMapReasonCounters     = "reason_counters"
-	natMapSessions           = "sessions"
-	natMapSessionsIn         = "sessions_in"
+	natMapSessionOpenings    = "session_openings"
+	natMapSessionTable       = "session_table"
 	natMapSnatRules          = "snat_rules"
 	natMapUsageBySource      = "usage_by_source"
 	natMapVpcSources         = "vpc_sources"
@@ -336,6 +387,7 @@ const (
 	natProgXdpUplink         = "xdp_uplink"
 	natProgXdpVpc            = "xdp_vpc"
 	natVarReasonKinds        = "reason_kinds"
+	natVarSessionClockShift  = "session_clock_shift"
 )
 
 // loadNat returns the embedded CollectionSpec for nat.
@@ -408,10 +460,11 @@ type natMapSpecs struct {
 	NextHopSettings  *ebpf.MapSpec `ebpf:"next_hop_settings"`
 	NextHops         *ebpf.MapSpec `ebpf:"next_hops"`
 	OutboundBindings *ebpf.MapSpec `ebpf:"outbound_bindings"`
+	PortSearches     *ebpf.MapSpec `ebpf:"port_searches"`
 	PortsInUse       *ebpf.MapSpec `ebpf:"ports_in_use"`
 	ReasonCounters   *ebpf.MapSpec `ebpf:"reason_counters"`
-	Sessions         *ebpf.MapSpec `ebpf:"sessions"`
-	SessionsIn       *ebpf.MapSpec `ebpf:"sessions_in"`
+	SessionOpenings  *ebpf.MapSpec `ebpf:"session_openings"`
+	SessionTable     *ebpf.MapSpec `ebpf:"session_table"`
 	SnatRules        *ebpf.MapSpec `ebpf:"snat_rules"`
 	UsageBySource    *ebpf.MapSpec `ebpf:"usage_by_source"`
 	VpcSources       *ebpf.MapSpec `ebpf:"vpc_sources"`
@@ -421,7 +474,8 @@ type natMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type natVariableSpecs struct {
-	ReasonKinds *ebpf.VariableSpec `ebpf:"reason_kinds"`
+	ReasonKinds       *ebpf.VariableSpec `ebpf:"reason_kinds"`
+	SessionClockShift *ebpf.VariableSpec `ebpf:"session_clock_shift"`
 }
 
 // natObjects contains all objects after they have been loaded into the kernel.
@@ -459,10 +513,11 @@ type natMaps struct {
 	NextHopSettings  *ebpf.Map `ebpf:"next_hop_settings"`
 	NextHops         *ebpf.Map `ebpf:"next_hops"`
 	OutboundBindings *ebpf.Map `ebpf:"outbound_bindings"`
+	PortSearches     *ebpf.Map `ebpf:"port_searches"`
 	PortsInUse       *ebpf.Map `ebpf:"ports_in_use"`
 	ReasonCounters   *ebpf.Map `ebpf:"reason_counters"`
-	Sessions         *ebpf.Map `ebpf:"sessions"`
-	SessionsIn       *ebpf.Map `ebpf:"sessions_in"`
+	SessionOpenings  *ebpf.Map `ebpf:"session_openings"`
+	SessionTable     *ebpf.Map `ebpf:"session_table"`
 	SnatRules        *ebpf.Map `ebpf:"snat_rules"`
 	UsageBySource    *ebpf.Map `ebpf:"usage_by_source"`
 	VpcSources       *ebpf.Map `ebpf:"vpc_sources"`
@@ -485,10 +540,11 @@ func (m *natMaps) Close() error {
 		m.NextHopSettings,
 		m.NextHops,
 		m.OutboundBindings,
+		m.PortSearches,
 		m.PortsInUse,
 		m.ReasonCounters,
-		m.Sessions,
-		m.SessionsIn,
+		m.SessionOpenings,
+		m.SessionTable,
 		m.SnatRules,
 		m.UsageBySource,
 		m.VpcSources,
@@ -499,7 +555,8 @@ func (m *natMaps) Close() error {
 //
 // It can be passed to loadNatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type natVariables struct {
-	ReasonKinds *ebpf.Variable `ebpf:"reason_kinds"`
+	ReasonKinds       *ebpf.Variable `ebpf:"reason_kinds"`
+	SessionClockShift *ebpf.Variable `ebpf:"session_clock_shift"`
 }
 
 // natPrograms contains all programs after they have been loaded into the kernel.

@@ -1,6 +1,8 @@
 package dataplane
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -114,11 +116,13 @@ func (d *Dataplane) SetNatConfig(c NatConfig) error {
 	if c.ICMPSource.IsValid() {
 		v.IcmpSource, _ = beKey(c.ICMPSource)
 	}
-	// A frozen clock (tests) stays frozen.
+	// The session table's seed and size are the table's, and a frozen clock (tests)
+	// stays frozen.
 	var cur natNatConfig
-	if err := d.objs.NatSettings.Lookup(uint32(0), &cur); err == nil {
-		v.FrozenNowNs = cur.FrozenNowNs
+	if err := d.objs.NatSettings.Lookup(uint32(0), &cur); err != nil {
+		return fmt.Errorf("set NAT config: %w", err)
 	}
+	v.FrozenNowNs, v.SessionSeed, v.SessionBuckets = cur.FrozenNowNs, cur.SessionSeed, cur.SessionBuckets
 	if err := d.objs.NatSettings.Put(uint32(0), v); err != nil {
 		return fmt.Errorf("set NAT config: %w", err)
 	}
@@ -170,6 +174,19 @@ func (d *Dataplane) ensureNatConfig() error {
 	var v natNatConfig
 	if err := d.objs.NatSettings.Lookup(uint32(0), &v); err != nil {
 		return fmt.Errorf("read NAT config: %w", err)
+	}
+	// A new session table gets its secret seed and its size once: its records sit
+	// where they put them, for as long as the pins live.
+	if v.SessionBuckets == 0 {
+		var seed [4]byte
+		if _, err := rand.Read(seed[:]); err != nil {
+			return fmt.Errorf("seed the session table: %w", err)
+		}
+		v.SessionSeed = binary.NativeEndian.Uint32(seed[:])
+		v.SessionBuckets = d.objs.SessionTable.MaxEntries()
+		if err := d.objs.NatSettings.Put(uint32(0), v); err != nil {
+			return fmt.Errorf("seed the session table: %w", err)
+		}
 	}
 	if v.PortMax != 0 {
 		return nil

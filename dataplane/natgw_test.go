@@ -306,11 +306,9 @@ func (l *lab) purgeAll(t *testing.T) {
 	if it := l.dp.objs.Mappings.Iterate(); it.Next(&mk, &mv) {
 		t.Fatalf("mapping %+v left after purge", mk)
 	}
-	var rk natReplyKey
-	var rv natSessionIn
-	if it := l.dp.objs.SessionsIn.Iterate(); it.Next(&rk, &rv) {
-		t.Fatalf("inbound record %+v left after purge", rk)
-	}
+	must(t, l.dp.eachRecord(func(r natSessionRecord) {
+		t.Fatalf("record %+v left after purge", r)
+	}))
 }
 
 func TestNatGatewayPaths(t *testing.T) {
@@ -548,14 +546,16 @@ func TestNatGatewayExpiry(t *testing.T) {
 	if res.Expired != 0 || res.Live != 3 {
 		t.Fatalf("nothing is idle yet: %+v", res)
 	}
-	// Just before the short timeouts nothing goes; at them, they do.
-	must(t, l.dp.freezeSessionClock(start+cfg.UDP-time.Millisecond))
+	// A clock unit before the short timeouts nothing goes.
+	must(t, l.dp.freezeSessionClock(start+cfg.UDP-SessionClockUnit))
 	res, err = l.dp.ExpireIdle(context.Background())
 	must(t, err)
 	if res.Expired != 0 || res.Live != 3 {
-		t.Fatalf("a millisecond before the timeouts: %+v", res)
+		t.Fatalf("a clock unit before the timeouts: %+v", res)
 	}
-	must(t, l.dp.freezeSessionClock(start+cfg.UDP))
+	// Idle time is reckoned in clock units (about 1 ms): one unit past the timeouts they
+	// are gone.
+	must(t, l.dp.freezeSessionClock(start+cfg.UDP+SessionClockUnit))
 	res, err = l.dp.ExpireIdle(context.Background())
 	must(t, err)
 	// UDP and the reset TCP session went; the established one (7440 s) stays.
@@ -851,7 +851,9 @@ func TestNatGatewayUDPRefreshDirection(t *testing.T) {
 		l.check(t, hook, natStep{name: "udp in", role: RoleUplink, in: f.fromInet(labInet, natEIP1, udpDgram(53, 5100)),
 			out: f.toInside(labInet, natVM1, udpDgram(53, 5100)), verdict: redirect})
 		got := l.session(t, func(s Session) bool { return s.Inside.Port() == 5100 })
-		if refreshed := got.Idle == 0; refreshed != inboundRefresh || (!refreshed && got.Idle != 10*time.Second) {
+		// Refreshed: idle 0. Otherwise 10 s, to the clock's resolution.
+		refreshed := got.Idle == 0
+		if off := got.Idle - 10*time.Second; refreshed != inboundRefresh || (!refreshed && (off < -SessionClockUnit || off > SessionClockUnit)) {
 			t.Errorf("UDPInboundRefresh=%v: after a reply the session is idle %v (refreshed=%v)", inboundRefresh, got.Idle, refreshed)
 		}
 		l.purgeAll(t)

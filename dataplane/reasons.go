@@ -40,6 +40,7 @@ const (
 	ReasonDropNatSessionQuota    = Reason(natReasonREASON_DROP_NAT_SESSION_QUOTA)
 	ReasonDropNatTableFull       = Reason(natReasonREASON_DROP_NAT_TABLE_FULL)
 	ReasonDropNatMappingExpiring = Reason(natReasonREASON_DROP_NAT_MAPPING_EXPIRING)
+	ReasonDropNatContended       = Reason(natReasonREASON_DROP_NAT_CONTENDED)
 	ReasonDropFragmentNoState    = Reason(natReasonREASON_DROP_FRAGMENT_NO_STATE)
 	ReasonMax                    = Reason(natReasonREASON_MAX)
 )
@@ -76,6 +77,7 @@ var reasonNames = [...]string{
 	ReasonDropNatSessionQuota:    "drop_nat_session_quota",
 	ReasonDropNatTableFull:       "drop_nat_table_full",
 	ReasonDropNatMappingExpiring: "drop_nat_mapping_expiring",
+	ReasonDropNatContended:       "drop_nat_contended",
 	ReasonDropFragmentNoState:    "drop_fragment_no_state",
 }
 

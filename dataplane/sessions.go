@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -69,33 +70,54 @@ func tcpState(bits natTcpSeen) (state string, established bool) {
 	return "established", true
 }
 
+// sessionBuckets is the session table's size for maxSessions sessions: 1.5 buckets of
+// two records a session, so a full table of sessions (two records each) fills two
+// thirds of it and every probe window keeps room.
+func sessionBuckets(maxSessions uint32) uint32 {
+	return max(1, maxSessions+maxSessions/2)
+}
+
+// recordTCP is the enum tcp_seen bits a record's state carries.
+func recordTCP(r natSessionRecord) natTcpSeen { return natTcpSeen((r.State >> 8) & 0xff) }
+
+func recordKind(r natSessionRecord) natRecordKind { return natRecordKind(r.State & 0xff) }
+
+// SessionClockUnit is the resolution of session idle times (the packet path's clock,
+// SESSION_CLOCK_SHIFT): a session expires once idle for its timeout, reckoned in whole
+// units, so up to one unit before or after the exact time.
+const SessionClockUnit = time.Duration(1) << natSessionClockSESSION_CLOCK_SHIFT
+
+// clockUnits is the sessions' clock in last_seen's units.
+func clockUnits(ns uint64) uint32 { return uint32(ns >> natSessionClockSESSION_CLOCK_SHIFT) }
+
 // decodeSession describes a session from its outbound record and, when it has one,
 // its inbound record.
-func (d *Dataplane) decodeSession(k natFlowKey, v natSession, in *natSessionIn, cfg NatConfig, now uint64) Session {
+func (d *Dataplane) decodeSession(out natSessionRecord, in *natSessionRecord, cfg NatConfig, now uint64) Session {
 	s := Session{
-		Protocol: k.Protocol,
-		Inside:   netip.AddrPortFrom(beAddr(k.InsideAddr), ntohs(k.InsidePort)),
-		Remote:   netip.AddrPortFrom(beAddr(k.RemoteAddr), ntohs(k.RemotePort)),
-		External: netip.AddrPortFrom(beAddr(v.Eip), ntohs(v.EipPort)),
+		Protocol: out.Protocol,
+		Inside:   netip.AddrPortFrom(beAddr(out.AddrA), ntohs(out.PortA)),
+		Remote:   netip.AddrPortFrom(beAddr(out.AddrB), ntohs(out.PortB)),
+		External: netip.AddrPortFrom(beAddr(out.ToAddr), ntohs(out.ToPort)),
 		Kind:     KindSNAT,
-		Hairpin:  v.Flags&uint8(natSessionFlagsSESSION_HAIRPIN) != 0,
+		Hairpin:  out.Flags&uint8(natSessionFlagsSESSION_HAIRPIN) != 0,
 		State:    "active",
 	}
-	if v.Flags&uint8(natSessionFlagsSESSION_DNAT) != 0 {
+	if out.Flags&uint8(natSessionFlagsSESSION_DNAT) != 0 {
 		s.Kind = KindDNAT
 	}
-	lastSeen, tcp := v.LastSeenNs, v.Tcp
+	// Idle since either direction's last packet, modulo 2^32 units as the program
+	// takes it.
+	idle := clockUnits(now) - out.LastSeen
+	tcp := recordTCP(out)
 	if in != nil {
-		lastSeen = max(lastSeen, in.LastSeenNs)
-		tcp |= in.Tcp
+		idle = min(idle, clockUnits(now)-in.LastSeen)
+		tcp |= recordTCP(*in)
 	}
-	if now > lastSeen {
-		s.Idle = time.Duration(now - lastSeen)
-	}
-	switch k.Protocol {
+	s.Idle = time.Duration(idle) * SessionClockUnit
+	switch out.Protocol {
 	case ProtoTCP:
 		var established bool
-		s.State, established = tcpState(natTcpSeen(tcp))
+		s.State, established = tcpState(tcp)
 		s.Timeout = cfg.TCPTransitory
 		if established {
 			s.Timeout = cfg.TCPEstablished
@@ -127,6 +149,15 @@ func (d *Dataplane) Sessions(keep func(Session) bool) ([]Session, error) {
 	return out, err
 }
 
+// inboundTuple is an inbound record's key.
+type inboundTuple struct {
+	remote, eip         uint32
+	remotePort, eipPort uint16
+	protocol            uint8
+}
+
+// eachSession calls fn for every session: its outbound record, with the inbound one
+// found by its tuple, read in one pass over the table.
 func (d *Dataplane) eachSession(fn func(natFlowKey, Session) error) error {
 	cfg, err := d.NatConfig()
 	if err != nil {
@@ -136,26 +167,80 @@ func (d *Dataplane) eachSession(fn func(natFlowKey, Session) error) error {
 	if err != nil {
 		return err
 	}
-	// One pass over each record table, a batch of entries a syscall.
-	inbound := map[natReplyKey]natSessionIn{}
-	if err := eachEntry(d.objs.SessionsIn, func(k natReplyKey, v natSessionIn) { inbound[k] = v }); err != nil {
-		return fmt.Errorf("list sessions' inbound records: %w", err)
-	}
-	var fnErr error
-	if err := eachEntry(d.objs.Sessions, func(k natFlowKey, v natSession) {
-		if fnErr != nil {
-			return
+	var outbound []natSessionRecord
+	inbound := map[inboundTuple]natSessionRecord{}
+	if err := d.eachRecord(func(r natSessionRecord) {
+		switch recordKind(r) {
+		case natRecordKindRECORD_OUTBOUND:
+			outbound = append(outbound, r)
+		case natRecordKindRECORD_INBOUND:
+			inbound[inboundTuple{r.AddrA, r.AddrB, r.PortA, r.PortB, r.Protocol}] = r
 		}
-		var in *natSessionIn
-		if r, ok := inbound[natReplyKey{RemoteAddr: k.RemoteAddr, Eip: v.Eip, RemotePort: k.RemotePort,
-			EipPort: v.EipPort, Protocol: k.Protocol}]; ok {
+	}); err != nil {
+		return err
+	}
+	for _, out := range outbound {
+		var in *natSessionRecord
+		if r, ok := inbound[inboundTuple{out.AddrB, out.ToAddr, out.PortB, out.ToPort, out.Protocol}]; ok {
 			in = &r
 		}
-		fnErr = fn(k, d.decodeSession(k, v, in, cfg, now))
-	}); err != nil {
-		return fmt.Errorf("list sessions: %w", err)
+		k := natFlowKey{InsideAddr: out.AddrA, RemoteAddr: out.AddrB, InsidePort: out.PortA,
+			RemotePort: out.PortB, Protocol: out.Protocol}
+		if err := fn(k, d.decodeSession(out, in, cfg, now)); err != nil {
+			return err
+		}
 	}
-	return fnErr
+	return nil
+}
+
+// eachRecord calls fn for every record the session table holds, read through its
+// memory mapping: one pass, no syscall per bucket (a reader without write access to
+// the map iterates it instead).
+func (d *Dataplane) eachRecord(fn func(natSessionRecord)) error {
+	table := d.objs.SessionTable
+	const recordSize = 32
+	bucketSize := int(table.ValueSize())
+	decode := func(b []byte) {
+		for off := 0; off+recordSize <= len(b); off += recordSize {
+			r := b[off : off+recordSize]
+			rec := natSessionRecord{
+				State: binary.NativeEndian.Uint32(r[0:]), AddrA: binary.NativeEndian.Uint32(r[4:]),
+				AddrB: binary.NativeEndian.Uint32(r[8:]), PortA: binary.NativeEndian.Uint16(r[12:]),
+				PortB: binary.NativeEndian.Uint16(r[14:]), Protocol: r[16], Flags: r[17],
+				ToPort: binary.NativeEndian.Uint16(r[18:]), ToAddr: binary.NativeEndian.Uint32(r[20:]),
+				CounterSlot: binary.NativeEndian.Uint32(r[24:]), LastSeen: binary.NativeEndian.Uint32(r[28:]),
+			}
+			if k := recordKind(rec); k == natRecordKindRECORD_OUTBOUND || k == natRecordKindRECORD_INBOUND {
+				fn(rec)
+			}
+		}
+	}
+	if mem, err := table.Memory(); err == nil {
+		buf := make([]byte, bucketSize*4096)
+		total := int(table.MaxEntries()) * bucketSize
+		for off := 0; off < total; off += len(buf) {
+			chunk := buf[:min(len(buf), total-off)]
+			if _, err := mem.ReadAt(chunk, int64(off)); err != nil {
+				return fmt.Errorf("read the session table: %w", err)
+			}
+			decode(chunk)
+		}
+		return nil
+	}
+	var key uint32
+	var bucket natSessionBucket
+	it := table.Iterate()
+	for it.Next(&key, &bucket) {
+		for _, r := range bucket.Records {
+			if k := recordKind(r); k == natRecordKindRECORD_OUTBOUND || k == natRecordKindRECORD_INBOUND {
+				fn(r)
+			}
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("list the session table: %w", err)
+	}
+	return nil
 }
 
 // expire runs the expire_session program on one session: it removes the session, its

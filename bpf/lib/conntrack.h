@@ -6,11 +6,9 @@
 
 #include "maps.h"
 #include "rewrite.h"
+#include "session_table.h"
 #include "types.h"
 
-/* A session's last_seen is rewritten at most this often: a write per packet would
- * bounce its cache line between CPUs for no gain in timeout precision. */
-#define LAST_SEEN_GRANULARITY_NS (100ULL * 1000 * 1000)
 
 static __always_inline struct nat_config *nat_config_get(void)
 {
@@ -29,15 +27,18 @@ static __always_inline __u64 session_now(const struct nat_config *cfg)
 	return bpf_ktime_get_coarse_ns();
 }
 
-/* A direction's record saw a packet now: last_seen is one of its fields. */
-static __always_inline void session_touch(__u64 *last_seen, __u64 now)
+/* The clock's resolution, in the object's .rodata so that its type, and the value,
+ * reach Go through BTF (dataplane.SessionClockUnit). */
+const enum session_clock session_clock_shift = SESSION_CLOCK_SHIFT;
+
+/* The sessions' clock in last_seen's units. */
+static __always_inline __u32 session_clock(__u64 now_ns)
 {
-	if (now - *last_seen > LAST_SEEN_GRANULARITY_NS)
-		*last_seen = now;
+	return (__u32)(now_ns >> session_clock_shift);
 }
 
-/* Record what a TCP segment says about the connection in its direction's bits. */
-static __always_inline void session_track_tcp(__u32 *seen, __u8 tcp_flags, const bool from_inside)
+/* The enum tcp_seen bits a TCP segment sets in its direction's record. */
+static __always_inline __u32 tcp_bits(__u8 tcp_flags, const bool from_inside)
 {
 	__u32 bits = from_inside ? TCP_SEEN_INSIDE : TCP_SEEN_REMOTE;
 
@@ -45,8 +46,7 @@ static __always_inline void session_track_tcp(__u32 *seen, __u8 tcp_flags, const
 		bits |= from_inside ? TCP_FIN_INSIDE : TCP_FIN_REMOTE;
 	if (tcp_flags & SEG_RST)
 		bits |= TCP_SEEN_RST;
-	if ((*seen & bits) != bits)
-		__sync_fetch_and_or(seen, bits);
+	return bits;
 }
 
 /* RFC 5382 and RFC 7857: a TCP session is established once both ends spoke and until
@@ -98,55 +98,43 @@ static __always_inline void mapping_release(const struct endpoint *inside)
 		__sync_fetch_and_add(&u->ports, -1);
 }
 
-/* The uplink tuple of a packet from remote to an EIP of this gateway. */
-static __always_inline struct reply_key reply_key_of(__be32 remote, __be16 remote_port, __be32 eip,
-						     __be16 eip_port, __u8 protocol)
-{
-	struct reply_key reply = {};
-
-	reply.remote_addr = remote;
-	reply.eip = eip;
-	reply.remote_port = remote_port;
-	reply.eip_port = eip_port;
-	reply.protocol = protocol;
-	return reply;
-}
-
 /* Remove a session and what it holds: the inbound record first (inbound stops), then
  * the outbound one, its quota share and its mapping reference. A session is idle when
  * neither direction saw a packet for its timeout, which both directions' TCP bits
  * decide. */
-static __always_inline int session_remove(const struct flow_key *key, __u64 now, bool force, __u32 *removed_flags)
+static __always_inline int session_remove(const struct flow_key *key, __u64 now_ns, bool force, __u32 *removed_flags)
 {
-	struct session *s = bpf_map_lookup_elem(&sessions, key);
 	struct nat_config *cfg = nat_config_get();
+	struct record_key out_key, in_key;
+	struct record_view out = {}, in = {};
 	struct endpoint inside = {};
-	struct session_in *in;
-	struct reply_key reply;
 	struct source_usage *u;
-	__u64 last_seen;
-	__u32 tcp;
-	__u8 flags;
+	__u32 now, idle, tcp;
+	bool has_in;
 
-	if (!s || !cfg)
+	if (!cfg)
 		return 0;
-	reply = reply_key_of(key->remote_addr, key->remote_port, s->eip, s->eip_port, key->protocol);
-	in = bpf_map_lookup_elem(&sessions_in, &reply);
-	last_seen = s->last_seen_ns;
-	tcp = s->tcp;
-	if (in) {
-		if (in->last_seen_ns > last_seen)
-			last_seen = in->last_seen_ns;
-		tcp |= in->tcp;
+	out_key = outbound_key(key->inside_addr, key->remote_addr, key->inside_port, key->remote_port, key->protocol);
+	if (!record_find(cfg, &out_key, &out))
+		return 0;
+	in_key = inbound_key(key->remote_addr, out.to_addr, key->remote_port, out.to_port, key->protocol);
+	has_in = record_find(cfg, &in_key, &in);
+	now = session_clock(now_ns);
+	idle = now - out.last_seen;
+	tcp = (out.state & RECORD_TCP_MASK) >> RECORD_TCP_SHIFT;
+	if (has_in) {
+		if (now - in.last_seen < idle)
+			idle = now - in.last_seen;
+		tcp |= (in.state & RECORD_TCP_MASK) >> RECORD_TCP_SHIFT;
 	}
-	if (!force && now - last_seen < session_timeout(cfg, key->protocol, tcp))
+	if (!force && ((__u64)idle << SESSION_CLOCK_SHIFT) < session_timeout(cfg, key->protocol, tcp))
 		return 0; /* refreshed since the collector looked */
-	flags = s->flags;
-	bpf_map_delete_elem(&sessions_in, &reply);
-	if (bpf_map_delete_elem(&sessions, key) < 0)
+	if (has_in)
+		record_remove(&in);
+	if (!record_remove(&out))
 		return 0; /* another collector won */
-	*removed_flags = flags;
-	if (!(flags & SESSION_SNAT))
+	*removed_flags = out.flags;
+	if (!(out.flags & SESSION_SNAT))
 		return 1;
 	u = bpf_map_lookup_elem(&usage_by_source, &key->inside_addr);
 	if (u)

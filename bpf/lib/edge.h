@@ -71,33 +71,6 @@ static __always_inline bool from_known_sender(void *ctx, const enum hook hook, c
 	return mac_equal(eth->h_source, sender_mac);
 }
 
-/* Copy the frame's source MAC into mac; all zero when the frame is too short. */
-static __always_inline void frame_sender(void *ctx, const enum hook hook, __u8 *mac)
-{
-	struct ethhdr *eth = ctx_data(ctx, hook);
-
-	if ((void *)(eth + 1) > ctx_data_end(ctx, hook)) {
-		__builtin_memset(mac, 0, ETH_ALEN);
-		return;
-	}
-	__builtin_memcpy(mac, eth->h_source, ETH_ALEN);
-}
-
-/* A session's outbound record learns its sender from the first packet of a
- * registered one (a session opened from the internet has none at first), so the next
- * ones skip the vpc_sources lookup. Once known, it stays: another registered sender
- * (a HaVip's other holder) pays the lookup. */
-static __always_inline void session_learn_sender(void *ctx, const enum hook hook, struct session *s)
-{
-	__u32 hi;
-	__u16 lo;
-
-	__builtin_memcpy(&hi, s->sender_mac, 4);
-	__builtin_memcpy(&lo, s->sender_mac + 4, 2);
-	if (!(hi | lo))
-		frame_sender(ctx, hook, s->sender_mac);
-}
-
 /* Whether the kernel would route this packet on to another host (as opposed to
  * delivering it locally, having no route, or refusing it). */
 static __always_inline bool kernel_would_forward(void *ctx, const enum hook hook, const struct ipv4_packet *pkt)

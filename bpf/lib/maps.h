@@ -9,6 +9,12 @@
 #ifndef E2BIG
 #define E2BIG 7   /* a full hash map refuses an insert */
 #endif
+#ifndef EAGAIN
+#define EAGAIN 11 /* the session table: an insert withdrew for a racing twin */
+#endif
+#ifndef EBUSY
+#define EBUSY 16
+#endif
 #ifndef EEXIST
 #define EEXIST 17 /* BPF_NOEXIST and the key is there */
 #endif
@@ -70,23 +76,16 @@ struct {
 #define MAX_SOURCES 65536
 #define MAX_FRAGMENTS 16384
 
-/* Sessions by their VPC-side tuple: what outbound packets look up (the outbound
- * records). */
+/* Both records of every session (session_table.h). The loader sizes it to 1.5 buckets
+ * of two records for each session of Config.MaxSessions, so a full table of sessions
+ * fills two thirds of it. Mmapable: Go reads it without a syscall per entry. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_SESSIONS);
-	__type(key, struct flow_key);
-	__type(value, struct session);
-} sessions SEC(".maps");
-
-/* Sessions by their uplink tuple: what inbound packets look up. Removed before the
- * outbound record, inserted after it. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_SESSIONS);
-	__type(key, struct reply_key);
-	__type(value, struct session_in);
-} sessions_in SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, MAX_SESSIONS * 3 / 2);
+	__type(key, __u32);
+	__type(value, struct session_bucket);
+} session_table SEC(".maps");
 
 /* Endpoint-independent mappings: internal endpoint -> external endpoint. */
 struct {

@@ -6,7 +6,8 @@
 
 
 /* The search state bpf_loop's callback works on: a copy of the pool's EIPs, since the
- * callback sees only this stack struct. */
+ * callback sees only what it looks up. It lives in a per-CPU map (port_searches), not
+ * on the stack: the session-opening path's stack is short. */
 struct port_search {
 	__be32 eips[MAX_POOL_EIPS];
 	struct endpoint inside;
@@ -22,6 +23,14 @@ struct port_search {
 	__u32 found_index; /* out: index into eips, MAX_POOL_EIPS when none */
 };
 
+/* One search per CPU: the packet path never sleeps, and one search runs at a time. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct port_search);
+} port_searches SEC(".maps");
+
 /* Probe i: the first `count` probes try to keep the internal port on each EIP
  * (RFC 4787 REQ-? "port preservation"); the next ones try every EIP at one port, then
  * at another. When the whole range fits in the probe budget they walk it from a random
@@ -29,12 +38,16 @@ struct port_search {
  * 6056 section 3.3.1): kept ports form dense runs, and a walk starting inside one would
  * spend the budget on it. A port is taken by BPF_NOEXIST, so two CPUs never take the
  * same one. */
-static long probe_port(__u32 i, struct port_search *ps)
+static long probe_port(__u32 i, void *unused)
 {
-	__u32 n = ps->count, idx, port;
+	__u32 zero = 0, n, idx, port;
+	struct port_search *ps = bpf_map_lookup_elem(&port_searches, &zero);
 	struct endpoint out = {};
 	long err;
 
+	if (!ps)
+		return 1;
+	n = ps->count;
 	if (n == 0 || n > MAX_POOL_EIPS || ps->range == 0)
 		return 1;
 	idx = (ps->start + i) % n;
@@ -79,7 +92,8 @@ static __always_inline enum reason mapping_acquire(const struct endpoint *inside
 						   struct mapping *out)
 {
 	struct mapping *m = bpf_map_lookup_elem(&mappings, inside);
-	struct port_search ps = {};
+	struct port_search *ps;
+	__u32 zero = 0;
 	struct mapping fresh = {};
 	__u32 n, i, probes;
 
@@ -102,47 +116,53 @@ static __always_inline enum reason mapping_acquire(const struct endpoint *inside
 		__sync_fetch_and_add(&usage->ports, -1);
 		return REASON_DROP_NAT_PORTS_EXHAUSTED;
 	}
-	ps.inside = *inside;
-	ps.port_min = cfg->port_min;
-	ps.range = cfg->port_max >= cfg->port_min ? (__u32)cfg->port_max - cfg->port_min + 1 : 0;
-	ps.offset = ps.range ? bpf_get_prandom_u32() % ps.range : 0;
-	ps.found_index = MAX_POOL_EIPS;
+	ps = bpf_map_lookup_elem(&port_searches, &zero);
+	if (!ps) {
+		__sync_fetch_and_add(&usage->ports, -1);
+		return REASON_DROP_NAT_PORTS_EXHAUSTED;
+	}
+	__builtin_memset(ps, 0, sizeof(*ps));
+	ps->inside = *inside;
+	ps->port_min = cfg->port_min;
+	ps->range = cfg->port_max >= cfg->port_min ? (__u32)cfg->port_max - cfg->port_min + 1 : 0;
+	ps->offset = ps->range ? bpf_get_prandom_u32() % ps->range : 0;
+	ps->found_index = MAX_POOL_EIPS;
 	if (pool->affinity) {
 		/* Paired: this internal address always leaves from the same EIP. */
 		i = addr_hash(inside->addr) % n;
 		opaque(i);
 		if (i >= MAX_POOL_EIPS)
 			i = 0;
-		ps.eips[0] = pool->eips[i];
-		ps.count = 1;
+		ps->eips[0] = pool->eips[i];
+		ps->count = 1;
 	} else {
-		__builtin_memcpy(ps.eips, pool->eips, sizeof(ps.eips));
-		ps.count = n;
-		ps.start = bpf_get_prandom_u32() % n;
+		__builtin_memcpy(ps->eips, pool->eips, sizeof(ps->eips));
+		ps->count = n;
+		ps->start = bpf_get_prandom_u32() % n;
 	}
-	probes = ps.count * (ps.range + 1);
-	ps.walk = probes <= cfg->max_port_probes;
-	if (!ps.walk)
+	probes = ps->count * (ps->range + 1);
+	ps->walk = probes <= cfg->max_port_probes;
+	if (!ps->walk)
 		probes = cfg->max_port_probes;
-	bpf_loop(probes, probe_port, &ps, 0);
-	if (ps.found_index >= MAX_POOL_EIPS) {
+	bpf_loop(probes, probe_port, NULL, 0);
+	if (ps->found_index >= MAX_POOL_EIPS) {
 		__sync_fetch_and_add(&usage->ports, -1);
-		return ps.table_full ? REASON_DROP_NAT_TABLE_FULL : REASON_DROP_NAT_PORTS_EXHAUSTED;
+		return ps->table_full ? REASON_DROP_NAT_TABLE_FULL : REASON_DROP_NAT_PORTS_EXHAUSTED;
 	}
 	if (pool->affinity)
 		i = addr_hash(inside->addr) % n;
 	else
-		i = ps.found_index;
+		i = ps->found_index;
 	opaque(i);
 	if (i >= MAX_POOL_EIPS)
 		i = 0;
-	fresh.outside = ps.outside;
+	fresh.outside = ps->outside;
 	fresh.sessions = 1;
 	fresh.counter_slot = pool->counter_slots[i];
 	if (bpf_map_update_elem(&mappings, inside, &fresh, BPF_NOEXIST) < 0) {
 		/* Full, or another CPU mapped the same endpoint this instant: then its
 		 * mapping is this one's too, and the port claimed here goes back. */
-		bpf_map_delete_elem(&ports_in_use, &ps.outside);
+		bpf_map_delete_elem(&ports_in_use, &ps->outside);
 		__sync_fetch_and_add(&usage->ports, -1);
 		m = bpf_map_lookup_elem(&mappings, inside);
 		if (!m)

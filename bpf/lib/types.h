@@ -45,6 +45,7 @@ enum reason {
 	REASON_DROP_NAT_SESSION_QUOTA,   /* the source holds its quota of sessions */
 	REASON_DROP_NAT_TABLE_FULL,      /* the session or mapping table is full */
 	REASON_DROP_NAT_MAPPING_EXPIRING,/* the mapping was being expired at that instant; the next packet makes a new one */
+	REASON_DROP_NAT_CONTENDED,       /* another CPU opened the same session or took its slot at the same instant; the next packet tries again */
 	REASON_DROP_FRAGMENT_NO_STATE,   /* a non-first fragment of a NAT gateway flow whose first fragment was not seen, and that could not be held (too big, too many, no room) */
 	REASON_MAX,
 };
@@ -118,16 +119,6 @@ struct flow_key {
 	__u8 pad[3];
 };
 
-/* The same session as the uplink sees it: the remote peer and the EIP. */
-struct reply_key {
-	__be32 remote_addr;
-	__be32 eip;
-	__be16 remote_port;
-	__be16 eip_port;
-	__u8 protocol;
-	__u8 pad[3];
-};
-
 /* How a session began, and whether its remote end is an EIP of this gateway. */
 enum session_flags {
 	SESSION_SNAT = 1,    /* an instance opened it through an SNAT entry */
@@ -142,44 +133,53 @@ enum tcp_seen {
 	TCP_FIN_INSIDE = 4,
 	TCP_FIN_REMOTE = 8,
 	TCP_SEEN_RST = 16,
-};
+} __attribute__((packed)); /* one byte of a record's state */
 
 /* A session is two records, one per direction, each carrying all its packets need,
  * so that each direction finds it with one lookup and writes only its own record
- * (its own last_seen and TCP bits: the directions never share a cache line).
- *
- * The outbound record, keyed by the VPC-side tuple (flow_key): the EIP endpoint to
- * write as source. */
-struct session {
-	__be32 eip;
-	__be16 eip_port;
-	__u8 flags;   /* enum session_flags */
-	__u8 pad;
-	__u32 counter_slot;
-	/* The MAC of the registered instance that sent its packets (all zero until one
-	 * did): it is checked instead of a vpc_sources lookup. */
-	__u8 sender_mac[6];
-	__u16 pad2;
+ * (its own last_seen and TCP bits). They live in session_table
+ * (session_table.h). */
+enum record_kind {
+	RECORD_EMPTY = 0,
+	RECORD_BUSY = 1,     /* being written or removed */
+	RECORD_OUTBOUND = 2, /* keyed by the VPC-side tuple: inside, remote, their ports */
+	RECORD_INBOUND = 3,  /* keyed by the uplink tuple: remote, EIP, their ports */
+	/* With a direction: inserted, not yet known to be its key's only record; readers
+	 * do not see it (record_insert). */
+	RECORD_TENTATIVE = 0x80,
+} __attribute__((packed)); /* one byte: the low byte of a record's state */
+
+struct session_record {
 	union {
-		__u32 tcp;              /* what this direction saw, set atomically */
-		enum tcp_seen tcp_seen; /* the same bits, named */
+		__u32 state; /* read and swapped atomically as a whole */
+		struct {
+			enum record_kind kind;
+			enum tcp_seen tcp; /* the bits this direction saw */
+			__u16 generation;  /* moves each time the slot is claimed */
+		} parts;
 	};
-	__u64 last_seen_ns; /* the coarse monotonic clock (CLOCK_MONOTONIC_COARSE) */
+	__be32 addr_a;    /* outbound: the inside address; inbound: the remote's */
+	__be32 addr_b;    /* outbound: the remote address; inbound: the EIP */
+	__be16 port_a;    /* ICMP echo: the identifier on the side that chose it, 0 on the other */
+	__be16 port_b;
+	__u8 protocol;
+	__u8 flags;       /* enum session_flags */
+	__be16 to_port;   /* outbound: the EIP port to write as source; inbound: the inside port */
+	__be32 to_addr;   /* outbound: the EIP; inbound: the inside address */
+	__u32 counter_slot;
+	__u32 last_seen;  /* the sessions' clock >> SESSION_CLOCK_SHIFT (about 1 ms) */
 };
 
-/* The inbound record, keyed by the uplink tuple (reply_key): the instance's endpoint
- * to write as destination. */
-struct session_in {
-	__be32 inside_addr;
-	__be16 inside_port;
-	__u8 flags;   /* enum session_flags */
-	__u8 pad;
-	__u32 counter_slot;
-	union {
-		__u32 tcp;
-		enum tcp_seen tcp_seen;
-	};
-	__u64 last_seen_ns;
+#define RECORDS_PER_BUCKET 2
+struct session_bucket {
+	struct session_record records[RECORDS_PER_BUCKET];
+};
+
+/* The sessions' clock in last_seen: ns >> 20, about 1.05 ms a unit; 32 bits wrap after
+ * 52 days, far beyond any timeout (idle times are taken modulo 2^32). An enum so that
+ * Go reads it from the object. */
+enum session_clock {
+	SESSION_CLOCK_SHIFT = 20,
 };
 
 /* An endpoint-independent mapping (RFC 4787 REQ-1): one external endpoint per
@@ -271,6 +271,10 @@ struct nat_config {
 	__u32 udp_inbound_refresh;
 	/* Nonzero: the sessions' clock stands still at this time (tests). */
 	__u64 frozen_now_ns;
+	/* session_table: the secret seed of its keyed hash, and its bucket count. Set once
+	 * for a dataplane (records sit where these put them). */
+	__u32 session_seed;
+	__u32 session_buckets;
 };
 
 /* A VPC address and the MAC it may be sent from: the instance (ENI) registered with
