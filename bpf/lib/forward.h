@@ -75,22 +75,25 @@ static __always_inline const struct next_hop *cached_next_hop(__be32 daddr, __u1
 	return hop;
 }
 
-/* Ask the kernel's FIB where the (already translated) packet goes, and send it there.
- * Whatever the fast path cannot finish goes to the kernel, still translated, so that
- * its stack resolves the neighbour, fragments or reports the error. tos_proto_len
- * packs the TOS, the protocol and the IP length (a subprogram takes five arguments). */
-static __always_inline int fib_forward(void *ctx, const enum hook hook, __be32 saddr, __be32 daddr,
-				       __u32 tos_proto_len)
+/* Send the (already translated) packet to its next hop: the cached one when it is
+ * valid, else the one the kernel's FIB gives. Whatever the fast path cannot finish
+ * goes to the kernel, still translated, so that its stack resolves the neighbour,
+ * fragments or reports the error. */
+static __always_inline int forward_ipv4_via(void *ctx, const enum hook hook, __be32 saddr, __be32 daddr,
+					    __u8 tos, __u8 protocol, __u16 total_len, const struct next_hop *known)
 {
+	const struct next_hop *hop = cached_next_hop(daddr, total_len, known);
 	struct bpf_fib_lookup fib = {};
 	long rc;
 
+	if (hop)
+		return send_to(ctx, hook, hop->ifindex, hop->dmac, hop->smac);
 	fib.family = AF_INET;
-	fib.tos = tos_proto_len & 0xff;
-	fib.l4_protocol = (tos_proto_len >> 8) & 0xff;
+	fib.tos = tos;
+	fib.l4_protocol = protocol;
 	/* At TC, 0 lets the kernel check the MTU against each GSO segment, not the
 	 * aggregate; an XDP frame is one packet. */
-	fib.tot_len = hook == HOOK_XDP ? tos_proto_len >> 16 : 0;
+	fib.tot_len = hook == HOOK_XDP ? total_len : 0;
 	fib.ifindex = ctx_ifindex(ctx, hook);
 	fib.ipv4_src = saddr;
 	fib.ipv4_dst = daddr;
@@ -106,34 +109,8 @@ static __always_inline int fib_forward(void *ctx, const enum hook hook, __be32 s
 	default:
 		return pass_with(hook, REASON_PASS_FIB_OTHER);
 	}
+
 	return send_to(ctx, hook, fib.ifindex, fib.dmac, fib.smac);
-}
-
-/* Out of line, one copy per hook (the hook must stay a constant for the context's
- * accesses): the lookup's 64 bytes then take no room in the frames of the paths that
- * call deeper. */
-static __always_inline int fib_forward_xdp(void *ctx, __be32 saddr, __be32 daddr, __u32 tos_proto_len)
-{
-	return fib_forward(ctx, HOOK_XDP, saddr, daddr, tos_proto_len);
-}
-
-static __always_inline int fib_forward_tc(void *ctx, __be32 saddr, __be32 daddr, __u32 tos_proto_len)
-{
-	return fib_forward(ctx, HOOK_TC, saddr, daddr, tos_proto_len);
-}
-
-/* Send the (already translated) packet to its next hop: the cached one when it is
- * valid, else the one the kernel's FIB gives. */
-static __always_inline int forward_ipv4_via(void *ctx, const enum hook hook, __be32 saddr, __be32 daddr,
-					    __u8 tos, __u8 protocol, __u16 total_len, const struct next_hop *known)
-{
-	const struct next_hop *hop = cached_next_hop(daddr, total_len, known);
-	__u32 tos_proto_len = tos | (__u32)protocol << 8 | (__u32)total_len << 16;
-
-	if (hop)
-		return send_to(ctx, hook, hop->ifindex, hop->dmac, hop->smac);
-	return hook == HOOK_XDP ? fib_forward_xdp(ctx, saddr, daddr, tos_proto_len)
-				: fib_forward_tc(ctx, saddr, daddr, tos_proto_len);
 }
 
 static __always_inline int forward_ipv4(void *ctx, const enum hook hook, __be32 saddr, __be32 daddr,

@@ -11,8 +11,8 @@
  * the error is about a packet the gateway sent from EIP:port, so the quoted source
  * goes back to the instance's endpoint; outbound, an instance complains about a packet
  * it got, so the quoted destination becomes the EIP's endpoint again. */
-static __always_inline int icmp_error_nat_body(void *ctx, const enum hook hook, struct ipv4_packet *pkt,
-					  const enum direction dir, bool *found, bool *forward)
+static __always_inline int icmp_error_nat(void *ctx, const enum hook hook, struct ipv4_packet *pkt,
+					  const enum direction dir, bool *found)
 {
 	void *data = ctx_data(ctx, hook), *data_end = ctx_data_end(ctx, hook);
 	struct nat_config *cfg = nat_config_get();
@@ -21,8 +21,9 @@ static __always_inline int icmp_error_nat_body(void *ctx, const enum hook hook, 
 	struct record_view v = {};
 	__u32 slot, len;
 	__be16 *port_field, new_port;
-	__be32 *addr_field, new_addr;
+	__be32 *addr_field, new_addr, saddr, daddr;
 	enum reason reason;
+	__u8 tos, protocol;
 
 	if (!cfg)
 		return not_found(found);
@@ -69,48 +70,17 @@ static __always_inline int icmp_error_nat_body(void *ctx, const enum hook hook, 
 	/* The outer header: to the instance inbound, from the EIP outbound. */
 	if (pkt->ip->ttl <= 1)
 		return pass_with(hook, REASON_PASS_TTL_EXPIRING);
+	tos = pkt->ip->tos;
+	protocol = pkt->ip->protocol;
 	len = pkt->total_len;
+	saddr = pkt->ip->saddr;
+	daddr = pkt->ip->daddr;
+	if (dir == DIR_INBOUND)
+		daddr = new_addr;
+	else
+		saddr = new_addr;
 	if (rewrite_ip_addr(ctx, hook, dir == DIR_INBOUND ? IP_DADDR_OFF : IP_SADDR_OFF, new_addr) < 0)
 		return drop_with(hook, REASON_DROP_BAD_IP_HEADER);
 	count_eip(slot, dir, len);
-	/* The caller forwards it: the route lookup's stack is then not added to this
-	 * frame's. */
-	*forward = true;
-	return 0;
-}
-
-/* Out of line, one copy per hook (the hook must stay a constant for the context's
- * accesses): its locals then take no room in the stack frame of the paths that open
- * sessions, whose calls need it. */
-static __always_inline int icmp_error_nat_xdp(void *ctx, struct ipv4_packet *pkt, const enum direction dir, bool *found,
-					 bool *forward)
-{
-	return icmp_error_nat_body(ctx, HOOK_XDP, pkt, dir, found, forward);
-}
-
-static __always_inline int icmp_error_nat_tc(void *ctx, struct ipv4_packet *pkt, const enum direction dir, bool *found,
-					bool *forward)
-{
-	return icmp_error_nat_body(ctx, HOOK_TC, pkt, dir, found, forward);
-}
-
-/* Forward a packet as its (translated) IP header says. */
-static __always_inline int forward_as_is(void *ctx, const enum hook hook)
-{
-	void *data = ctx_data(ctx, hook), *data_end = ctx_data_end(ctx, hook);
-	struct iphdr *ip = data + IP_OFF;
-
-	if ((void *)(ip + 1) > data_end)
-		return drop_with(hook, REASON_DROP_BAD_IP_HEADER);
-	return forward_ipv4(ctx, hook, ip->saddr, ip->daddr, ip->tos, ip->protocol, bpf_ntohs(ip->tot_len));
-}
-
-static __always_inline int icmp_error_nat(void *ctx, const enum hook hook, struct ipv4_packet *pkt,
-					  const enum direction dir, bool *found)
-{
-	bool forward = false;
-	int verdict = hook == HOOK_XDP ? icmp_error_nat_xdp(ctx, pkt, dir, found, &forward)
-				       : icmp_error_nat_tc(ctx, pkt, dir, found, &forward);
-
-	return forward ? forward_as_is(ctx, hook) : verdict;
+	return forward_ipv4(ctx, hook, saddr, daddr, tos, protocol, len);
 }

@@ -27,7 +27,7 @@ static __always_inline __u16 csum_fold_full(__s64 sum)
 /* Counts the reason and answers, or only drops when the gateway has no address to
  * answer from, the refused packet has IP options or is a fragment, or is itself ICMP
  * (no error about an error, RFC 1122). */
-static __always_inline int refuse_with_icmp_body(void *ctx, const enum hook hook, enum reason reason)
+static __always_inline int refuse_with_icmp(void *ctx, const enum hook hook, enum reason reason)
 {
 	struct nat_config *cfg = nat_config_get();
 	void *data = ctx_data(ctx, hook), *data_end = ctx_data_end(ctx, hook);
@@ -96,20 +96,4 @@ static __always_inline int refuse_with_icmp_body(void *ctx, const enum hook hook
 
 	/* Back out of the interface it came in on, towards the sender. */
 	return bpf_redirect(ctx_ifindex(ctx, hook), 0);
-}
-
-/* Out of line, one copy per hook, like icmp_error_nat. */
-static __always_inline int refuse_with_icmp_xdp(void *ctx, enum reason reason)
-{
-	return refuse_with_icmp_body(ctx, HOOK_XDP, reason);
-}
-
-static __always_inline int refuse_with_icmp_tc(void *ctx, enum reason reason)
-{
-	return refuse_with_icmp_body(ctx, HOOK_TC, reason);
-}
-
-static __always_inline int refuse_with_icmp(void *ctx, const enum hook hook, enum reason reason)
-{
-	return hook == HOOK_XDP ? refuse_with_icmp_xdp(ctx, reason) : refuse_with_icmp_tc(ctx, reason);
 }
