@@ -15,7 +15,6 @@ import (
 	"github.com/eipgw/eipgw/control/reconcile"
 	"github.com/eipgw/eipgw/control/store"
 	"github.com/eipgw/eipgw/dataplane"
-	"github.com/eipgw/eipgw/internal/eipd"
 	"github.com/eipgw/eipgw/internal/testbed"
 )
 
@@ -60,7 +59,7 @@ func newAgent() (*agent, error) {
 	if a.dp, err = dataplane.Open(dataplane.Config{PinDir: filepath.Join(a.fs.Dir, "eipgw")}); err != nil {
 		return nil, err
 	}
-	a.rec = &reconcile.Reconciler{Store: a.st, Dataplane: eipd.ReconcileTarget(a.dp)}
+	a.rec = &reconcile.Reconciler{Store: a.st, Dataplane: a.dp}
 	return a, nil
 }
 

@@ -1,6 +1,8 @@
 package dataplane
 
 import (
+	"github.com/eipgw/eipgw/desired"
+
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -23,10 +25,7 @@ var (
 )
 
 // Binding is one 1:1 EIP binding.
-type Binding struct {
-	EIP     netip.Addr
-	Private netip.Addr
-}
+type Binding = desired.Binding
 
 // beKey turns an IPv4 address into the __be32 the maps hold: its bytes in network
 // order, read as a native integer.

@@ -1,6 +1,8 @@
 package dataplane
 
 import (
+	"github.com/eipgw/eipgw/desired"
+
 	"errors"
 	"fmt"
 	"net"
@@ -10,10 +12,7 @@ import (
 )
 
 // CutThrough is a cut-through EIP and the MAC of the ENI that holds it.
-type CutThrough struct {
-	EIP    netip.Addr
-	ENIMAC net.HardwareAddr
-}
+type CutThrough = desired.CutThrough
 
 // SetCutThrough makes eip a cut-through EIP of the ENI with mac: forwarded
 // untranslated, and accepted as a source only from that MAC. Changing the MAC keeps

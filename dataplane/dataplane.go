@@ -18,16 +18,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// DefaultMaxBindings is the binding capacity when Config.MaxBindings is zero.
-const DefaultMaxBindings = 131072
-
-// DefaultMaxSources is the capacity of the VPC source table when Config.MaxSources is
-// zero: every registered instance address (with its MAC), with an EIP or not.
-const DefaultMaxSources = 131072
-
-// DefaultMaxSessions is the NAT gateway session capacity when Config.MaxSessions is zero.
-const DefaultMaxSessions = 262144
-
 var (
 	// ErrIncompatiblePins means the pinned dataplane was made by a build whose maps
 	// have another layout; it is refused rather than recreated (state loss) or used
@@ -48,15 +38,17 @@ type Config struct {
 	// PinDir is the directory on a bpffs mount that holds the pinned maps and links,
 	// for example /sys/fs/bpf/eipgw. Its parent must exist.
 	PinDir string
-	// MaxBindings is the capacity of the 1:1 binding maps; 0 means DefaultMaxBindings.
-	// A pinned dataplane with another capacity is refused as incompatible.
+	// MaxBindings is the capacity of the 1:1 binding maps; 0 means the BPF object's
+	// (MAX_BINDINGS in bpf/lib/maps.h, 131,072). A pinned dataplane with another
+	// capacity is refused as incompatible.
 	MaxBindings uint32
 	// MaxSessions is the capacity of the NAT gateway session table (and of the
-	// mapping and port tables beside it); 0 means DefaultMaxSessions. Also part of
-	// the pinned layout.
+	// mapping and port tables beside it); 0 means the object's (MAX_SESSIONS,
+	// 262,144). Also part of the pinned layout.
 	MaxSessions uint32
 	// MaxSources is the capacity of the VPC source table (registered addresses with
-	// their MACs); 0 means DefaultMaxSources. Also part of the pinned layout.
+	// their MACs, with an EIP or not); 0 means the object's (MAX_VPC_SOURCES,
+	// 131,072). Also part of the pinned layout.
 	MaxSources uint32
 	// ReadOnly opens existing pins to read bindings and counters beside the process
 	// that owns them: it takes no lock, creates nothing and changes nothing.
@@ -109,15 +101,6 @@ func Open(cfg Config) (*Dataplane, error) {
 	if cfg.PinDir == "" {
 		return nil, errors.New("open dataplane: no pin directory configured")
 	}
-	if cfg.MaxBindings == 0 {
-		cfg.MaxBindings = DefaultMaxBindings
-	}
-	if cfg.MaxSessions == 0 {
-		cfg.MaxSessions = DefaultMaxSessions
-	}
-	if cfg.MaxSources == 0 {
-		cfg.MaxSources = DefaultMaxSources
-	}
 	parent := filepath.Dir(cfg.PinDir)
 	var fs unix.Statfs_t
 	if err := unix.Statfs(parent, &fs); err != nil {
@@ -130,6 +113,16 @@ func Open(cfg Config) (*Dataplane, error) {
 	spec, err := loadNat()
 	if err != nil {
 		return nil, fmt.Errorf("open dataplane: parse embedded BPF object: %w", err)
+	}
+	// The capacities a zero field leaves to the object: as maps.h sizes its maps.
+	if cfg.MaxBindings == 0 {
+		cfg.MaxBindings = spec.Maps[natMapCountersBySlot].MaxEntries
+	}
+	if cfg.MaxSessions == 0 {
+		cfg.MaxSessions = spec.Maps[natMapMappings].MaxEntries
+	}
+	if cfg.MaxSources == 0 {
+		cfg.MaxSources = spec.Maps[natMapVpcSources].MaxEntries
 	}
 	if cfg.ReadOnly {
 		// A reader takes the capacities the owner pinned, whatever they are.

@@ -90,7 +90,7 @@ func TestAdoptKeepsBindingsAndCounters(t *testing.T) {
 		t.Fatal("pins left by the first handle were not adopted")
 	}
 	got, err := dp.Bindings()
-	if err != nil || len(got) != 1 || got[0] != (Binding{eipA, privA}) {
+	if err != nil || len(got) != 1 || got[0] != (Binding{EIP: eipA, Private: privA}) {
 		t.Fatalf("bindings after adoption: %v, %v", got, err)
 	}
 	if c, err := dp.Counters(eipA); err != nil || c.InPackets != 5 {

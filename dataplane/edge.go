@@ -1,6 +1,8 @@
 package dataplane
 
 import (
+	"github.com/eipgw/eipgw/desired"
+
 	"bytes"
 	"errors"
 	"fmt"
@@ -122,12 +124,7 @@ func (d *Dataplane) EdgeConfig() (EdgeConfig, error) {
 }
 
 // Source is a VPC address and the MAC it may be sent from.
-type Source struct {
-	Addr netip.Addr
-	MAC  net.HardwareAddr
-}
-
-func (s Source) String() string { return s.Addr.String() + "@" + s.MAC.String() }
+type Source = desired.Source
 
 func sourceKey(s Source) (natSourceKey, error) {
 	addr, err := beKey(s.Addr)

@@ -1,6 +1,8 @@
 package dataplane
 
 import (
+	"github.com/eipgw/eipgw/desired"
+
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -25,14 +27,17 @@ var (
 	ErrPoolSize = errors.New("SNAT pool must have 1 to 20 EIPs")
 )
 
-// MaxPoolEIPs is how many EIPs one SNAT rule may use (the C MAX_POOL_EIPS).
-const MaxPoolEIPs = len(natSnatPool{}.Eips)
+// MaxPoolEIPs is how many EIPs one SNAT rule may use.
+const MaxPoolEIPs = desired.MaxPoolEIPs
+
+// The C pool (MAX_POOL_EIPS) holds exactly that many: this fails to compile otherwise.
+var _ [MaxPoolEIPs]uint32 = natSnatPool{}.Eips
 
 // Protocol numbers of what NAT gateways translate.
 const (
-	ProtoICMP = 1
-	ProtoTCP  = 6
-	ProtoUDP  = 17
+	ProtoICMP = desired.ProtoICMP
+	ProtoTCP  = desired.ProtoTCP
+	ProtoUDP  = desired.ProtoUDP
 )
 
 // NatConfig holds the NAT gateways' timeouts, external port range and per-source
@@ -282,12 +287,7 @@ func (d *Dataplane) natEIPSlot(eip netip.Addr) (uint32, error) {
 }
 
 // SnatRule sends traffic from Source out through one of the Pool's EIPs.
-type SnatRule struct {
-	Source netip.Prefix
-	Pool   []netip.Addr
-	// Affinity pairs each internal address with one EIP of the pool (EipAffinity).
-	Affinity bool
-}
+type SnatRule = desired.SnatRule
 
 func ruleKey(p netip.Prefix) (natSnatRuleKey, error) {
 	if !p.IsValid() || !p.Addr().Is4() {
@@ -368,11 +368,7 @@ func (d *Dataplane) SnatRules() ([]SnatRule, error) {
 }
 
 // ForwardPort publishes Internal on External for one protocol (ProtoTCP or ProtoUDP).
-type ForwardPort struct {
-	Protocol uint8
-	External netip.AddrPort
-	Internal netip.AddrPort
-}
+type ForwardPort = desired.ForwardPort
 
 func endpointKey(proto uint8, ap netip.AddrPort) (natEndpoint, error) {
 	a, err := beKey(ap.Addr())
@@ -414,14 +410,11 @@ func (d *Dataplane) SetForwardPort(f ForwardPort) error {
 }
 
 // ExternalPort names a forward port by its protocol and external endpoint.
-type ExternalPort struct {
-	Protocol uint8
-	External netip.AddrPort
-}
+type ExternalPort = desired.ExternalPort
 
 // DeleteForwardPort removes a forward port and purges the sessions it opened.
 func (d *Dataplane) DeleteForwardPort(proto uint8, external netip.AddrPort) error {
-	return d.DeleteForwardPorts([]ExternalPort{{proto, external}})
+	return d.DeleteForwardPorts([]ExternalPort{{Protocol: proto, External: external}})
 }
 
 // DeleteForwardPorts removes forward ports (an entry's whole port range, say), then
@@ -448,7 +441,7 @@ func (d *Dataplane) DeleteForwardPorts(ports []ExternalPort) error {
 	}
 	d.fwdMu.Unlock()
 	if _, err := d.PurgeSessions(func(s Session) bool {
-		return s.Kind == KindDNAT && gone[ExternalPort{s.Protocol, s.External}]
+		return s.Kind == KindDNAT && gone[ExternalPort{Protocol: s.Protocol, External: s.External}]
 	}); err != nil {
 		return fmt.Errorf("delete forward ports: purge their sessions: %w", err)
 	}

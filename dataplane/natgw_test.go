@@ -892,7 +892,7 @@ func TestNatGatewayDeleteForwardRange(t *testing.T) {
 	for p := uint16(9000); p < 9010; p++ {
 		must(t, l.dp.SetForwardPort(ForwardPort{Protocol: ProtoUDP, External: netip.AddrPortFrom(natEIP2, p),
 			Internal: netip.AddrPortFrom(natVM1, p)}))
-		ports = append(ports, ExternalPort{ProtoUDP, netip.AddrPortFrom(natEIP2, p)})
+		ports = append(ports, ExternalPort{Protocol: ProtoUDP, External: netip.AddrPortFrom(natEIP2, p)})
 		l.check(t, hook, natStep{name: "a session through the range", role: RoleUplink,
 			in:  f.fromInet(labInet, natEIP2, udpDgram(5000, p)),
 			out: f.toInside(labInet, natVM1, udpDgram(5000, p)), verdict: redirect})

@@ -2,6 +2,8 @@ package model
 
 import (
 	"fmt"
+	"github.com/eipgw/eipgw/desired"
+	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -211,7 +213,7 @@ func (s *Service) checkENI(c *Call, e *EIP, id, mode, wantIP string) (string, er
 		}
 		return eni.PrimaryIP, nil
 	default: // MULTI_BINDED: beside the ENI's private address, up to 10
-		if len(on) >= maxMultiEIPs {
+		if len(on) >= desired.MaxCutThroughEIPs {
 			return "", errMultiBindedQuota
 		}
 		return eni.PrimaryIP, nil
@@ -288,16 +290,11 @@ func (s *Service) unassociate(c *Call) (any, error) {
 	return struct{}{}, saveEIP(c.Tx, &old, e)
 }
 
-// Binding is a 1:1 translation the dataplane must carry.
-type Binding struct {
-	EIP, Private netip.Addr
-}
-
 // DesiredBindings are the translations of every association being set up or in
 // use. An association being taken down is already out: disassociation stops inbound
 // traffic at once.
-func DesiredBindings(tx Tx) ([]Binding, error) {
-	var out []Binding
+func DesiredBindings(tx Tx) ([]desired.Binding, error) {
+	var out []desired.Binding
 	err := tx.ForEach(kindEIPByPrivate, func(private string, v []byte) error {
 		ip, status, _ := strings.Cut(string(v), "|")
 		if status == StatusUnassociating {
@@ -308,31 +305,26 @@ func DesiredBindings(tx Tx) ([]Binding, error) {
 		if err1 != nil || err2 != nil {
 			return fmt.Errorf("binding index entry %q -> %q is damaged", private, v)
 		}
-		out = append(out, Binding{EIP: eip, Private: priv})
+		out = append(out, desired.Binding{EIP: eip, Private: priv})
 		return nil
 	})
 	return out, err
 }
 
-// CutThrough is a cut-through EIP the dataplane must forward untranslated.
-type CutThrough struct {
-	EIP    netip.Addr
-	ENIMAC string
-}
-
 // DesiredCutThroughs are the cut-through EIPs being set up or in use.
-func DesiredCutThroughs(tx Tx) ([]CutThrough, error) {
-	var out []CutThrough
+func DesiredCutThroughs(tx Tx) ([]desired.CutThrough, error) {
+	var out []desired.CutThrough
 	err := tx.ForEach(kindEIPCut, func(ip string, v []byte) error {
 		mac, status, _ := strings.Cut(string(v), "|")
 		if status == StatusUnassociating {
 			return nil
 		}
-		a, err := netip.ParseAddr(ip)
-		if err != nil {
-			return fmt.Errorf("cut-through index entry %q is damaged", ip)
+		a, err1 := netip.ParseAddr(ip)
+		hw, err2 := net.ParseMAC(mac)
+		if err1 != nil || err2 != nil {
+			return fmt.Errorf("cut-through index entry %q -> %q is damaged", ip, v)
 		}
-		out = append(out, CutThrough{EIP: a, ENIMAC: mac})
+		out = append(out, desired.CutThrough{EIP: a, ENIMAC: hw})
 		return nil
 	})
 	return out, err

@@ -387,7 +387,7 @@ func TestDescribeEipGatewayInfo(t *testing.T) {
 		}
 	}
 	cts, err := DesiredCutThroughs(w.tx)
-	if err != nil || len(cts) != 3 || cts[0].ENIMAC == "" {
+	if err != nil || len(cts) != 3 || len(cts[0].ENIMAC) != 6 {
 		t.Errorf("desired cut-through EIPs: %v, %v", cts, err)
 	}
 	w.wantCode("InvalidNetworkInterfaceId.NotFound", acct, "DescribeEipGatewayInfo", "InstanceId", "eni-none")

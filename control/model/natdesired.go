@@ -2,35 +2,21 @@ package model
 
 import (
 	"fmt"
+	"github.com/eipgw/eipgw/desired"
 	"net/netip"
 	"strings"
 )
 
 // What the dataplane must carry for NAT gateways, derived from the store.
 
-// SnatRule is an SNAT entry as the dataplane sees it.
-type SnatRule struct {
-	Source   netip.Prefix
-	Pool     []netip.Addr
-	Affinity bool
-}
-
-// ForwardPort is one external port of a forward entry (ranges are expanded, "any"
-// becomes TCP and UDP).
-type ForwardPort struct {
-	Protocol string // "tcp" or "udp"
-	External netip.AddrPort
-	Internal netip.AddrPort
-}
-
 // DesiredNat is the NAT gateways' part of the desired dataplane.
 type DesiredNat struct {
 	EIPs  []netip.Addr // EIPs associated with NAT gateways, but not IP-mapped ones
-	Rules []SnatRule
-	Ports []ForwardPort
+	Rules []desired.SnatRule
+	Ports []desired.ForwardPort // one a port of each range and protocol ("any": TCP and UDP)
 	// IPMappings are Any/Any forward entries: the whole EIP maps to the internal
 	// address, carried as a 1:1 binding.
-	IPMappings []Binding
+	IPMappings []desired.Binding
 }
 
 // DesiredNatState reads the NAT gateways' desired dataplane state.
@@ -67,16 +53,23 @@ func DesiredNatState(tx Tx) (DesiredNat, error) {
 		}
 		if eany {
 			mapped[f.ExternalIP] = true
-			d.IPMappings = append(d.IPMappings, Binding{EIP: ext, Private: in})
+			d.IPMappings = append(d.IPMappings, desired.Binding{EIP: ext, Private: in})
 			continue
 		}
-		protos := []string{f.IPProtocol}
-		if f.IPProtocol == "any" {
-			protos = []string{"tcp", "udp"}
+		var protos []uint8
+		switch f.IPProtocol {
+		case "tcp":
+			protos = []uint8{desired.ProtoTCP}
+		case "udp":
+			protos = []uint8{desired.ProtoUDP}
+		case "any":
+			protos = []uint8{desired.ProtoTCP, desired.ProtoUDP}
+		default:
+			return d, fmt.Errorf("forward entry %s has a damaged protocol %q", f.ForwardEntryID, f.IPProtocol)
 		}
 		for p := elo; p <= ehi; p++ {
 			for _, proto := range protos {
-				d.Ports = append(d.Ports, ForwardPort{Protocol: proto,
+				d.Ports = append(d.Ports, desired.ForwardPort{Protocol: proto,
 					External: netip.AddrPortFrom(ext, uint16(p)), Internal: netip.AddrPortFrom(in, uint16(ilo+p-elo))})
 			}
 		}
@@ -95,7 +88,7 @@ func DesiredNatState(tx Tx) (DesiredNat, error) {
 		if err != nil {
 			return d, fmt.Errorf("SNAT entry %s has a damaged source: %w", s.SnatEntryID, err)
 		}
-		r := SnatRule{Source: src, Affinity: s.EipAffinity == 1}
+		r := desired.SnatRule{Source: src, Affinity: s.EipAffinity == 1}
 		for _, ip := range strings.Split(s.SnatIP, ",") {
 			if active[ip] && !mapped[ip] {
 				r.Pool = append(r.Pool, netip.MustParseAddr(ip))

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"github.com/eipgw/eipgw/desired"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -28,7 +29,6 @@ func init() {
 const (
 	KindSnat    = "snat"
 	KindForward = "fwd"
-	maxSnatIPs  = 20
 )
 
 // SnatEntry maps a source range to the gateway's EIPs for outbound traffic.
@@ -136,7 +136,7 @@ func (s *Service) snatIPs(c *Call, g *NatGateway, raw string) ([]string, error) 
 			ips = append(ips, a.String())
 		}
 	}
-	if len(ips) > maxSnatIPs {
+	if len(ips) > desired.MaxPoolEIPs {
 		return nil, errSnatIPTooMany
 	}
 	fwds, err := list[ForwardEntry](c.Tx, KindForward)

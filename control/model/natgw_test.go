@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+
+	"github.com/eipgw/eipgw/desired"
 )
 
 func TestNatGatewayEntries(t *testing.T) {
@@ -127,7 +129,7 @@ func TestDesiredNatState(t *testing.T) {
 	addr := netip.MustParseAddr
 	var ports []string
 	for _, p := range d.Ports {
-		ports = append(ports, fmt.Sprintf("%s %v %v", p.Protocol, p.External, p.Internal))
+		ports = append(ports, fmt.Sprintf("%s %v %v", desired.ProtoName(p.Protocol), p.External, p.Internal))
 	}
 	slices.Sort(ports)
 	wantPorts := []string{
@@ -138,7 +140,7 @@ func TestDesiredNatState(t *testing.T) {
 	if !slices.Equal(ports, wantPorts) {
 		t.Errorf("ports\n got %v\nwant %v", ports, wantPorts)
 	}
-	if len(d.IPMappings) != 1 || d.IPMappings[0] != (Binding{EIP: addr(ips[2]), Private: addr("10.0.1.13")}) {
+	if len(d.IPMappings) != 1 || d.IPMappings[0] != (desired.Binding{EIP: addr(ips[2]), Private: addr("10.0.1.13")}) {
 		t.Errorf("IP mappings %+v", d.IPMappings)
 	}
 	eips := slices.Clone(d.EIPs)
@@ -187,7 +189,7 @@ func TestModifyForwardEntry(t *testing.T) {
 	for _, p := range d.Ports {
 		if p.External == netip.AddrPortFrom(netip.MustParseAddr(ip), 80) {
 			found = true
-			if p.Internal != netip.MustParseAddrPort("10.0.1.13:9090") || p.Protocol != "tcp" {
+			if p.Internal != netip.MustParseAddrPort("10.0.1.13:9090") || p.Protocol != desired.ProtoTCP {
 				t.Errorf("modified port now %+v", p)
 			}
 		}

@@ -22,7 +22,6 @@ const (
 	ModeBinded    = "BINDED"
 	ModeMulti     = "MULTI_BINDED"
 	maxNatEIPs    = 20
-	maxMultiEIPs  = 10
 	recoverWindow = 7 * 24 * time.Hour
 )
 

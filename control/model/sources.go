@@ -1,26 +1,22 @@
 package model
 
 import (
+	"bytes"
 	"fmt"
+	"github.com/eipgw/eipgw/desired"
+	"net"
 	"net/netip"
 	"slices"
-	"strings"
 )
 
-// Source is a VPC address and the MAC of the interface that may send with it: the
-// gateway translates a frame from the VPC only when its source address and MAC are
-// one of these (docs/security.md).
-type Source struct {
-	Addr netip.Addr
-	MAC  string // canonical lowercase form, as net.HardwareAddr prints it
-}
-
-// DesiredSources are the sources of every registered interface: each ENI's addresses
+// DesiredSources are the sources of every registered interface (the gateway translates
+// a frame from the VPC only when its source address and MAC are one of these,
+// docs/security.md): each ENI's addresses
 // with its MAC (an ENI eipgw is told of is one some host holds, attached here or not), each HaVip's address with the MAC of every instance it is
 // associated with (whichever holds it sends), and each load balancer's VIP with its
 // MAC. Interfaces registered without a MAC have none.
-func DesiredSources(tx Tx) ([]Source, error) {
-	var out []Source
+func DesiredSources(tx Tx) ([]desired.Source, error) {
+	var out []desired.Source
 	add := func(owner, ip, mac string) error {
 		if mac == "" || ip == "" {
 			return nil
@@ -29,7 +25,11 @@ func DesiredSources(tx Tx) ([]Source, error) {
 		if err != nil {
 			return fmt.Errorf("%s has a damaged address %q", owner, ip)
 		}
-		out = append(out, Source{Addr: a, MAC: strings.ToLower(mac)})
+		hw, err := net.ParseMAC(mac)
+		if err != nil {
+			return fmt.Errorf("%s has a damaged MAC %q", owner, mac)
+		}
+		out = append(out, desired.Source{Addr: a, MAC: hw})
 		return nil
 	}
 	enis, err := list[ENI](tx, KindENI)
@@ -67,11 +67,13 @@ func DesiredSources(tx Tx) ([]Source, error) {
 			return nil, err
 		}
 	}
-	slices.SortFunc(out, func(a, b Source) int {
+	slices.SortFunc(out, func(a, b desired.Source) int {
 		if c := a.Addr.Compare(b.Addr); c != 0 {
 			return c
 		}
-		return strings.Compare(a.MAC, b.MAC)
+		return bytes.Compare(a.MAC, b.MAC)
 	})
-	return slices.Compact(out), nil
+	return slices.CompactFunc(out, func(a, b desired.Source) bool {
+		return a.Addr == b.Addr && bytes.Equal(a.MAC, b.MAC)
+	}), nil
 }

@@ -9,6 +9,7 @@ package netcfg
 import (
 	"errors"
 	"fmt"
+	"github.com/eipgw/eipgw/desired"
 	"net"
 	"net/netip"
 
@@ -46,8 +47,8 @@ func (p Plan) check() error {
 		return fmt.Errorf("netcfg: unknown mode %q", p.Mode)
 	case p.Mode == ModeBinded && len(p.EIPs) != 1:
 		return errors.New("netcfg: BINDED mode takes exactly one EIP")
-	case len(p.EIPs) == 0 || len(p.EIPs) > 10:
-		return errors.New("netcfg: between 1 and 10 EIPs")
+	case len(p.EIPs) == 0 || len(p.EIPs) > desired.MaxCutThroughEIPs:
+		return fmt.Errorf("netcfg: between 1 and %d EIPs", desired.MaxCutThroughEIPs)
 	case !p.EIPGateway.Is4() || !p.PrimaryGateway.Is4() || !p.PrivateAddr.IsValid():
 		return errors.New("netcfg: the EIP gateway, the primary gateway and the private address are required")
 	case p.Table <= 0 || p.Table >= 252 || p.RulePriority <= 0:

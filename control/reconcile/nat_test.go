@@ -8,14 +8,15 @@ import (
 	"testing"
 
 	"github.com/eipgw/eipgw/control/model"
+	"github.com/eipgw/eipgw/desired"
 )
 
 // fakeNat is a NAT dataplane that keeps what it is told and logs each call, so a test
 // can check the order of removals and additions.
 type fakeNat struct {
 	eips  map[netip.Addr]bool
-	rules map[netip.Prefix]model.SnatRule
-	ports map[string]model.ForwardPort
+	rules map[netip.Prefix]desired.SnatRule
+	ports map[string]desired.ForwardPort
 	log   []string
 	// deletePortCalls counts DeleteForwardPorts calls: each is one pass over the
 	// sessions in the real dataplane.
@@ -23,11 +24,17 @@ type fakeNat struct {
 }
 
 func newFakeNat() *fakeNat {
-	return &fakeNat{eips: map[netip.Addr]bool{}, rules: map[netip.Prefix]model.SnatRule{},
-		ports: map[string]model.ForwardPort{}}
+	return &fakeNat{eips: map[netip.Addr]bool{}, rules: map[netip.Prefix]desired.SnatRule{},
+		ports: map[string]desired.ForwardPort{}}
 }
 
-func portKey(p model.ForwardPort) string { return p.Protocol + " " + p.External.String() }
+func portKey(p desired.ExternalPort) string {
+	return desired.ProtoName(p.Protocol) + " " + p.External.String()
+}
+
+func externalOf(p desired.ForwardPort) desired.ExternalPort {
+	return desired.ExternalPort{Protocol: p.Protocol, External: p.External}
+}
 
 func (f *fakeNat) NatEIPs() ([]netip.Addr, error) {
 	var out []netip.Addr
@@ -56,15 +63,15 @@ func (f *fakeNat) DeleteNatEIP(e netip.Addr) error {
 	return nil
 }
 
-func (f *fakeNat) SnatRules() ([]model.SnatRule, error) {
-	var out []model.SnatRule
+func (f *fakeNat) SnatRules() ([]desired.SnatRule, error) {
+	var out []desired.SnatRule
 	for _, r := range f.rules {
 		out = append(out, r)
 	}
 	return out, nil
 }
 
-func (f *fakeNat) SetSnatRule(r model.SnatRule) error {
+func (f *fakeNat) SetSnatRule(r desired.SnatRule) error {
 	for _, e := range r.Pool {
 		if !f.eips[e] {
 			return fmt.Errorf("rule %v: %v is not a NAT EIP", r.Source, e)
@@ -81,24 +88,24 @@ func (f *fakeNat) DeleteSnatRule(source netip.Prefix) error {
 	return nil
 }
 
-func (f *fakeNat) ForwardPorts() ([]model.ForwardPort, error) {
-	var out []model.ForwardPort
+func (f *fakeNat) ForwardPorts() ([]desired.ForwardPort, error) {
+	var out []desired.ForwardPort
 	for _, p := range f.ports {
 		out = append(out, p)
 	}
 	return out, nil
 }
 
-func (f *fakeNat) SetForwardPort(p model.ForwardPort) error {
+func (f *fakeNat) SetForwardPort(p desired.ForwardPort) error {
 	if !f.eips[p.External.Addr()] {
-		return fmt.Errorf("port %s: not a NAT EIP", portKey(p))
+		return fmt.Errorf("port %s: not a NAT EIP", portKey(externalOf(p)))
 	}
-	f.log = append(f.log, "set port "+portKey(p))
-	f.ports[portKey(p)] = p
+	f.log = append(f.log, "set port "+portKey(externalOf(p)))
+	f.ports[portKey(externalOf(p))] = p
 	return nil
 }
 
-func (f *fakeNat) DeleteForwardPorts(ps []model.ForwardPort) error {
+func (f *fakeNat) DeleteForwardPorts(ps []desired.ExternalPort) error {
 	f.deletePortCalls++
 	for _, p := range ps {
 		f.log = append(f.log, "delete port "+portKey(p))
@@ -133,8 +140,8 @@ var (
 	subnet     = netip.MustParsePrefix("10.0.1.0/24")
 )
 
-func fwd(proto string, eip netip.Addr, ext uint16, internal string) model.ForwardPort {
-	return model.ForwardPort{Protocol: proto, External: netip.AddrPortFrom(eip, ext),
+func fwd(proto uint8, eip netip.Addr, ext uint16, internal string) desired.ForwardPort {
+	return desired.ForwardPort{Protocol: proto, External: netip.AddrPortFrom(eip, ext),
 		Internal: netip.MustParseAddrPort(internal)}
 }
 
@@ -145,8 +152,8 @@ func TestReconcileNatOrder(t *testing.T) {
 	r := natReconciler(f)
 	want := model.DesiredNat{
 		EIPs:  []netip.Addr{natA, natB},
-		Rules: []model.SnatRule{{Source: subnet, Pool: []netip.Addr{natA, natB}}},
-		Ports: []model.ForwardPort{fwd("tcp", natB, 8080, "10.0.1.21:80")},
+		Rules: []desired.SnatRule{{Source: subnet, Pool: []netip.Addr{natA, natB}}},
+		Ports: []desired.ForwardPort{fwd(desired.ProtoTCP, natB, 8080, "10.0.1.21:80")},
 	}
 	res := run(t, r, want)
 	if res.Added != 4 || res.Removed != 0 {
@@ -178,20 +185,20 @@ func TestReconcileNatOrder(t *testing.T) {
 func TestReconcileNatChanges(t *testing.T) {
 	f := newFakeNat()
 	r := natReconciler(f)
-	var ports []model.ForwardPort
+	var ports []desired.ForwardPort
 	for p := uint16(9000); p < 9100; p++ {
-		ports = append(ports, fwd("udp", natB, p, fmt.Sprintf("10.0.1.21:%d", p)))
+		ports = append(ports, fwd(desired.ProtoUDP, natB, p, fmt.Sprintf("10.0.1.21:%d", p)))
 	}
 	want := model.DesiredNat{
 		EIPs:  []netip.Addr{natA, natB},
-		Rules: []model.SnatRule{{Source: subnet, Pool: []netip.Addr{natA}}},
-		Ports: append([]model.ForwardPort{fwd("tcp", natB, 8080, "10.0.1.21:80")}, ports...),
+		Rules: []desired.SnatRule{{Source: subnet, Pool: []netip.Addr{natA}}},
+		Ports: append([]desired.ForwardPort{fwd(desired.ProtoTCP, natB, 8080, "10.0.1.21:80")}, ports...),
 	}
 	run(t, r, want)
 
 	f.log = nil
-	want.Rules = []model.SnatRule{{Source: subnet, Pool: []netip.Addr{natA, natB}, Affinity: true}}
-	want.Ports = []model.ForwardPort{fwd("tcp", natB, 8080, "10.0.1.22:80")} // moved; the range is gone
+	want.Rules = []desired.SnatRule{{Source: subnet, Pool: []netip.Addr{natA, natB}, Affinity: true}}
+	want.Ports = []desired.ForwardPort{fwd(desired.ProtoTCP, natB, 8080, "10.0.1.22:80")} // moved; the range is gone
 	res := run(t, r, want)
 	if !slices.Contains(f.log, "set rule "+subnet.String()) {
 		t.Errorf("a changed rule was not set again: %v", f.log)

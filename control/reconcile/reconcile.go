@@ -5,26 +5,29 @@
 package reconcile
 
 import (
+	"bytes"
 	"fmt"
+	"net"
 	"net/netip"
 	"sync"
 
 	"github.com/eipgw/eipgw/control/model"
+	"github.com/eipgw/eipgw/desired"
 )
 
-// Dataplane is what the reconciler needs of the dataplane; dataplane.Dataplane
-// provides it through a small adapter, and tests fake it.
+// Dataplane is what the reconciler needs of the dataplane, in the desired state's own
+// types: dataplane.Dataplane provides it as it is, and tests fake it.
 type Dataplane interface {
-	Bindings() (map[netip.Addr]netip.Addr, error) // EIP -> private
+	Bindings() ([]desired.Binding, error)
 	SetBinding(eip, private netip.Addr) error
 	DeleteBinding(eip netip.Addr) error
-	CutThroughs() (map[netip.Addr]string, error) // EIP -> ENI MAC
-	SetCutThrough(eip netip.Addr, mac string) error
+	CutThroughs() ([]desired.CutThrough, error)
+	SetCutThrough(eip netip.Addr, mac net.HardwareAddr) error
 	DeleteCutThrough(eip netip.Addr) error
 	// The VPC sources that may be translated: an address with its sender's MAC.
-	Sources() ([]model.Source, error)
-	SetSource(s model.Source) error
-	DeleteSource(s model.Source) error
+	Sources() ([]desired.Source, error)
+	SetSource(s desired.Source) error
+	DeleteSource(s desired.Source) error
 }
 
 // NatDataplane is what the reconciler needs of the dataplane for NAT gateways.
@@ -32,20 +35,20 @@ type NatDataplane interface {
 	NatEIPs() ([]netip.Addr, error)
 	SetNatEIP(eip netip.Addr) error
 	DeleteNatEIP(eip netip.Addr) error // purges its sessions
-	SnatRules() ([]model.SnatRule, error)
-	SetSnatRule(r model.SnatRule) error
+	SnatRules() ([]desired.SnatRule, error)
+	SetSnatRule(r desired.SnatRule) error
 	DeleteSnatRule(source netip.Prefix) error // purges its sessions
-	ForwardPorts() ([]model.ForwardPort, error)
-	SetForwardPort(p model.ForwardPort) error
+	ForwardPorts() ([]desired.ForwardPort, error)
+	SetForwardPort(p desired.ForwardPort) error
 	// DeleteForwardPorts removes them all, then purges their sessions in one pass.
-	DeleteForwardPorts(ps []model.ForwardPort) error
+	DeleteForwardPorts(ps []desired.ExternalPort) error
 }
 
 // BindingBatcher is a Dataplane that can add many new bindings at once (neither the
 // EIP nor the private address bound yet): the start-up reconcile of an empty
 // dataplane.
 type BindingBatcher interface {
-	AddBindings(bs []model.Binding) error
+	AddBindings(bs []desired.Binding) error
 }
 
 // batchAtLeast is how many new bindings a pass must add to batch them.
@@ -85,7 +88,7 @@ type Reconciler struct {
 
 	// The desired sources of the last inventory generation read: decoding every ENI
 	// on every pass would cost a write at 100,000 instances far more than its own work.
-	sources    []model.Source
+	sources    []desired.Source
 	sourcesGen uint64
 	sourcesOK  bool
 	// The generation whose sources the dataplane was last brought to. Only this
@@ -102,17 +105,17 @@ func (r *Reconciler) Reconcile() (Result, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var res Result
-	var desired []model.Binding
-	var cuts []model.CutThrough
+	var bindings []desired.Binding
+	var cuts []desired.CutThrough
 	var nat model.DesiredNat
-	var sources []model.Source
+	var sources []desired.Source
 	var pending map[string]string
 	if err := r.Store.View(func(tx model.Tx) error {
 		var err error
 		if pending, err = model.Pending(tx); err != nil {
 			return err
 		}
-		if desired, err = model.DesiredBindings(tx); err != nil {
+		if bindings, err = model.DesiredBindings(tx); err != nil {
 			return err
 		}
 		gen, err := model.InventoryGeneration(tx)
@@ -130,7 +133,7 @@ func (r *Reconciler) Reconcile() (Result, error) {
 			if nat, err = model.DesiredNatState(tx); err != nil {
 				return err
 			}
-			desired = append(desired, nat.IPMappings...)
+			bindings = append(bindings, nat.IPMappings...)
 		}
 		cuts, err = model.DesiredCutThroughs(tx)
 		return err
@@ -147,7 +150,7 @@ func (r *Reconciler) Reconcile() (Result, error) {
 		}
 	}
 	want := map[netip.Addr]netip.Addr{}
-	for _, b := range desired {
+	for _, b := range bindings {
 		want[b.EIP] = b.Private
 	}
 	// NAT gateway entries go first when they are removed (an EIP leaving NAT for
@@ -159,9 +162,13 @@ func (r *Reconciler) Reconcile() (Result, error) {
 			return res, err
 		}
 	}
-	have, err := r.Dataplane.Bindings()
+	haveBindings, err := r.Dataplane.Bindings()
 	if err != nil {
 		return res, fmt.Errorf("reconcile: read dataplane: %w", err)
+	}
+	have := make(map[netip.Addr]netip.Addr, len(haveBindings))
+	for _, b := range haveBindings {
+		have[b.EIP] = b.Private
 	}
 	for eip := range have {
 		if _, ok := want[eip]; !ok {
@@ -174,10 +181,10 @@ func (r *Reconciler) Reconcile() (Result, error) {
 	// New bindings, many at once where the dataplane can (a start on empty maps); if
 	// the batch is refused, one at a time below says which binding and why.
 	if batcher, ok := r.Dataplane.(BindingBatcher); ok {
-		var fresh []model.Binding
+		var fresh []desired.Binding
 		for eip, priv := range want {
 			if _, had := have[eip]; !had {
-				fresh = append(fresh, model.Binding{EIP: eip, Private: priv})
+				fresh = append(fresh, desired.Binding{EIP: eip, Private: priv})
 			}
 		}
 		if len(fresh) >= batchAtLeast && batcher.AddBindings(fresh) == nil {
@@ -228,19 +235,19 @@ func (r *Reconciler) Reconcile() (Result, error) {
 
 // reconcileSources adds the sources the dataplane lacks and returns the removal of
 // those it should no longer have, to run after the bindings that used them are gone.
-func (r *Reconciler) reconcileSources(want []model.Source, res *Result) (func() error, error) {
+func (r *Reconciler) reconcileSources(want []desired.Source, res *Result) (func() error, error) {
 	have, err := r.Dataplane.Sources()
 	if err != nil {
 		return nil, fmt.Errorf("reconcile: read sources: %w", err)
 	}
-	haveSet := map[model.Source]bool{}
+	haveSet := map[string]bool{} // by Source.String: address and MAC
 	for _, s := range have {
-		haveSet[s] = true
+		haveSet[s.String()] = true
 	}
-	wantSet := map[model.Source]bool{}
+	wantSet := map[string]bool{}
 	for _, s := range want {
-		wantSet[s] = true
-		if haveSet[s] {
+		wantSet[s.String()] = true
+		if haveSet[s.String()] {
 			continue
 		}
 		if err := r.Dataplane.SetSource(s); err != nil {
@@ -250,7 +257,7 @@ func (r *Reconciler) reconcileSources(want []model.Source, res *Result) (func() 
 	}
 	return func() error {
 		for _, s := range have {
-			if wantSet[s] {
+			if wantSet[s.String()] {
 				continue
 			}
 			if err := r.Dataplane.DeleteSource(s); err != nil {
@@ -264,16 +271,20 @@ func (r *Reconciler) reconcileSources(want []model.Source, res *Result) (func() 
 
 // reconcileCutThroughs brings the cut-through EIPs and the gateway's routes to them
 // in line. The route goes in before the EIP is forwarded, and out after it stops.
-func (r *Reconciler) reconcileCutThroughs(cuts []model.CutThrough, res *Result) error {
-	want := map[netip.Addr]string{}
+func (r *Reconciler) reconcileCutThroughs(cuts []desired.CutThrough, res *Result) error {
+	want := map[netip.Addr]net.HardwareAddr{}
 	var eips []netip.Addr
 	for _, c := range cuts {
 		want[c.EIP] = c.ENIMAC
 		eips = append(eips, c.EIP)
 	}
-	have, err := r.Dataplane.CutThroughs()
+	haveCuts, err := r.Dataplane.CutThroughs()
 	if err != nil {
 		return fmt.Errorf("reconcile: read cut-through EIPs: %w", err)
+	}
+	have := make(map[netip.Addr]net.HardwareAddr, len(haveCuts))
+	for _, c := range haveCuts {
+		have[c.EIP] = c.ENIMAC
 	}
 	for eip := range have {
 		if _, ok := want[eip]; !ok {
@@ -290,7 +301,7 @@ func (r *Reconciler) reconcileCutThroughs(cuts []model.CutThrough, res *Result) 
 	}
 	for eip, mac := range want {
 		old, had := have[eip]
-		if had && old == mac {
+		if had && bytes.Equal(old, mac) {
 			continue
 		}
 		if err := r.Dataplane.SetCutThrough(eip, mac); err != nil {
@@ -321,11 +332,11 @@ func (r *Reconciler) reconcileNat(want model.DesiredNat, res *Result) (func() er
 	if err != nil {
 		return nil, fmt.Errorf("reconcile: read forward ports: %w", err)
 	}
-	wantPorts := map[string]model.ForwardPort{}
+	wantPorts := map[desired.ExternalPort]desired.ForwardPort{}
 	for _, p := range want.Ports {
-		wantPorts[p.Protocol+" "+p.External.String()] = p
+		wantPorts[desired.ExternalPort{Protocol: p.Protocol, External: p.External}] = p
 	}
-	wantRules := map[netip.Prefix]model.SnatRule{}
+	wantRules := map[netip.Prefix]desired.SnatRule{}
 	for _, rule := range want.Rules {
 		wantRules[rule.Source] = rule
 	}
@@ -333,12 +344,12 @@ func (r *Reconciler) reconcileNat(want model.DesiredNat, res *Result) (func() er
 	for _, e := range want.EIPs {
 		wantEIPs[e] = true
 	}
-	havePort := map[string]model.ForwardPort{}
-	var stale []model.ForwardPort
+	havePort := map[desired.ExternalPort]desired.ForwardPort{}
+	var stale []desired.ExternalPort
 	for _, p := range havePorts {
-		key := p.Protocol + " " + p.External.String()
+		key := desired.ExternalPort{Protocol: p.Protocol, External: p.External}
 		if w, ok := wantPorts[key]; !ok || w.Internal != p.Internal {
-			stale = append(stale, p)
+			stale = append(stale, key)
 			continue
 		}
 		havePort[key] = p
@@ -350,7 +361,7 @@ func (r *Reconciler) reconcileNat(want model.DesiredNat, res *Result) (func() er
 		}
 		res.Removed += len(stale)
 	}
-	haveRule := map[netip.Prefix]model.SnatRule{}
+	haveRule := map[netip.Prefix]desired.SnatRule{}
 	for _, rule := range haveRules {
 		haveRule[rule.Source] = rule
 		if _, ok := wantRules[rule.Source]; !ok {
@@ -395,7 +406,7 @@ func (r *Reconciler) reconcileNat(want model.DesiredNat, res *Result) (func() er
 				continue
 			}
 			if err := r.Nat.SetForwardPort(p); err != nil {
-				return fmt.Errorf("reconcile: forward port %s: %w", key, err)
+				return fmt.Errorf("reconcile: forward port %v/%s: %w", key.External, desired.ProtoName(key.Protocol), err)
 			}
 			res.Added++
 		}
@@ -403,7 +414,7 @@ func (r *Reconciler) reconcileNat(want model.DesiredNat, res *Result) (func() er
 	}, nil
 }
 
-func sameRule(a, b model.SnatRule) bool {
+func sameRule(a, b desired.SnatRule) bool {
 	if a.Affinity != b.Affinity || len(a.Pool) != len(b.Pool) {
 		return false
 	}

@@ -4,11 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/eipgw/eipgw/control/model"
+	"github.com/eipgw/eipgw/desired"
 )
 
 type memStore struct{ tx model.MemTx }
@@ -26,16 +29,16 @@ func (m *memStore) Update(fn func(model.Tx) error) error {
 type fakeDP struct {
 	onSet func(eip netip.Addr) // runs inside SetBinding, as a concurrent API write would
 	b     map[netip.Addr]netip.Addr
-	cut   map[netip.Addr]string
-	src   map[model.Source]bool
+	cut   map[netip.Addr]string // EIP -> ENI MAC
+	src   map[string]bool       // desired.Source.String(): address@MAC
 	calls int
 	fail  error
 }
 
-func (f *fakeDP) Bindings() (map[netip.Addr]netip.Addr, error) {
-	out := map[netip.Addr]netip.Addr{}
+func (f *fakeDP) Bindings() ([]desired.Binding, error) {
+	var out []desired.Binding
 	for k, v := range f.b {
-		out[k] = v
+		out = append(out, desired.Binding{EIP: k, Private: v})
 	}
 	return out, nil
 }
@@ -61,43 +64,56 @@ func (f *fakeDP) SetBinding(e, p netip.Addr) error {
 
 func (f *fakeDP) DeleteBinding(e netip.Addr) error { f.calls++; delete(f.b, e); return nil }
 
-func (f *fakeDP) CutThroughs() (map[netip.Addr]string, error) {
-	out := map[netip.Addr]string{}
+func (f *fakeDP) CutThroughs() ([]desired.CutThrough, error) {
+	var out []desired.CutThrough
 	for k, v := range f.cut {
-		out[k] = v
+		mac, err := net.ParseMAC(v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, desired.CutThrough{EIP: k, ENIMAC: mac})
 	}
 	return out, nil
 }
 
-func (f *fakeDP) SetCutThrough(e netip.Addr, mac string) error {
+func (f *fakeDP) SetCutThrough(e netip.Addr, mac net.HardwareAddr) error {
 	f.calls++
 	if f.cut == nil {
 		f.cut = map[netip.Addr]string{}
 	}
-	f.cut[e] = mac
+	f.cut[e] = mac.String()
 	return nil
 }
 
 func (f *fakeDP) DeleteCutThrough(e netip.Addr) error { f.calls++; delete(f.cut, e); return nil }
 
-func (f *fakeDP) Sources() ([]model.Source, error) {
-	var out []model.Source
+func (f *fakeDP) Sources() ([]desired.Source, error) {
+	var out []desired.Source
 	for s := range f.src {
-		out = append(out, s)
+		addr, mac, _ := strings.Cut(s, "@")
+		hw, err := net.ParseMAC(mac)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, desired.Source{Addr: netip.MustParseAddr(addr), MAC: hw})
 	}
 	return out, nil
 }
 
-func (f *fakeDP) SetSource(s model.Source) error {
+func (f *fakeDP) SetSource(s desired.Source) error {
 	f.calls++
 	if f.src == nil {
-		f.src = map[model.Source]bool{}
+		f.src = map[string]bool{}
 	}
-	f.src[s] = true
+	f.src[s.String()] = true
 	return nil
 }
 
-func (f *fakeDP) DeleteSource(s model.Source) error { f.calls++; delete(f.src, s); return nil }
+func (f *fakeDP) DeleteSource(s desired.Source) error {
+	f.calls++
+	delete(f.src, s.String())
+	return nil
+}
 
 type fakeRoutes struct{ eips []netip.Addr }
 
@@ -132,8 +148,8 @@ func TestReconcileCutThrough(t *testing.T) {
 // associated with, a load balancer's VIP from its MAC; a stale source goes.
 func TestReconcileSources(t *testing.T) {
 	s := &memStore{tx: model.MemTx{}}
-	stale := model.Source{Addr: netip.MustParseAddr("10.0.9.9"), MAC: "02:00:00:00:09:09"}
-	dp := &fakeDP{b: map[netip.Addr]netip.Addr{}, src: map[model.Source]bool{stale: true}}
+	stale := "10.0.9.9@02:00:00:00:09:09"
+	dp := &fakeDP{b: map[netip.Addr]netip.Addr{}, src: map[string]bool{stale: true}}
 	r := &Reconciler{Store: s, Dataplane: dp}
 	do(t, s, "RegisterInstance", "InstanceId", "i-1", "VpcId", "v", "PrivateIpAddress", "10.0.1.11", "MacAddress", "02:00:00:00:01:11")
 	do(t, s, "RegisterInstance", "InstanceId", "i-2", "VpcId", "v", "PrivateIpAddress", "10.0.1.12", "MacAddress", "02:00:00:00:01:12")
@@ -145,8 +161,8 @@ func TestReconcileSources(t *testing.T) {
 	if _, err := r.Reconcile(); err != nil {
 		t.Fatal(err)
 	}
-	src := func(addr, mac string) model.Source { return model.Source{Addr: netip.MustParseAddr(addr), MAC: mac} }
-	want := map[model.Source]bool{
+	src := func(addr, mac string) string { return addr + "@" + strings.ToLower(mac) }
+	want := map[string]bool{
 		src("10.0.1.11", "02:00:00:00:01:11"): true, src("10.0.1.12", "02:00:00:00:01:12"): true,
 		src("10.0.1.200", "02:00:00:00:01:11"): true, src("10.0.1.200", "02:00:00:00:01:12"): true,
 		src("10.0.2.100", "02:00:00:00:02:aa"): true,
@@ -156,7 +172,7 @@ func TestReconcileSources(t *testing.T) {
 	}
 	for w := range want {
 		if !dp.src[w] {
-			t.Errorf("source %v@%s missing; have %v", w.Addr, w.MAC, dp.src)
+			t.Errorf("source %s missing; have %v", w, dp.src)
 		}
 	}
 	// A later registration reaches the dataplane on the next pass.
@@ -340,7 +356,7 @@ type batchDP struct {
 	refuse  bool
 }
 
-func (b *batchDP) AddBindings(bs []model.Binding) error {
+func (b *batchDP) AddBindings(bs []desired.Binding) error {
 	if b.refuse {
 		return errors.New("refused")
 	}

@@ -72,7 +72,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("eipdp", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&g.pinDir, "pin-dir", DefaultPinDir, "bpffs directory of the pinned dataplane")
-	fs.UintVar(&g.maxBindings, "max-bindings", dataplane.DefaultMaxBindings, "binding capacity of a new dataplane (readers take the pinned one)")
+	fs.UintVar(&g.maxBindings, "max-bindings", 0, "binding capacity of a new dataplane, 0: the BPF object's (readers take the pinned one)")
 	fs.StringVar(&g.output, "output", "table", "table or json")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}

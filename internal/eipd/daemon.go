@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"path/filepath"
 	"sort"
 	"time"
@@ -80,7 +79,7 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 		return fmt.Errorf("netlink: %w", err)
 	}
 	defer nl.Close()
-	rec := &reconcile.Reconciler{Store: st, Dataplane: ReconcileTarget(dp), Nat: natAdapter{dp},
+	rec := &reconcile.Reconciler{Store: st, Dataplane: dp, Nat: dp,
 		Routes: netcfg.GatewayRoutes{Handle: nl, Interface: cfg.VPC.Name}}
 	res, err := rec.Reconcile()
 	if err != nil {
@@ -147,7 +146,7 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 		&api.Server{
 			Verifier: verifier,
 			Nonces:   nonces,
-			Model: &model.Service{Region: cfg.Region, Pool: cfg.pools, EIPGateway: cfg.eipGateway, Nat: natAdapter{dp},
+			Model: &model.Service{Region: cfg.Region, Pool: cfg.pools, EIPGateway: cfg.eipGateway, Nat: natObserver{dp},
 				Capacity: modelCapacity(dp.Capacities())},
 			Store:      st,
 			AfterWrite: reconcileNow,
@@ -239,92 +238,12 @@ func refuseEmptyOverLive(st *store.Store, dp *dataplane.Dataplane) error {
 	return nil
 }
 
-// ReconcileTarget gives the reconciler the dataplane through its small interface.
-func ReconcileTarget(dp *dataplane.Dataplane) reconcile.Dataplane { return adapter{dp} }
-
-type adapter struct{ dp *dataplane.Dataplane }
-
-func (a adapter) Bindings() (map[netip.Addr]netip.Addr, error) {
-	bs, err := a.dp.Bindings()
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[netip.Addr]netip.Addr, len(bs))
-	for _, b := range bs {
-		out[b.EIP] = b.Private
-	}
-	return out, nil
-}
-
-// AddBindings makes the adapter a reconcile.BindingBatcher.
-func (a adapter) AddBindings(bs []model.Binding) error {
-	out := make([]dataplane.Binding, len(bs))
-	for i, b := range bs {
-		out[i] = dataplane.Binding{EIP: b.EIP, Private: b.Private}
-	}
-	return a.dp.AddBindings(out)
-}
-
-func (a adapter) CutThroughs() (map[netip.Addr]string, error) {
-	cts, err := a.dp.CutThroughs()
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[netip.Addr]string, len(cts))
-	for _, c := range cts {
-		out[c.EIP] = c.ENIMAC.String()
-	}
-	return out, nil
-}
-
-func (a adapter) SetCutThrough(eip netip.Addr, mac string) error {
-	hw, err := net.ParseMAC(mac)
-	if err != nil {
-		return fmt.Errorf("cut-through %v: %w", eip, err)
-	}
-	return a.dp.SetCutThrough(eip, hw)
-}
-
-func (a adapter) DeleteCutThrough(eip netip.Addr) error { return a.dp.DeleteCutThrough(eip) }
-
-func (a adapter) Sources() ([]model.Source, error) {
-	srcs, err := a.dp.Sources()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]model.Source, len(srcs))
-	for i, s := range srcs {
-		out[i] = model.Source{Addr: s.Addr, MAC: s.MAC.String()}
-	}
-	return out, nil
-}
-
-func (a adapter) dataplaneSource(s model.Source) (dataplane.Source, error) {
-	mac, err := net.ParseMAC(s.MAC)
-	if err != nil {
-		return dataplane.Source{}, fmt.Errorf("source %v: %w", s.Addr, err)
-	}
-	return dataplane.Source{Addr: s.Addr, MAC: mac}, nil
-}
-
-func (a adapter) SetSource(s model.Source) error {
-	src, err := a.dataplaneSource(s)
-	if err != nil {
-		return err
-	}
-	return a.dp.SetSource(src)
-}
-
-func (a adapter) DeleteSource(s model.Source) error {
-	src, err := a.dataplaneSource(s)
-	if err != nil {
-		return err
-	}
-	return a.dp.DeleteSource(src)
-}
-
-func (a adapter) SetBinding(eip, private netip.Addr) error { return a.dp.SetBinding(eip, private) }
-func (a adapter) DeleteBinding(eip netip.Addr) error       { return a.dp.DeleteBinding(eip) }
+// The reconciler takes the dataplane as it is: both speak the desired state's types.
+var (
+	_ reconcile.Dataplane      = (*dataplane.Dataplane)(nil)
+	_ reconcile.NatDataplane   = (*dataplane.Dataplane)(nil)
+	_ reconcile.BindingBatcher = (*dataplane.Dataplane)(nil)
+)
 
 // writeDataplaneMetrics writes per-EIP traffic and the pass and drop counters.
 func writeDataplaneMetrics(w io.Writer, dp *dataplane.Dataplane, log *slog.Logger) {

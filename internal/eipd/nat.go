@@ -3,6 +3,7 @@ package eipd
 import (
 	"context"
 	"fmt"
+	"github.com/eipgw/eipgw/desired"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -14,7 +15,6 @@ import (
 	"time"
 
 	"github.com/eipgw/eipgw/control/model"
-	"github.com/eipgw/eipgw/control/reconcile"
 	"github.com/eipgw/eipgw/dataplane"
 )
 
@@ -87,84 +87,10 @@ func (n NatSettings) natConfig(fallbackICMPSource netip.Addr) (dataplane.NatConf
 	return c, collect, nil
 }
 
-// natAdapter gives the reconciler and the API the dataplane's NAT gateway side.
-type natAdapter struct{ dp *dataplane.Dataplane }
+// natObserver answers the API's session listing (model.NatObserver) from the dataplane.
+type natObserver struct{ dp *dataplane.Dataplane }
 
-var _ reconcile.NatDataplane = natAdapter{}
-
-func protoNumber(name string) (uint8, error) {
-	switch name {
-	case "tcp":
-		return dataplane.ProtoTCP, nil
-	case "udp":
-		return dataplane.ProtoUDP, nil
-	case "icmp":
-		return dataplane.ProtoICMP, nil
-	}
-	return 0, fmt.Errorf("protocol %q", name)
-}
-
-func protoName(p uint8) string {
-	switch p {
-	case dataplane.ProtoTCP:
-		return "tcp"
-	case dataplane.ProtoUDP:
-		return "udp"
-	case dataplane.ProtoICMP:
-		return "icmp"
-	}
-	return strconv.Itoa(int(p))
-}
-
-func (a natAdapter) NatEIPs() ([]netip.Addr, error)        { return a.dp.NatEIPs() }
-func (a natAdapter) SetNatEIP(eip netip.Addr) error        { return a.dp.SetNatEIP(eip) }
-func (a natAdapter) DeleteNatEIP(eip netip.Addr) error     { return a.dp.DeleteNatEIP(eip) }
-func (a natAdapter) DeleteSnatRule(src netip.Prefix) error { return a.dp.DeleteSnatRule(src) }
-
-func (a natAdapter) SnatRules() ([]model.SnatRule, error) {
-	rs, err := a.dp.SnatRules()
-	out := make([]model.SnatRule, 0, len(rs))
-	for _, r := range rs {
-		out = append(out, model.SnatRule{Source: r.Source, Pool: r.Pool, Affinity: r.Affinity})
-	}
-	return out, err
-}
-
-func (a natAdapter) SetSnatRule(r model.SnatRule) error {
-	return a.dp.SetSnatRule(dataplane.SnatRule{Source: r.Source, Pool: r.Pool, Affinity: r.Affinity})
-}
-
-func (a natAdapter) ForwardPorts() ([]model.ForwardPort, error) {
-	ps, err := a.dp.ForwardPorts()
-	out := make([]model.ForwardPort, 0, len(ps))
-	for _, p := range ps {
-		out = append(out, model.ForwardPort{Protocol: protoName(p.Protocol), External: p.External, Internal: p.Internal})
-	}
-	return out, err
-}
-
-func (a natAdapter) SetForwardPort(p model.ForwardPort) error {
-	proto, err := protoNumber(p.Protocol)
-	if err != nil {
-		return err
-	}
-	return a.dp.SetForwardPort(dataplane.ForwardPort{Protocol: proto, External: p.External, Internal: p.Internal})
-}
-
-func (a natAdapter) DeleteForwardPorts(ps []model.ForwardPort) error {
-	ports := make([]dataplane.ExternalPort, 0, len(ps))
-	for _, p := range ps {
-		proto, err := protoNumber(p.Protocol)
-		if err != nil {
-			return err
-		}
-		ports = append(ports, dataplane.ExternalPort{Protocol: proto, External: p.External})
-	}
-	return a.dp.DeleteForwardPorts(ports)
-}
-
-// NatSessions and NatPortUsage answer the API's session listing (model.NatObserver).
-func (a natAdapter) NatSessions() ([]model.NatSession, error) {
+func (a natObserver) NatSessions() ([]model.NatSession, error) {
 	ss, err := a.dp.Sessions(nil)
 	if err != nil {
 		return nil, err
@@ -172,7 +98,7 @@ func (a natAdapter) NatSessions() ([]model.NatSession, error) {
 	out := make([]model.NatSession, 0, len(ss))
 	for _, s := range ss {
 		out = append(out, model.NatSession{
-			IPProtocol: protoName(s.Protocol), Kind: string(s.Kind), State: s.State, Hairpin: s.Hairpin,
+			IPProtocol: desired.ProtoName(s.Protocol), Kind: string(s.Kind), State: s.State, Hairpin: s.Hairpin,
 			InternalIP: s.Inside.Addr().String(), InternalPort: int(s.Inside.Port()),
 			RemoteIP: s.Remote.Addr().String(), RemotePort: int(s.Remote.Port()),
 			ExternalIP: s.External.Addr().String(), ExternalPort: int(s.External.Port()),
@@ -182,7 +108,7 @@ func (a natAdapter) NatSessions() ([]model.NatSession, error) {
 	return out, nil
 }
 
-func (a natAdapter) NatPortUsage() ([]model.NatPortUsage, error) {
+func (a natObserver) NatPortUsage() ([]model.NatPortUsage, error) {
 	us, err := a.dp.PortUsages()
 	if err != nil {
 		return nil, err
