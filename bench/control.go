@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http/httptest"
@@ -137,7 +138,7 @@ func measureControl(apiN, bigN int) (*controlReport, error) {
 	srv := httptest.NewServer(&api.Server{
 		Verifier: &api.Verifier{Secrets: benchSecrets{}, Window: time.Minute, MaxNonces: 1 << 20, Now: time.Now},
 		Model:    a.svc, Store: a.st, Now: time.Now,
-		AfterWrite: func() error { _, err := a.rec.Reconcile(); return err },
+		AfterWrite: func() error { _, err := a.rec.Reconcile(context.Background()); return err },
 	})
 	client := &api.Client{Endpoint: srv.URL, AccessKeyID: "bench", AccessSecret: benchSecret}
 	lat := make([]time.Duration, 0, apiN)
@@ -169,7 +170,7 @@ func measureControl(apiN, bigN int) (*controlReport, error) {
 		return nil, err
 	}
 	t0 := time.Now()
-	res, err := a.rec.Reconcile()
+	res, err := a.rec.Reconcile(context.Background())
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +182,7 @@ func measureControl(apiN, bigN int) (*controlReport, error) {
 	rep.ReconcilerPerSec = float64(bigN) / full.Seconds()
 	rep.StartReconcileFullMs = float64(full.Microseconds()) / 1000
 	t0 = time.Now()
-	if res, err = a.rec.Reconcile(); err != nil || res.Changed() {
+	if res, err = a.rec.Reconcile(context.Background()); err != nil || res.Changed() {
 		return nil, fmt.Errorf("second pass over %d: %v, %v", bigN, res, err)
 	}
 	rep.StartReconcileMs = float64(time.Since(t0).Microseconds()) / 1000

@@ -6,6 +6,8 @@ package reconcile
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -85,6 +87,7 @@ type Reconciler struct {
 	Routes    Routes       // nil: the gateway's routes are not managed
 	Nat       NatDataplane // nil: NAT gateways are not carried
 	mu        sync.Mutex
+	stopped   bool // Stop ran: no pass starts any more
 
 	// The desired sources of the last inventory generation read: decoding every ENI
 	// on every pass would cost a write at 100,000 instances far more than its own work.
@@ -98,13 +101,32 @@ type Reconciler struct {
 	appliedOK  bool
 }
 
+// ErrStopped is Reconcile's answer once Stop ran.
+var ErrStopped = errors.New("reconcile: stopped")
+
+// Stop waits for the running pass, if any, and makes every later Reconcile return
+// ErrStopped: what the pass uses (the store, the dataplane) may then close.
+func (r *Reconciler) Stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stopped = true
+}
+
 // Reconcile runs one pass. Removals go first: a disassociated EIP stops carrying
 // inbound traffic before anything else happens, and its private address is free for
-// a new EIP in the same pass.
-func (r *Reconciler) Reconcile() (Result, error) {
+// a new EIP in the same pass. When ctx ends the pass stops between two steps with
+// ctx's error, having settled nothing: a pass is idempotent, and the next one
+// finishes the work.
+func (r *Reconciler) Reconcile(ctx context.Context) (Result, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var res Result
+	if r.stopped {
+		return res, ErrStopped
+	}
+	if err := ctx.Err(); err != nil {
+		return res, fmt.Errorf("reconcile: %w", err)
+	}
 	var bindings []desired.Binding
 	var cuts []desired.CutThrough
 	var nat model.DesiredNat
@@ -140,6 +162,9 @@ func (r *Reconciler) Reconcile() (Result, error) {
 	}); err != nil {
 		return res, fmt.Errorf("reconcile: read desired state: %w", err)
 	}
+	if err := ctx.Err(); err != nil {
+		return res, fmt.Errorf("reconcile: %w", err)
+	}
 	// Sources go in before the bindings that translate them, and out last.
 	removeSources := func() error { return nil }
 	sourcesGen := r.sourcesGen
@@ -169,6 +194,9 @@ func (r *Reconciler) Reconcile() (Result, error) {
 	have := make(map[netip.Addr]netip.Addr, len(haveBindings))
 	for _, b := range haveBindings {
 		have[b.EIP] = b.Private
+	}
+	if err := ctx.Err(); err != nil {
+		return res, fmt.Errorf("reconcile: %w", err)
 	}
 	for eip := range have {
 		if _, ok := want[eip]; !ok {
@@ -210,6 +238,9 @@ func (r *Reconciler) Reconcile() (Result, error) {
 			res.Added++
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		return res, fmt.Errorf("reconcile: %w", err)
+	}
 	if natAdds != nil {
 		if err := natAdds(); err != nil {
 			return res, err
@@ -222,6 +253,9 @@ func (r *Reconciler) Reconcile() (Result, error) {
 		return res, err
 	}
 	r.appliedGen, r.appliedOK = sourcesGen, true
+	if err := ctx.Err(); err != nil {
+		return res, fmt.Errorf("reconcile: %w", err)
+	}
 	// The dataplane now carries every association this pass read: settle those.
 	if err := r.Store.Update(func(tx model.Tx) error {
 		n, err := model.Settle(tx, pending)

@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -127,7 +128,7 @@ func TestReconcileCutThrough(t *testing.T) {
 	do(t, s, "CreateNetworkInterface", "NetworkInterfaceId", "eni-1", "VpcId", "v", "PrimaryIpAddress", "10.0.3.1", "MacAddress", "02:00:00:00:00:31")
 	ids := allocate(t, s, 1)
 	do(t, s, "AssociateEipAddress", "AllocationId", ids[0], "InstanceId", "eni-1", "InstanceType", "NetworkInterface", "Mode", "BINDED")
-	res, err := r.Reconcile()
+	res, err := r.Reconcile(context.Background())
 	// The ENI's address with its MAC, and the cut-through EIP.
 	if err != nil || res.Added != 2 || res.Settled != 1 || len(dp.cut) != 1 || len(routes.eips) != 1 || len(dp.b) != 0 {
 		t.Fatalf("cut-through pass: %v, %v, dataplane %v, routes %v", res, err, dp.cut, routes.eips)
@@ -138,7 +139,7 @@ func TestReconcileCutThrough(t *testing.T) {
 		}
 	}
 	do(t, s, "UnassociateEipAddress", "AllocationId", ids[0], "InstanceId", "eni-1")
-	if res, err = r.Reconcile(); err != nil || res.Removed != 1 || len(dp.cut) != 0 || len(routes.eips) != 0 {
+	if res, err = r.Reconcile(context.Background()); err != nil || res.Removed != 1 || len(dp.cut) != 0 || len(routes.eips) != 0 {
 		t.Fatalf("disassociating pass: %v, %v, dataplane %v, routes %v", res, err, dp.cut, routes.eips)
 	}
 }
@@ -158,7 +159,7 @@ func TestReconcileSources(t *testing.T) {
 	do(t, s, "AssociateHaVip", "HaVipId", "havip-1", "InstanceId", "i-1")
 	do(t, s, "AssociateHaVip", "HaVipId", "havip-1", "InstanceId", "i-2")
 	do(t, s, "RegisterLoadBalancer", "LoadBalancerId", "lb-1", "VpcId", "v", "Address", "10.0.2.100", "MacAddress", "02:00:00:00:02:AA")
-	if _, err := r.Reconcile(); err != nil {
+	if _, err := r.Reconcile(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	src := func(addr, mac string) string { return addr + "@" + strings.ToLower(mac) }
@@ -177,7 +178,7 @@ func TestReconcileSources(t *testing.T) {
 	}
 	// A later registration reaches the dataplane on the next pass.
 	do(t, s, "RegisterInstance", "InstanceId", "i-4", "VpcId", "v", "PrivateIpAddress", "10.0.1.14", "MacAddress", "02:00:00:00:01:14")
-	if _, err := r.Reconcile(); err != nil {
+	if _, err := r.Reconcile(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if !dp.src[src("10.0.1.14", "02:00:00:00:01:14")] || len(dp.src) != len(want)+1 {
@@ -196,7 +197,7 @@ func TestSettleOnlyWhatThePassApplied(t *testing.T) {
 	do(t, s, "RegisterInstance", "InstanceId", "i-2", "VpcId", "v", "PrivateIpAddress", "10.0.1.12")
 	ids := allocate(t, s, 2)
 	do(t, s, "AssociateEipAddress", "AllocationId", ids[0], "InstanceId", "i-1")
-	if _, err := r.Reconcile(); err != nil {
+	if _, err := r.Reconcile(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	do(t, s, "AssociateEipAddress", "AllocationId", ids[1], "InstanceId", "i-2")
@@ -204,7 +205,7 @@ func TestSettleOnlyWhatThePassApplied(t *testing.T) {
 		dp.onSet = nil
 		do(t, s, "UnassociateEipAddress", "AllocationId", ids[0], "InstanceId", "i-1")
 	}
-	if _, err := r.Reconcile(); err != nil {
+	if _, err := r.Reconcile(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if len(dp.b) != 2 {
@@ -216,7 +217,7 @@ func TestSettleOnlyWhatThePassApplied(t *testing.T) {
 	if st := eipStatus(t, s, ids[1]); st != model.StatusInUse {
 		t.Errorf("the EIP the pass bound is %s, want InUse", st)
 	}
-	if _, err := r.Reconcile(); err != nil {
+	if _, err := r.Reconcile(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if st := eipStatus(t, s, ids[0]); st != model.StatusAvailable || len(dp.b) != 1 {
@@ -271,7 +272,7 @@ func TestReconcileAppliesOnlyTheDifference(t *testing.T) {
 	do(t, s, "AssociateEipAddress", "AllocationId", ids[0], "InstanceId", "i-1")
 	do(t, s, "AssociateEipAddress", "AllocationId", ids[1], "InstanceId", "i-2")
 
-	res, err := r.Reconcile()
+	res, err := r.Reconcile(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,25 +281,25 @@ func TestReconcileAppliesOnlyTheDifference(t *testing.T) {
 	}
 	// Nothing to do the second time: not a single dataplane call.
 	dp.calls = 0
-	if res, err = r.Reconcile(); err != nil || res.Changed() || dp.calls != 0 {
+	if res, err = r.Reconcile(context.Background()); err != nil || res.Changed() || dp.calls != 0 {
 		t.Errorf("second pass: %v, %v, %d dataplane calls", res, err, dp.calls)
 	}
 	// Disassociating takes the binding out in the next pass, then the EIP is free
 	// for another instance.
 	do(t, s, "UnassociateEipAddress", "AllocationId", ids[0], "InstanceId", "i-1")
 	do(t, s, "UnassociateEipAddress", "AllocationId", ids[1], "InstanceId", "i-2")
-	if res, err = r.Reconcile(); err != nil || res.Removed != 2 || res.Settled != 2 || len(dp.b) != 0 {
+	if res, err = r.Reconcile(context.Background()); err != nil || res.Removed != 2 || res.Settled != 2 || len(dp.b) != 0 {
 		t.Fatalf("disassociating pass: %v, %v, dataplane %v", res, err, dp.b)
 	}
 	do(t, s, "AssociateEipAddress", "AllocationId", ids[1], "InstanceId", "i-1")
-	if res, err = r.Reconcile(); err != nil || res.Added != 1 {
+	if res, err = r.Reconcile(context.Background()); err != nil || res.Added != 1 {
 		t.Fatalf("reassociating pass: %v, %v", res, err)
 	}
 	// Drift: the dataplane translates the EIP to another address. It is moved back.
 	for eip := range dp.b {
 		dp.b[eip] = netip.MustParseAddr("10.0.1.99")
 	}
-	if res, err = r.Reconcile(); err != nil || res.Moved != 1 || res.Added != 0 {
+	if res, err = r.Reconcile(context.Background()); err != nil || res.Moved != 1 || res.Added != 0 {
 		t.Fatalf("drift pass: %v, %v", res, err)
 	}
 	for _, priv := range dp.b {
@@ -316,14 +317,14 @@ func TestFailedApplyLeavesStatusesAsTheyAre(t *testing.T) {
 	ids := allocate(t, s, 1)
 	do(t, s, "AssociateEipAddress", "AllocationId", ids[0], "InstanceId", "i-1")
 	before := status(t, s)
-	if _, err := r.Reconcile(); err == nil {
+	if _, err := r.Reconcile(context.Background()); err == nil {
 		t.Fatal("a failing dataplane did not fail the pass")
 	}
 	if after := status(t, s); after[ids[0]] != before[ids[0]] {
 		t.Errorf("status changed although the dataplane failed")
 	}
 	dp.fail = nil
-	if res, err := r.Reconcile(); err != nil || res.Settled != 1 {
+	if res, err := r.Reconcile(context.Background()); err != nil || res.Settled != 1 {
 		t.Errorf("retry: %v, %v", res, err)
 	}
 }
@@ -384,7 +385,7 @@ func TestReconcileBatchesNewBindings(t *testing.T) {
 			do(t, s, "RegisterInstance", "InstanceId", id, "VpcId", "v", "PrivateIpAddress", fmt.Sprintf("10.0.%d.%d", i/200, 1+i%200))
 			do(t, s, "AssociateEipAddress", "AllocationId", ids[i], "InstanceId", id)
 		}
-		res, err := r.Reconcile()
+		res, err := r.Reconcile(context.Background())
 		if err != nil || res.Added != n || len(dp.b) != n {
 			t.Fatalf("refuse=%v: %v %v, %d bindings", refuse, res, err, len(dp.b))
 		}
@@ -397,5 +398,66 @@ func TestReconcileBatchesNewBindings(t *testing.T) {
 		if res.Settled != n {
 			t.Errorf("settled %d", res.Settled)
 		}
+	}
+}
+
+// TestReconcileEndsWithItsContext: a pass whose context ends stops before its next
+// step, with the context's error, and settles nothing; a later pass finishes it.
+func TestReconcileEndsWithItsContext(t *testing.T) {
+	s := &memStore{tx: model.MemTx{}}
+	dp := &fakeDP{b: map[netip.Addr]netip.Addr{}}
+	r := &Reconciler{Store: s, Dataplane: dp}
+	do(t, s, "RegisterInstance", "InstanceId", "i-1", "VpcId", "v", "PrivateIpAddress", "10.0.1.11")
+	ids := allocate(t, s, 1)
+	do(t, s, "AssociateEipAddress", "AllocationId", ids[0], "InstanceId", "i-1")
+	before := status(t, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	dp.onSet = func(netip.Addr) { dp.onSet = nil; cancel() } // the daemon stops mid-pass
+	if res, err := r.Reconcile(ctx); !errors.Is(err, context.Canceled) || res.Settled != 0 {
+		t.Fatalf("a pass whose context ended: %v, %v", res, err)
+	}
+	if after := status(t, s); after[ids[0]] != before[ids[0]] {
+		t.Errorf("the interrupted pass settled %s", ids[0])
+	}
+	if _, err := r.Reconcile(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("a pass with an ended context started: %v", err)
+	}
+	if res, err := r.Reconcile(context.Background()); err != nil || res.Settled != 1 {
+		t.Errorf("the next pass: %v, %v", res, err)
+	}
+}
+
+// TestStopWaitsForThePass: Stop returns only once the running pass is over, and no
+// pass starts after it (what it uses may close then).
+func TestStopWaitsForThePass(t *testing.T) {
+	s := &memStore{tx: model.MemTx{}}
+	dp := &fakeDP{b: map[netip.Addr]netip.Addr{}}
+	r := &Reconciler{Store: s, Dataplane: dp}
+	do(t, s, "RegisterInstance", "InstanceId", "i-1", "VpcId", "v", "PrivateIpAddress", "10.0.1.11")
+	ids := allocate(t, s, 1)
+	do(t, s, "AssociateEipAddress", "AllocationId", ids[0], "InstanceId", "i-1")
+	inPass, release := make(chan struct{}), make(chan struct{})
+	dp.onSet = func(netip.Addr) { close(inPass); <-release }
+	passDone := make(chan error, 1)
+	go func() { _, err := r.Reconcile(context.Background()); passDone <- err }()
+	<-inPass
+	stopped := make(chan struct{})
+	go func() { r.Stop(); close(stopped) }()
+	select {
+	case <-stopped:
+		t.Fatal("Stop returned while a pass was running")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	if err := <-passDone; err != nil {
+		t.Fatalf("the running pass: %v", err)
+	}
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Stop did not return after the pass")
+	}
+	if _, err := r.Reconcile(context.Background()); !errors.Is(err, ErrStopped) {
+		t.Errorf("a pass after Stop: %v", err)
 	}
 }

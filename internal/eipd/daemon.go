@@ -81,7 +81,12 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 	defer nl.Close()
 	rec := &reconcile.Reconciler{Store: st, Dataplane: dp, Nat: dp,
 		Routes: netcfg.GatewayRoutes{Handle: nl, Interface: cfg.VPC.Name}}
-	res, err := rec.Reconcile()
+	// Passes run under their own context, ended on the way out after the API has
+	// drained; then Stop waits for the last pass, so that the dataplane and the store
+	// (closed by the deferred calls above) never close under one.
+	reconcileCtx, stopReconciling := context.WithCancel(context.Background())
+	defer func() { stopReconciling(); rec.Stop() }()
+	res, err := rec.Reconcile(reconcileCtx)
 	if err != nil {
 		return fmt.Errorf("reconcile at start: %w", err)
 	}
@@ -106,7 +111,7 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 		}
 	}()
 	reconcileNow := func() error {
-		res, err := rec.Reconcile()
+		res, err := rec.Reconcile(reconcileCtx)
 		if err != nil {
 			log.Error("reconcile", "error", err)
 			return err
