@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/eipgw/eipgw/internal/eipd"
 	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/eipgw/eipgw/control/api"
@@ -22,14 +24,21 @@ import (
 // controlReport is the control plane's figures: eipd's own parts (store, model,
 // reconciler, API server, real BPF maps) in one process, without traffic.
 type controlReport struct {
+	// The API figures are taken with this many associations in the store (and in
+	// the maps) already: each write's reply waits for the dataplane to carry it.
+	ExistingAssociations int     `json:"existing_associations"`
 	APIAssociations      int     `json:"api_associations"`
 	APIAssocPerSec       float64 `json:"api_associations_per_second"`
 	APIToDataplaneP50Ms  float64 `json:"api_to_dataplane_p50_ms"`
 	APIToDataplaneP99Ms  float64 `json:"api_to_dataplane_p99_ms"`
-	ReconcilerBindings   int     `json:"reconciler_bindings"`
-	ReconcilerPerSec     float64 `json:"reconciler_bindings_per_second"`
-	StartReconcileMs     float64 `json:"start_reconcile_ms"`      // adopted maps already match: no change
-	StartReconcileFullMs float64 `json:"start_reconcile_full_ms"` // empty maps: every binding applied
+	// Writes a second with ConcurrentClients signed clients at once, each reply
+	// meaning the map carries it.
+	ConcurrentClients      int     `json:"concurrent_clients"`
+	APIWritesPerSecConcurr float64 `json:"api_writes_per_second_concurrent"`
+	ReconcilerBindings     int     `json:"reconciler_bindings"`
+	ReconcilerPerSec       float64 `json:"reconciler_bindings_per_second"`
+	StartReconcileMs       float64 `json:"start_reconcile_ms"`      // adopted maps already match: no change
+	StartReconcileFullMs   float64 `json:"start_reconcile_full_ms"` // empty maps: every binding applied
 }
 
 // agent is the control plane under measurement.
@@ -78,8 +87,8 @@ func (a *agent) close() {
 }
 
 // seed registers n instances and allocates n EIPs in one transaction, and returns
-// their IDs; with associate set the EIPs are associated too.
-func (a *agent) seed(n int, associate bool) (instances, eips []string, err error) {
+// their IDs; the first `associated` EIPs are associated with their instances too.
+func (a *agent) seed(n, associated int) (instances, eips []string, err error) {
 	err = a.st.Update(func(tx model.Tx) error {
 		priv := netip.MustParseAddr("10.1.0.1")
 		pub := benchPool.Addr().Next()
@@ -97,7 +106,7 @@ func (a *agent) seed(n int, associate bool) (instances, eips []string, err error
 			}
 			eips = append(eips, jsonString(resp, "AllocationId"))
 			instances = append(instances, id)
-			if associate {
+			if i < associated {
 				if _, err := a.svc.Do(tx, "bench", "AssociateEipAddress", model.Params{"AllocationId": eips[i], "InstanceId": id}, time.Now()); err != nil {
 					return err
 				}
@@ -121,24 +130,35 @@ func percentile(xs []time.Duration, q float64) float64 {
 }
 
 // measureControl runs the control-plane measurements.
-func measureControl(apiN, bigN int) (*controlReport, error) {
-	rep := &controlReport{APIAssociations: apiN, ReconcilerBindings: bigN}
+func measureControl(apiN, concurrentN, existing, bigN int) (*controlReport, error) {
+	const clients = 32
+	rep := &controlReport{ExistingAssociations: existing, APIAssociations: apiN, ConcurrentClients: clients,
+		ReconcilerBindings: bigN}
 
 	// Through the API: a signed request each, the store write and the reconcile
-	// pass that puts the binding in the map, as eipd does before replying.
+	// pass that puts the binding in the map, as eipd does before replying; with
+	// `existing` associations in the store and the maps already.
 	a, err := newAgent()
 	if err != nil {
 		return nil, err
 	}
-	instances, eips, err := a.seed(apiN, false)
+	instances, eips, err := a.seed(existing+apiN+concurrentN, existing)
 	if err != nil {
 		a.close()
 		return nil, err
 	}
+	if _, err := a.rec.Reconcile(context.Background()); err != nil {
+		a.close()
+		return nil, err
+	}
+	instances, eips = instances[existing:], eips[existing:]
 	srv := httptest.NewServer(&api.Server{
 		Verifier: &api.Verifier{Secrets: benchSecrets{}, Window: time.Minute, MaxNonces: 1 << 20, Now: time.Now},
 		Model:    a.svc, Store: a.st, Now: time.Now,
-		AfterWrite: func() error { _, err := a.rec.Reconcile(context.Background()); return err },
+		AfterWrite: func(action string) error {
+			_, err := eipd.ReconcileAfter(context.Background(), a.rec, action)
+			return err
+		},
 	})
 	client := &api.Client{Endpoint: srv.URL, AccessKeyID: "bench", AccessSecret: benchSecret}
 	lat := make([]time.Duration, 0, apiN)
@@ -153,10 +173,34 @@ func measureControl(apiN, bigN int) (*controlReport, error) {
 		lat = append(lat, time.Since(t0))
 	}
 	rep.APIAssocPerSec = float64(apiN) / time.Since(start).Seconds()
+	// Then the rest from 32 clients at once.
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	start = time.Now()
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := &api.Client{Endpoint: srv.URL, AccessKeyID: "bench", AccessSecret: benchSecret}
+			for i := apiN + c; i < apiN+concurrentN; i += clients {
+				if _, err := client.Call("AssociateEipAddress", map[string]string{"AllocationId": eips[i], "InstanceId": instances[i]}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	rep.APIWritesPerSecConcurr = float64(concurrentN) / time.Since(start).Seconds()
 	srv.Close()
-	if bs, err := a.dp.Bindings(); err != nil || len(bs) != apiN {
+	close(errs)
+	if err := <-errs; err != nil {
 		a.close()
-		return nil, fmt.Errorf("after %d associations the dataplane holds %d bindings (%v)", apiN, len(bs), err)
+		return nil, fmt.Errorf("concurrent associations: %w", err)
+	}
+	if bs, err := a.dp.Bindings(); err != nil || len(bs) != existing+apiN+concurrentN {
+		a.close()
+		return nil, fmt.Errorf("after %d associations the dataplane holds %d bindings (%v)", existing+apiN+concurrentN, len(bs), err)
 	}
 	rep.APIToDataplaneP50Ms, rep.APIToDataplaneP99Ms = percentile(lat, 0.5), percentile(lat, 0.99)
 	a.close()
@@ -166,7 +210,7 @@ func measureControl(apiN, bigN int) (*controlReport, error) {
 		return nil, err
 	}
 	defer a.close()
-	if _, _, err := a.seed(bigN, true); err != nil {
+	if _, _, err := a.seed(bigN, bigN); err != nil {
 		return nil, err
 	}
 	t0 := time.Now()

@@ -98,13 +98,16 @@ func run(opts options, out, only string) error {
 		}
 	}
 	if only != "rates" {
-		apiN, bigN := 2000, 100000
+		// The API's writes are measured over as many existing associations as the
+		// reconciler's start.
+		apiN, concurrentN, bigN := 2000, 3200, 100000
 		if opts.Smoke {
-			apiN, bigN = 50, 500
+			apiN, concurrentN, bigN = 50, 64, 500
 		}
-		fmt.Printf("control plane: %d associations through the API, %d through the reconciler...\n", apiN, bigN)
+		fmt.Printf("control plane: %d associations through the API (then %d from 32 clients) over %d existing, %d through the reconciler...\n",
+			apiN, concurrentN, bigN, bigN)
 		var err error
-		if rep.Control, err = measureControl(apiN, bigN); err != nil {
+		if rep.Control, err = measureControl(apiN, concurrentN, bigN, bigN); err != nil {
 			return fmt.Errorf("control plane: %w", err)
 		}
 	}

@@ -386,3 +386,29 @@ func deleteKeys(m *ebpf.Map, keys []uint32) {
 		_ = m.Delete(k)
 	}
 }
+
+// BindingOf is the private address eip is bound to, if it is: the owner's copy, or
+// (read-only) the map.
+func (d *Dataplane) BindingOf(eip netip.Addr) (netip.Addr, bool, error) {
+	key, err := beKey(eip)
+	if err != nil {
+		return netip.Addr{}, false, fmt.Errorf("binding of: %w", err)
+	}
+	if !d.cfg.ReadOnly {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		priv, ok := d.bound[key]
+		if !ok {
+			return netip.Addr{}, false, nil
+		}
+		return beAddr(priv), true, nil
+	}
+	var cur natBinding
+	switch err := d.objs.InboundBindings.Lookup(key, &cur); {
+	case errors.Is(err, ebpf.ErrKeyNotExist):
+		return netip.Addr{}, false, nil
+	case err != nil:
+		return netip.Addr{}, false, fmt.Errorf("binding of %v: %w", eip, err)
+	}
+	return beAddr(cur.Addr), true, nil
+}

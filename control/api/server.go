@@ -28,9 +28,10 @@ type Server struct {
 	Verifier *Verifier
 	Model    *model.Service
 	Store    Store
-	// AfterWrite runs after every committed write (the reconciler), before the reply;
-	// when it fails, the reply says the change is recorded but not yet carried.
-	AfterWrite func() error
+	// AfterWrite runs after every committed write (the reconciler), before the reply,
+	// with the write's action; when it fails, the reply says the change is recorded
+	// but not yet carried.
+	AfterWrite func(action string) error
 	Metrics    *Metrics
 	Log        *slog.Logger
 	Now        func() time.Time
@@ -166,7 +167,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (actio
 		return reply(errInternal)
 	}
 	if write && s.AfterWrite != nil {
-		if err := s.AfterWrite(); err != nil {
+		if err := s.AfterWrite(action); err != nil {
 			if s.Log != nil {
 				s.Log.Error("api: write committed but not applied", "request_id", id, "action", action, "error", err)
 			}

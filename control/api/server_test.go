@@ -45,7 +45,7 @@ func newTestAPI(t *testing.T) *testAPI {
 		Verifier: &Verifier{Secrets: staticSecrets{"testid": "testsecret"}, Window: 15 * time.Minute, MaxNonces: 10000, Now: time.Now},
 		Model:    &model.Service{Region: "eipgw-1", Pool: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}},
 		Store:    st, Metrics: &Metrics{}, Now: time.Now,
-		AfterWrite: func() error { a.writes++; return a.applyFail },
+		AfterWrite: func(string) error { a.writes++; return a.applyFail },
 	}
 	a.srv = httptest.NewServer(s)
 	t.Cleanup(a.srv.Close)

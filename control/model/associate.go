@@ -396,3 +396,41 @@ func Settle(tx Tx, applied map[string]string) (int, error) {
 	}
 	return n, nil
 }
+
+// PendingBindings reads the pending transitions when each of them is a 1:1 EIP's (a
+// binding to set, or one to remove), for a pass that applies only those: the
+// bindings to set and the EIPs to unbind, with what Settle needs. ok is false when
+// some pending transition asks for more than a binding (a cut-through EIP or a NAT
+// gateway's): then only a full pass will do.
+func PendingBindings(tx Tx) (set []desired.Binding, unbind []netip.Addr, applied map[string]string, ok bool, err error) {
+	applied, ok = map[string]string{}, true
+	err = tx.ForEach(kindEIPPending, func(id string, _ []byte) error {
+		e, err := get[EIP](tx, KindEIP, id)
+		if err != nil {
+			return err
+		}
+		if e == nil {
+			return fmt.Errorf("pending index names a missing EIP %s", id)
+		}
+		if !ok || !oneToOne(e) {
+			ok = false
+			return nil
+		}
+		eip, err1 := netip.ParseAddr(e.IPAddress)
+		priv, err2 := netip.ParseAddr(e.PrivateIPAddress)
+		if err1 != nil || err2 != nil {
+			return fmt.Errorf("EIP %s has damaged addresses", id)
+		}
+		switch e.Status {
+		case StatusAssociating:
+			set = append(set, desired.Binding{EIP: eip, Private: priv})
+		case StatusUnassociating:
+			unbind = append(unbind, eip)
+		default:
+			return fmt.Errorf("pending index names EIP %s in status %s", id, e.Status)
+		}
+		applied[id] = pendingFingerprint(e)
+		return nil
+	})
+	return set, unbind, applied, ok, err
+}

@@ -21,6 +21,7 @@ import (
 // types: dataplane.Dataplane provides it as it is, and tests fake it.
 type Dataplane interface {
 	Bindings() ([]desired.Binding, error)
+	BindingOf(eip netip.Addr) (private netip.Addr, bound bool, err error)
 	SetBinding(eip, private netip.Addr) error
 	DeleteBinding(eip netip.Addr) error
 	CutThroughs() ([]desired.CutThrough, error)
@@ -120,10 +121,92 @@ func (r *Reconciler) Stop() {
 func (r *Reconciler) Reconcile(ctx context.Context) (Result, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.stopped {
+		return Result{}, ErrStopped
+	}
+	return r.reconcileLocked(ctx)
+}
+
+// ReconcilePending applies what the pending transitions ask for, when each is a 1:1
+// EIP's and the inventory (the sources) has not changed since the last pass: a binding
+// set or removed for each, and those settled, without reading the rest of the store
+// or comparing the whole dataplane. What an API write of an association needs before
+// its reply: its cost follows the write, not the number of associations. Anything
+// else (a cut-through or NAT gateway transition, a new interface) gets a full pass.
+func (r *Reconciler) ReconcilePending(ctx context.Context) (Result, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	var res Result
 	if r.stopped {
 		return res, ErrStopped
 	}
+	if err := ctx.Err(); err != nil {
+		return res, fmt.Errorf("reconcile: %w", err)
+	}
+	var set []desired.Binding
+	var unbind []netip.Addr
+	var applied map[string]string
+	var onlyBindings bool
+	var gen uint64
+	if err := r.Store.View(func(tx model.Tx) error {
+		var err error
+		if set, unbind, applied, onlyBindings, err = model.PendingBindings(tx); err != nil {
+			return err
+		}
+		gen, err = model.InventoryGeneration(tx)
+		return err
+	}); err != nil {
+		return res, fmt.Errorf("reconcile: read pending transitions: %w", err)
+	}
+	if !onlyBindings || !r.appliedOK || r.appliedGen != gen {
+		return r.reconcileLocked(ctx)
+	}
+	// Removals first, as in a full pass: a private address unbound here may be the
+	// one a binding below takes.
+	for _, eip := range unbind {
+		if _, bound, err := r.Dataplane.BindingOf(eip); err != nil {
+			return res, fmt.Errorf("reconcile: read binding of %v: %w", eip, err)
+		} else if !bound {
+			continue
+		}
+		if err := r.Dataplane.DeleteBinding(eip); err != nil {
+			return res, fmt.Errorf("reconcile: remove %v: %w", eip, err)
+		}
+		res.Removed++
+	}
+	for _, b := range set {
+		old, bound, err := r.Dataplane.BindingOf(b.EIP)
+		if err != nil {
+			return res, fmt.Errorf("reconcile: read binding of %v: %w", b.EIP, err)
+		}
+		if bound && old == b.Private {
+			continue
+		}
+		if err := r.Dataplane.SetBinding(b.EIP, b.Private); err != nil {
+			return res, fmt.Errorf("reconcile: bind %v to %v: %w", b.EIP, b.Private, err)
+		}
+		if bound {
+			res.Moved++
+		} else {
+			res.Added++
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return res, fmt.Errorf("reconcile: %w", err)
+	}
+	if err := r.Store.Update(func(tx model.Tx) error {
+		n, err := model.Settle(tx, applied)
+		res.Settled = n
+		return err
+	}); err != nil {
+		return res, fmt.Errorf("reconcile: settle: %w", err)
+	}
+	return res, nil
+}
+
+// reconcileLocked is a full pass, under r.mu.
+func (r *Reconciler) reconcileLocked(ctx context.Context) (Result, error) {
+	var res Result
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("reconcile: %w", err)
 	}

@@ -33,10 +33,12 @@ type fakeDP struct {
 	cut   map[netip.Addr]string // EIP -> ENI MAC
 	src   map[string]bool       // desired.Source.String(): address@MAC
 	calls int
+	lists int // whole-table reads: Bindings, CutThroughs, Sources
 	fail  error
 }
 
 func (f *fakeDP) Bindings() ([]desired.Binding, error) {
+	f.lists++
 	var out []desired.Binding
 	for k, v := range f.b {
 		out = append(out, desired.Binding{EIP: k, Private: v})
@@ -65,7 +67,13 @@ func (f *fakeDP) SetBinding(e, p netip.Addr) error {
 
 func (f *fakeDP) DeleteBinding(e netip.Addr) error { f.calls++; delete(f.b, e); return nil }
 
+func (f *fakeDP) BindingOf(e netip.Addr) (netip.Addr, bool, error) {
+	p, ok := f.b[e]
+	return p, ok, nil
+}
+
 func (f *fakeDP) CutThroughs() ([]desired.CutThrough, error) {
+	f.lists++
 	var out []desired.CutThrough
 	for k, v := range f.cut {
 		mac, err := net.ParseMAC(v)
@@ -89,6 +97,7 @@ func (f *fakeDP) SetCutThrough(e netip.Addr, mac net.HardwareAddr) error {
 func (f *fakeDP) DeleteCutThrough(e netip.Addr) error { f.calls++; delete(f.cut, e); return nil }
 
 func (f *fakeDP) Sources() ([]desired.Source, error) {
+	f.lists++
 	var out []desired.Source
 	for s := range f.src {
 		addr, mac, _ := strings.Cut(s, "@")
@@ -459,5 +468,56 @@ func TestStopWaitsForThePass(t *testing.T) {
 	}
 	if _, err := r.Reconcile(context.Background()); !errors.Is(err, ErrStopped) {
 		t.Errorf("a pass after Stop: %v", err)
+	}
+}
+
+// TestReconcilePendingTouchesOnlyTheWrite: after a full pass, associating and
+// disassociating 1:1 EIPs is applied and settled without reading the whole dataplane
+// or the rest of the store; a transition that needs more (a cut-through EIP) or a new
+// interface gets a full pass, and so does the first pass of a reconciler.
+func TestReconcilePendingTouchesOnlyTheWrite(t *testing.T) {
+	s := &memStore{tx: model.MemTx{}}
+	dp := &fakeDP{b: map[netip.Addr]netip.Addr{}}
+	routes := &fakeRoutes{}
+	r := &Reconciler{Store: s, Dataplane: dp, Routes: routes}
+	do(t, s, "RegisterInstance", "InstanceId", "i-1", "VpcId", "v", "PrivateIpAddress", "10.0.1.11", "MacAddress", "02:00:00:00:01:11")
+	do(t, s, "RegisterInstance", "InstanceId", "i-2", "VpcId", "v", "PrivateIpAddress", "10.0.1.12", "MacAddress", "02:00:00:00:01:12")
+	ids := allocate(t, s, 3)
+	do(t, s, "AssociateEipAddress", "AllocationId", ids[0], "InstanceId", "i-1")
+	// The first pass of a reconciler is a full one.
+	if res, err := r.ReconcilePending(context.Background()); err != nil || res.Added != 3 || res.Settled != 1 || dp.lists == 0 {
+		t.Fatalf("first pass: %v, %v (%d whole-table reads)", res, err, dp.lists)
+	}
+	dp.lists = 0
+	do(t, s, "AssociateEipAddress", "AllocationId", ids[1], "InstanceId", "i-2")
+	res, err := r.ReconcilePending(context.Background())
+	if err != nil || res.Added != 1 || res.Settled != 1 || len(dp.b) != 2 || dp.lists != 0 {
+		t.Fatalf("an association: %v, %v, bindings %v (%d whole-table reads)", res, err, dp.b, dp.lists)
+	}
+	if st := eipStatus(t, s, ids[1]); st != model.StatusInUse {
+		t.Errorf("the associated EIP is %s", st)
+	}
+	do(t, s, "UnassociateEipAddress", "AllocationId", ids[0], "InstanceId", "i-1")
+	res, err = r.ReconcilePending(context.Background())
+	if err != nil || res.Removed != 1 || res.Settled != 1 || len(dp.b) != 1 || dp.lists != 0 {
+		t.Fatalf("a disassociation: %v, %v, bindings %v (%d whole-table reads)", res, err, dp.b, dp.lists)
+	}
+	if st := eipStatus(t, s, ids[0]); st != model.StatusAvailable {
+		t.Errorf("the disassociated EIP is %s", st)
+	}
+	// A cut-through EIP needs its route and MAC: a full pass.
+	do(t, s, "CreateNetworkInterface", "NetworkInterfaceId", "eni-1", "VpcId", "v", "PrimaryIpAddress", "10.0.3.1", "MacAddress", "02:00:00:00:00:31")
+	do(t, s, "AssociateEipAddress", "AllocationId", ids[2], "InstanceId", "eni-1", "InstanceType", "NetworkInterface", "Mode", "BINDED")
+	res, err = r.ReconcilePending(context.Background())
+	if err != nil || res.Settled != 1 || len(dp.cut) != 1 || len(routes.eips) != 1 || dp.lists == 0 {
+		t.Fatalf("a cut-through association: %v, %v, cut-throughs %v (%d whole-table reads)", res, err, dp.cut, dp.lists)
+	}
+	// A new interface changes the sources: a full pass, even for a 1:1 association.
+	dp.lists = 0
+	do(t, s, "UnassociateEipAddress", "AllocationId", ids[1], "InstanceId", "i-2")
+	do(t, s, "RegisterInstance", "InstanceId", "i-3", "VpcId", "v", "PrivateIpAddress", "10.0.1.13", "MacAddress", "02:00:00:00:01:13")
+	res, err = r.ReconcilePending(context.Background())
+	if err != nil || res.Removed != 1 || !dp.src["10.0.1.13@02:00:00:00:01:13"] || dp.lists == 0 {
+		t.Fatalf("after a registration: %v, %v, sources %v (%d whole-table reads)", res, err, dp.src, dp.lists)
 	}
 }

@@ -121,6 +121,19 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 		}
 		return nil
 	}
+	// An API write's reply waits for the dataplane to carry it: for an association
+	// of a 1:1 EIP, a pass over its pending transitions; for anything else, a full one.
+	afterWrite := func(action string) error {
+		res, err := ReconcileAfter(reconcileCtx, rec, action)
+		if err != nil {
+			log.Error("reconcile", "error", err)
+			return err
+		}
+		if res.Changed() || res.Settled > 0 {
+			log.Info("reconciled", "result", res.String())
+		}
+		return nil
+	}
 
 	verifier := &api.Verifier{Secrets: creds, Window: cfg.timestampWindow, MaxNonces: 1 << 20, Now: time.Now}
 	restored, err := verifier.RestoreNonces(st)
@@ -154,7 +167,7 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 			Model: &model.Service{Region: cfg.Region, Pool: cfg.pools, EIPGateway: cfg.eipGateway, Nat: natObserver{dp},
 				Capacity: modelCapacity(dp.Capacities())},
 			Store:      st,
-			AfterWrite: reconcileNow,
+			AfterWrite: afterWrite,
 			Metrics:    metrics,
 			Log:        log,
 			Now:        time.Now,
@@ -241,6 +254,18 @@ func refuseEmptyOverLive(st *store.Store, dp *dataplane.Dataplane) error {
 			"or start with --init to clear them", ErrEmptyStateOverLiveDataplane, len(bindings), len(cuts), len(nat), dp.PinDir())
 	}
 	return nil
+}
+
+// ReconcileAfter runs the pass an API write of action needs before its reply:
+// associating or disassociating an EIP changes only pending transitions, which
+// ReconcilePending applies (falling back to a full pass when they need more); any
+// other write gets a full pass.
+func ReconcileAfter(ctx context.Context, rec *reconcile.Reconciler, action string) (reconcile.Result, error) {
+	switch action {
+	case "AssociateEipAddress", "UnassociateEipAddress":
+		return rec.ReconcilePending(ctx)
+	}
+	return rec.Reconcile(ctx)
 }
 
 // The reconciler takes the dataplane as it is: both speak the desired state's types.
