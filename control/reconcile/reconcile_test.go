@@ -410,15 +410,22 @@ func TestReconcileBatchesNewBindings(t *testing.T) {
 	}
 }
 
-// TestReconcileEndsWithItsContext: a pass whose context ends stops before its next
-// step, with the context's error, and settles nothing; a later pass finishes it.
-func TestReconcileEndsWithItsContext(t *testing.T) {
+// oneAssociation is a store with one EIP being associated with an instance, not yet
+// reconciled.
+func oneAssociation(t *testing.T) (*memStore, *fakeDP, *Reconciler, []string) {
+	t.Helper()
 	s := &memStore{tx: model.MemTx{}}
 	dp := &fakeDP{b: map[netip.Addr]netip.Addr{}}
-	r := &Reconciler{Store: s, Dataplane: dp}
 	do(t, s, "RegisterInstance", "InstanceId", "i-1", "VpcId", "v", "PrivateIpAddress", "10.0.1.11")
 	ids := allocate(t, s, 1)
 	do(t, s, "AssociateEipAddress", "AllocationId", ids[0], "InstanceId", "i-1")
+	return s, dp, &Reconciler{Store: s, Dataplane: dp}, ids
+}
+
+// TestReconcileEndsWithItsContext: a pass whose context ends stops before its next
+// step, with the context's error, and settles nothing; a later pass finishes it.
+func TestReconcileEndsWithItsContext(t *testing.T) {
+	s, dp, r, ids := oneAssociation(t)
 	before := status(t, s)
 	ctx, cancel := context.WithCancel(context.Background())
 	dp.onSet = func(netip.Addr) { dp.onSet = nil; cancel() } // the daemon stops mid-pass
@@ -439,12 +446,7 @@ func TestReconcileEndsWithItsContext(t *testing.T) {
 // TestStopWaitsForThePass: Stop returns only once the running pass is over, and no
 // pass starts after it (what it uses may close then).
 func TestStopWaitsForThePass(t *testing.T) {
-	s := &memStore{tx: model.MemTx{}}
-	dp := &fakeDP{b: map[netip.Addr]netip.Addr{}}
-	r := &Reconciler{Store: s, Dataplane: dp}
-	do(t, s, "RegisterInstance", "InstanceId", "i-1", "VpcId", "v", "PrivateIpAddress", "10.0.1.11")
-	ids := allocate(t, s, 1)
-	do(t, s, "AssociateEipAddress", "AllocationId", ids[0], "InstanceId", "i-1")
+	_, dp, r, _ := oneAssociation(t)
 	inPass, release := make(chan struct{}), make(chan struct{})
 	dp.onSet = func(netip.Addr) { close(inPass); <-release }
 	passDone := make(chan error, 1)

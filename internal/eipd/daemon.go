@@ -110,8 +110,7 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 			log.Error("next-hop cache: turning it off on the way out", "error", err)
 		}
 	}()
-	reconcileNow := func() error {
-		res, err := rec.Reconcile(reconcileCtx)
+	logged := func(res reconcile.Result, err error) error {
 		if err != nil {
 			log.Error("reconcile", "error", err)
 			return err
@@ -121,19 +120,10 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 		}
 		return nil
 	}
+	reconcileNow := func() error { return logged(rec.Reconcile(reconcileCtx)) }
 	// An API write's reply waits for the dataplane to carry it: for an association
 	// of a 1:1 EIP, a pass over its pending transitions; for anything else, a full one.
-	afterWrite := func(action string) error {
-		res, err := ReconcileAfter(reconcileCtx, rec, action)
-		if err != nil {
-			log.Error("reconcile", "error", err)
-			return err
-		}
-		if res.Changed() || res.Settled > 0 {
-			log.Info("reconciled", "result", res.String())
-		}
-		return nil
-	}
+	afterWrite := func(action string) error { return logged(ReconcileAfter(reconcileCtx, rec, action)) }
 
 	verifier := &api.Verifier{Secrets: creds, Window: cfg.timestampWindow, MaxNonces: 1 << 20, Now: time.Now}
 	restored, err := verifier.RestoreNonces(st)
