@@ -161,6 +161,11 @@ func (r *Reconciler) ReconcilePending(ctx context.Context) (Result, error) {
 	if !onlyBindings || !r.appliedOK || r.appliedGen != gen {
 		return r.reconcileLocked(ctx)
 	}
+	// Nothing pending: another writer's pass, which ran while this one waited for the
+	// lock, applied this write too. No commit either: concurrent writes share one.
+	if len(applied) == 0 {
+		return res, nil
+	}
 	// Removals first, as in a full pass: a private address unbound here may be the
 	// one a binding below takes.
 	for _, eip := range unbind {

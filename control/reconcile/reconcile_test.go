@@ -15,10 +15,14 @@ import (
 	"github.com/eipgw/eipgw/desired"
 )
 
-type memStore struct{ tx model.MemTx }
+type memStore struct {
+	tx      model.MemTx
+	updates int // read-write transactions run
+}
 
 func (m *memStore) View(fn func(model.Tx) error) error { return fn(m.tx) }
 func (m *memStore) Update(fn func(model.Tx) error) error {
+	m.updates++
 	c := m.tx.Clone()
 	if err := fn(c); err != nil {
 		return err
@@ -506,6 +510,12 @@ func TestReconcilePendingTouchesOnlyTheWrite(t *testing.T) {
 	}
 	if st := eipStatus(t, s, ids[0]); st != model.StatusAvailable {
 		t.Errorf("the disassociated EIP is %s", st)
+	}
+	// A second writer whose transition the first writer's pass applied finds nothing
+	// to do, and writes nothing.
+	writes := s.updates
+	if res, err := r.ReconcilePending(context.Background()); err != nil || res != (Result{}) || s.updates != writes {
+		t.Fatalf("a pass with nothing pending: %v, %v, %d store writes", res, err, s.updates-writes)
 	}
 	// A cut-through EIP needs its route and MAC: a full pass.
 	do(t, s, "CreateNetworkInterface", "NetworkInterfaceId", "eni-1", "VpcId", "v", "PrimaryIpAddress", "10.0.3.1", "MacAddress", "02:00:00:00:00:31")
