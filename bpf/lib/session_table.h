@@ -1,18 +1,19 @@
 /* session_table.h: the NAT gateway's session records, one per direction of each
  * session, in one open-addressing table (session_table, an ARRAY of 64-byte buckets of
- * two 32-byte records). A record lives in one of SESSION_PROBE_BUCKETS buckets from
- * its key's home bucket, so a lookup reads at most that many cache lines in a row,
- * whatever the number of sessions; a preallocated hash map reads a bucket and then an
- * element wherever its free list put it.
+ * two 32-byte records). A key has SESSION_WINDOWS windows of SESSION_PROBE_BUCKETS
+ * buckets, each from its own hash of the key, and its record is in the first with
+ * room: a lookup reads one cache line, or a few in a row, whatever the number of
+ * sessions, where a preallocated hash map reads a bucket and then an element wherever
+ * its free list put it.
  *
  * Concurrency: readers take no lock. A record's state word says what it holds (empty,
- * busy, outbound, inbound), carries its TCP bits, and a generation that changes every
- * time the slot is claimed; a reader copies the record and checks the word did not
- * change meanwhile (but for TCP bits). Writers take no lock either: a slot is claimed
- * by compare-and-swap, and an insert that finds its key inserted by another CPU
- * meanwhile withdraws (record_insert). Removal swaps the state word. A full probe window refuses the insert:
- * live sessions are never evicted. The hash is keyed by a secret seed, so a flood of
- * chosen tuples cannot pile into one window. */
+ * busy, outbound, inbound, tentative), carries its TCP bits, and a generation that
+ * changes every time the slot is claimed; a reader copies the record and checks the
+ * word did not change meanwhile (but for TCP bits). Writers take no lock either: a
+ * slot is claimed by compare-and-swap, and an insert that finds its key inserted by
+ * another CPU meanwhile withdraws (record_insert). Removal swaps the state word. A key
+ * whose windows are all full is refused: live sessions are never evicted. The hash is
+ * keyed by a secret seed, so a flood of chosen tuples cannot pile into one window. */
 #pragma once
 
 #include "maps.h"
