@@ -2,11 +2,11 @@ package dataplane
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"sort"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -198,32 +198,31 @@ func (d *Dataplane) eachSession(fn func(natFlowKey, Session) error) error {
 // the map iterates it instead).
 func (d *Dataplane) eachRecord(fn func(natSessionRecord)) error {
 	table := d.objs.SessionTable
-	const recordSize = 32
-	bucketSize := int(table.ValueSize())
-	decode := func(b []byte) {
-		for off := 0; off+recordSize <= len(b); off += recordSize {
-			r := b[off : off+recordSize]
-			rec := natSessionRecord{
-				State: binary.NativeEndian.Uint32(r[0:]), AddrA: binary.NativeEndian.Uint32(r[4:]),
-				AddrB: binary.NativeEndian.Uint32(r[8:]), PortA: binary.NativeEndian.Uint16(r[12:]),
-				PortB: binary.NativeEndian.Uint16(r[14:]), Protocol: r[16], Flags: r[17],
-				ToPort: binary.NativeEndian.Uint16(r[18:]), ToAddr: binary.NativeEndian.Uint32(r[20:]),
-				CounterSlot: binary.NativeEndian.Uint32(r[24:]), LastSeen: binary.NativeEndian.Uint32(r[28:]),
-			}
-			if k := recordKind(rec); k == natRecordKindRECORD_OUTBOUND || k == natRecordKindRECORD_INBOUND {
-				fn(rec)
+	live := func(b natSessionBucket) {
+		for _, r := range b.Records {
+			if k := recordKind(r); k == natRecordKindRECORD_OUTBOUND || k == natRecordKindRECORD_INBOUND {
+				fn(r)
 			}
 		}
 	}
 	if mem, err := table.Memory(); err == nil {
-		buf := make([]byte, bucketSize*4096)
-		total := int(table.MaxEntries()) * bucketSize
-		for off := 0; off < total; off += len(buf) {
-			chunk := buf[:min(len(buf), total-off)]
-			if _, err := mem.ReadAt(chunk, int64(off)); err != nil {
+		// Read straight into bpf2go's own struct (its layout is the C one), a chunk
+		// of buckets at a time.
+		chunk := make([]natSessionBucket, 4096)
+		raw := unsafe.Slice((*byte)(unsafe.Pointer(&chunk[0])), len(chunk)*int(unsafe.Sizeof(chunk[0])))
+		size := int(unsafe.Sizeof(chunk[0]))
+		if size != int(table.ValueSize()) {
+			return fmt.Errorf("read the session table: buckets of %d bytes, the Go struct has %d", table.ValueSize(), size)
+		}
+		total := int(table.MaxEntries())
+		for first := 0; first < total; first += len(chunk) {
+			n := min(len(chunk), total-first)
+			if _, err := mem.ReadAt(raw[:n*size], int64(first*size)); err != nil {
 				return fmt.Errorf("read the session table: %w", err)
 			}
-			decode(chunk)
+			for _, b := range chunk[:n] {
+				live(b)
+			}
 		}
 		return nil
 	}
@@ -231,11 +230,7 @@ func (d *Dataplane) eachRecord(fn func(natSessionRecord)) error {
 	var bucket natSessionBucket
 	it := table.Iterate()
 	for it.Next(&key, &bucket) {
-		for _, r := range bucket.Records {
-			if k := recordKind(r); k == natRecordKindRECORD_OUTBOUND || k == natRecordKindRECORD_INBOUND {
-				fn(r)
-			}
-		}
+		live(bucket)
 	}
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("list the session table: %w", err)

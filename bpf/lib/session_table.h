@@ -312,9 +312,7 @@ static __always_inline bool record_twin(struct session_bucket *bk, __u32 index, 
 	struct session_record *r = index ? &bk->records[1] : &bk->records[0];
 	__u32 state = READ_ONCE_U32(r->state);
 
-	return (RECORD_KIND(state) & ~RECORD_TENTATIVE) == k->kind && r->addr_a == k->addr_a &&
-	       r->addr_b == k->addr_b && r->port_a == k->port_a && r->port_b == k->port_b &&
-	       r->protocol == k->protocol;
+	return record_holds(r, state & ~RECORD_TENTATIVE, k);
 }
 
 /* Look in the window from home for a record of k, live or tentative, other than the
