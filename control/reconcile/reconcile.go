@@ -166,35 +166,8 @@ func (r *Reconciler) ReconcilePending(ctx context.Context) (Result, error) {
 	if len(applied) == 0 {
 		return res, nil
 	}
-	// Removals first, as in a full pass: a private address unbound here may be the
-	// one a binding below takes.
-	for _, eip := range unbind {
-		if _, bound, err := r.Dataplane.BindingOf(eip); err != nil {
-			return res, fmt.Errorf("reconcile: read binding of %v: %w", eip, err)
-		} else if !bound {
-			continue
-		}
-		if err := r.Dataplane.DeleteBinding(eip); err != nil {
-			return res, fmt.Errorf("reconcile: remove %v: %w", eip, err)
-		}
-		res.Removed++
-	}
-	for _, b := range set {
-		old, bound, err := r.Dataplane.BindingOf(b.EIP)
-		if err != nil {
-			return res, fmt.Errorf("reconcile: read binding of %v: %w", b.EIP, err)
-		}
-		if bound && old == b.Private {
-			continue
-		}
-		if err := r.Dataplane.SetBinding(b.EIP, b.Private); err != nil {
-			return res, fmt.Errorf("reconcile: bind %v to %v: %w", b.EIP, b.Private, err)
-		}
-		if bound {
-			res.Moved++
-		} else {
-			res.Added++
-		}
+	if _, err := r.applyBindings(set, unbind, &res); err != nil {
+		return res, err
 	}
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("reconcile: %w", err)
@@ -207,6 +180,71 @@ func (r *Reconciler) ReconcilePending(ctx context.Context) (Result, error) {
 		return res, fmt.Errorf("reconcile: settle: %w", err)
 	}
 	return res, nil
+}
+
+// bindingChange is one binding as it was before applyBindings changed it.
+type bindingChange struct {
+	eip, old netip.Addr
+	bound    bool
+}
+
+// applyBindings removes the bindings of unbind and sets those of set, removals first
+// as in a full pass (a private address unbound here may be the one a binding below
+// takes), and returns what each change replaced, for undoing them; on an error, those
+// made so far.
+func (r *Reconciler) applyBindings(set []desired.Binding, unbind []netip.Addr, res *Result) ([]bindingChange, error) {
+	var changes []bindingChange
+	for _, eip := range unbind {
+		old, bound, err := r.Dataplane.BindingOf(eip)
+		if err != nil {
+			return changes, fmt.Errorf("reconcile: read binding of %v: %w", eip, err)
+		}
+		if !bound {
+			continue
+		}
+		if err := r.Dataplane.DeleteBinding(eip); err != nil {
+			return changes, fmt.Errorf("reconcile: remove %v: %w", eip, err)
+		}
+		changes = append(changes, bindingChange{eip: eip, old: old, bound: true})
+		res.Removed++
+	}
+	for _, b := range set {
+		old, bound, err := r.Dataplane.BindingOf(b.EIP)
+		if err != nil {
+			return changes, fmt.Errorf("reconcile: read binding of %v: %w", b.EIP, err)
+		}
+		if bound && old == b.Private {
+			continue
+		}
+		if err := r.Dataplane.SetBinding(b.EIP, b.Private); err != nil {
+			return changes, fmt.Errorf("reconcile: bind %v to %v: %w", b.EIP, b.Private, err)
+		}
+		changes = append(changes, bindingChange{eip: b.EIP, old: old, bound: bound})
+		if bound {
+			res.Moved++
+		} else {
+			res.Added++
+		}
+	}
+	return changes, nil
+}
+
+// undoBindings puts back what applyBindings changed, last change first.
+func (r *Reconciler) undoBindings(changes []bindingChange) error {
+	var errs []error
+	for i := len(changes) - 1; i >= 0; i-- {
+		c := changes[i]
+		var err error
+		if c.bound {
+			err = r.Dataplane.SetBinding(c.eip, c.old)
+		} else {
+			err = r.Dataplane.DeleteBinding(c.eip)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("reconcile: undo the binding of %v: %w", c.eip, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // reconcileLocked is a full pass, under r.mu.

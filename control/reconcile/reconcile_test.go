@@ -16,8 +16,9 @@ import (
 )
 
 type memStore struct {
-	tx      model.MemTx
-	updates int // read-write transactions run
+	tx         model.MemTx
+	updates    int   // read-write transactions run
+	failCommit error // what the next commit fails with, after fn succeeded
 }
 
 func (m *memStore) View(fn func(model.Tx) error) error { return fn(m.tx) }
@@ -25,6 +26,10 @@ func (m *memStore) Update(fn func(model.Tx) error) error {
 	m.updates++
 	c := m.tx.Clone()
 	if err := fn(c); err != nil {
+		return err
+	}
+	if err := m.failCommit; err != nil {
+		m.failCommit = nil
 		return err
 	}
 	m.tx = c

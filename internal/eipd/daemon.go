@@ -156,7 +156,7 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 			Nonces:   nonces,
 			Model: &model.Service{Region: cfg.Region, Pool: cfg.pools, EIPGateway: cfg.eipGateway, Nat: natObserver{dp},
 				Capacity: modelCapacity(dp.Capacities())},
-			Store:      st,
+			Store:      &reconcile.Committer{Reconciler: rec},
 			AfterWrite: afterWrite,
 			Metrics:    metrics,
 			Log:        log,
