@@ -42,3 +42,25 @@ func eachEntry[K, V any](m *ebpf.Map, fn func(K, V)) error {
 		}
 	}
 }
+
+// putMany puts entries, a batch of them a syscall (BPF_MAP_UPDATE_BATCH, which takes
+// no flags per element: flags applies only one at a time, where the kernel has no
+// batch update), and returns how many went in (the first ones). For a per-CPU map,
+// vals holds each key's values for every possible CPU in a row.
+func putMany[K, V any](m *ebpf.Map, keys []K, vals []V, flags ebpf.MapUpdateFlags) (int, error) {
+	n, err := m.BatchUpdate(keys, vals, nil)
+	if errors.Is(err, ebpf.ErrNotSupported) && n == 0 {
+		perKey := len(vals) / max(len(keys), 1)
+		for i := range keys {
+			var val any = vals[i]
+			if perKey > 1 {
+				val = vals[i*perKey : (i+1)*perKey]
+			}
+			if err := m.Update(keys[i], val, flags); err != nil {
+				return i, err
+			}
+		}
+		return len(keys), nil
+	}
+	return n, err
+}

@@ -1,7 +1,9 @@
 package dataplane
 
 import (
+	"cmp"
 	"github.com/eipgw/eipgw/desired"
+	"slices"
 
 	"encoding/binary"
 	"errors"
@@ -35,6 +37,13 @@ func beKey(a netip.Addr) (uint32, error) {
 	}
 	b := a.As4()
 	return binary.NativeEndian.Uint32(b[:]), nil
+}
+
+// addrOrder is a key's address as a number, for sorting keys as addresses sort.
+func addrOrder(v uint32) uint32 {
+	var b [4]byte
+	binary.NativeEndian.PutUint32(b[:], v)
+	return binary.BigEndian.Uint32(b[:])
 }
 
 func beAddr(v uint32) netip.Addr {
@@ -152,22 +161,27 @@ func (d *Dataplane) DeleteBinding(eip netip.Addr) error {
 	return nil
 }
 
-// Bindings lists the bindings in the maps: the owner's copy, or (read-only) a walk.
+// Bindings lists the bindings in the maps, sorted by EIP: the owner's copy, or
+// (read-only) a walk.
 func (d *Dataplane) Bindings() ([]Binding, error) {
+	var keys [][2]uint32 // EIP, private address
 	if !d.cfg.ReadOnly {
 		d.mu.Lock()
-		defer d.mu.Unlock()
-		out := make([]Binding, 0, len(d.bound))
+		keys = make([][2]uint32, 0, len(d.bound))
 		for eip, priv := range d.bound {
-			out = append(out, Binding{EIP: beAddr(eip), Private: beAddr(priv)})
+			keys = append(keys, [2]uint32{eip, priv})
 		}
-		return out, nil
-	}
-	var out []Binding
-	if err := eachEntry(d.objs.InboundBindings, func(key uint32, val natBinding) {
-		out = append(out, Binding{EIP: beAddr(key), Private: beAddr(val.Addr)})
+		d.mu.Unlock()
+	} else if err := eachEntry(d.objs.InboundBindings, func(key uint32, val natBinding) {
+		keys = append(keys, [2]uint32{key, val.Addr})
 	}); err != nil {
 		return nil, fmt.Errorf("list bindings: %w", err)
+	}
+	// Sorted as keys, which is cheaper than as addresses, in the same order.
+	slices.SortFunc(keys, func(a, b [2]uint32) int { return cmp.Compare(addrOrder(a[0]), addrOrder(b[0])) })
+	out := make([]Binding, len(keys))
+	for i, k := range keys {
+		out[i] = Binding{EIP: beAddr(k[0]), Private: beAddr(k[1])}
 	}
 	return out, nil
 }
@@ -331,10 +345,10 @@ func (d *Dataplane) addBindingChunk(bs []Binding) error {
 			return fmt.Errorf("%v: %w (%d bindings)", b.EIP, ErrFull, d.cfg.MaxBindings)
 		}
 		slots = append(slots, slot)
-		if err := d.zeroCounters(slot); err != nil {
-			undo()
-			return err
-		}
+	}
+	if err := d.zeroCounters(slots...); err != nil {
+		undo()
+		return err
 	}
 	outbound := make([]natBinding, len(bs))
 	inbound := make([]natBinding, len(bs))
@@ -362,22 +376,11 @@ func (d *Dataplane) addBindingChunk(bs []Binding) error {
 // putNew inserts entries that do not exist yet (the caller checked), in one batch or
 // one at a time, and returns how many went in (the first ones).
 func putNew[V any](m *ebpf.Map, keys []uint32, vals []V) (int, error) {
-	n, err := m.BatchUpdate(keys, vals, nil)
-	if errors.Is(err, ebpf.ErrNotSupported) && n == 0 {
-		for i := range keys {
-			if err := m.Update(keys[i], vals[i], ebpf.UpdateNoExist); err != nil {
-				return i, fmt.Errorf("%v: %w", beAddr(keys[i]), err)
-			}
-		}
-		return len(keys), nil
+	n, err := putMany(m, keys, vals, ebpf.UpdateNoExist)
+	if err != nil && n < len(keys) {
+		return n, fmt.Errorf("%v: %w", beAddr(keys[n]), err)
 	}
-	if err != nil {
-		if n < len(keys) {
-			return n, fmt.Errorf("%v: %w", beAddr(keys[n]), err)
-		}
-		return n, err
-	}
-	return n, nil
+	return n, err
 }
 
 // deleteKeys removes what a failed insert put in: keys that were free before it.

@@ -54,13 +54,17 @@ func (d *Dataplane) Counters(eip netip.Addr) (EIPCounters, error) {
 	return sum, nil
 }
 
-func (d *Dataplane) zeroCounters(slot uint32) error {
+// zeroCounters zeroes the counters of slots on every CPU, a batch of slots a syscall.
+func (d *Dataplane) zeroCounters(slots ...uint32) error {
 	n, err := ebpf.PossibleCPU()
 	if err != nil {
 		return fmt.Errorf("zero counters: %w", err)
 	}
-	if err := d.objs.CountersBySlot.Put(slot, make([]natEipCounters, n)); err != nil {
-		return fmt.Errorf("zero counters of slot %d: %w", slot, err)
+	for start := 0; start < len(slots); start += batchSize {
+		chunk := slots[start:min(start+batchSize, len(slots))]
+		if _, err := putMany(d.objs.CountersBySlot, chunk, make([]natEipCounters, n*len(chunk)), ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("zero counters of %d slots from %d: %w", len(chunk), chunk[0], err)
+		}
 	}
 	return nil
 }

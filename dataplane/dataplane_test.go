@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -366,12 +367,29 @@ func TestAddBindings(t *testing.T) {
 		eip, priv = eip.Next(), priv.Next()
 		bs = append(bs, Binding{EIP: eip, Private: priv})
 	}
+	// Every slot holds counts, as a slot freed by an unbinding does.
+	ncpu, err := ebpf.PossibleCPU()
+	must(t, err)
+	var slotKeys []uint32
+	for slot := range uint32(8192) {
+		slotKeys = append(slotKeys, slot)
+	}
+	used := make([]natEipCounters, ncpu*len(slotKeys))
+	for i := range used {
+		used[i] = natEipCounters{InPackets: 7, InBytes: 700, OutPackets: 3, OutBytes: 300}
+	}
+	if _, err := l.dp.objs.CountersBySlot.BatchUpdate(slotKeys, used, nil); err != nil {
+		t.Fatal(err)
+	}
 	if err := l.dp.AddBindings(bs); err != nil {
 		t.Fatal(err)
 	}
 	have, err := l.dp.Bindings()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !slices.IsSortedFunc(have, func(a, b Binding) int { return a.EIP.Compare(b.EIP) }) {
+		t.Error("Bindings are not sorted by EIP")
 	}
 	got := map[netip.Addr]netip.Addr{}
 	for _, b := range have {

@@ -1,9 +1,8 @@
 package dataplane
 
 import (
-	"github.com/eipgw/eipgw/desired"
-
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -11,6 +10,7 @@ import (
 	"slices"
 
 	"github.com/cilium/ebpf"
+	"github.com/eipgw/eipgw/desired"
 	"golang.org/x/sys/unix"
 )
 
@@ -166,30 +166,91 @@ func (d *Dataplane) SetSource(s Source) error {
 	return nil
 }
 
-// sourceSet is the owner's copy of vpc_sources, by address.
-type sourceSet map[uint32]map[[6]uint8]struct{}
+// AddSources lets many sources be translated at once (a start-up reconcile), a batch
+// of them a syscall; sources already registered are left as they are. On an error,
+// the sources of the batch that failed and after it may not be in; those before are.
+func (d *Dataplane) AddSources(ss []Source) error {
+	if d.cfg.ReadOnly {
+		return fmt.Errorf("add sources: %w", ErrReadOnly)
+	}
+	keys := make([]natSourceKey, 0, len(ss))
+	for _, s := range ss {
+		key, err := sourceKey(s)
+		if err != nil {
+			return fmt.Errorf("add sources: %w", err)
+		}
+		keys = append(keys, key)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	privates := make(map[uint32]bool, len(d.bound))
+	for _, priv := range d.bound {
+		privates[priv] = true
+	}
+	ones := make([]uint32, min(len(keys), batchSize))
+	for i := range ones {
+		ones[i] = 1
+	}
+	for start := 0; start < len(keys); start += batchSize {
+		chunk := keys[start:min(start+batchSize, len(keys))]
+		n, err := putMany(d.objs.VpcSources, chunk, ones[:len(chunk)], ebpf.UpdateAny)
+		for _, key := range chunk[:n] {
+			d.sources.add(key)
+		}
+		if errors.Is(err, unix.E2BIG) {
+			return fmt.Errorf("add sources: %w (%d sources)", ErrFull, d.cfg.MaxSources)
+		} else if err != nil {
+			return fmt.Errorf("add sources: %w", err)
+		}
+		for _, key := range chunk {
+			// Only a bound private address has a binding whose sender may change.
+			if privates[key.Addr] {
+				if err := d.refreshSender(key.Addr); err != nil {
+					return fmt.Errorf("add source %v: %w", sourcesOf([]natSourceKey{key})[0], err)
+				}
+			}
+		}
+	}
+	if len(keys) > 0 {
+		d.wantHops()
+	}
+	return nil
+}
+
+// sourceSet is the owner's copy of vpc_sources: the MACs of each address (almost
+// always one; a slice, as 100,000 maps of one entry cost a start more to walk).
+type sourceSet map[uint32][][6]uint8
 
 func (s sourceSet) add(k natSourceKey) {
-	if s[k.Addr] == nil {
-		s[k.Addr] = map[[6]uint8]struct{}{}
+	if !slices.Contains(s[k.Addr], k.Mac) {
+		s[k.Addr] = append(s[k.Addr], k.Mac)
 	}
-	s[k.Addr][k.Mac] = struct{}{}
 }
 
 func (s sourceSet) remove(k natSourceKey) {
-	delete(s[k.Addr], k.Mac)
-	if len(s[k.Addr]) == 0 {
+	macs := slices.DeleteFunc(s[k.Addr], func(m [6]uint8) bool { return m == k.Mac })
+	if len(macs) == 0 {
 		delete(s, k.Addr)
+	} else {
+		s[k.Addr] = macs
 	}
 }
 
+// keys are the entries, by address (in host order) and then MAC: the order the
+// reconciler compares them in.
 func (s sourceSet) keys() []natSourceKey {
-	var out []natSourceKey
+	out := make([]natSourceKey, 0, len(s))
 	for addr, macs := range s {
-		for mac := range macs {
+		for _, mac := range macs {
 			out = append(out, natSourceKey{Addr: addr, Mac: mac})
 		}
 	}
+	slices.SortFunc(out, func(a, b natSourceKey) int {
+		if c := cmp.Compare(addrOrder(a.Addr), addrOrder(b.Addr)); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.Mac[:], b.Mac[:])
+	})
 	return out
 }
 
@@ -198,7 +259,7 @@ func (s sourceSet) keys() []natSourceKey {
 func (d *Dataplane) senderMAC(addr uint32) [6]uint8 {
 	var best [6]uint8
 	found := false
-	for mac := range d.sources[addr] {
+	for _, mac := range d.sources[addr] {
 		if !found || bytes.Compare(mac[:], best[:]) < 0 {
 			best, found = mac, true
 		}
@@ -251,32 +312,33 @@ func (d *Dataplane) DeleteSource(s Source) error {
 	return nil
 }
 
-func sourceOf(key natSourceKey) Source {
-	return Source{Addr: beAddr(key.Addr), MAC: slices.Clone(net.HardwareAddr(key.Mac[:]))}
+// sourcesOf are the sources of keys, their MACs in one allocation.
+func sourcesOf(keys []natSourceKey) []Source {
+	out := make([]Source, len(keys))
+	macs := make([]byte, 6*len(keys))
+	for i, key := range keys {
+		mac := macs[6*i : 6*i+6 : 6*i+6]
+		copy(mac, key.Mac[:])
+		out[i] = Source{Addr: beAddr(key.Addr), MAC: mac}
+	}
+	return out
 }
 
-// Sources lists the registered VPC sources. The owner answers from its copy, which
-// only it changes (a reconcile pass reads it whole, and a map of 100,000 entries is
-// 200,000 system calls to walk); a reader walks the map.
+// Sources lists the registered VPC sources, sorted (desired.Source.Compare). The
+// owner answers from its copy, which only it changes (a reconcile pass reads it
+// whole, and a map of 100,000 entries is 200,000 system calls to walk); a reader walks
+// the map.
 func (d *Dataplane) Sources() ([]Source, error) {
 	if !d.cfg.ReadOnly {
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		var out []Source
-		for _, key := range d.sources.keys() {
-			out = append(out, sourceOf(key))
-		}
-		return out, nil
+		return sourcesOf(d.sources.keys()), nil
 	}
 	keys, err := d.sourceKeys()
 	if err != nil {
 		return nil, err
 	}
-	var out []Source
-	for _, key := range keys.keys() {
-		out = append(out, sourceOf(key))
-	}
-	return out, nil
+	return sourcesOf(keys.keys()), nil
 }
 
 func (d *Dataplane) sourceKeys() (sourceSet, error) {

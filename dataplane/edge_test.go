@@ -3,6 +3,7 @@ package dataplane
 import (
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/google/gopacket/layers"
@@ -66,5 +67,50 @@ func TestBindingSender(t *testing.T) {
 	must(t, l.dp.SetBinding(netip.MustParseAddr("203.0.113.50"), netip.MustParseAddr("10.0.1.50")))
 	if got := sender(netip.MustParseAddr("10.0.1.50")); got.String() != macOther.String() {
 		t.Errorf("a new binding carries sender %v, want %v", got, macOther)
+	}
+}
+
+// TestAddSources: sources added in batches are listed (sorted) like ones set one by
+// one, a bound address's binding takes its sender from them, and frames from them
+// are translated.
+func TestAddSources(t *testing.T) {
+	l := newLab(t)
+	vpcMAC := l.vpc.HardwareAddr
+	mac := net.HardwareAddr{0x02, 0, 0, 0, 0x02, 0x01}
+	bound := netip.MustParseAddr("10.0.2.1")
+	must(t, l.dp.SetBinding(netip.MustParseAddr("203.0.113.60"), bound))
+	var ss []Source
+	for a := bound; len(ss) < 5000; a = a.Next() {
+		ss = append(ss, Source{Addr: a, MAC: mac})
+	}
+	before, err := l.dp.Sources()
+	must(t, err)
+	must(t, l.dp.AddSources(ss))
+	have, err := l.dp.Sources()
+	must(t, err)
+	if len(have) != len(before)+len(ss) || !slices.IsSortedFunc(have, Source.Compare) {
+		t.Fatalf("%d sources listed, want %d, sorted", len(have), len(before)+len(ss))
+	}
+	for _, s := range ss {
+		if _, found := slices.BinarySearchFunc(have, s, Source.Compare); !found {
+			t.Fatalf("%v is not listed", s)
+		}
+	}
+	var b natBinding
+	must(t, l.dp.objs.OutboundBindings.Lookup(mustKey(t, bound), &b))
+	if got := net.HardwareAddr(b.SenderMac[:]); got.String() != mac.String() {
+		t.Errorf("the bound address's binding carries sender %v, want %v", got, mac)
+	}
+	for _, hook := range []Hook{HookXDP, HookTC} {
+		frame := serialize(t, eth(mac, vpcMAC), ip4(bound, labInet, layers.IPProtocolUDP, 64), udp(40000, 53), payload(8))
+		before := l.snapshot(t)
+		if ret, _ := l.run(t, l.program(t, RoleVPC, hook), hook, l.vpc, frame); ret != hookVerdict(hook, verdictRedirect) {
+			t.Errorf("a frame from an added source at %s: verdict %d; reasons moved %v", hook, ret, diffReasons(before, l.snapshot(t)))
+		}
+	}
+	// Adding them again changes nothing.
+	must(t, l.dp.AddSources(ss[:10]))
+	if again, _ := l.dp.Sources(); len(again) != len(have) {
+		t.Errorf("adding known sources again: %d listed, want %d", len(again), len(have))
 	}
 }

@@ -6,6 +6,7 @@
 package desired
 
 import (
+	"bytes"
 	"net"
 	"net/netip"
 	"strconv"
@@ -30,6 +31,14 @@ type Source struct {
 }
 
 func (s Source) String() string { return s.Addr.String() + "@" + s.MAC.String() }
+
+// Compare orders sources by address, then MAC.
+func (s Source) Compare(o Source) int {
+	if c := s.Addr.Compare(o.Addr); c != 0 {
+		return c
+	}
+	return bytes.Compare(s.MAC, o.MAC)
+}
 
 // SnatRule sends traffic from Source out through one of the Pool's EIPs.
 type SnatRule struct {

@@ -1,12 +1,14 @@
 package model
 
 import (
-	"bytes"
+	"encoding/binary"
+	"errors"
 	"fmt"
-	"github.com/eipgw/eipgw/desired"
 	"net"
 	"net/netip"
 	"slices"
+
+	"github.com/eipgw/eipgw/desired"
 )
 
 // DesiredSources are the sources of every registered interface (the gateway translates
@@ -15,7 +17,93 @@ import (
 // with its MAC (an ENI eipgw is told of is one some host holds, attached here or not), each HaVip's address with the MAC of every instance it is
 // associated with (whichever holds it sends), and each load balancer's VIP with its
 // MAC. Interfaces registered without a MAC have none.
+//
+// They come from the snapshot SaveSourcesSnapshot stored when it is of the current
+// inventory generation: decoding every interface at each start costs far more.
 func DesiredSources(tx Tx) ([]desired.Source, error) {
+	if current, err := SourcesSnapshotCurrent(tx); err != nil {
+		return nil, err
+	} else if current {
+		raw, _ := tx.Get(kindInventoryGen, sourcesSnapshotKey)
+		out, err := decodeSources(raw[8:])
+		if err != nil {
+			return nil, fmt.Errorf("sources snapshot: %w", err)
+		}
+		return out, nil
+	}
+	return sourcesOfInventory(tx)
+}
+
+// SourcesSnapshotCurrent says whether the snapshot of sources is of the current
+// inventory generation.
+func SourcesSnapshotCurrent(tx Tx) (bool, error) {
+	gen, err := InventoryGeneration(tx)
+	if err != nil {
+		return false, err
+	}
+	raw, err := tx.Get(kindInventoryGen, sourcesSnapshotKey)
+	return len(raw) >= 8 && binary.BigEndian.Uint64(raw) == gen, err
+}
+
+// SaveSourcesSnapshot stores sources, read by DesiredSources at generation gen, for
+// the DesiredSources calls after it, unless the inventory has changed since gen or
+// the snapshot is of gen already.
+func SaveSourcesSnapshot(tx Tx, gen uint64, sources []desired.Source) error {
+	now, err := InventoryGeneration(tx)
+	if err != nil || now != gen {
+		return err
+	}
+	if current, err := SourcesSnapshotCurrent(tx); err != nil || current {
+		return err
+	}
+	buf := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(sources)*(1+4+1+6)), gen)
+	for _, s := range sources {
+		a := s.Addr.AsSlice()
+		if len(s.MAC) > 255 {
+			return fmt.Errorf("sources snapshot: MAC %s is too long", s.MAC)
+		}
+		buf = append(append(buf, byte(len(a))), a...)
+		buf = append(append(buf, byte(len(s.MAC))), s.MAC...)
+	}
+	return tx.Put(kindInventoryGen, sourcesSnapshotKey, buf)
+}
+
+const sourcesSnapshotKey = "sources"
+
+var errDamagedSnapshot = errors.New("damaged")
+
+// decodeSources reads a snapshot's entries: an address and a MAC, each after its
+// length in one byte.
+func decodeSources(raw []byte) ([]desired.Source, error) {
+	var out []desired.Source
+	field := func() ([]byte, error) {
+		if len(raw) == 0 || len(raw) < 1+int(raw[0]) {
+			return nil, errDamagedSnapshot
+		}
+		f := raw[1 : 1+int(raw[0])]
+		raw = raw[1+int(raw[0]):]
+		return f, nil
+	}
+	for len(raw) > 0 {
+		a, err := field()
+		if err != nil {
+			return nil, err
+		}
+		mac, err := field()
+		if err != nil {
+			return nil, err
+		}
+		addr, ok := netip.AddrFromSlice(a)
+		if !ok {
+			return nil, errDamagedSnapshot
+		}
+		out = append(out, desired.Source{Addr: addr, MAC: slices.Clone(net.HardwareAddr(mac))})
+	}
+	return out, nil
+}
+
+// sourcesOfInventory are DesiredSources as the interfaces say.
+func sourcesOfInventory(tx Tx) ([]desired.Source, error) {
 	var out []desired.Source
 	add := func(owner, ip, mac string) error {
 		if mac == "" || ip == "" {
@@ -67,13 +155,6 @@ func DesiredSources(tx Tx) ([]desired.Source, error) {
 			return nil, err
 		}
 	}
-	slices.SortFunc(out, func(a, b desired.Source) int {
-		if c := a.Addr.Compare(b.Addr); c != 0 {
-			return c
-		}
-		return bytes.Compare(a.MAC, b.MAC)
-	})
-	return slices.CompactFunc(out, func(a, b desired.Source) bool {
-		return a.Addr == b.Addr && bytes.Equal(a.MAC, b.MAC)
-	}), nil
+	slices.SortFunc(out, desired.Source.Compare)
+	return slices.CompactFunc(out, func(a, b desired.Source) bool { return a.Compare(b) == 0 }), nil
 }

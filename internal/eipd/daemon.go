@@ -263,6 +263,7 @@ var (
 	_ reconcile.Dataplane      = (*dataplane.Dataplane)(nil)
 	_ reconcile.NatDataplane   = (*dataplane.Dataplane)(nil)
 	_ reconcile.BindingBatcher = (*dataplane.Dataplane)(nil)
+	_ reconcile.SourceBatcher  = (*dataplane.Dataplane)(nil)
 )
 
 // writeDataplaneMetrics writes per-EIP traffic and the pass and drop counters.
