@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/eipgw/eipgw/internal/eipd"
 	"net/http/httptest"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +21,7 @@ import (
 	"github.com/eipgw/eipgw/control/reconcile"
 	"github.com/eipgw/eipgw/control/store"
 	"github.com/eipgw/eipgw/dataplane"
+	"github.com/eipgw/eipgw/internal/eipd"
 	"github.com/eipgw/eipgw/internal/testbed"
 )
 
@@ -39,6 +43,34 @@ type controlReport struct {
 	ReconcilerPerSec       float64 `json:"reconciler_bindings_per_second"`
 	StartReconcileMs       float64 `json:"start_reconcile_ms"`      // adopted maps already match: no change
 	StartReconcileFullMs   float64 `json:"start_reconcile_full_ms"` // empty maps: every binding applied
+	// Deleting a forward entry of ForwardDeletePorts ports while ForwardDeleteSessions
+	// sessions through it are live (dataplane's BenchmarkForwardDelete).
+	ForwardDeletePorts    int     `json:"forward_delete_ports,omitempty"`
+	ForwardDeleteSessions int     `json:"forward_delete_sessions,omitempty"`
+	ForwardDeleteMs       float64 `json:"forward_delete_ms,omitempty"`
+}
+
+// forwardDeleteLine is BenchmarkForwardDelete's result line.
+var forwardDeleteLine = regexp.MustCompile(`^BenchmarkForwardDelete-\d+\s+\d+\s+\d+ ns/op\s+([0-9.]+) ms/delete\s+([0-9]+) ports\s+([0-9]+) sessions`)
+
+// measureForwardDelete runs the dataplane's BenchmarkForwardDelete (a developer
+// reproduces it with go test -bench) into rep.
+func measureForwardDelete(moduleDir string, rep *controlReport) error {
+	cmd := exec.Command("go", "test", "-run", "^$", "-bench", "^BenchmarkForwardDelete$", "-benchtime", "1x", "./dataplane")
+	cmd.Dir = moduleDir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("forward delete benchmark: %w\n%s", err, out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if m := forwardDeleteLine.FindStringSubmatch(line); m != nil {
+			rep.ForwardDeleteMs, _ = strconv.ParseFloat(m[1], 64)
+			rep.ForwardDeletePorts, _ = strconv.Atoi(m[2])
+			rep.ForwardDeleteSessions, _ = strconv.Atoi(m[3])
+			return nil
+		}
+	}
+	return fmt.Errorf("forward delete benchmark printed no result:\n%s", out)
 }
 
 // agent is the control plane under measurement.

@@ -110,6 +110,12 @@ func run(opts options, out, only string) error {
 		if rep.Control, err = measureControl(apiN, concurrentN, bigN, bigN); err != nil {
 			return fmt.Errorf("control plane: %w", err)
 		}
+		if !opts.Smoke {
+			fmt.Println("control plane: deleting a forward entry over live sessions (go test -bench ./dataplane)...")
+			if err := measureForwardDelete(root, rep.Control); err != nil {
+				return fmt.Errorf("control plane: %w", err)
+			}
+		}
 	}
 	if opts.Smoke || out == "" {
 		if opts.Smoke && rep.Rates != nil {

@@ -141,7 +141,11 @@ func (r *report) markdown() string {
 		fmt.Fprintf(&b, "| API call to the binding in the dataplane, p50 / p99 | %.2f / %.2f ms |\n", c.APIToDataplaneP50Ms, c.APIToDataplaneP99Ms)
 		fmt.Fprintf(&b, "| bindings per second through the reconciler alone (%d) | %.0f |\n", c.ReconcilerBindings, c.ReconcilerPerSec)
 		fmt.Fprintf(&b, "| reconcile at start with %d associations, maps already matching | %.0f ms |\n", c.ReconcilerBindings, c.StartReconcileMs)
-		fmt.Fprintf(&b, "| reconcile at start with %d associations, empty maps | %.0f ms |\n\n", c.ReconcilerBindings, c.StartReconcileFullMs)
+		fmt.Fprintf(&b, "| reconcile at start with %d associations, empty maps | %.0f ms |\n", c.ReconcilerBindings, c.StartReconcileFullMs)
+		if c.ForwardDeletePorts > 0 {
+			fmt.Fprintf(&b, "| deleting a forward entry of %d ports over %d live sessions through it | %.0f ms |\n", c.ForwardDeletePorts, c.ForwardDeleteSessions, c.ForwardDeleteMs)
+		}
+		b.WriteString("\n")
 	}
 	return b.String()
 }

@@ -65,6 +65,8 @@ type Dataplane struct {
 	mu      sync.Mutex // serialises binding and source changes and the slot allocator
 	slots   *slotAllocator
 	sources sourceSet // the owner's copy of vpc_sources
+	// expireMu makes one user of expire_queue at a time: the collector or a purge.
+	expireMu sync.Mutex
 	// The owner's copies of the inbound binding halves (EIP -> private) and of the
 	// cut-through EIPs (EIP -> ENI MAC): a reconcile pass lists them without walking
 	// maps whose cost follows their capacity, not their use.

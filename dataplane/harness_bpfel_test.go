@@ -31,6 +31,7 @@ const (
 	harnessMapCountersBySlot    = "counters_by_slot"
 	harnessMapCutThroughs       = "cut_throughs"
 	harnessMapEdgeSettings      = "edge_settings"
+	harnessMapExpireQueue       = "expire_queue"
 	harnessMapForwardPorts      = "forward_ports"
 	harnessMapFragments         = "fragments"
 	harnessMapFrameScratch      = "frame_scratch"
@@ -114,6 +115,7 @@ type harnessMapSpecs struct {
 	CountersBySlot   *ebpf.MapSpec `ebpf:"counters_by_slot"`
 	CutThroughs      *ebpf.MapSpec `ebpf:"cut_throughs"`
 	EdgeSettings     *ebpf.MapSpec `ebpf:"edge_settings"`
+	ExpireQueue      *ebpf.MapSpec `ebpf:"expire_queue"`
 	ForwardPorts     *ebpf.MapSpec `ebpf:"forward_ports"`
 	Fragments        *ebpf.MapSpec `ebpf:"fragments"`
 	FrameScratch     *ebpf.MapSpec `ebpf:"frame_scratch"`
@@ -169,6 +171,7 @@ type harnessMaps struct {
 	CountersBySlot   *ebpf.Map `ebpf:"counters_by_slot"`
 	CutThroughs      *ebpf.Map `ebpf:"cut_throughs"`
 	EdgeSettings     *ebpf.Map `ebpf:"edge_settings"`
+	ExpireQueue      *ebpf.Map `ebpf:"expire_queue"`
 	ForwardPorts     *ebpf.Map `ebpf:"forward_ports"`
 	Fragments        *ebpf.Map `ebpf:"fragments"`
 	FrameScratch     *ebpf.Map `ebpf:"frame_scratch"`
@@ -198,6 +201,7 @@ func (m *harnessMaps) Close() error {
 		m.CountersBySlot,
 		m.CutThroughs,
 		m.EdgeSettings,
+		m.ExpireQueue,
 		m.ForwardPorts,
 		m.Fragments,
 		m.FrameScratch,

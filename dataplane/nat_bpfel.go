@@ -51,14 +51,20 @@ type natEndpoint struct {
 	Pad      uint8
 }
 
-type natExpireRequest struct {
+type natExpireItem struct {
 	_            structs.HostLayout
 	Key          natFlowKey
-	NowNs        uint64
-	Force        uint32
 	Expired      uint32
 	RemovedFlags natSessionFlags
-	_            [4]byte
+}
+
+type natExpireRequest struct {
+	_       structs.HostLayout
+	NowNs   uint64
+	Force   uint32
+	Count   uint32
+	Expired uint32
+	Pad     uint32
 }
 
 type natFlowKey struct {
@@ -359,6 +365,7 @@ const (
 	natMapCountersBySlot     = "counters_by_slot"
 	natMapCutThroughs        = "cut_throughs"
 	natMapEdgeSettings       = "edge_settings"
+	natMapExpireQueue        = "expire_queue"
 	natMapForwardPorts       = "forward_ports"
 	natMapFragments          = "fragments"
 	natMapFrameScratch       = "frame_scratch"
@@ -379,7 +386,7 @@ const (
 	natMapSnatRules          = "snat_rules"
 	natMapUsageBySource      = "usage_by_source"
 	natMapVpcSources         = "vpc_sources"
-	natProgExpireSession     = "expire_session"
+	natProgExpireSessions    = "expire_sessions"
 	natProgTcUplink          = "tc_uplink"
 	natProgTcUplinkFragments = "tc_uplink_fragments"
 	natProgTcVpc             = "tc_vpc"
@@ -432,7 +439,7 @@ type natSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type natProgramSpecs struct {
-	ExpireSession     *ebpf.ProgramSpec `ebpf:"expire_session"`
+	ExpireSessions    *ebpf.ProgramSpec `ebpf:"expire_sessions"`
 	TcUplink          *ebpf.ProgramSpec `ebpf:"tc_uplink"`
 	TcUplinkFragments *ebpf.ProgramSpec `ebpf:"tc_uplink_fragments"`
 	TcVpc             *ebpf.ProgramSpec `ebpf:"tc_vpc"`
@@ -448,6 +455,7 @@ type natMapSpecs struct {
 	CountersBySlot   *ebpf.MapSpec `ebpf:"counters_by_slot"`
 	CutThroughs      *ebpf.MapSpec `ebpf:"cut_throughs"`
 	EdgeSettings     *ebpf.MapSpec `ebpf:"edge_settings"`
+	ExpireQueue      *ebpf.MapSpec `ebpf:"expire_queue"`
 	ForwardPorts     *ebpf.MapSpec `ebpf:"forward_ports"`
 	Fragments        *ebpf.MapSpec `ebpf:"fragments"`
 	FrameScratch     *ebpf.MapSpec `ebpf:"frame_scratch"`
@@ -501,6 +509,7 @@ type natMaps struct {
 	CountersBySlot   *ebpf.Map `ebpf:"counters_by_slot"`
 	CutThroughs      *ebpf.Map `ebpf:"cut_throughs"`
 	EdgeSettings     *ebpf.Map `ebpf:"edge_settings"`
+	ExpireQueue      *ebpf.Map `ebpf:"expire_queue"`
 	ForwardPorts     *ebpf.Map `ebpf:"forward_ports"`
 	Fragments        *ebpf.Map `ebpf:"fragments"`
 	FrameScratch     *ebpf.Map `ebpf:"frame_scratch"`
@@ -528,6 +537,7 @@ func (m *natMaps) Close() error {
 		m.CountersBySlot,
 		m.CutThroughs,
 		m.EdgeSettings,
+		m.ExpireQueue,
 		m.ForwardPorts,
 		m.Fragments,
 		m.FrameScratch,
@@ -563,7 +573,7 @@ type natVariables struct {
 //
 // It can be passed to loadNatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type natPrograms struct {
-	ExpireSession     *ebpf.Program `ebpf:"expire_session"`
+	ExpireSessions    *ebpf.Program `ebpf:"expire_sessions"`
 	TcUplink          *ebpf.Program `ebpf:"tc_uplink"`
 	TcUplinkFragments *ebpf.Program `ebpf:"tc_uplink_fragments"`
 	TcVpc             *ebpf.Program `ebpf:"tc_vpc"`
@@ -574,7 +584,7 @@ type natPrograms struct {
 
 func (p *natPrograms) Close() error {
 	return _NatClose(
-		p.ExpireSession,
+		p.ExpireSessions,
 		p.TcUplink,
 		p.TcUplinkFragments,
 		p.TcVpc,

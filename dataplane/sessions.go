@@ -238,22 +238,45 @@ func (d *Dataplane) eachRecord(fn func(natSessionRecord)) error {
 	return nil
 }
 
-// expire runs the expire_session program on one session: it removes the session, its
-// reply entry, its quota share and its mapping reference in the kernel, atomically
-// with the packet path. Unless force, a session refreshed meanwhile is kept.
-func (d *Dataplane) expire(k natFlowKey, force bool) (bool, error) {
-	now, err := d.sessionNow()
-	if err != nil {
-		return false, fmt.Errorf("expire session: %w", err)
+// expireKeys removes the sessions of keys (with force, all of them; otherwise those
+// still idle when the program looks), a batch of them a run of expire_sessions, and
+// returns how many went. It stops between two batches, with ctx's error, when ctx
+// ends.
+func (d *Dataplane) expireKeys(ctx context.Context, keys []natFlowKey, force bool) (int, error) {
+	d.expireMu.Lock()
+	defer d.expireMu.Unlock()
+	batch := int(d.objs.ExpireQueue.MaxEntries())
+	indexes := make([]uint32, min(batch, len(keys)))
+	for i := range indexes {
+		indexes[i] = uint32(i)
 	}
-	req := natExpireRequest{Key: k, NowNs: now}
-	if force {
-		req.Force = 1
+	items := make([]natExpireItem, len(indexes))
+	removed := 0
+	for start := 0; start < len(keys); start += batch {
+		if err := ctx.Err(); err != nil {
+			return removed, err
+		}
+		chunk := keys[start:min(start+batch, len(keys))]
+		for i, k := range chunk {
+			items[i] = natExpireItem{Key: k}
+		}
+		if _, err := putMany(d.objs.ExpireQueue, indexes[:len(chunk)], items[:len(chunk)], ebpf.UpdateAny); err != nil {
+			return removed, fmt.Errorf("expire sessions: queue them: %w", err)
+		}
+		now, err := d.sessionNow()
+		if err != nil {
+			return removed, fmt.Errorf("expire sessions: %w", err)
+		}
+		req := natExpireRequest{NowNs: now, Count: uint32(len(chunk))}
+		if force {
+			req.Force = 1
+		}
+		if _, err := d.objs.ExpireSessions.Run(&ebpf.RunOptions{Context: &req, ContextOut: &req}); err != nil {
+			return removed, fmt.Errorf("expire sessions: %w", err)
+		}
+		removed += int(req.Expired)
 	}
-	if _, err := d.objs.ExpireSession.Run(&ebpf.RunOptions{Context: &req, ContextOut: &req}); err != nil {
-		return false, fmt.Errorf("expire session: %w", err)
-	}
-	return req.Expired == 1, nil
+	return removed, nil
 }
 
 // CollectResult counts what one collector pass saw and did.
@@ -280,20 +303,13 @@ func (d *Dataplane) ExpireIdle(ctx context.Context) (CollectResult, error) {
 	}); err != nil {
 		return res, err
 	}
-	for _, k := range idle {
-		if err := ctx.Err(); err != nil {
-			return res, err
-		}
-		gone, err := d.expire(k, false)
-		if err != nil {
-			return res, err
-		}
-		if gone {
-			res.Expired++
-		} else {
-			res.Live++
-		}
+	expired, err := d.expireKeys(ctx, idle, false)
+	res.Expired = expired
+	if err != nil {
+		return res, err
 	}
+	// Refreshed since the walk saw them idle.
+	res.Live += len(idle) - expired
 	return res, nil
 }
 
@@ -312,17 +328,7 @@ func (d *Dataplane) PurgeSessions(match func(Session) bool) (int, error) {
 	}); err != nil {
 		return 0, err
 	}
-	n := 0
-	for _, k := range doomed {
-		gone, err := d.expire(k, true)
-		if err != nil {
-			return n, err
-		}
-		if gone {
-			n++
-		}
-	}
-	return n, nil
+	return d.expireKeys(context.Background(), doomed, true)
 }
 
 // PortUsage is how many external ports of an EIP are mapped, per protocol.

@@ -1,6 +1,6 @@
 /* conntrack.h: NAT gateway sessions: their state, their timeouts, and their removal.
- * Packets only create and refresh sessions; removal happens in expire_session, a
- * program the Go garbage collector runs, so that every count kept beside the sessions
+ * Packets only create and refresh sessions; removal happens in expire_sessions, a
+ * program the Go session collector runs, so that every count kept beside the sessions
  * (mapping references, per-source quotas) changes atomically in one place. */
 #pragma once
 

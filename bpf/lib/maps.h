@@ -87,6 +87,16 @@ struct {
 	__type(value, struct session_bucket);
 } session_table SEC(".maps");
 
+/* The sessions the Go collector or a purge asks expire_sessions to remove, a batch a
+ * run. Mmapable: filled without a syscall. Only the dataplane's owner uses it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, EXPIRE_BATCH);
+	__type(key, __u32);
+	__type(value, struct expire_item);
+} expire_queue SEC(".maps");
+
 /* Endpoint-independent mappings: internal endpoint -> external endpoint. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

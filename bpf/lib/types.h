@@ -327,11 +327,22 @@ struct edge_config {
 	struct prefix_set eip_pools;       /* never a source from the VPC, but for a cut-through EIP from its ENI */
 };
 
-/* The argument of the expire_session program, written back with the outcome. */
-struct expire_request {
+/* One session for expire_sessions to remove: its key in, whether it went out. */
+struct expire_item {
 	struct flow_key key;
-	__u64 now_ns; /* the sessions' clock (session_now), read by the caller */
-	__u32 force;  /* 1: expire even if alive (purge) */
-	__u32 expired;/* out: 1 if the session was removed */
+	__u32 expired;                   /* out: 1 if the session was removed */
 	enum session_flags removed_flags; /* out: the removed session's flags */
+};
+
+/* Sessions the Go side hands expire_sessions at once (expire_queue's capacity). */
+enum { EXPIRE_BATCH = 4096 };
+
+/* The argument of the expire_sessions program, written back with the outcome: the
+ * first `count` items of expire_queue are tried. */
+struct expire_request {
+	__u64 now_ns;  /* the sessions' clock (session_now), read by the caller */
+	__u32 force;   /* 1: expire even if alive (purge) */
+	__u32 count;   /* items of expire_queue to try, at most EXPIRE_BATCH */
+	__u32 expired; /* out: how many were removed */
+	__u32 pad;
 };
