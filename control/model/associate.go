@@ -1,6 +1,7 @@
 package model
 
 import (
+	"errors"
 	"fmt"
 	"github.com/eipgw/eipgw/desired"
 	"net"
@@ -334,6 +335,16 @@ func DesiredCutThroughs(tx Tx) ([]desired.CutThrough, error) {
 // association it is a transition to or from.
 func pendingFingerprint(e *EIP) string {
 	return strings.Join([]string{e.Status, e.InstanceType, e.InstanceID, e.PrivateIPAddress, e.Mode, e.ENIMAC}, "|")
+}
+
+// AnyPending says whether any EIP is in transition.
+func AnyPending(tx Tx) (bool, error) {
+	errFound := errors.New("found")
+	err := tx.ForEach(kindEIPPending, func(string, []byte) error { return errFound })
+	if errors.Is(err, errFound) {
+		return true, nil
+	}
+	return false, err
 }
 
 // Pending reads the EIPs in transition (Associating, Unassociating) as the reconciler

@@ -1,23 +1,20 @@
 package model
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // saveEIP writes an EIP and keeps its indexes in step, in the same transaction: old
 // is the stored version (nil when creating), e the new one (nil when deleting). Every
-// EIP write goes through here, so the indexes cannot drift from the records.
+// EIP write goes through here, so the indexes cannot drift from the records. Only the
+// index entries that change are written: a status change touches one or two.
 func saveEIP(tx Tx, old, e *EIP) error {
-	if old != nil {
-		for _, k := range []struct{ kind, key string }{
-			{kindEIPByIP, old.IPAddress},
-			{kindEIPByTarget, targetKey(old)},
-			{kindEIPByPrivate, old.PrivateIPAddress},
-			{kindEIPPending, old.AllocationID},
-			{kindEIPCut, old.IPAddress},
-		} {
-			if k.key != "" {
-				if err := tx.Delete(k.kind, k.key); err != nil {
-					return err
-				}
+	before, after := eipIndexEntries(old), eipIndexEntries(e)
+	for _, b := range before {
+		if !slices.ContainsFunc(after, func(a indexEntry) bool { return a.kind == b.kind && a.key == b.key }) {
+			if err := tx.Delete(b.kind, b.key); err != nil {
+				return err
 			}
 		}
 	}
@@ -27,28 +24,39 @@ func saveEIP(tx Tx, old, e *EIP) error {
 	if err := put(tx, KindEIP, e.AllocationID, e); err != nil {
 		return err
 	}
-	if err := tx.Put(kindEIPByIP, e.IPAddress, []byte(e.AllocationID)); err != nil {
-		return err
-	}
-	if active(e) {
-		if err := tx.Put(kindEIPByTarget, targetKey(e), nil); err != nil {
+	for _, a := range after {
+		if slices.ContainsFunc(before, func(b indexEntry) bool { return b == a }) {
+			continue
+		}
+		if err := tx.Put(a.kind, a.key, []byte(a.value)); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// indexEntry is one entry of an EIP's indexes.
+type indexEntry struct{ kind, key, value string }
+
+// eipIndexEntries are the index entries of e (none for nil).
+func eipIndexEntries(e *EIP) []indexEntry {
+	if e == nil {
+		return nil
+	}
+	out := []indexEntry{{kindEIPByIP, e.IPAddress, e.AllocationID}}
+	if active(e) {
+		out = append(out, indexEntry{kind: kindEIPByTarget, key: targetKey(e)})
 		if e.InstanceType == TypeENI && (e.Mode == ModeBinded || e.Mode == ModeMulti) {
-			if err := tx.Put(kindEIPCut, e.IPAddress, []byte(e.ENIMAC+"|"+e.Status)); err != nil {
-				return err
-			}
+			out = append(out, indexEntry{kindEIPCut, e.IPAddress, e.ENIMAC + "|" + e.Status})
 		}
 		if oneToOne(e) {
-			if err := tx.Put(kindEIPByPrivate, e.PrivateIPAddress, []byte(e.IPAddress+"|"+e.Status)); err != nil {
-				return err
-			}
+			out = append(out, indexEntry{kindEIPByPrivate, e.PrivateIPAddress, e.IPAddress + "|" + e.Status})
 		}
 	}
 	if e.Status == StatusAssociating || e.Status == StatusUnassociating {
-		return tx.Put(kindEIPPending, e.AllocationID, nil)
+		out = append(out, indexEntry{kind: kindEIPPending, key: e.AllocationID})
 	}
-	return nil
+	return out
 }
 
 func targetKey(e *EIP) string {

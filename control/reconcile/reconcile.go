@@ -143,6 +143,18 @@ func (r *Reconciler) Reconcile(ctx context.Context) (Result, error) {
 // its reply: its cost follows the write, not the number of associations. Anything
 // else (a cut-through or NAT gateway transition, a new interface) gets a full pass.
 func (r *Reconciler) ReconcilePending(ctx context.Context) (Result, error) {
+	// Nothing pending: the write's own commit (Committer) or another pass carried
+	// it. Known without the lock, which a commit under way holds.
+	var pending bool
+	if err := r.Store.View(func(tx model.Tx) error {
+		var err error
+		pending, err = model.AnyPending(tx)
+		return err
+	}); err != nil {
+		return Result{}, fmt.Errorf("reconcile: read pending transitions: %w", err)
+	} else if !pending {
+		return Result{}, nil
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var res Result
