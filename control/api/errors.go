@@ -20,6 +20,18 @@ func errorf(status int, code, format string, args ...any) *Error {
 }
 
 // Signature and request errors (the cloud's common error codes).
+
+// errV3SignatureMismatch carries the string eipd signed, as the cloud's answer does,
+// so that a client can compare it with its own.
+func errV3SignatureMismatch(stringToSign string) *Error {
+	return errorf(http.StatusBadRequest, "SignatureDoesNotMatch",
+		"Specified signature does not match our calculation. server string to sign is:%s", stringToSign)
+}
+
+func errUnsupportedSignature(scheme string) *Error {
+	return errorf(http.StatusBadRequest, "InvalidSignatureMethod",
+		"The Authorization header's method %q is not supported: sign with ACS3-HMAC-SHA256 (signature V3), or with HMAC-SHA1 in the parameters (signature V2).", scheme)
+}
 func errIncompleteSignature(missing string) *Error {
 	return errorf(http.StatusBadRequest, "IncompleteSignature", "The request signature does not conform to the standard: %s is missing.", missing)
 }
@@ -30,7 +42,8 @@ var (
 	errTimestampExpired  = errorf(http.StatusBadRequest, "InvalidTimeStamp.Expired", "Specified time stamp or date value is expired.")
 	errTimestampFormat   = errorf(http.StatusBadRequest, "InvalidTimeStamp.Format", "Specified time stamp or date value is not well formatted.")
 	errAccessKeyNotFound = errorf(http.StatusNotFound, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
-	errSignatureMethod   = errorf(http.StatusBadRequest, "InvalidSignatureMethod", "Specified signature method is not supported: use HMAC-SHA1 with SignatureVersion 1.0.")
+	errSignatureMethod   = errorf(http.StatusBadRequest, "InvalidSignatureMethod", "Specified signature method is not supported: sign with ACS3-HMAC-SHA256 in an Authorization header (signature V3), or with SignatureMethod HMAC-SHA1 and SignatureVersion 1.0 (signature V2).")
+	errBodyHashMismatch  = errorf(http.StatusBadRequest, "SignatureDoesNotMatch", "The x-acs-content-sha256 header is not the SHA-256 of the request body.")
 	errNonceCacheFull    = errorf(http.StatusServiceUnavailable, "Throttling", "Too many signed requests in the timestamp window; try again later.")
 	errUnknownAction     = errorf(http.StatusNotFound, "InvalidAction.NotFound", "Specified api is not found, please check your url and method.")
 	errVersion           = errorf(http.StatusBadRequest, "InvalidVersion", "Specified parameter Version is not valid: this service speaks 2016-04-28.")

@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"time"
 
 	"github.com/eipgw/eipgw/control/model"
@@ -19,17 +18,6 @@ import (
 type usedNonce struct {
 	key   string
 	until time.Time
-}
-
-// nonceOf is the remembered form of a verified request's nonce: per AccessKeyId, for as
-// long as its Timestamp is inside the window (after that a replay is refused as
-// expired anyway).
-func (v *Verifier) nonceOf(params url.Values) (usedNonce, error) {
-	ts, err := time.Parse("2006-01-02T15:04:05Z", params.Get("Timestamp"))
-	if err != nil {
-		return usedNonce{}, fmt.Errorf("timestamp: %w", err)
-	}
-	return usedNonce{key: params.Get("AccessKeyId") + "\x00" + params.Get("SignatureNonce"), until: ts.Add(v.Window)}, nil
 }
 
 func putNonce(tx model.Tx, n usedNonce) error {

@@ -1,11 +1,13 @@
 package api
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -95,24 +97,29 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (actio
 	if headerBytes(r) > maxRequestHeader {
 		return reply(errHeaderTooLarge)
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxRequestBody)
-	if err := r.ParseForm(); err != nil {
+	// The body is read whole first: a V3 signature covers its SHA-256.
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBody))
+	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return reply(errBodyTooLarge)
 		}
 		return reply(errorf(http.StatusBadRequest, "InvalidParameter", "The request body cannot be read: %v.", err))
 	}
-	action = r.Form.Get("Action")
-	if _, err := s.Verifier.Verify(r.Method, r.Form); err != nil {
-		return reply(err)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if err := r.ParseForm(); err != nil {
+		return reply(errorf(http.StatusBadRequest, "InvalidParameter", "The request body cannot be read: %v.", err))
+	}
+	signed, verr := s.Verifier.verify(r, body)
+	if verr != nil {
+		return reply(verr)
 	}
 	authenticated = true
-	account := r.Form.Get("AccessKeyId")
+	account, action := signed.accessKeyID, signed.action
 	if action == "" {
 		return reply(errorf(http.StatusBadRequest, "MissingParameter", "The input parameter \"Action\" that is mandatory for processing this request is not supplied."))
 	}
-	if r.Form.Get("Version") != APIVersion {
+	if signed.version != APIVersion {
 		return reply(errVersion)
 	}
 	if f := r.Form.Get("Format"); f != "" && !strings.EqualFold(f, "JSON") {
@@ -125,10 +132,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (actio
 		}
 	}
 
-	nonce, nerr := s.Verifier.nonceOf(r.Form)
-	if nerr != nil {
-		return reply(errTimestampFormat)
-	}
+	nonce := signed.nonce
 	write := model.IsWrite(action)
 	var resp any
 	run := func(tx model.Tx) error {
@@ -141,7 +145,6 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (actio
 		}
 		return nil
 	}
-	var err error
 	if write {
 		err = s.Store.Update(run) // any error, DryRunOperation included, rolls back
 	} else {
@@ -174,11 +177,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (actio
 			return reply(errNotApplied)
 		}
 	}
-	body, err := withRequestID(resp, id)
+	out, err := withRequestID(resp, id)
 	if err != nil {
 		return reply(errInternal)
 	}
-	writeJSON(w, http.StatusOK, body)
+	writeJSON(w, http.StatusOK, out)
 	return action, http.StatusOK, "", true
 }
 

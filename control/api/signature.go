@@ -5,6 +5,7 @@ import (
 	"crypto/sha1"
 	"crypto/subtle"
 	"encoding/base64"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -16,8 +17,10 @@ type Secrets interface {
 	Secret(accessKeyID string) (secret string, ok bool)
 }
 
-// Verifier checks signature v1 (HMAC-SHA1) exactly as the official SDKs compute it,
-// rejects a SignatureNonce seen before and a Timestamp outside the window.
+// Verifier checks a request's signature exactly as the official SDKs compute it, in
+// either method the cloud documents for RPC APIs: ACS3-HMAC-SHA256 (signature V3,
+// today's SDKs) and HMAC-SHA1 (signature V2, the legacy SDKs); and rejects a nonce
+// seen before and a time outside the window.
 type Verifier struct {
 	Secrets Secrets
 	// Window is how far a request's Timestamp may be from now, either way.
@@ -55,44 +58,74 @@ func Sign(method string, params url.Values, secret string) string {
 	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
 }
 
-// Verify returns the caller's AccessKeyId, or the API error that rejects the request.
-// A nonce is remembered only once the signature is valid, so an attacker cannot
-// burn a client's nonces.
-func (v *Verifier) Verify(method string, params url.Values) (string, *Error) {
+// signedRequest is what a verified request carries: who sent it, what it asks for,
+// and its nonce, to be remembered.
+type signedRequest struct {
+	accessKeyID     string
+	action, version string
+	nonce           usedNonce
+}
+
+// verify checks r's signature, in whichever method the request is signed, with body
+// the request's body (read already, so that V3 can hash it) and r.Form parsed.
+func (v *Verifier) verify(r *http.Request, body []byte) (signedRequest, *Error) {
+	auth := r.Header.Get("Authorization")
+	switch {
+	case strings.HasPrefix(auth, authorizationV3):
+		return v.verifyV3(r, body)
+	case auth != "":
+		scheme, _, _ := strings.Cut(auth, " ")
+		return signedRequest{}, errUnsupportedSignature(scheme)
+	}
+	return v.verifyHMACSHA1(r.Method, r.Form)
+}
+
+// verifyHMACSHA1 checks a request signed with HMAC-SHA1 in its parameters (the
+// cloud's signature V2, SignatureVersion 1.0).
+func (v *Verifier) verifyHMACSHA1(method string, params url.Values) (signedRequest, *Error) {
 	for _, p := range []string{"AccessKeyId", "Signature", "SignatureMethod", "SignatureVersion", "SignatureNonce", "Timestamp"} {
 		if params.Get(p) == "" {
-			return "", errIncompleteSignature(p)
+			return signedRequest{}, errIncompleteSignature(p)
 		}
 	}
 	if params.Get("SignatureMethod") != "HMAC-SHA1" || params.Get("SignatureVersion") != "1.0" {
-		return "", errSignatureMethod
+		return signedRequest{}, errSignatureMethod
 	}
 	ts, err := time.Parse("2006-01-02T15:04:05Z", params.Get("Timestamp"))
 	if err != nil {
-		return "", errTimestampFormat
+		return signedRequest{}, errTimestampFormat
 	}
 	now := v.Now()
 	if d := now.Sub(ts); d > v.Window || d < -v.Window {
-		return "", errTimestampExpired
+		return signedRequest{}, errTimestampExpired
 	}
 	keyID := params.Get("AccessKeyId")
 	secret, ok := v.Secrets.Secret(keyID)
 	if !ok {
-		return "", errAccessKeyNotFound
+		return signedRequest{}, errAccessKeyNotFound
 	}
 	want := Sign(method, params, secret)
 	if subtle.ConstantTimeCompare([]byte(want), []byte(params.Get("Signature"))) != 1 {
-		return "", errSignatureMismatch
+		return signedRequest{}, errSignatureMismatch
 	}
+	nonce := usedNonce{key: keyID + "\x00" + params.Get("SignatureNonce"), until: ts.Add(v.Window)}
+	if apiErr := v.remember(nonce, now); apiErr != nil {
+		return signedRequest{}, apiErr
+	}
+	return signedRequest{accessKeyID: keyID, action: params.Get("Action"), version: params.Get("Version"), nonce: nonce}, nil
+}
 
+// remember records a verified request's nonce, or refuses it if seen before: a nonce
+// is remembered only once the signature is valid, so an attacker cannot burn a
+// client's nonces. Both signature methods share the memory.
+func (v *Verifier) remember(nonce usedNonce, now time.Time) *Error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.nonces == nil {
 		v.nonces = map[string]time.Time{}
 	}
-	nonce := keyID + "\x00" + params.Get("SignatureNonce")
-	if until, seen := v.nonces[nonce]; seen && now.Before(until) {
-		return "", errNonceUsed
+	if until, seen := v.nonces[nonce.key]; seen && now.Before(until) {
+		return errNonceUsed
 	}
 	if len(v.nonces) >= v.MaxNonces {
 		// A nonce can be forgotten once its request's timestamp is out of the
@@ -103,9 +136,9 @@ func (v *Verifier) Verify(method string, params url.Values) (string, *Error) {
 			}
 		}
 		if len(v.nonces) >= v.MaxNonces {
-			return "", errNonceCacheFull
+			return errNonceCacheFull
 		}
 	}
-	v.nonces[nonce] = ts.Add(v.Window)
-	return keyID, nil
+	v.nonces[nonce.key] = nonce.until
+	return nil
 }

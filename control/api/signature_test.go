@@ -43,7 +43,7 @@ func TestStringToSignMatchesTheSDKForm(t *testing.T) {
 
 func TestVerify(t *testing.T) {
 	v := newVerifier()
-	if id, err := v.Verify(http.MethodPost, signedParams("n1", testNow)); err != nil || id != "testid" {
+	if id, err := verifyParams(v, http.MethodPost, signedParams("n1", testNow)); err != nil || id != "testid" {
 		t.Fatalf("a good request: %v, %v", id, err)
 	}
 	cases := []struct {
@@ -68,18 +68,18 @@ func TestVerify(t *testing.T) {
 		}, "InvalidSignatureMethod", 400},
 	}
 	for _, c := range cases {
-		_, err := v.Verify(http.MethodPost, c.params())
+		_, err := verifyParams(v, http.MethodPost, c.params())
 		if err == nil || err.Code != c.code || err.Status != c.status {
 			t.Errorf("%s: %v, want %s (%d)", c.name, err, c.code, c.status)
 		}
 	}
 	// A request signed for GET does not pass as POST.
 	p := signedParams("n11", testNow)
-	if _, err := v.Verify(http.MethodGet, p); err == nil || err.Code != "SignatureDoesNotMatch" {
+	if _, err := verifyParams(v, http.MethodGet, p); err == nil || err.Code != "SignatureDoesNotMatch" {
 		t.Errorf("method changed: %v", err)
 	}
 	// A rejected request did not burn its nonce.
-	if _, err := v.Verify(http.MethodPost, signedParams("n4", testNow)); err != nil {
+	if _, err := verifyParams(v, http.MethodPost, signedParams("n4", testNow)); err != nil {
 		t.Errorf("a nonce whose request was rejected: %v", err)
 	}
 }
@@ -88,17 +88,24 @@ func TestNonceMemoryIsBounded(t *testing.T) {
 	v := newVerifier()
 	v.MaxNonces = 2
 	for _, n := range []string{"a", "b"} {
-		if _, err := v.Verify(http.MethodPost, signedParams(n, testNow)); err != nil {
+		if _, err := verifyParams(v, http.MethodPost, signedParams(n, testNow)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := v.Verify(http.MethodPost, signedParams("c", testNow)); err == nil || err.Code != "Throttling" {
+	if _, err := verifyParams(v, http.MethodPost, signedParams("c", testNow)); err == nil || err.Code != "Throttling" {
 		t.Fatalf("a third nonce with room for two: %v", err)
 	}
 	// Once the first two are out of the window they can be forgotten.
 	later := testNow.Add(16 * time.Minute)
 	v.Now = func() time.Time { return later }
-	if _, err := v.Verify(http.MethodPost, signedParams("c", later)); err != nil {
+	if _, err := verifyParams(v, http.MethodPost, signedParams("c", later)); err != nil {
 		t.Fatalf("after the window: %v", err)
 	}
+}
+
+// verifyParams checks an HMAC-SHA1 request by its parameters, as verify does for a
+// request without an Authorization header.
+func verifyParams(v *Verifier, method string, params url.Values) (string, *Error) {
+	signed, err := v.verifyHMACSHA1(method, params)
+	return signed.accessKeyID, err
 }
