@@ -48,6 +48,8 @@ type controlReport struct {
 	ForwardDeletePorts    int     `json:"forward_delete_ports,omitempty"`
 	ForwardDeleteSessions int     `json:"forward_delete_sessions,omitempty"`
 	ForwardDeleteMs       float64 `json:"forward_delete_ms,omitempty"`
+	// The eipd binary started over EipdStart.Associations associations.
+	EipdStart *eipdStart `json:"eipd_start,omitempty"`
 }
 
 // forwardDeleteLine is BenchmarkForwardDelete's result line.

@@ -116,6 +116,14 @@ func run(opts options, out, only string) error {
 				return fmt.Errorf("control plane: %w", err)
 			}
 		}
+		startN := 1000000
+		if opts.Smoke {
+			startN = 2000
+		}
+		fmt.Printf("control plane: eipd started over %d associations...\n", startN)
+		if rep.Control.EipdStart, err = measureEipdStart(root, startN); err != nil {
+			return fmt.Errorf("control plane: %w", err)
+		}
 	}
 	if opts.Smoke || out == "" {
 		if opts.Smoke && rep.Rates != nil {
@@ -129,8 +137,8 @@ func run(opts options, out, only string) error {
 			}
 		}
 		if opts.Smoke && rep.Control != nil {
-			fmt.Printf("smoke: control plane associated %d through the API and %d through the reconciler, all in the maps\n",
-				rep.Control.APIAssociations, rep.Control.ReconcilerBindings)
+			fmt.Printf("smoke: control plane associated %d through the API and %d through the reconciler, all in the maps; eipd started over %d\n",
+				rep.Control.APIAssociations, rep.Control.ReconcilerBindings, rep.Control.EipdStart.Associations)
 		}
 		if out == "" {
 			if !opts.Smoke {

@@ -145,6 +145,11 @@ func (r *report) markdown() string {
 		if c.ForwardDeletePorts > 0 {
 			fmt.Fprintf(&b, "| deleting a forward entry of %d ports over %d live sessions through it | %.0f ms |\n", c.ForwardDeletePorts, c.ForwardDeleteSessions, c.ForwardDeleteMs)
 		}
+		if e := c.EipdStart; e != nil {
+			fmt.Fprintf(&b, "| eipd started over %d associations (state file %.0f MiB), exec to serving, maps empty | %.0f ms |\n",
+				e.Associations, float64(e.StateFileBytes)/(1<<20), e.StartMs)
+			fmt.Fprintf(&b, "| its resident memory once serving / peak | %.0f / %.0f MiB |\n", float64(e.ResidentBytes)/(1<<20), float64(e.PeakBytes)/(1<<20))
+		}
 		b.WriteString("\n")
 	}
 	return b.String()

@@ -1,12 +1,20 @@
 package eipd
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"math/big"
+	"net"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // LocalSetup describes a gateway for WriteLocalSetup.
@@ -19,12 +27,17 @@ type LocalSetup struct {
 	ReconcileInterval string
 	EIPGateway        string
 	MaxBindings       uint32 // 0: the default
+	MaxSources        uint32 // 0: the default
+	// TLS makes the API serve HTTPS with a self-signed certificate WriteLocalSetup
+	// makes for the listen address, which the profile's ca_file trusts.
+	TLS bool
 	Nat               NatSettings
 }
 
 // Files are the paths WriteLocalSetup wrote.
 type Files struct {
 	Config, Credentials, Profile, StateDir string
+	Certificate                            string // with TLS: the API's certificate, PEM
 }
 
 // WriteLocalSetup writes a config, a credentials file with a fresh random key, and an
@@ -47,8 +60,22 @@ func WriteLocalSetup(dir string, s LocalSetup) (Files, error) {
 		"state_dir": dir, "bpffs_dir": s.BPFFSDir, "reconcile_interval": s.ReconcileInterval,
 		"eip_gateway": s.EIPGateway, "nat": s.Nat, "max_bindings": s.MaxBindings,
 	}
+	if s.MaxSources != 0 {
+		config["max_sources"] = s.MaxSources
+	}
 	if s.MetricsListen != "" {
 		config["metrics_listen"] = s.MetricsListen
+	}
+	profile := map[string]string{"endpoint": "http://" + s.Listen, "access_key_id": key,
+		"access_key_secret": hex.EncodeToString(secret), "region_id": "eipgw-1"}
+	if s.TLS {
+		f.Certificate = filepath.Join(dir, "api-cert.pem")
+		keyFile := filepath.Join(dir, "api-key.pem")
+		if err := writeSelfSigned(f.Certificate, keyFile, s.Listen); err != nil {
+			return f, err
+		}
+		config["tls"] = map[string]string{"cert_file": f.Certificate, "key_file": keyFile}
+		profile["endpoint"], profile["ca_file"] = "https://"+s.Listen, f.Certificate
 	}
 	for _, w := range []struct {
 		path string
@@ -57,8 +84,7 @@ func WriteLocalSetup(dir string, s LocalSetup) (Files, error) {
 	}{
 		{f.Config, 0o644, config},
 		{f.Credentials, 0o600, map[string]any{"keys": []map[string]string{{"access_key_id": key, "access_key_secret": hex.EncodeToString(secret)}}}},
-		{f.Profile, 0o600, map[string]string{"endpoint": "http://" + s.Listen, "access_key_id": key,
-			"access_key_secret": hex.EncodeToString(secret), "region_id": "eipgw-1"}},
+		{f.Profile, 0o600, profile},
 	} {
 		raw, err := json.MarshalIndent(w.v, "", "  ")
 		if err != nil {
@@ -69,4 +95,48 @@ func WriteLocalSetup(dir string, s LocalSetup) (Files, error) {
 		}
 	}
 	return f, nil
+}
+
+// writeSelfSigned writes a self-signed ECDSA certificate for the listen address (and
+// localhost), valid for a year, and its key.
+func writeSelfSigned(certFile, keyFile, listen string) error {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("listen %q: %w", listen, err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 64))
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: "eipgw API " + host},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(1, 0, 0),
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true, IsCA: true, DNSNames: []string{"localhost"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	if ip := net.ParseIP(host); ip != nil && !ip.IsLoopback() {
+		tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+	} else if ip == nil && host != "localhost" {
+		tmpl.DNSNames = append(tmpl.DNSNames, host)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", certFile, err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", keyFile, err)
+	}
+	return nil
 }
