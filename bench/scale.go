@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -79,7 +78,7 @@ func measureEipdStart(moduleDir string, n int) (*eipdStart, error) {
 		res.StateFileBytes = fi.Size()
 	}
 
-	log := &lockedBuffer{}
+	log := &testbed.OutputBuffer{}
 	cmd := exec.Command(bin, "--config", files.Config)
 	cmd.Stdout, cmd.Stderr = log, log
 	start := time.Now()
@@ -199,22 +198,4 @@ func residentBytes(pid int) (rss, peak uint64, err error) {
 		return 0, 0, fmt.Errorf("/proc/%d/status has no VmRSS", pid)
 	}
 	return rss, peak, nil
-}
-
-// lockedBuffer is a log several goroutines write.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -97,12 +97,12 @@ func internalService(t *testing.T, d *daemon) *testbed.Host {
 }
 
 // startAgent runs `eipd agent` in the VM for one ENI.
-func startAgent(t *testing.T, d *daemon, vm *testbed.Host, eni, private string) *syncBuffer {
+func startAgent(t *testing.T, d *daemon, vm *testbed.Host, eni, private string) *testbed.OutputBuffer {
 	t.Helper()
 	var prof map[string]string
 	raw, _ := os.ReadFile(d.profile)
 	_ = json.Unmarshal(raw, &prof)
-	cfg := map[string]any{"endpoint": "http://" + ctListen, "access_key_id": prof["access_key_id"],
+	cfg := map[string]any{"endpoint": "https://" + ctListen, "ca_file": d.cert, "access_key_id": prof["access_key_id"],
 		"access_key_secret": prof["access_key_secret"], "network_interface_id": eni, "interface": "eth1",
 		"private_address": private, "primary_interface": "eth0", "primary_gateway": testbed.GWVPCAddr,
 		"poll_interval": "200ms", "state_file": filepath.Join(d.dir, "agent-state-"+vm.Name+".json")}
@@ -111,7 +111,7 @@ func startAgent(t *testing.T, d *daemon, vm *testbed.Host, eni, private string) 
 	if err := os.WriteFile(path, raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out := &syncBuffer{}
+	out := &testbed.OutputBuffer{}
 	cmd := exec.Command(bin("eipd"), "agent", "--config", path)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := vm.Start(cmd); err != nil {

@@ -27,8 +27,9 @@ type daemon struct {
 	*gateway
 	dir     string
 	cmd     *exec.Cmd
-	log     *syncBuffer
+	log     *testbed.OutputBuffer
 	profile string
+	cert    string // the API's certificate, PEM (eipd serves HTTPS)
 	lbEIP   string // the CLB's EIP, once associated
 	listen  string // the API's address in the gateway
 }
@@ -46,14 +47,15 @@ func newDaemonWith(t *testing.T, hook string, adjust func(*eipd.LocalSetup)) *da
 	t.Helper()
 	g := newGateway(t, hook, true)
 	setup := eipd.LocalSetup{Uplink: testbed.GWUplink, VPC: testbed.GWVPC, Hook: hook,
-		Pools: []string{testbed.EIPPool}, Listen: apiListen, MetricsListen: metricsListen, BPFFSDir: g.pinDir, ReconcileInterval: "1s"}
+		Pools: []string{testbed.EIPPool}, Listen: apiListen, MetricsListen: metricsListen, BPFFSDir: g.pinDir, ReconcileInterval: "1s",
+		TLS: true}
 	adjust(&setup)
 	d := &daemon{gateway: g, dir: t.TempDir(), listen: setup.Listen}
 	files, err := eipd.WriteLocalSetup(d.dir, setup)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.profile = files.Profile
+	d.profile, d.cert = files.Profile, files.Certificate
 	return d
 }
 
@@ -87,7 +89,7 @@ func (d *daemon) start(t *testing.T, init bool) {
 	if init {
 		args = append(args, "--init")
 	}
-	d.log = &syncBuffer{}
+	d.log = &testbed.OutputBuffer{}
 	d.cmd = exec.Command(bin("eipd"), args...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.GW.Start(d.cmd); err != nil {

@@ -1,13 +1,11 @@
 package e2e
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"io"
 	"net"
 	"os/exec"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -15,24 +13,6 @@ import (
 
 	"github.com/eipgw/eipgw/internal/testbed"
 )
-
-// syncBuffer collects a child's output while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
@@ -46,9 +26,9 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 }
 
 // startServe runs `eipdp serve` in the gateway and waits until it serves.
-func (g *gateway) startServe(t *testing.T) (*exec.Cmd, *syncBuffer) {
+func (g *gateway) startServe(t *testing.T) (*exec.Cmd, *testbed.OutputBuffer) {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &testbed.OutputBuffer{}
 	cmd := exec.Command(bin("eipdp"), "--pin-dir", g.pinDir, "serve",
 		"--uplink", testbed.GWUplink, "--vpc", testbed.GWVPC, "--hook", g.hook, "--interval", "200ms")
 	cmd.Stdout, cmd.Stderr = out, out

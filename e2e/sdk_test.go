@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"net"
@@ -16,9 +18,10 @@ import (
 	"github.com/eipgw/eipgw/internal/testbed"
 )
 
-// TestOfficialSDK drives eipd with the cloud's own Go SDK, unmodified: only the
-// request's Domain (eipd) and Scheme (http) are set, and its transport dials from
-// inside the gateway's namespace, where eipd listens.
+// TestOfficialSDK drives eipd with the cloud's legacy Go SDK (HMAC-SHA1), unmodified:
+// only the request's Domain (eipd) and Scheme (https) are set, and its transport
+// dials from inside the gateway's namespace, where eipd listens, trusting eipd's
+// certificate.
 func TestOfficialSDK(t *testing.T) {
 	d := newDaemon(t, "xdp")
 	d.start(t, true)
@@ -36,16 +39,22 @@ func TestOfficialSDK(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Wrapped, because the SDK replaces the dialer of a plain *http.Transport.
-	client.SetTransport(nsTransport{&http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		return d.GW.Dial(network, addr, 5*time.Second)
-	}}})
+	// Wrapped, because the SDK replaces the dialer of a plain *http.Transport; it
+	// trusts eipd's self-signed certificate.
+	roots := x509.NewCertPool()
+	if pem, err := os.ReadFile(d.cert); err != nil || !roots.AppendCertsFromPEM(pem) {
+		t.Fatalf("eipd's certificate: %v", err)
+	}
+	client.SetTransport(nsTransport{&http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots},
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return d.GW.Dial(network, addr, 5*time.Second)
+		}}})
 	at := func(r interface {
 		SetDomain(string)
 		SetScheme(string)
 	}) {
 		r.SetDomain(apiListen)
-		r.SetScheme("http")
+		r.SetScheme("https")
 	}
 
 	alloc := vpc.CreateAllocateEipAddressRequest()

@@ -47,7 +47,7 @@ var (
 	errNonceCacheFull    = errorf(http.StatusServiceUnavailable, "Throttling", "Too many signed requests in the timestamp window; try again later.")
 	errUnknownAction     = errorf(http.StatusNotFound, "InvalidAction.NotFound", "Specified api is not found, please check your url and method.")
 	errVersion           = errorf(http.StatusBadRequest, "InvalidVersion", "Specified parameter Version is not valid: this service speaks 2016-04-28.")
-	errFormat            = errorf(http.StatusBadRequest, "InvalidParameter.Format", "Only Format=JSON is supported.")
+	errFormat            = errorf(http.StatusBadRequest, "InvalidParameter.Format", "Format must be JSON (the default) or XML.")
 	errMethod            = errorf(http.StatusMethodNotAllowed, "UnsupportedHTTPMethod", "Use GET or POST.")
 	errInternal          = errorf(http.StatusInternalServerError, "InternalError", "The request processing has failed due to some unknown error.")
 	errHeaderTooLarge    = errorf(http.StatusRequestHeaderFieldsTooLarge, "RequestHeaderFieldsTooLarge",

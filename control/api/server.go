@@ -87,8 +87,14 @@ func headerBytes(r *http.Request) int {
 // serve handles one request and returns what it answered, for metrics and logs, and
 // whether its signature was good.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (action string, status int, code string, authenticated bool) {
+	asXML := false // Format=XML, once the form is read
 	reply := func(err *Error) (string, int, string, bool) {
-		writeJSON(w, err.Status, map[string]any{"RequestId": id, "Code": err.Code, "Message": err.Message, "HostId": r.Host})
+		body := map[string]any{"RequestId": id, "Code": err.Code, "Message": err.Message, "HostId": r.Host}
+		if asXML {
+			writeXML(w, err.Status, "Error", body)
+		} else {
+			writeJSON(w, err.Status, body)
+		}
 		return action, err.Status, err.Code, authenticated
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
@@ -110,6 +116,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (actio
 	if err := r.ParseForm(); err != nil {
 		return reply(errorf(http.StatusBadRequest, "InvalidParameter", "The request body cannot be read: %v.", err))
 	}
+	switch f := r.Form.Get("Format"); {
+	case strings.EqualFold(f, "XML"):
+		asXML = true
+	case f != "" && !strings.EqualFold(f, "JSON"):
+		return reply(errFormat)
+	}
 	signed, verr := s.Verifier.verify(r, body)
 	if verr != nil {
 		return reply(verr)
@@ -121,9 +133,6 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (actio
 	}
 	if signed.version != APIVersion {
 		return reply(errVersion)
-	}
-	if f := r.Form.Get("Format"); f != "" && !strings.EqualFold(f, "JSON") {
-		return reply(errFormat)
 	}
 	params := model.Params{}
 	for k, v := range r.Form {
@@ -181,7 +190,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (actio
 	if err != nil {
 		return reply(errInternal)
 	}
-	writeJSON(w, http.StatusOK, out)
+	if asXML {
+		writeXML(w, http.StatusOK, action+"Response", out)
+	} else {
+		writeJSON(w, http.StatusOK, out)
+	}
 	return action, http.StatusOK, "", true
 }
 

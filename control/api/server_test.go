@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -439,5 +440,59 @@ func TestSlowClientsAreBounded(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusRequestEntityTooLarge || body.Code != "RequestEntityTooLarge" {
 		t.Errorf("a 2 MiB body: HTTP %d %+v", resp.StatusCode, body)
+	}
+}
+
+// TestFormatXML: Format=XML is answered in XML as the cloud shapes it (the action's
+// name and "Response" as the root, a list's items repeated under the list's member
+// name), errors too; JSON stays the default, and another format is refused.
+func TestFormatXML(t *testing.T) {
+	a := newTestAPI(t)
+	a.ok(t, "AllocateEipAddress")
+	a.ok(t, "AllocateEipAddress")
+	post := func(form url.Values) (*http.Response, []byte) {
+		resp, err := http.PostForm(a.srv.URL, form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp, body
+	}
+	form := signedForm("DescribeEipAddresses", map[string]string{"RegionId": "eipgw-1"}, "xml-1", time.Now())
+	form.Set("Format", "XML")
+	form.Set("Signature", Sign(http.MethodPost, form, "testsecret"))
+	resp, body := post(form)
+	var described struct {
+		XMLName      xml.Name `xml:"DescribeEipAddressesResponse"`
+		RequestId    string
+		TotalCount   int
+		EipAddresses struct {
+			EipAddress []struct{ AllocationId, IpAddress, Status string }
+		}
+	}
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/xml") {
+		t.Fatalf("XML reply: %d %s\n%s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	if err := xml.Unmarshal(body, &described); err != nil || described.RequestId == "" || described.TotalCount != 2 ||
+		len(described.EipAddresses.EipAddress) != 2 || described.EipAddresses.EipAddress[0].Status != "Available" {
+		t.Fatalf("XML reply does not read as the cloud's: %v %+v\n%s", err, described, body)
+	}
+	bad := signedForm("ReleaseEipAddress", map[string]string{"AllocationId": "eip-nonexistent"}, "xml-2", time.Now())
+	bad.Set("Format", "xml")
+	bad.Set("Signature", Sign(http.MethodPost, bad, "testsecret"))
+	resp, body = post(bad)
+	var apiErr struct {
+		XMLName                          xml.Name `xml:"Error"`
+		RequestId, HostId, Code, Message string
+	}
+	if err := xml.Unmarshal(body, &apiErr); err != nil || resp.StatusCode == http.StatusOK || apiErr.Code == "" || apiErr.RequestId == "" {
+		t.Fatalf("XML error: %d %v %+v\n%s", resp.StatusCode, err, apiErr, body)
+	}
+	yaml := signedForm("DescribeEipAddresses", nil, "xml-3", time.Now())
+	yaml.Set("Format", "YAML")
+	yaml.Set("Signature", Sign(http.MethodPost, yaml, "testsecret"))
+	if status, code := a.rawPost(t, yaml); status != http.StatusBadRequest || code != "InvalidParameter.Format" {
+		t.Errorf("Format=YAML: %d %s", status, code)
 	}
 }

@@ -118,8 +118,7 @@ func (v *Verifier) verifyV3(r *http.Request, body []byte) (signedRequest, *Error
 // method, path, sorted and encoded query, the signed headers (name:values, sorted),
 // their names, and the body's hash as the client sent it (checked against the body).
 func v3StringToSign(r *http.Request, signedHeaders []string) string {
-	signed := slices.Clone(signedHeaders)
-	slices.Sort(signed)
+	signed := sortedCopy(signedHeaders)
 	var headers strings.Builder
 	for _, name := range signed {
 		var vals []string
@@ -173,4 +172,10 @@ func percentEncode(s string) string {
 		}
 	}
 	return b.String()
+}
+
+func sortedCopy(s []string) []string {
+	c := slices.Clone(s)
+	slices.Sort(c)
+	return c
 }

@@ -119,7 +119,7 @@ func TestSignatureV3(t *testing.T) {
 		t.Fatalf("a V3 request with its parameters in a form body: %d %v", status, m)
 	}
 
-	before := a.snapshot(t)
+	before, applied := a.snapshot(t), a.writes
 	release := func() v3Request { return fresh("ReleaseEipAddress", url.Values{"AllocationId": {id}}) }
 	replayed := release()
 	replayed.nonce = form.nonce
@@ -176,8 +176,8 @@ func TestSignatureV3(t *testing.T) {
 		if status != http.StatusBadRequest && status != http.StatusNotFound || m["Code"] != c.code || m["RequestId"] == nil {
 			t.Errorf("%s: %d %v, want %s", c.name, status, m, c.code)
 		}
-		if after := a.snapshot(t); after != before {
-			t.Errorf("%s changed the state", c.name)
+		if after := a.snapshot(t); after != before || a.writes != applied {
+			t.Errorf("%s changed the state or reached the dataplane", c.name)
 		}
 	}
 

@@ -25,12 +25,20 @@ type Profile struct {
 	AccessKeyID     string `json:"access_key_id"`
 	AccessKeySecret string `json:"access_key_secret"`
 	RegionID        string `json:"region_id"`
+	// CAFile is a PEM file of certificates to trust for an https endpoint besides
+	// the system's (a gateway's self-signed certificate).
+	CAFile string `json:"ca_file,omitempty"`
+	// SignatureMethod is "v3" (ACS3-HMAC-SHA256, the default) or "hmac-sha1".
+	SignatureMethod string `json:"signature_method,omitempty"`
 }
 
 const usage = `usage: eipctl [--profile FILE] [--output table|json] COMMAND [--param value ...]
 
 The profile (default $EIPGW_PROFILE, else ~/.eipgw/profile.json) is JSON:
-  {"endpoint": "http://127.0.0.1:8080", "access_key_id": "...", "access_key_secret": "...", "region_id": "eipgw-1"}
+  {"endpoint": "https://gateway:8443", "access_key_id": "...", "access_key_secret": "...", "region_id": "eipgw-1",
+   "ca_file": "/etc/eipgw/ca.pem"}
+ca_file (optional) adds certificates to trust for an https endpoint; signature_method
+(optional) is v3 (ACS3-HMAC-SHA256, the default) or hmac-sha1 (the legacy signature).
 Parameters are the API's, in kebab case or as the API spells them:
   eipctl allocate-eip-address --bandwidth 10
   eipctl associate-eip-address --allocation-id eip-... --instance-id i-... --instance-type EcsInstance
@@ -89,7 +97,13 @@ func Run(args []string, env Env) int {
 		fmt.Fprintln(env.Stderr, "eipctl:", err)
 		return 1
 	}
-	client := &api.Client{Endpoint: prof.Endpoint, AccessKeyID: prof.AccessKeyID, AccessSecret: prof.AccessKeySecret, RegionID: prof.RegionID}
+	hc, err := api.NewHTTPClient(prof.CAFile)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "eipctl: profile:", err)
+		return 1
+	}
+	client := &api.Client{Endpoint: prof.Endpoint, AccessKeyID: prof.AccessKeyID, AccessSecret: prof.AccessKeySecret,
+		RegionID: prof.RegionID, Signature: prof.SignatureMethod, HTTP: hc}
 	resp, err := client.Call(action, params)
 	var apiErr *api.Error
 	if errors.As(err, &apiErr) {

@@ -30,6 +30,9 @@ type AgentConfig struct {
 	Table              int    `json:"table"`
 	RulePriority       int    `json:"rule_priority"`
 	PollInterval       string `json:"poll_interval"`
+	// CAFile is a PEM file of certificates to trust for an https endpoint besides the
+	// system's (the gateway's self-signed certificate).
+	CAFile string `json:"ca_file,omitempty"`
 	// StateFile keeps what the agent applied and what it found before, so that after
 	// a restart it still undoes exactly; empty keeps it in memory only.
 	StateFile string `json:"state_file,omitempty"`
@@ -123,7 +126,11 @@ func RunAgent(ctx context.Context, c *AgentConfig, base netcfg.Plan, poll time.D
 		return fmt.Errorf("netlink: %w", err)
 	}
 	defer nl.Close()
-	client := &api.Client{Endpoint: c.Endpoint, AccessKeyID: c.AccessKeyID, AccessSecret: c.AccessKeySecret}
+	hc, err := api.NewHTTPClient(c.CAFile)
+	if err != nil {
+		return fmt.Errorf("agent config: %w", err)
+	}
+	client := &api.Client{Endpoint: c.Endpoint, AccessKeyID: c.AccessKeyID, AccessSecret: c.AccessKeySecret, HTTP: hc}
 	st, err := c.loadState()
 	if err != nil {
 		return err

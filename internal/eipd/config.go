@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"time"
@@ -41,6 +42,13 @@ type Config struct {
 	EIPGateway string `json:"eip_gateway"`
 	// Nat configures NAT gateways (see NatSettings).
 	Nat NatSettings `json:"nat"`
+	// TLS makes the API listener serve HTTPS. Without it the API is plain HTTP, which
+	// eipd serves only on a loopback address unless AllowPlainHTTP says otherwise.
+	TLS *TLSConfig `json:"tls,omitempty"`
+	// AllowPlainHTTP lets a listener on a non-loopback address serve plain HTTP
+	// (behind a TLS-terminating proxy, or in a lab): signatures then cross the
+	// network readable, and their requests with them.
+	AllowPlainHTTP bool `json:"allow_plain_http,omitempty"`
 	// SpecialPurposeSources are the prefixes refused as a source from the internet,
 	// and the only destinations untranslated VPC traffic may be forwarded to;
 	// absent: dataplane.DefaultSpecialPurpose (RFC 6890), [] for none.
@@ -54,6 +62,12 @@ type Config struct {
 	apiLimits         api.Limits
 	timestampWindow   time.Duration
 	reconcileInterval time.Duration
+}
+
+// TLSConfig names the API's certificate and key (PEM), read again on SIGHUP.
+type TLSConfig struct {
+	CertFile string `json:"cert_file"`
+	KeyFile  string `json:"key_file"`
 }
 
 // LoadConfig reads and checks a configuration file; every error names the field.
@@ -97,6 +111,9 @@ func (c *Config) check() error {
 		}
 		c.pools = append(c.pools, pfx.Masked())
 	}
+	if err := c.checkListen(); err != nil {
+		errs = append(errs, err)
+	}
 	c.apiLimits = api.DefaultLimits
 	c.apiLimits.MaxConnections = c.MaxConnections
 	if c.MaxConnections < 1 {
@@ -139,4 +156,22 @@ func (c *Config) check() error {
 		errs = append(errs, errors.New("state_dir, bpffs_dir, credentials_file, listen and metrics_listen must not be empty"))
 	}
 	return errors.Join(errs...)
+}
+
+// checkListen refuses a plain-HTTP API on a non-loopback address unless asked for.
+func (c *Config) checkListen() error {
+	if c.TLS != nil {
+		if c.TLS.CertFile == "" || c.TLS.KeyFile == "" {
+			return errors.New("tls: cert_file and key_file are both required")
+		}
+		return nil
+	}
+	host, _, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %q is not host:port", c.Listen)
+	}
+	if addr, err := netip.ParseAddr(host); (err == nil && addr.IsLoopback()) || host == "localhost" || c.AllowPlainHTTP {
+		return nil
+	}
+	return fmt.Errorf("listen: %q is not a loopback address, and without tls the API would be plain HTTP: configure tls (cert_file, key_file), or set allow_plain_http", c.Listen)
 }

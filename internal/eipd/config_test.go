@@ -36,6 +36,9 @@ func TestConfig(t *testing.T) {
 		{`{"uplink": {"interface": "eth0"}, "vpc": {"interface": "eth1"}, "pools": ["203.0.113.0/24"], "timestamp_window": "soon"}`, "timestamp_window"},
 		{`{"uplink": {"interface": "eth0"}, "vpc": {"interface": "eth1"}, "pools": ["203.0.113.0/24"], "colour": "blue"}`, "unknown field"},
 		{`{not json`, "invalid character"},
+		{`{"uplink": {"interface": "eth0"}, "vpc": {"interface": "eth1"}, "pools": ["203.0.113.0/24"], "listen": "10.0.0.1:8080"}`, "allow_plain_http"},
+		{`{"uplink": {"interface": "eth0"}, "vpc": {"interface": "eth1"}, "pools": ["203.0.113.0/24"], "listen": ":8080"}`, "not a loopback address"},
+		{`{"uplink": {"interface": "eth0"}, "vpc": {"interface": "eth1"}, "pools": ["203.0.113.0/24"], "tls": {"cert_file": "c.pem"}}`, "key_file"},
 	} {
 		if _, err := LoadConfig(write(t, "c.json", bad.body, 0o644)); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("config %s: %v, want an error about %q", bad.body, err, bad.want)
@@ -71,6 +74,20 @@ func TestCredentials(t *testing.T) {
 		}
 		if _, err := LoadCredentials(p); err == nil || !strings.Contains(err.Error(), "owned by root") {
 			t.Errorf("a file owned by another user: %v", err)
+		}
+	}
+}
+
+// TestPlainHTTPOptIn: a plain-HTTP API off loopback needs allow_plain_http; with tls,
+// any listen address will do.
+func TestPlainHTTPOptIn(t *testing.T) {
+	for _, body := range []string{
+		`{"uplink": {"interface": "eth0"}, "vpc": {"interface": "eth1"}, "pools": ["203.0.113.0/24"], "listen": "10.0.0.1:8080", "allow_plain_http": true}`,
+		`{"uplink": {"interface": "eth0"}, "vpc": {"interface": "eth1"}, "pools": ["203.0.113.0/24"], "listen": "[::1]:8080"}`,
+		`{"uplink": {"interface": "eth0"}, "vpc": {"interface": "eth1"}, "pools": ["203.0.113.0/24"], "listen": "0.0.0.0:8443", "tls": {"cert_file": "c.pem", "key_file": "k.pem"}}`,
+	} {
+		if _, err := LoadConfig(write(t, "c.json", body, 0o644)); err != nil {
+			t.Errorf("%s: %v", body, err)
 		}
 	}
 }

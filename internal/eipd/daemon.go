@@ -2,14 +2,18 @@ package eipd
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"path/filepath"
 	"sort"
+	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf/rlimit"
@@ -174,7 +178,20 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 		return fmt.Errorf("listen: %w", err)
 	}
 	ln = api.Listener(ln, cfg.apiLimits)
-	log.Info("serving the API", "listen", ln.Addr().String())
+	var cert *api.Certificate
+	if cfg.TLS != nil {
+		cert = &api.Certificate{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile}
+		if err := cert.Reload(); err != nil {
+			ln.Close()
+			opsLn.Close()
+			return err
+		}
+		ln = tls.NewListener(ln, cert.TLSConfig())
+		log.Info("serving the API", "listen", ln.Addr().String(), "protocol", "https", "certificate", cfg.TLS.CertFile)
+	} else {
+		log.Warn("the API is plain HTTP: signatures and requests cross the listener readable; configure tls to serve HTTPS")
+		log.Info("serving the API", "listen", ln.Addr().String(), "protocol", "http")
+	}
 	if ready != nil {
 		ready(ln.Addr().String())
 	}
@@ -184,8 +201,19 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 
 	tick := time.NewTicker(cfg.reconcileInterval)
 	defer tick.Stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	for {
 		select {
+		case <-hup:
+			if cert == nil {
+				log.Info("SIGHUP: no TLS certificate to reload")
+			} else if err := cert.Reload(); err != nil {
+				log.Error("SIGHUP: certificate not reloaded; serving the one loaded before", "error", err)
+			} else {
+				log.Info("SIGHUP: certificate reloaded", "certificate", cfg.TLS.CertFile)
+			}
 		case <-ctx.Done():
 			shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()

@@ -1,0 +1,120 @@
+package api
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// writeCert writes a self-signed certificate for 127.0.0.1 named cn, and its key.
+func writeCert(t *testing.T, certFile, keyFile, cn string) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	if err := os.WriteFile(certFile, certPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certPEM
+}
+
+// TestHTTPS: the API over TLS answers signed requests of both methods from clients
+// that trust its certificate, refuses plain HTTP and TLS 1.1, and serves a renewed
+// certificate after Reload; a reload of broken files keeps the one in use.
+func TestHTTPS(t *testing.T) {
+	a := newTestAPI(t)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	first := writeCert(t, certFile, keyFile, "first")
+	cert := &Certificate{CertFile: certFile, KeyFile: keyFile}
+	if err := cert.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: a.srv.Config.Handler}
+	go srv.Serve(tls.NewListener(ln, cert.TLSConfig()))
+	t.Cleanup(func() { srv.Close() })
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, first, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hc, err := NewHTTPClient(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	endpoint := "https://" + ln.Addr().String()
+	for _, method := range []string{SignatureV3, SignatureHMACSHA1} {
+		c := &Client{Endpoint: endpoint, AccessKeyID: "testid", AccessSecret: "testsecret", RegionID: "eipgw-1", Signature: method, HTTP: hc}
+		if _, err := c.Call("DescribeEipAddresses", nil); err != nil {
+			t.Errorf("%s over HTTPS: %v", method, err)
+		}
+	}
+	// Plain HTTP to the TLS listener gets no API answer.
+	if resp, err := http.Post("http://"+ln.Addr().String()+"/", "application/x-www-form-urlencoded", nil); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Error("plain HTTP to the TLS listener was answered 200")
+		}
+	}
+	// TLS 1.1 is refused.
+	old := &tls.Config{MaxVersion: tls.VersionTLS11, InsecureSkipVerify: true}
+	if conn, err := tls.Dial("tcp", ln.Addr().String(), old); err == nil {
+		conn.Close()
+		t.Error("a TLS 1.1 handshake succeeded")
+	}
+	served := func() string {
+		conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].Subject.CommonName
+	}
+	writeCert(t, certFile, keyFile, "renewed")
+	if got := served(); got != "first" {
+		t.Errorf("before the reload the listener serves %q", got)
+	}
+	if err := cert.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got := served(); got != "renewed" {
+		t.Errorf("after the reload the listener serves %q", got)
+	}
+	if err := os.WriteFile(keyFile, bytes.Repeat([]byte("x"), 10), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := cert.Reload(); err == nil {
+		t.Error("a reload of a broken key succeeded")
+	}
+	if got := served(); got != "renewed" {
+		t.Errorf("after a failed reload the listener serves %q", got)
+	}
+}
