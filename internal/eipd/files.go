@@ -31,7 +31,7 @@ type LocalSetup struct {
 	// TLS makes the API serve HTTPS with a self-signed certificate WriteLocalSetup
 	// makes for the listen address, which the profile's ca_file trusts.
 	TLS bool
-	Nat               NatSettings
+	Nat NatSettings
 }
 
 // Files are the paths WriteLocalSetup wrote.
