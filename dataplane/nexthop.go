@@ -142,6 +142,8 @@ func (d *Dataplane) SetNextHops(hops NextHops) error {
 		want[k] = h
 	}
 	changed := map[uint32]bool{}
+	var keys []uint32
+	var vals []natNextHop
 	for k, h := range want {
 		if old, ok := d.hops.byAddr[k]; ok && !full && sameHop(old, h) {
 			continue
@@ -150,18 +152,31 @@ func (d *Dataplane) SetNextHops(hops NextHops) error {
 		if err != nil {
 			return fmt.Errorf("set next hops: %v: %w", beAddr(k), err)
 		}
-		if err := d.objs.NextHops.Put(k, v); err != nil {
-			if errors.Is(err, unix.E2BIG) {
-				continue // full: this address asks the FIB
-			}
-			return fmt.Errorf("set next hops: %v: %w", beAddr(k), err)
-		}
-		changed[k] = true
+		keys, vals = append(keys, k), append(vals, v)
 	}
-	for k := range d.hops.byAddr {
-		if _, ok := want[k]; !ok {
-			changed[k] = true
+	if err := d.putNextHops(keys, vals, changed); err != nil {
+		return fmt.Errorf("set next hops: %w", err)
+	}
+	// What the maps may hold beyond want: what this process wrote before, or, on
+	// the first call (adopted pins), whatever is there.
+	var stale []uint32
+	if full {
+		if err := eachEntry(d.objs.NextHops, func(k uint32, _ natNextHop) {
+			if _, ok := want[k]; !ok {
+				stale = append(stale, k)
+			}
+		}); err != nil {
+			return fmt.Errorf("set next hops: list old entries: %w", err)
 		}
+	} else {
+		for k := range d.hops.byAddr {
+			if _, ok := want[k]; !ok {
+				stale = append(stale, k)
+			}
+		}
+	}
+	for _, k := range stale {
+		changed[k] = true
 	}
 	d.hops.byAddr, d.hops.generation = want, gen
 	if full || len(changed) != 0 {
@@ -191,18 +206,6 @@ func (d *Dataplane) SetNextHops(hops NextHops) error {
 	}
 
 	// Old entries last.
-	var k uint32
-	var v natNextHop
-	var stale []uint32
-	it := d.objs.NextHops.Iterate()
-	for it.Next(&k, &v) {
-		if _, ok := want[k]; !ok {
-			stale = append(stale, k)
-		}
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("set next hops: list old entries: %w", err)
-	}
 	for _, k := range stale {
 		if err := d.objs.NextHops.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return fmt.Errorf("set next hops: remove %v: %w", beAddr(k), err)
@@ -211,9 +214,50 @@ func (d *Dataplane) SetNextHops(hops NextHops) error {
 	return nil
 }
 
+// putNextHops writes next_hops entries, a batch a syscall, and marks each written key
+// changed. An entry the full map has no room for is left out: its address asks the
+// FIB.
+func (d *Dataplane) putNextHops(keys []uint32, vals []natNextHop, changed map[uint32]bool) error {
+	for start := 0; start < len(keys); {
+		chunk := min(len(keys)-start, batchSize)
+		n, err := putMany(d.objs.NextHops, keys[start:start+chunk], vals[start:start+chunk], ebpf.UpdateAny)
+		for _, k := range keys[start : start+n] {
+			changed[k] = true
+		}
+		start += n
+		switch {
+		case err == nil:
+		case errors.Is(err, unix.E2BIG):
+			start++ // full: this address asks the FIB; the rest may still fit (replacements)
+		default:
+			return fmt.Errorf("%v: %w", beAddr(keys[start]), err)
+		}
+	}
+	return nil
+}
+
 // refreshBindingHops rewrites the inbound halves whose private address's hop changed
-// (all of them when all is set). The caller holds d.mu.
+// (all of them when all is set: read and written a batch a syscall). The caller
+// holds d.mu.
 func (d *Dataplane) refreshBindingHops(changed map[uint32]bool, all bool) error {
+	if all {
+		var keys []uint32
+		var vals []natBinding
+		if err := eachEntry(d.objs.InboundBindings, func(eip uint32, b natBinding) {
+			b.Hop = d.hopOf(b.Addr)
+			keys, vals = append(keys, eip), append(vals, b)
+		}); err != nil {
+			return fmt.Errorf("read bindings: %w", err)
+		}
+		// d.mu is held: no binding comes or goes between the read and the write.
+		for start := 0; start < len(keys); start += batchSize {
+			end := min(start+batchSize, len(keys))
+			if _, err := putMany(d.objs.InboundBindings, keys[start:end], vals[start:end], ebpf.UpdateExist); err != nil {
+				return fmt.Errorf("rewrite bindings' hops: %w", err)
+			}
+		}
+		return nil
+	}
 	for eip, priv := range d.bound {
 		if !all && !changed[priv] {
 			continue
