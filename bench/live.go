@@ -91,14 +91,19 @@ func liveProgramTable(r *rateReport) string {
 			continue
 		}
 		if b.Len() == 0 {
-			b.WriteString("Time in the gateway's program, live (one more window per case with the kernel's BPF run-time statistics on; the rest of a packet's time at the gateway's CPU is the veth, the redirect and the stack):\n\n")
-			b.WriteString("| case | program | ns in the program a packet | ns a packet at the gateway's CPU (1 / median rate) |\n|---|---|---:|---:|\n")
+			b.WriteString("Time in the gateway's program, live (one window per case with the kernel's BPF run-time statistics on, before the first round and after the last; the rest of a packet's time at the gateway's CPU is the veth, the redirect and the stack):\n\n")
+			b.WriteString("| case | program | ns in the program a packet, after the last round | before the first | last / first | ns a packet at the gateway's CPU (1 / median rate) |\n|---|---|---:|---:|---:|---:|\n")
 		}
 		whole := "-"
 		if c.Mpps.Median > 0 {
 			whole = fmt.Sprintf("%.0f", 1e3/c.Mpps.Median)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.0f | %s |\n", c.Name, c.Live.Program, c.Live.NsPerRun, whole)
+		first, drift := "-", "-"
+		if c.LiveFirst != nil && c.LiveFirst.NsPerRun > 0 {
+			first = fmt.Sprintf("%.0f", c.LiveFirst.NsPerRun)
+			drift = fmt.Sprintf("%.2fx", c.Live.NsPerRun/c.LiveFirst.NsPerRun)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %s | %s |\n", c.Name, c.Live.Program, c.Live.NsPerRun, first, drift, whole)
 	}
 	if b.Len() > 0 {
 		b.WriteString("\n")

@@ -92,8 +92,11 @@ type caseResult struct {
 	// Unavailable says why the case was not measured on this machine.
 	Unavailable string `json:"unavailable,omitempty"`
 	// Live is the time spent in the gateway's program per packet, from one more
-	// window with the kernel's BPF statistics on (eipgw cases and the floor).
-	Live *liveProgram `json:"live_program,omitempty"`
+	// window with the kernel's BPF statistics on (eipgw cases and the floor) after
+	// the last round; LiveFirst, from one before the first, shows how it drifts as
+	// the run's state (sessions, bindings) builds up.
+	Live      *liveProgram `json:"live_program,omitempty"`
+	LiveFirst *liveProgram `json:"live_program_first_round,omitempty"`
 }
 
 // direction names the baselines a case compares with: inbound cases have their own.
@@ -215,6 +218,30 @@ func (b *bed) rates(cases []benchCase, opts options) (*rateReport, error) {
 		fmt.Fprintf(opts.Log, "calibrate %-26s %.2f Mpps flat out -> pace %.2f Mpps\n", c.Name, s.Mpps, pace[c.Name]/1e6)
 	}
 	cases = runnable
+	live := func(after bool) error {
+		for _, c := range cases {
+			lp, err := b.measureLiveProgram(c, pace[c.Name], opts.Window/2)
+			if err != nil {
+				return fmt.Errorf("%s: live program time: %w", c.Name, err)
+			}
+			if lp == nil {
+				continue
+			}
+			when := "before the first round"
+			if after {
+				results[c.Name].Live, when = lp, "after the last round"
+			} else {
+				results[c.Name].LiveFirst = lp
+			}
+			fmt.Fprintf(opts.Log, "live     %-26s %s: %.0f ns a packet over %d packets, %s\n", c.Name, lp.Program, lp.NsPerRun, lp.Runs, when)
+		}
+		return nil
+	}
+	if !opts.Smoke {
+		if err := live(false); err != nil {
+			return nil, err
+		}
+	}
 	for r := 0; r < opts.Rounds; r++ {
 		for i := range cases {
 			// Rotate the order so no case always follows the same one.
@@ -236,15 +263,8 @@ func (b *bed) rates(cases []benchCase, opts options) (*rateReport, error) {
 		}
 	}
 	if !opts.Smoke {
-		for _, c := range cases {
-			lp, err := b.measureLiveProgram(c, pace[c.Name], opts.Window/2)
-			if err != nil {
-				return nil, fmt.Errorf("%s: live program time: %w", c.Name, err)
-			}
-			if lp != nil {
-				results[c.Name].Live = lp
-				fmt.Fprintf(opts.Log, "live     %-26s %s: %.0f ns a packet over %d packets\n", c.Name, lp.Program, lp.NsPerRun, lp.Runs)
-			}
+		if err := live(true); err != nil {
+			return nil, err
 		}
 		if ceil, err = b.ceiling(opts.Window); err != nil {
 			return nil, fmt.Errorf("generator ceiling: %w", err)
