@@ -39,7 +39,8 @@ func beKey(a netip.Addr) (uint32, error) {
 	return binary.NativeEndian.Uint32(b[:]), nil
 }
 
-// addrOrder is a key's address as a number, for sorting keys as addresses sort.
+// addrOrder is a key's address as a number, for sorting keys as addresses sort; it is
+// its own inverse (a byte swap, or nothing on a big-endian host).
 func addrOrder(v uint32) uint32 {
 	var b [4]byte
 	binary.NativeEndian.PutUint32(b[:], v)
@@ -177,11 +178,14 @@ func (d *Dataplane) Bindings() ([]Binding, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("list bindings: %w", err)
 	}
-	// Sorted as keys, which is cheaper than as addresses, in the same order.
-	slices.SortFunc(keys, func(a, b [2]uint32) int { return cmp.Compare(addrOrder(a[0]), addrOrder(b[0])) })
+	// Sorted as numbers, which is cheaper than as addresses, in the same order.
+	for i := range keys {
+		keys[i][0] = addrOrder(keys[i][0])
+	}
+	slices.SortFunc(keys, func(a, b [2]uint32) int { return cmp.Compare(a[0], b[0]) })
 	out := make([]Binding, len(keys))
 	for i, k := range keys {
-		out[i] = Binding{EIP: beAddr(k[0]), Private: beAddr(k[1])}
+		out[i] = Binding{EIP: beAddr(addrOrder(k[0])), Private: beAddr(k[1])}
 	}
 	return out, nil
 }

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"bytes"
 	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -239,18 +240,33 @@ func (s sourceSet) remove(k natSourceKey) {
 // keys are the entries, by address (in host order) and then MAC: the order the
 // reconciler compares them in.
 func (s sourceSet) keys() []natSourceKey {
-	out := make([]natSourceKey, 0, len(s))
+	// Sorted by two integers each (the address in host order, the MAC as a number):
+	// at 100,000 sources, comparing the keys' bytes costs a start more than the rest.
+	type sortable struct {
+		addr uint32 // addrOrder of the key's, which addrOrder turns back
+		mac  uint64
+	}
+	keyed := make([]sortable, 0, len(s))
 	for addr, macs := range s {
 		for _, mac := range macs {
-			out = append(out, natSourceKey{Addr: addr, Mac: mac})
+			var m [8]byte
+			copy(m[2:], mac[:])
+			keyed = append(keyed, sortable{addr: addrOrder(addr), mac: binary.BigEndian.Uint64(m[:])})
 		}
 	}
-	slices.SortFunc(out, func(a, b natSourceKey) int {
-		if c := cmp.Compare(addrOrder(a.Addr), addrOrder(b.Addr)); c != 0 {
+	slices.SortFunc(keyed, func(a, b sortable) int {
+		if c := cmp.Compare(a.addr, b.addr); c != 0 {
 			return c
 		}
-		return bytes.Compare(a.Mac[:], b.Mac[:])
+		return cmp.Compare(a.mac, b.mac)
 	})
+	out := make([]natSourceKey, len(keyed))
+	for i, k := range keyed {
+		var m [8]byte
+		binary.BigEndian.PutUint64(m[:], k.mac)
+		out[i] = natSourceKey{Addr: addrOrder(k.addr)}
+		copy(out[i].Mac[:], m[2:])
+	}
 	return out
 }
 

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"github.com/eipgw/eipgw/desired"
@@ -297,13 +298,14 @@ func (s *Service) unassociate(c *Call) (any, error) {
 func DesiredBindings(tx Tx) ([]desired.Binding, error) {
 	var out []desired.Binding
 	err := tx.ForEach(kindEIPByPrivate, func(private string, v []byte) error {
-		ip, status, _ := strings.Cut(string(v), "|")
-		if status == StatusUnassociating {
+		// Read without a string of v: this walks every association at each start.
+		ip, status, _ := bytes.Cut(v, []byte("|"))
+		if string(status) == StatusUnassociating {
 			return nil
 		}
-		eip, err1 := netip.ParseAddr(ip)
-		priv, err2 := netip.ParseAddr(private)
-		if err1 != nil || err2 != nil {
+		eip, ok := parseIPv4(ip)
+		priv, err := netip.ParseAddr(private)
+		if !ok || err != nil {
 			return fmt.Errorf("binding index entry %q -> %q is damaged", private, v)
 		}
 		out = append(out, desired.Binding{EIP: eip, Private: priv})
@@ -444,4 +446,34 @@ func PendingBindings(tx Tx) (set []desired.Binding, unbind []netip.Addr, applied
 		return nil
 	})
 	return set, unbind, applied, ok, err
+}
+
+// parseIPv4 reads a dotted-quad IPv4 address from b, as netip.ParseAddr would, without
+// making a string of it.
+func parseIPv4(b []byte) (netip.Addr, bool) {
+	var a [4]byte
+	field, digits := 0, 0
+	val := 0
+	for i := 0; i <= len(b); i++ {
+		if i == len(b) || b[i] == '.' {
+			if digits == 0 || field > 3 {
+				return netip.Addr{}, false
+			}
+			a[field] = byte(val)
+			field, digits, val = field+1, 0, 0
+			continue
+		}
+		c := b[i]
+		if c < '0' || c > '9' || (digits > 0 && val == 0) { // no leading zeros
+			return netip.Addr{}, false
+		}
+		val, digits = val*10+int(c-'0'), digits+1
+		if val > 255 {
+			return netip.Addr{}, false
+		}
+	}
+	if field != 4 {
+		return netip.Addr{}, false
+	}
+	return netip.AddrFrom4(a), true
 }

@@ -75,7 +75,9 @@ var errDamagedSnapshot = errors.New("damaged")
 // decodeSources reads a snapshot's entries: an address and a MAC, each after its
 // length in one byte.
 func decodeSources(raw []byte) ([]desired.Source, error) {
-	var out []desired.Source
+	// Room for IPv4 sources with 6-byte MACs, the MACs in one allocation.
+	out := make([]desired.Source, 0, len(raw)/12)
+	macs := make([]byte, 0, len(raw)/2)
 	field := func() ([]byte, error) {
 		if len(raw) == 0 || len(raw) < 1+int(raw[0]) {
 			return nil, errDamagedSnapshot
@@ -97,7 +99,8 @@ func decodeSources(raw []byte) ([]desired.Source, error) {
 		if !ok {
 			return nil, errDamagedSnapshot
 		}
-		out = append(out, desired.Source{Addr: addr, MAC: slices.Clone(net.HardwareAddr(mac))})
+		macs = append(macs, mac...)
+		out = append(out, desired.Source{Addr: addr, MAC: net.HardwareAddr(macs[len(macs)-len(mac) : len(macs) : len(macs)])})
 	}
 	return out, nil
 }

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"net/netip"
 	"slices"
 	"testing"
 
@@ -53,5 +54,18 @@ func TestSourcesSnapshot(t *testing.T) {
 	}
 	if got, err := DesiredSources(w.tx); err == nil {
 		t.Fatalf("a cut snapshot read as %v", got)
+	}
+}
+
+// TestParseIPv4 reads what netip.ParseAddr reads as IPv4, and refuses the rest.
+func TestParseIPv4(t *testing.T) {
+	for _, s := range []string{"0.0.0.0", "10.1.2.3", "255.255.255.255", "203.0.113.7", "",
+		"1.2.3", "1.2.3.4.5", "256.1.1.1", "01.2.3.4", "1..2.3", "1.2.3.", "a.b.c.d", "1.2.3.4 ", "::1", "-1.2.3.4"} {
+		want, err := netip.ParseAddr(s)
+		ok := err == nil && want.Is4()
+		got, gotOK := parseIPv4([]byte(s))
+		if gotOK != ok || (ok && got != want) {
+			t.Errorf("%q: %v %v, want %v %v", s, got, gotOK, want, ok)
+		}
 	}
 }
