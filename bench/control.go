@@ -104,7 +104,8 @@ func newAgent() (*agent, error) {
 	if a.dp, err = dataplane.Open(dataplane.Config{PinDir: filepath.Join(a.fs.Dir, "eipgw")}); err != nil {
 		return nil, err
 	}
-	a.rec = &reconcile.Reconciler{Store: a.st, Dataplane: a.dp}
+	// As eipd makes it: NAT gateways carried too.
+	a.rec = &reconcile.Reconciler{Store: a.st, Dataplane: a.dp, Nat: a.dp}
 	return a, nil
 }
 
@@ -271,7 +272,7 @@ func measureControl(apiN, concurrentN, existing, bigN int) (*controlReport, erro
 	// first, so its collection does not land in the measured start.
 	runtime.GC()
 	t0 := time.Now()
-	res, err := (&reconcile.Reconciler{Store: a.st, Dataplane: a.dp}).Reconcile(context.Background())
+	res, err := (&reconcile.Reconciler{Store: a.st, Dataplane: a.dp, Nat: a.dp}).Reconcile(context.Background())
 	if err != nil {
 		return nil, err
 	}
@@ -288,7 +289,7 @@ func measureControl(apiN, concurrentN, existing, bigN int) (*controlReport, erro
 	}
 	runtime.GC()
 	t0 = time.Now()
-	if res, err = (&reconcile.Reconciler{Store: a.st, Dataplane: a.dp}).Reconcile(context.Background()); err != nil || res.Changed() {
+	if res, err = (&reconcile.Reconciler{Store: a.st, Dataplane: a.dp, Nat: a.dp}).Reconcile(context.Background()); err != nil || res.Changed() {
 		return nil, fmt.Errorf("restart over %d: %v, %v", bigN, res, err)
 	}
 	rep.StartReconcileMs = float64(time.Since(t0).Microseconds()) / 1000
