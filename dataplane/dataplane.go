@@ -138,8 +138,6 @@ func Open(cfg Config) (*Dataplane, error) {
 	spec.Maps[natMapOutboundBindings].MaxEntries = cfg.MaxBindings + 1
 	spec.Maps[natMapCutThroughs].MaxEntries = cfg.MaxBindings
 	spec.Maps[natMapCountersBySlot].MaxEntries = cfg.MaxBindings
-	spec.Maps[natMapRatesBySlot].MaxEntries = cfg.MaxBindings
-	spec.Maps[natMapBucketsBySlot].MaxEntries = 2 * cfg.MaxBindings
 	spec.Maps[natMapVpcSources].MaxEntries = cfg.MaxSources
 	spec.Maps[natMapNextHops].MaxEntries = cfg.MaxSources // the addresses of registered sources
 	for _, name := range []string{natMapMappings, natMapPortsInUse} {

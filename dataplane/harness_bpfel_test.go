@@ -28,7 +28,6 @@ type harnessHarnessTemplate struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	harnessMapBucketsBySlot     = "buckets_by_slot"
 	harnessMapCountersBySlot    = "counters_by_slot"
 	harnessMapCutThroughs       = "cut_throughs"
 	harnessMapEdgeSettings      = "edge_settings"
@@ -49,7 +48,6 @@ const (
 	harnessMapOutboundBindings  = "outbound_bindings"
 	harnessMapPortSearches      = "port_searches"
 	harnessMapPortsInUse        = "ports_in_use"
-	harnessMapRatesBySlot       = "rates_by_slot"
 	harnessMapReasonCounters    = "reason_counters"
 	harnessMapSessionOpenings   = "session_openings"
 	harnessMapSessionTable      = "session_table"
@@ -114,7 +112,6 @@ type harnessProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type harnessMapSpecs struct {
-	BucketsBySlot    *ebpf.MapSpec `ebpf:"buckets_by_slot"`
 	CountersBySlot   *ebpf.MapSpec `ebpf:"counters_by_slot"`
 	CutThroughs      *ebpf.MapSpec `ebpf:"cut_throughs"`
 	EdgeSettings     *ebpf.MapSpec `ebpf:"edge_settings"`
@@ -135,7 +132,6 @@ type harnessMapSpecs struct {
 	OutboundBindings *ebpf.MapSpec `ebpf:"outbound_bindings"`
 	PortSearches     *ebpf.MapSpec `ebpf:"port_searches"`
 	PortsInUse       *ebpf.MapSpec `ebpf:"ports_in_use"`
-	RatesBySlot      *ebpf.MapSpec `ebpf:"rates_by_slot"`
 	ReasonCounters   *ebpf.MapSpec `ebpf:"reason_counters"`
 	SessionOpenings  *ebpf.MapSpec `ebpf:"session_openings"`
 	SessionTable     *ebpf.MapSpec `ebpf:"session_table"`
@@ -172,7 +168,6 @@ func (o *harnessObjects) Close() error {
 //
 // It can be passed to loadHarnessObjects or ebpf.CollectionSpec.LoadAndAssign.
 type harnessMaps struct {
-	BucketsBySlot    *ebpf.Map `ebpf:"buckets_by_slot"`
 	CountersBySlot   *ebpf.Map `ebpf:"counters_by_slot"`
 	CutThroughs      *ebpf.Map `ebpf:"cut_throughs"`
 	EdgeSettings     *ebpf.Map `ebpf:"edge_settings"`
@@ -193,7 +188,6 @@ type harnessMaps struct {
 	OutboundBindings *ebpf.Map `ebpf:"outbound_bindings"`
 	PortSearches     *ebpf.Map `ebpf:"port_searches"`
 	PortsInUse       *ebpf.Map `ebpf:"ports_in_use"`
-	RatesBySlot      *ebpf.Map `ebpf:"rates_by_slot"`
 	ReasonCounters   *ebpf.Map `ebpf:"reason_counters"`
 	SessionOpenings  *ebpf.Map `ebpf:"session_openings"`
 	SessionTable     *ebpf.Map `ebpf:"session_table"`
@@ -204,7 +198,6 @@ type harnessMaps struct {
 
 func (m *harnessMaps) Close() error {
 	return _HarnessClose(
-		m.BucketsBySlot,
 		m.CountersBySlot,
 		m.CutThroughs,
 		m.EdgeSettings,
@@ -225,7 +218,6 @@ func (m *harnessMaps) Close() error {
 		m.OutboundBindings,
 		m.PortSearches,
 		m.PortsInUse,
-		m.RatesBySlot,
 		m.ReasonCounters,
 		m.SessionOpenings,
 		m.SessionTable,

@@ -35,33 +35,12 @@ type natEdgeConfig struct {
 	EipPools       natPrefixSet
 }
 
-type natEipBucket struct {
-	_    structs.HostLayout
-	Lock struct {
-		_   structs.HostLayout
-		Val uint32
-	}
-	Pad     uint32
-	Tokens  uint64
-	StampNs uint64
-}
-
 type natEipCounters struct {
-	_                 structs.HostLayout
-	InPackets         uint64
-	InBytes           uint64
-	OutPackets        uint64
-	OutBytes          uint64
-	InDroppedPackets  uint64
-	InDroppedBytes    uint64
-	OutDroppedPackets uint64
-	OutDroppedBytes   uint64
-}
-
-type natEipRate struct {
-	_           structs.HostLayout
-	BytesPerSec uint64
-	BurstBytes  uint64
+	_          structs.HostLayout
+	InPackets  uint64
+	InBytes    uint64
+	OutPackets uint64
+	OutBytes   uint64
 }
 
 type natEndpoint struct {
@@ -258,8 +237,7 @@ const (
 	natReasonREASON_DROP_NAT_MAPPING_EXPIRING    natReason = 29
 	natReasonREASON_DROP_NAT_CONTENDED           natReason = 30
 	natReasonREASON_DROP_FRAGMENT_NO_STATE       natReason = 31
-	natReasonREASON_DROP_OVER_BANDWIDTH          natReason = 32
-	natReasonREASON_MAX                          natReason = 33
+	natReasonREASON_MAX                          natReason = 32
 )
 
 type natReasonKind uint32
@@ -384,7 +362,6 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	natMapBucketsBySlot      = "buckets_by_slot"
 	natMapCountersBySlot     = "counters_by_slot"
 	natMapCutThroughs        = "cut_throughs"
 	natMapEdgeSettings       = "edge_settings"
@@ -403,7 +380,6 @@ const (
 	natMapOutboundBindings   = "outbound_bindings"
 	natMapPortSearches       = "port_searches"
 	natMapPortsInUse         = "ports_in_use"
-	natMapRatesBySlot        = "rates_by_slot"
 	natMapReasonCounters     = "reason_counters"
 	natMapSessionOpenings    = "session_openings"
 	natMapSessionTable       = "session_table"
@@ -476,7 +452,6 @@ type natProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type natMapSpecs struct {
-	BucketsBySlot    *ebpf.MapSpec `ebpf:"buckets_by_slot"`
 	CountersBySlot   *ebpf.MapSpec `ebpf:"counters_by_slot"`
 	CutThroughs      *ebpf.MapSpec `ebpf:"cut_throughs"`
 	EdgeSettings     *ebpf.MapSpec `ebpf:"edge_settings"`
@@ -495,7 +470,6 @@ type natMapSpecs struct {
 	OutboundBindings *ebpf.MapSpec `ebpf:"outbound_bindings"`
 	PortSearches     *ebpf.MapSpec `ebpf:"port_searches"`
 	PortsInUse       *ebpf.MapSpec `ebpf:"ports_in_use"`
-	RatesBySlot      *ebpf.MapSpec `ebpf:"rates_by_slot"`
 	ReasonCounters   *ebpf.MapSpec `ebpf:"reason_counters"`
 	SessionOpenings  *ebpf.MapSpec `ebpf:"session_openings"`
 	SessionTable     *ebpf.MapSpec `ebpf:"session_table"`
@@ -532,7 +506,6 @@ func (o *natObjects) Close() error {
 //
 // It can be passed to loadNatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type natMaps struct {
-	BucketsBySlot    *ebpf.Map `ebpf:"buckets_by_slot"`
 	CountersBySlot   *ebpf.Map `ebpf:"counters_by_slot"`
 	CutThroughs      *ebpf.Map `ebpf:"cut_throughs"`
 	EdgeSettings     *ebpf.Map `ebpf:"edge_settings"`
@@ -551,7 +524,6 @@ type natMaps struct {
 	OutboundBindings *ebpf.Map `ebpf:"outbound_bindings"`
 	PortSearches     *ebpf.Map `ebpf:"port_searches"`
 	PortsInUse       *ebpf.Map `ebpf:"ports_in_use"`
-	RatesBySlot      *ebpf.Map `ebpf:"rates_by_slot"`
 	ReasonCounters   *ebpf.Map `ebpf:"reason_counters"`
 	SessionOpenings  *ebpf.Map `ebpf:"session_openings"`
 	SessionTable     *ebpf.Map `ebpf:"session_table"`
@@ -562,7 +534,6 @@ type natMaps struct {
 
 func (m *natMaps) Close() error {
 	return _NatClose(
-		m.BucketsBySlot,
 		m.CountersBySlot,
 		m.CutThroughs,
 		m.EdgeSettings,
@@ -581,7 +552,6 @@ func (m *natMaps) Close() error {
 		m.OutboundBindings,
 		m.PortSearches,
 		m.PortsInUse,
-		m.RatesBySlot,
 		m.ReasonCounters,
 		m.SessionOpenings,
 		m.SessionTable,

@@ -77,7 +77,6 @@ static __always_inline int fragment_translate(void *ctx, const enum hook hook, s
 	if (rewrite_ip_addr(ctx, hook, IP_SADDR_OFF, saddr) < 0 ||
 	    rewrite_ip_addr(ctx, hook, IP_DADDR_OFF, daddr) < 0)
 		return drop_with(hook, REASON_DROP_BAD_IP_HEADER);
-	if (!meter_eip(slot, dir, len))
-		return drop_with(hook, REASON_DROP_OVER_BANDWIDTH);
+	count_eip(slot, dir, len);
 	return forward_ipv4(ctx, hook, saddr, daddr, tos, protocol, len);
 }
