@@ -1,12 +1,18 @@
 package e2e
 
 import (
+	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/eipgw/eipgw/internal/eipd"
 	"github.com/eipgw/eipgw/internal/testbed"
 )
 
@@ -112,5 +118,51 @@ func TestCurrentSDK(t *testing.T) {
 	d.mustSDKv3(t, "AssociateEipAddress", "AllocationId="+recov["AllocationId"].(string), "InstanceId=i-vm1")
 	if !inboundWorks(t, d, d.VM1, eip, 7415) {
 		t.Error("inbound through the recovered EIP")
+	}
+}
+
+// TestCertificateReload: eipd serves a renewed certificate after SIGHUP, to new
+// connections, without a restart; requests keep being answered.
+func TestCertificateReload(t *testing.T) {
+	d := newDaemon(t, "xdp")
+	d.start(t, true)
+	served := func() []byte {
+		t.Helper()
+		conn, err := d.GW.Dial("tcp", d.listen, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc := tls.Client(conn, &tls.Config{InsecureSkipVerify: true})
+		defer tc.Close()
+		if err := tc.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		return tc.ConnectionState().PeerCertificates[0].Raw
+	}
+	first := served()
+	// A renewed certificate and key for the same address, written over the old ones.
+	renewed, err := eipd.WriteLocalSetup(t.TempDir(), eipd.LocalSetup{Uplink: "u", VPC: "v", Pools: []string{testbed.EIPPool},
+		Listen: d.listen, TLS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"api-cert.pem", "api-key.pem"} {
+		raw, err := os.ReadFile(filepath.Join(renewed.StateDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d.dir, name), raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(served(), first) {
+		t.Fatal("the certificate changed before SIGHUP")
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the renewed certificate", 5*time.Second, func() bool { return !bytes.Equal(served(), first) })
+	if _, code := d.ctl(t, "describe-eip-addresses"); code != "" {
+		t.Errorf("eipctl after the reload (its ca_file is the renewed certificate): %s", code)
 	}
 }
