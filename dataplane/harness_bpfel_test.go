@@ -58,6 +58,7 @@ const (
 	harnessProgHarnessUplink    = "harness_uplink"
 	harnessProgHarnessVpc       = "harness_vpc"
 	harnessVarReasonKinds       = "reason_kinds"
+	harnessVarRecordStateLayout = "record_state_layout"
 	harnessVarSessionClockShift = "session_clock_shift"
 )
 
@@ -145,6 +146,7 @@ type harnessMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type harnessVariableSpecs struct {
 	ReasonKinds       *ebpf.VariableSpec `ebpf:"reason_kinds"`
+	RecordStateLayout *ebpf.VariableSpec `ebpf:"record_state_layout"`
 	SessionClockShift *ebpf.VariableSpec `ebpf:"session_clock_shift"`
 }
 
@@ -232,6 +234,7 @@ func (m *harnessMaps) Close() error {
 // It can be passed to loadHarnessObjects or ebpf.CollectionSpec.LoadAndAssign.
 type harnessVariables struct {
 	ReasonKinds       *ebpf.Variable `ebpf:"reason_kinds"`
+	RecordStateLayout *ebpf.Variable `ebpf:"record_state_layout"`
 	SessionClockShift *ebpf.Variable `ebpf:"session_clock_shift"`
 }
 

@@ -258,6 +258,15 @@ const (
 	natRecordKindRECORD_TENTATIVE natRecordKind = 128
 )
 
+type natRecordStateLayout uint32
+
+const (
+	natRecordStateLayoutRECORD_KIND_MASK natRecordStateLayout = 255
+	natRecordStateLayoutRECORD_TCP_SHIFT natRecordStateLayout = 8
+	natRecordStateLayoutRECORD_TCP_MASK  natRecordStateLayout = 65280
+	natRecordStateLayoutRECORD_GEN_SHIFT natRecordStateLayout = 16
+)
+
 type natSessionBucket struct {
 	_       structs.HostLayout
 	Records [2]natSessionRecord
@@ -394,6 +403,7 @@ const (
 	natProgXdpUplink         = "xdp_uplink"
 	natProgXdpVpc            = "xdp_vpc"
 	natVarReasonKinds        = "reason_kinds"
+	natVarRecordStateLayout  = "record_state_layout"
 	natVarSessionClockShift  = "session_clock_shift"
 )
 
@@ -483,6 +493,7 @@ type natMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type natVariableSpecs struct {
 	ReasonKinds       *ebpf.VariableSpec `ebpf:"reason_kinds"`
+	RecordStateLayout *ebpf.VariableSpec `ebpf:"record_state_layout"`
 	SessionClockShift *ebpf.VariableSpec `ebpf:"session_clock_shift"`
 }
 
@@ -566,6 +577,7 @@ func (m *natMaps) Close() error {
 // It can be passed to loadNatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type natVariables struct {
 	ReasonKinds       *ebpf.Variable `ebpf:"reason_kinds"`
+	RecordStateLayout *ebpf.Variable `ebpf:"record_state_layout"`
 	SessionClockShift *ebpf.Variable `ebpf:"session_clock_shift"`
 }
 

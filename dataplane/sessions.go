@@ -78,9 +78,15 @@ func sessionBuckets(maxSessions uint32) uint32 {
 }
 
 // recordTCP is the enum tcp_seen bits a record's state carries.
-func recordTCP(r natSessionRecord) natTcpSeen { return natTcpSeen((r.State >> 8) & 0xff) }
+// recordTCP and recordKind read a record's state word as the program lays it out
+// (enum record_state_layout).
+func recordTCP(r natSessionRecord) natTcpSeen {
+	return natTcpSeen((r.State & uint32(natRecordStateLayoutRECORD_TCP_MASK)) >> natRecordStateLayoutRECORD_TCP_SHIFT)
+}
 
-func recordKind(r natSessionRecord) natRecordKind { return natRecordKind(r.State & 0xff) }
+func recordKind(r natSessionRecord) natRecordKind {
+	return natRecordKind(r.State & uint32(natRecordStateLayoutRECORD_KIND_MASK))
+}
 
 // SessionClockUnit is the resolution of session idle times (the packet path's clock,
 // SESSION_CLOCK_SHIFT): a session expires once idle for its timeout, reckoned in whole

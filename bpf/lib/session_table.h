@@ -32,10 +32,9 @@ extern void bpf_iter_num_destroy(struct bpf_iter_num *it) __ksym;
 
 #define SESSION_PROBE_BUCKETS 4
 
-#define RECORD_KIND_MASK 0xffu
-#define RECORD_TCP_SHIFT 8
-#define RECORD_TCP_MASK (0xffu << RECORD_TCP_SHIFT)
-#define RECORD_GEN_SHIFT 16
+/* The state word's layout, in .rodata too so that it reaches Go through BTF. */
+const enum record_state_layout record_state_layout = RECORD_GEN_SHIFT;
+
 #define RECORD_KIND(state) ((state) & RECORD_KIND_MASK)
 #define RECORD_GEN(state) ((state) >> RECORD_GEN_SHIFT)
 

@@ -175,6 +175,16 @@ struct session_bucket {
 	struct session_record records[RECORDS_PER_BUCKET];
 };
 
+/* A record's state word: its kind (enum record_kind) in the low byte, its TCP bits
+ * (enum tcp_seen) in the next, its generation in the upper half. An enum so that Go
+ * reads the layout from the object. */
+enum record_state_layout {
+	RECORD_KIND_MASK = 0xff,
+	RECORD_TCP_SHIFT = 8,
+	RECORD_TCP_MASK = 0xff << RECORD_TCP_SHIFT,
+	RECORD_GEN_SHIFT = 16,
+};
+
 /* The sessions' clock in last_seen: ns >> 20, about 1.05 ms a unit; 32 bits wrap after
  * 52 days, far beyond any timeout (idle times are taken modulo 2^32). An enum so that
  * Go reads it from the object. */
