@@ -101,14 +101,38 @@ func (c *Committer) commit(group []*groupedWrite, apply bool) []error {
 	if len(group) == 0 {
 		return errs
 	}
-	failed := -1
-	var fnErr error
+	failed, fnErr, err := c.commitOnce(group, apply)
+	switch {
+	case errors.Is(err, errGroupSplit) && len(group) == 1:
+		errs[0] = fnErr
+	case errors.Is(err, errGroupSplit):
+		copy(errs, c.commit(group[:failed], apply))
+		errs[failed] = c.commit(group[failed:failed+1], apply)[0]
+		copy(errs[failed+1:], c.commit(group[failed+1:], apply))
+	case errors.Is(err, errApplyInCommit):
+		// The pass after the write applies them again and says why they fail.
+		return c.commit(group, false)
+	case err != nil:
+		for i := range errs {
+			errs[i] = err
+		}
+	}
+	return errs
+}
+
+// commitOnce runs group's writes in one transaction (applying their 1:1 transitions
+// with apply) and commits it; when a write fails, it says which and why. Under r.mu,
+// released however the transaction ends, a panicking write included: that write
+// fails with the panic, and the gateway keeps taking writes.
+func (c *Committer) commitOnce(group []*groupedWrite, apply bool) (failed int, fnErr, err error) {
 	r := c.Reconciler
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	failed = -1
 	var changes []bindingChange
-	err := r.Store.Update(func(tx model.Tx) error {
+	err = r.Store.Update(func(tx model.Tx) error {
 		for i, g := range group {
-			if err := g.fn(tx); err != nil {
+			if err := runWrite(g.fn, tx); err != nil {
 				failed, fnErr = i, err
 				return errGroupSplit
 			}
@@ -128,23 +152,17 @@ func (c *Committer) commit(group []*groupedWrite, apply bool) []error {
 			err = errors.Join(err, uerr)
 		}
 	}
-	r.mu.Unlock()
-	switch {
-	case errors.Is(err, errGroupSplit) && len(group) == 1:
-		errs[0] = fnErr
-	case errors.Is(err, errGroupSplit):
-		copy(errs, c.commit(group[:failed], apply))
-		errs[failed] = c.commit(group[failed:failed+1], apply)[0]
-		copy(errs[failed+1:], c.commit(group[failed+1:], apply))
-	case errors.Is(err, errApplyInCommit):
-		// The pass after the write applies them again and says why they fail.
-		return c.commit(group, false)
-	case err != nil:
-		for i := range errs {
-			errs[i] = err
+	return failed, fnErr, err
+}
+
+// runWrite runs one write, a panic in it becoming its error.
+func runWrite(fn func(model.Tx) error, tx model.Tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("reconcile: the write panicked: %v", p)
 		}
-	}
-	return errs
+	}()
+	return fn(tx)
 }
 
 // applyInCommit applies and settles, inside the write transaction tx, the pending

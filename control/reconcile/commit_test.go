@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -186,4 +187,25 @@ func mustIP(t *testing.T, s *memStore, id string) string {
 		t.Fatal(err)
 	}
 	return e.IPAddress
+}
+
+// TestCommitterSurvivesAPanickingWrite: a write that panics fails alone, with the
+// panic as its error, commits nothing, and the next writes are taken as usual.
+func TestCommitterSurvivesAPanickingWrite(t *testing.T) {
+	s, dp, c, ids := committerLab(t)
+	err := c.Update(func(tx model.Tx) error {
+		if err := tx.Put(model.KindEIP, "eip-junk", []byte("{}")); err != nil {
+			return err
+		}
+		panic("a bug")
+	})
+	if err == nil || !strings.Contains(err.Error(), "a bug") {
+		t.Fatalf("a panicking write: %v", err)
+	}
+	if raw, _ := s.tx.Get(model.KindEIP, "eip-junk"); raw != nil {
+		t.Error("the panicking write committed")
+	}
+	if err := write(c, "AssociateEipAddress", "AllocationId", ids[0], "InstanceId", "i-1")(); err != nil || len(dp.b) != 1 {
+		t.Fatalf("the write after it: %v, bindings %v", err, dp.b)
+	}
 }
