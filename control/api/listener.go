@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -42,15 +43,19 @@ func NewHTTPServer(handler http.Handler, l Limits) *http.Server {
 		WriteTimeout: l.WriteTimeout, IdleTimeout: l.IdleTimeout, MaxHeaderBytes: maxHeaderBytes}
 }
 
-// Listener bounds the connections accepted at once and makes the error replies that
-// Go's server writes by itself (before any handler runs: a request line and headers
-// past its limit, a malformed request) JSON with a Code, like every other reply.
-func Listener(ln net.Listener, l Limits) net.Listener {
-	ln = jsonErrorsListener{ln}
-	if l.MaxConnections <= 0 {
-		return ln
+// Listener bounds the connections accepted at once, serves TLS with tlsConfig (nil:
+// plain HTTP), and makes the error replies that Go's server writes by itself (before
+// any handler runs: a request line and headers past its limit, a malformed request)
+// JSON with a Code, like every other reply: inside TLS, where they are still plain
+// text.
+func Listener(ln net.Listener, l Limits, tlsConfig *tls.Config) net.Listener {
+	if l.MaxConnections > 0 {
+		ln = netutil.LimitListener(ln, l.MaxConnections)
 	}
-	return netutil.LimitListener(ln, l.MaxConnections)
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+	}
+	return jsonErrorsListener{ln}
 }
 
 type jsonErrorsListener struct{ net.Listener }

@@ -336,7 +336,7 @@ func TestSlowClientsAreBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := NewHTTPServer(a.srv.Config.Handler, limits)
-	go func() { _ = srv.Serve(Listener(ln, limits)) }()
+	go func() { _ = srv.Serve(Listener(ln, limits, nil)) }()
 	defer srv.Close()
 	addr := ln.Addr().String()
 	closedWithin := func(name string, c net.Conn, d time.Duration) {

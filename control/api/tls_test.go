@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -60,7 +61,7 @@ func TestHTTPS(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: a.srv.Config.Handler}
-	go srv.Serve(tls.NewListener(ln, cert.TLSConfig()))
+	go srv.Serve(Listener(ln, DefaultLimits, cert.TLSConfig()))
 	t.Cleanup(func() { srv.Close() })
 	caFile := filepath.Join(dir, "ca.pem")
 	if err := os.WriteFile(caFile, first, 0o644); err != nil {
@@ -83,6 +84,19 @@ func TestHTTPS(t *testing.T) {
 		if resp.StatusCode == http.StatusOK {
 			t.Error("plain HTTP to the TLS listener was answered 200")
 		}
+	}
+	// Go's own error replies are JSON inside TLS too.
+	conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write([]byte("GARBAGE\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	reply, _ := io.ReadAll(conn)
+	conn.Close()
+	if !bytes.Contains(reply, []byte("application/json")) || !bytes.Contains(reply, []byte(`"Code"`)) {
+		t.Errorf("a malformed request over TLS got %q", reply)
 	}
 	// TLS 1.1 is refused.
 	old := &tls.Config{MaxVersion: tls.VersionTLS11, InsecureSkipVerify: true}

@@ -177,8 +177,8 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 		opsLn.Close()
 		return fmt.Errorf("listen: %w", err)
 	}
-	ln = api.Listener(ln, cfg.apiLimits)
 	var cert *api.Certificate
+	var tlsConfig *tls.Config
 	if cfg.TLS != nil {
 		cert = &api.Certificate{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile}
 		if err := cert.Reload(); err != nil {
@@ -186,7 +186,10 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 			opsLn.Close()
 			return err
 		}
-		ln = tls.NewListener(ln, cert.TLSConfig())
+		tlsConfig = cert.TLSConfig()
+	}
+	ln = api.Listener(ln, cfg.apiLimits, tlsConfig)
+	if cfg.TLS != nil {
 		log.Info("serving the API", "listen", ln.Addr().String(), "protocol", "https", "certificate", cfg.TLS.CertFile)
 	} else {
 		log.Warn("the API is plain HTTP: signatures and requests cross the listener readable; configure tls to serve HTTPS")
