@@ -349,17 +349,23 @@ func AnyPending(tx Tx) (bool, error) {
 	return false, err
 }
 
+// indexedEIP reads an EIP an index names; a missing one means the index is damaged.
+func indexedEIP(tx Tx, index, id string) (*EIP, error) {
+	e, err := get[EIP](tx, KindEIP, id)
+	if err == nil && e == nil {
+		err = fmt.Errorf("the %s index names a missing EIP %s", index, id)
+	}
+	return e, err
+}
+
 // Pending reads the EIPs in transition (Associating, Unassociating) as the reconciler
 // sees them when it reads the desired state: what it applies, and so what it may settle.
 func Pending(tx Tx) (map[string]string, error) {
 	out := map[string]string{}
 	err := tx.ForEach(kindEIPPending, func(id string, _ []byte) error {
-		e, err := get[EIP](tx, KindEIP, id)
+		e, err := indexedEIP(tx, "pending", id)
 		if err != nil {
 			return err
-		}
-		if e == nil {
-			return fmt.Errorf("pending index names a missing EIP %s", id)
 		}
 		out[id] = pendingFingerprint(e)
 		return nil
@@ -383,12 +389,9 @@ func Settle(tx Tx, applied map[string]string) (int, error) {
 	}
 	n := 0
 	for _, id := range pending {
-		e, err := get[EIP](tx, KindEIP, id)
+		e, err := indexedEIP(tx, "pending", id)
 		if err != nil {
 			return n, err
-		}
-		if e == nil {
-			return n, fmt.Errorf("pending index names a missing EIP %s", id)
 		}
 		if seen, ok := applied[id]; !ok || seen != pendingFingerprint(e) {
 			continue
@@ -418,12 +421,9 @@ func Settle(tx Tx, applied map[string]string) (int, error) {
 func PendingBindings(tx Tx) (set []desired.Binding, unbind []netip.Addr, applied map[string]string, ok bool, err error) {
 	applied, ok = map[string]string{}, true
 	err = tx.ForEach(kindEIPPending, func(id string, _ []byte) error {
-		e, err := get[EIP](tx, KindEIP, id)
+		e, err := indexedEIP(tx, "pending", id)
 		if err != nil {
 			return err
-		}
-		if e == nil {
-			return fmt.Errorf("pending index names a missing EIP %s", id)
 		}
 		if !ok || !oneToOne(e) {
 			ok = false

@@ -33,12 +33,9 @@ func DesiredNatState(tx Tx) (DesiredNat, error) {
 	}
 	active := map[string]bool{}
 	for _, id := range ids {
-		e, err := get[EIP](tx, KindEIP, id)
+		e, err := indexedEIP(tx, "target", id)
 		if err != nil {
 			return d, err
-		}
-		if e == nil {
-			return d, fmt.Errorf("the target index names a missing EIP %s", id)
 		}
 		if e.InstanceType == TypeNat && e.Status != StatusUnassociating && e.Status != StatusAvailable {
 			active[e.IPAddress] = true
