@@ -297,15 +297,20 @@ func (s *Service) unassociate(c *Call) (any, error) {
 // traffic at once.
 func DesiredBindings(tx Tx) ([]desired.Binding, error) {
 	var out []desired.Binding
-	err := tx.ForEach(kindEIPByPrivate, func(private string, v []byte) error {
-		// Read without a string of v: this walks every association at each start.
+	err := tx.ForEachRaw(kindEIPByPrivate, func(private, v []byte) error {
+		// Read without making strings: this walks every association at each start.
 		ip, status, _ := bytes.Cut(v, []byte("|"))
 		if string(status) == StatusUnassociating {
 			return nil
 		}
-		eip, ok := parseIPv4(ip)
-		priv, err := netip.ParseAddr(private)
-		if !ok || err != nil {
+		eip, ok1 := parseIPv4(ip)
+		priv, ok2 := parseIPv4(private)
+		if !ok2 { // not IPv4: the slow way, for the error it gives
+			var err error
+			priv, err = netip.ParseAddr(string(private))
+			ok2 = err == nil
+		}
+		if !ok1 || !ok2 {
 			return fmt.Errorf("binding index entry %q -> %q is damaged", private, v)
 		}
 		out = append(out, desired.Binding{EIP: eip, Private: priv})

@@ -44,6 +44,9 @@ type Tx interface {
 	ForEach(kind string, fn func(id string, value []byte) error) error
 	// ForEachPrefix visits, in key order, the entries whose key starts with prefix.
 	ForEachPrefix(kind, prefix string, fn func(id string, value []byte) error) error
+	// ForEachRaw is ForEach without a string made of each key: key and value are
+	// valid only during fn. For walks over every association.
+	ForEachRaw(kind string, fn func(key, value []byte) error) error
 }
 
 func get[T any](tx Tx, kind, id string) (*T, error) {
@@ -133,6 +136,10 @@ func (m MemTx) ForEach(kind string, fn func(string, []byte) error) error {
 		}
 	}
 	return nil
+}
+
+func (m MemTx) ForEachRaw(kind string, fn func(key, value []byte) error) error {
+	return m.ForEach(kind, func(id string, v []byte) error { return fn([]byte(id), v) })
 }
 
 func (m MemTx) ForEachPrefix(kind, prefix string, fn func(string, []byte) error) error {

@@ -175,11 +175,15 @@ func (t boltTx) ForEachPrefix(kind, prefix string, fn func(string, []byte) error
 }
 
 func (t boltTx) ForEach(kind string, fn func(string, []byte) error) error {
+	return t.ForEachRaw(kind, func(k, v []byte) error { return fn(string(k), v) })
+}
+
+func (t boltTx) ForEachRaw(kind string, fn func(key, value []byte) error) error {
 	b, err := t.bucket(kind)
 	if err != nil {
 		return err
 	}
-	return b.ForEach(func(k, v []byte) error { return fn(string(k), v) })
+	return b.ForEach(fn)
 }
 
 // bbolt's file layout (its meta page, little-endian on the platforms we build for):
