@@ -123,23 +123,30 @@ func (a *agent) close() {
 }
 
 // seed registers n instances and allocates n EIPs, and returns their IDs; the first
-// `associated` EIPs are associated with their instances too. It commits every
-// seedChunk instances: bbolt splits a node only at commit, so one transaction of
-// 100,000 inserts spends minutes moving a node's keys on each insert.
+// `associated` EIPs are associated with their instances too.
 func (a *agent) seed(n, associated int) (instances, eips []string, err error) {
+	return seedStore(a.st, a.svc, n, associated, false)
+}
+
+// seedStore registers n instances and allocates n EIPs from svc's first pool, each
+// address named (picking a free one walks the pool), and associates the first
+// `associated`; with settle they are InUse, as a running gateway leaves them. It
+// commits every seedChunk instances: bbolt splits a node only at commit, so one
+// transaction of 100,000 inserts spends minutes moving a node's keys on each insert.
+func seedStore(st *store.Store, svc *model.Service, n, associated int, settle bool) (instances, eips []string, err error) {
 	const seedChunk = 2000
 	priv := netip.MustParseAddr("10.1.0.1")
-	pub := benchPool.Addr().Next()
+	pub := svc.Pool[0].Addr().Next()
 	for first := 0; first < n; first += seedChunk {
-		err = a.st.Update(func(tx model.Tx) error {
+		err = st.Update(func(tx model.Tx) error {
 			for i := first; i < min(n, first+seedChunk); i++ {
-				id := fmt.Sprintf("i-%07d", i)
-				if _, err := a.svc.Do(tx, "admin", "RegisterInstance", model.Params{"InstanceId": id, "VpcId": "v", "PrivateIpAddress": priv.String(),
-					"MacAddress": fmt.Sprintf("02:00:00:%02x:%02x:%02x", i>>16&0xff, i>>8&0xff, i&0xff)}, time.Now()); err != nil {
+				id := fmt.Sprintf("i-%08d", i)
+				if _, err := svc.Do(tx, "admin", "RegisterInstance", model.Params{"InstanceId": id, "VpcId": "v", "PrivateIpAddress": priv.String(),
+					"MacAddress": fmt.Sprintf("02:00:%02x:%02x:%02x:%02x", i>>24&0xff, i>>16&0xff, i>>8&0xff, i&0xff)}, time.Now()); err != nil {
 					return err
 				}
 				priv = priv.Next()
-				resp, err := a.svc.Do(tx, "bench", "AllocateEipAddress", model.Params{"IpAddress": pub.String()}, time.Now())
+				resp, err := svc.Do(tx, "bench", "AllocateEipAddress", model.Params{"IpAddress": pub.String()}, time.Now())
 				pub = pub.Next()
 				if err != nil {
 					return err
@@ -147,15 +154,23 @@ func (a *agent) seed(n, associated int) (instances, eips []string, err error) {
 				eips = append(eips, jsonString(resp, "AllocationId"))
 				instances = append(instances, id)
 				if i < associated {
-					if _, err := a.svc.Do(tx, "bench", "AssociateEipAddress", model.Params{"AllocationId": eips[i], "InstanceId": id}, time.Now()); err != nil {
+					if _, err := svc.Do(tx, "bench", "AssociateEipAddress", model.Params{"AllocationId": eips[i], "InstanceId": id}, time.Now()); err != nil {
 						return err
 					}
 				}
 			}
-			return nil
+			if !settle {
+				return nil
+			}
+			pending, err := model.Pending(tx)
+			if err != nil {
+				return err
+			}
+			_, err = model.Settle(tx, pending)
+			return err
 		})
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("seed %d instances: %w", n, err)
 		}
 	}
 	return instances, eips, nil

@@ -125,41 +125,8 @@ func seedSettled(path string, n int) error {
 		return err
 	}
 	defer st.Close()
-	svc := &model.Service{Region: "eipgw-1", Pool: []netip.Prefix{startPool}}
-	const chunk = 5000
-	priv := netip.MustParseAddr("10.0.0.0").Next().Next()
-	// Each EIP's address is named: picking a free one from the pool walks it.
-	pub := startPool.Addr()
-	for first := 0; first < n; first += chunk {
-		err := st.Update(func(tx model.Tx) error {
-			for i := first; i < min(n, first+chunk); i++ {
-				id := fmt.Sprintf("i-%08d", i)
-				if _, err := svc.Do(tx, "admin", "RegisterInstance", model.Params{"InstanceId": id, "VpcId": "v",
-					"PrivateIpAddress": priv.String(), "MacAddress": fmt.Sprintf("02:00:%02x:%02x:%02x:%02x", i>>24&0xff, i>>16&0xff, i>>8&0xff, i&0xff)},
-					time.Now()); err != nil {
-					return err
-				}
-				priv = priv.Next()
-				resp, err := svc.Do(tx, "bench", "AllocateEipAddress", model.Params{"IpAddress": pub.String()}, time.Now())
-				pub = pub.Next()
-				if err != nil {
-					return err
-				}
-				if _, err := svc.Do(tx, "bench", "AssociateEipAddress", model.Params{"AllocationId": jsonString(resp, "AllocationId"),
-					"InstanceId": id}, time.Now()); err != nil {
-					return err
-				}
-			}
-			pending, err := model.Pending(tx)
-			if err != nil {
-				return err
-			}
-			_, err = model.Settle(tx, pending)
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("seed %d associations: %w", n, err)
-		}
+	if _, _, err := seedStore(st, &model.Service{Region: "eipgw-1", Pool: []netip.Prefix{startPool}}, n, n, true); err != nil {
+		return err
 	}
 	return st.Update(func(tx model.Tx) error {
 		sources, err := model.DesiredSources(tx)

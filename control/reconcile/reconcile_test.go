@@ -138,11 +138,17 @@ type fakeRoutes struct{ eips []netip.Addr }
 
 func (r *fakeRoutes) Sync(eips []netip.Addr) error { r.eips = eips; return nil }
 
-func TestReconcileCutThrough(t *testing.T) {
+// routedWorld is an empty store and dataplane, and a reconciler over them that keeps
+// the gateway's routes too.
+func routedWorld() (*memStore, *fakeDP, *fakeRoutes, *Reconciler) {
 	s := &memStore{tx: model.MemTx{}}
 	dp := &fakeDP{b: map[netip.Addr]netip.Addr{}}
 	routes := &fakeRoutes{}
-	r := &Reconciler{Store: s, Dataplane: dp, Routes: routes}
+	return s, dp, routes, &Reconciler{Store: s, Dataplane: dp, Routes: routes}
+}
+
+func TestReconcileCutThrough(t *testing.T) {
+	s, dp, routes, r := routedWorld()
 	do(t, s, "CreateNetworkInterface", "NetworkInterfaceId", "eni-1", "VpcId", "v", "PrimaryIpAddress", "10.0.3.1", "MacAddress", "02:00:00:00:00:31")
 	ids := allocate(t, s, 1)
 	do(t, s, "AssociateEipAddress", "AllocationId", ids[0], "InstanceId", "eni-1", "InstanceType", "NetworkInterface", "Mode", "BINDED")
@@ -487,10 +493,7 @@ func TestStopWaitsForThePass(t *testing.T) {
 // or the rest of the store; a transition that needs more (a cut-through EIP) or a new
 // interface gets a full pass, and so does the first pass of a reconciler.
 func TestReconcilePendingTouchesOnlyTheWrite(t *testing.T) {
-	s := &memStore{tx: model.MemTx{}}
-	dp := &fakeDP{b: map[netip.Addr]netip.Addr{}}
-	routes := &fakeRoutes{}
-	r := &Reconciler{Store: s, Dataplane: dp, Routes: routes}
+	s, dp, routes, r := routedWorld()
 	do(t, s, "RegisterInstance", "InstanceId", "i-1", "VpcId", "v", "PrivateIpAddress", "10.0.1.11", "MacAddress", "02:00:00:00:01:11")
 	do(t, s, "RegisterInstance", "InstanceId", "i-2", "VpcId", "v", "PrivateIpAddress", "10.0.1.12", "MacAddress", "02:00:00:00:01:12")
 	ids := allocate(t, s, 3)

@@ -1,20 +1,15 @@
 package eipd
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
-	"time"
+
+	"github.com/eipgw/eipgw/control/api"
 )
 
 // LocalSetup describes a gateway for WriteLocalSetup.
@@ -71,7 +66,11 @@ func WriteLocalSetup(dir string, s LocalSetup) (Files, error) {
 	if s.TLS {
 		f.Certificate = filepath.Join(dir, "api-cert.pem")
 		keyFile := filepath.Join(dir, "api-key.pem")
-		if err := writeSelfSigned(f.Certificate, keyFile, s.Listen); err != nil {
+		host, _, err := net.SplitHostPort(s.Listen)
+		if err != nil {
+			return f, fmt.Errorf("listen %q: %w", s.Listen, err)
+		}
+		if err := api.WriteSelfSigned(f.Certificate, keyFile, "eipgw API "+host, host, "127.0.0.1", "localhost"); err != nil {
 			return f, err
 		}
 		config["tls"] = map[string]string{"cert_file": f.Certificate, "key_file": keyFile}
@@ -95,48 +94,4 @@ func WriteLocalSetup(dir string, s LocalSetup) (Files, error) {
 		}
 	}
 	return f, nil
-}
-
-// writeSelfSigned writes a self-signed ECDSA certificate for the listen address (and
-// localhost), valid for a year, and its key.
-func writeSelfSigned(certFile, keyFile, listen string) error {
-	host, _, err := net.SplitHostPort(listen)
-	if err != nil {
-		return fmt.Errorf("listen %q: %w", listen, err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 64))
-	if err != nil {
-		return err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: "eipgw API " + host},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(1, 0, 0),
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true, IsCA: true, DNSNames: []string{"localhost"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	if ip := net.ParseIP(host); ip != nil && !ip.IsLoopback() {
-		tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-	} else if ip == nil && host != "localhost" {
-		tmpl.DNSNames = append(tmpl.DNSNames, host)
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return err
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", certFile, err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", keyFile, err)
-	}
-	return nil
 }
