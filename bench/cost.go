@@ -33,8 +33,11 @@ type inProgramCost struct {
 	Sessions int     `json:"sessions,omitempty"` // live sessions, for NAT gateway paths
 	Order    string  `json:"order,omitempty"`    // in-order or random flow choice
 	NsPerPkt float64 `json:"ns_per_packet"`
-	// SessionBytes is the session tables' memory per live session, at 2x capacity.
-	SessionBytes float64 `json:"session_bytes_per_session,omitempty"`
+	// SessionBytes is the session tables' memory per live session, at 2x capacity;
+	// CapacityBytes the same memory per session of their capacity (what a table for
+	// N sessions costs, over N).
+	SessionBytes  float64 `json:"session_bytes_per_session,omitempty"`
+	CapacityBytes float64 `json:"session_bytes_per_capacity,omitempty"`
 }
 
 // sessionScalePoint is the established SNAT packet, flows taken at random, as live
@@ -114,7 +117,7 @@ func (fig *programFigures) add(line string) {
 	case parts[0] == "InProgram" && len(parts) >= 4:
 		// InProgram/snat/sessions=N/new, InProgram/dnat/sessions=N/established/random
 		c := inProgramCost{Path: parts[1] + "/" + parts[3], NsPerPkt: metrics["ns/packet"],
-			SessionBytes: metrics["session-bytes/session"]}
+			SessionBytes: metrics["session-bytes/session"], CapacityBytes: metrics["session-bytes/capacity"]}
 		c.Sessions, _ = strconv.Atoi(strings.TrimPrefix(parts[2], "sessions="))
 		if len(parts) == 5 {
 			c.Order = parts[4]

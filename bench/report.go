@@ -120,16 +120,19 @@ func (r *report) markdown() string {
 		b.WriteString("\n")
 	}
 	if len(r.InProgram) > 0 {
-		b.WriteString("Time inside the program per packet (in-program harness, XDP: each run rebuilds its frame, the rebuild subtracted; session tables sized 2x the sessions; `go test -bench InProgram ./dataplane`):\n\n| path | live sessions | flows taken | ns/packet | session tables per session |\n|---|---:|---|---:|---:|\n")
+		b.WriteString("Time inside the program per packet (in-program harness, XDP: each run rebuilds its frame, the rebuild subtracted; session tables sized 2x the sessions; `go test -bench InProgram ./dataplane`):\n\n| path | live sessions | flows taken | ns/packet | session tables per live session | per session of capacity |\n|---|---:|---|---:|---:|---:|\n")
 		for _, c := range r.InProgram {
-			sessions, bytes := "", ""
+			sessions, bytes, capacityBytes := "", "", ""
 			if c.Sessions > 0 {
 				sessions = fmt.Sprintf("%d", c.Sessions)
 			}
 			if c.SessionBytes > 0 {
 				bytes = fmt.Sprintf("%.0f B", c.SessionBytes)
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %.0f | %s |\n", c.Path, sessions, c.Order, c.NsPerPkt, bytes)
+			if c.CapacityBytes > 0 {
+				capacityBytes = fmt.Sprintf("%.0f B", c.CapacityBytes)
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %.0f | %s | %s |\n", c.Path, sessions, c.Order, c.NsPerPkt, bytes, capacityBytes)
 		}
 		b.WriteString("\n")
 	}

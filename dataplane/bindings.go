@@ -195,6 +195,7 @@ func (d *Dataplane) Bindings() ([]Binding, error) {
 // No traffic reached them (the inbound half was never there), so nothing is lost.
 func (d *Dataplane) recoverBindings() error {
 	d.slots = newSlotAllocator(d.cfg.MaxBindings)
+	d.portBlocks = newSlotAllocator(d.objs.NatEips.MaxEntries())
 	d.bound, d.cuts = map[uint32]uint32{}, map[uint32][6]uint8{}
 	inbound := map[uint32]natBinding{}
 	var key uint32
@@ -225,6 +226,7 @@ func (d *Dataplane) recoverBindings() error {
 	nit := d.objs.NatEips.Iterate()
 	for nit.Next(&key, &ne) {
 		d.slots.mark(ne.CounterSlot)
+		d.portBlocks.mark(ne.PortBlock)
 	}
 	if err := nit.Err(); err != nil {
 		return fmt.Errorf("recover NAT EIPs: %w", err)

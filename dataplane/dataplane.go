@@ -33,6 +33,9 @@ var (
 	ErrReadOnly = errors.New("dataplane handle is read-only")
 )
 
+// maxNatEIPs bounds Config.MaxNatEIPs: 1.5 GiB of port bitmaps.
+const maxNatEIPs = 65536
+
 // Config says where the dataplane lives and how big it is.
 type Config struct {
 	// PinDir is the directory on a bpffs mount that holds the pinned maps and links,
@@ -50,6 +53,10 @@ type Config struct {
 	// their MACs, with an EIP or not); 0 means the object's (MAX_VPC_SOURCES,
 	// 131,072). Also part of the pinned layout.
 	MaxSources uint32
+	// MaxNatEIPs is the number of NAT gateway EIPs the dataplane can hold; each has
+	// 24 KiB of port bitmaps, allocated with the dataplane. 0 means the object's
+	// (MAX_NAT_EIPS, 1,024). Also part of the pinned layout.
+	MaxNatEIPs uint32
 	// ReadOnly opens existing pins to read bindings and counters beside the process
 	// that owns them: it takes no lock, creates nothing and changes nothing.
 	ReadOnly bool
@@ -62,9 +69,11 @@ type Dataplane struct {
 	lock    *os.File
 	adopted bool
 
-	mu      sync.Mutex // serialises binding and source changes and the slot allocator
-	slots   *slotAllocator
-	sources sourceSet // the owner's copy of vpc_sources
+	mu    sync.Mutex // serialises binding and source changes and the slot allocator
+	slots *slotAllocator
+	// The NAT EIPs' blocks of port_bitmaps, one each.
+	portBlocks *slotAllocator
+	sources    sourceSet // the owner's copy of vpc_sources
 	// expireMu makes one user of expire_queue at a time: the collector or a purge.
 	expireMu sync.Mutex
 	// The owner's copies of the inbound binding halves (EIP -> private) and of the
@@ -126,6 +135,12 @@ func Open(cfg Config) (*Dataplane, error) {
 	if cfg.MaxSources == 0 {
 		cfg.MaxSources = spec.Maps[natMapVpcSources].MaxEntries
 	}
+	if cfg.MaxNatEIPs == 0 {
+		cfg.MaxNatEIPs = spec.Maps[natMapNatEips].MaxEntries
+	}
+	if cfg.MaxNatEIPs > maxNatEIPs {
+		return nil, fmt.Errorf("open dataplane: %d NAT EIPs asked, at most %d (their port bitmaps take 24 KiB each)", cfg.MaxNatEIPs, maxNatEIPs)
+	}
 	if cfg.ReadOnly {
 		// A reader takes the capacities the owner pinned, whatever they are.
 		if err := adoptCapacities(&cfg); err != nil {
@@ -140,9 +155,9 @@ func Open(cfg Config) (*Dataplane, error) {
 	spec.Maps[natMapCountersBySlot].MaxEntries = cfg.MaxBindings
 	spec.Maps[natMapVpcSources].MaxEntries = cfg.MaxSources
 	spec.Maps[natMapNextHops].MaxEntries = cfg.MaxSources // the addresses of registered sources
-	for _, name := range []string{natMapMappings, natMapPortsInUse} {
-		spec.Maps[name].MaxEntries = cfg.MaxSessions
-	}
+	spec.Maps[natMapMappings].MaxEntries = cfg.MaxSessions
+	spec.Maps[natMapNatEips].MaxEntries = cfg.MaxNatEIPs
+	spec.Maps[natMapPortBitmaps].MaxEntries = cfg.MaxNatEIPs * uint32(portBlockWords)
 	spec.Maps[natMapSessionTable].MaxEntries = sessionBuckets(cfg.MaxSessions)
 	abi, err := layoutFingerprint(spec)
 	if err != nil {
@@ -419,6 +434,7 @@ func adoptCapacities(cfg *Config) error {
 		{natMapCountersBySlot, &cfg.MaxBindings, 0},
 		{natMapVpcSources, &cfg.MaxSources, 0},
 		{natMapMappings, &cfg.MaxSessions, 0},
+		{natMapNatEips, &cfg.MaxNatEIPs, 0},
 	} {
 		m, err := ebpf.LoadPinnedMap(filepath.Join(cfg.PinDir, c.name), &ebpf.LoadPinOptions{ReadOnly: true})
 		if errors.Is(err, os.ErrNotExist) {

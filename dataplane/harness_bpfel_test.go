@@ -46,8 +46,8 @@ const (
 	harnessMapNextHopSettings   = "next_hop_settings"
 	harnessMapNextHops          = "next_hops"
 	harnessMapOutboundBindings  = "outbound_bindings"
+	harnessMapPortBitmaps       = "port_bitmaps"
 	harnessMapPortSearches      = "port_searches"
-	harnessMapPortsInUse        = "ports_in_use"
 	harnessMapReasonCounters    = "reason_counters"
 	harnessMapSessionOpenings   = "session_openings"
 	harnessMapSessionTable      = "session_table"
@@ -57,6 +57,7 @@ const (
 	harnessProgHarnessRebuild   = "harness_rebuild"
 	harnessProgHarnessUplink    = "harness_uplink"
 	harnessProgHarnessVpc       = "harness_vpc"
+	harnessVarPortBitmapLayout  = "port_bitmap_layout"
 	harnessVarReasonKinds       = "reason_kinds"
 	harnessVarRecordStateLayout = "record_state_layout"
 	harnessVarSessionClockShift = "session_clock_shift"
@@ -131,8 +132,8 @@ type harnessMapSpecs struct {
 	NextHopSettings  *ebpf.MapSpec `ebpf:"next_hop_settings"`
 	NextHops         *ebpf.MapSpec `ebpf:"next_hops"`
 	OutboundBindings *ebpf.MapSpec `ebpf:"outbound_bindings"`
+	PortBitmaps      *ebpf.MapSpec `ebpf:"port_bitmaps"`
 	PortSearches     *ebpf.MapSpec `ebpf:"port_searches"`
-	PortsInUse       *ebpf.MapSpec `ebpf:"ports_in_use"`
 	ReasonCounters   *ebpf.MapSpec `ebpf:"reason_counters"`
 	SessionOpenings  *ebpf.MapSpec `ebpf:"session_openings"`
 	SessionTable     *ebpf.MapSpec `ebpf:"session_table"`
@@ -145,6 +146,7 @@ type harnessMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type harnessVariableSpecs struct {
+	PortBitmapLayout  *ebpf.VariableSpec `ebpf:"port_bitmap_layout"`
 	ReasonKinds       *ebpf.VariableSpec `ebpf:"reason_kinds"`
 	RecordStateLayout *ebpf.VariableSpec `ebpf:"record_state_layout"`
 	SessionClockShift *ebpf.VariableSpec `ebpf:"session_clock_shift"`
@@ -188,8 +190,8 @@ type harnessMaps struct {
 	NextHopSettings  *ebpf.Map `ebpf:"next_hop_settings"`
 	NextHops         *ebpf.Map `ebpf:"next_hops"`
 	OutboundBindings *ebpf.Map `ebpf:"outbound_bindings"`
+	PortBitmaps      *ebpf.Map `ebpf:"port_bitmaps"`
 	PortSearches     *ebpf.Map `ebpf:"port_searches"`
-	PortsInUse       *ebpf.Map `ebpf:"ports_in_use"`
 	ReasonCounters   *ebpf.Map `ebpf:"reason_counters"`
 	SessionOpenings  *ebpf.Map `ebpf:"session_openings"`
 	SessionTable     *ebpf.Map `ebpf:"session_table"`
@@ -218,8 +220,8 @@ func (m *harnessMaps) Close() error {
 		m.NextHopSettings,
 		m.NextHops,
 		m.OutboundBindings,
+		m.PortBitmaps,
 		m.PortSearches,
-		m.PortsInUse,
 		m.ReasonCounters,
 		m.SessionOpenings,
 		m.SessionTable,
@@ -233,6 +235,7 @@ func (m *harnessMaps) Close() error {
 //
 // It can be passed to loadHarnessObjects or ebpf.CollectionSpec.LoadAndAssign.
 type harnessVariables struct {
+	PortBitmapLayout  *ebpf.Variable `ebpf:"port_bitmap_layout"`
 	ReasonKinds       *ebpf.Variable `ebpf:"reason_kinds"`
 	RecordStateLayout *ebpf.Variable `ebpf:"record_state_layout"`
 	SessionClockShift *ebpf.Variable `ebpf:"session_clock_shift"`

@@ -200,9 +200,10 @@ func order(random bool) string {
 	return "in-order"
 }
 
-// scaledNatLab is the NAT lab with session tables sized 2x sessions and no quotas.
+// scaledNatLab is the NAT lab with session tables sized 2x sessions, port bitmaps for
+// its own NAT EIPs (three) and one more, and no quotas.
 func scaledNatLab(b *testing.B, sessions uint32) (*lab, *harness, natFrames) {
-	l := newNatLabWith(b, Config{MaxBindings: 1024, MaxSessions: 2 * sessions})
+	l := newNatLabWith(b, Config{MaxBindings: 1024, MaxSessions: 2 * sessions, MaxNatEIPs: 4})
 	cfg := DefaultNatConfig()
 	cfg.MaxSessionsPerSource, cfg.MaxPortsPerSource = 1<<30, 1<<30
 	must(b, l.dp.SetNatConfig(cfg))
@@ -261,6 +262,7 @@ func benchSessions(b *testing.B, n uint32, role Role, spread flowSpread, templat
 			padded := h.use(b, frame, spread, random)
 			b.ReportMetric(h.cost(b, prog, padded, int(max(n, 200000))), "ns/packet")
 			b.ReportMetric(float64(mem)/float64(n), "session-bytes/session")
+			b.ReportMetric(float64(mem)/float64(l.dp.Capacities().Sessions), "session-bytes/capacity")
 		})
 	}
 }

@@ -55,10 +55,10 @@ func (d *Dataplane) MapMemory() (uint64, error) {
 }
 
 // SessionMemory is the kernel memory of the NAT gateway's session tables (the session
-// records, mappings, ports in use), in bytes. Preallocated like
+// records, mappings, port bitmaps), in bytes. Preallocated like
 // the binding maps: it follows Config.MaxSessions.
 func (d *Dataplane) SessionMemory() (uint64, error) {
-	return memlockOf(d.objs.SessionTable, d.objs.Mappings, d.objs.PortsInUse)
+	return memlockOf(d.objs.SessionTable, d.objs.Mappings, d.objs.PortBitmaps)
 }
 
 func memlockOf(maps ...*ebpf.Map) (uint64, error) {

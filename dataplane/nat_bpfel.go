@@ -142,6 +142,7 @@ type natNatConfig struct {
 type natNatEip struct {
 	_           structs.HostLayout
 	CounterSlot uint32
+	PortBlock   uint32
 }
 
 type natNextHop struct {
@@ -172,20 +173,36 @@ const (
 	natNextHopFallbackNEXT_HOP_FALLBACK_MAX   natNextHopFallback = 4
 )
 
+type natPortBitmapLayout uint32
+
+const (
+	natPortBitmapLayoutPORT_BITMAP_TCP  natPortBitmapLayout = 0
+	natPortBitmapLayoutPORT_BITMAP_UDP  natPortBitmapLayout = 1
+	natPortBitmapLayoutPORT_BITMAP_ICMP natPortBitmapLayout = 2
+	natPortBitmapLayoutPORT_PROTOCOLS   natPortBitmapLayout = 3
+	natPortBitmapLayoutPORT_WORDS       natPortBitmapLayout = 1024
+	natPortBitmapLayoutPORT_BLOCK_WORDS natPortBitmapLayout = 3072
+)
+
 type natPortSearch struct {
 	_          structs.HostLayout
 	Eips       [20]uint32
+	Blocks     [20]uint32
 	Inside     natEndpoint
 	Outside    natEndpoint
 	Count      uint32
 	Start      uint32
 	Offset     uint32
-	Range      uint32
-	Port       uint32
+	Words      uint32
+	From       uint32
+	Lo         uint32
+	Hi         uint32
+	Tried      uint32
 	PortMin    uint16
-	Walk       uint8
-	TableFull  uint8
+	PortMax    uint16
+	Walk       uint32
 	FoundIndex uint32
+	WordKey    uint32
 }
 
 type natPrefix4 struct {
@@ -334,6 +351,7 @@ type natSnatPool struct {
 	_            structs.HostLayout
 	Eips         [20]uint32
 	CounterSlots [20]uint32
+	PortBlocks   [20]uint32
 	EipCount     uint32
 	Affinity     uint32
 }
@@ -387,8 +405,8 @@ const (
 	natMapNextHopSettings    = "next_hop_settings"
 	natMapNextHops           = "next_hops"
 	natMapOutboundBindings   = "outbound_bindings"
+	natMapPortBitmaps        = "port_bitmaps"
 	natMapPortSearches       = "port_searches"
-	natMapPortsInUse         = "ports_in_use"
 	natMapReasonCounters     = "reason_counters"
 	natMapSessionOpenings    = "session_openings"
 	natMapSessionTable       = "session_table"
@@ -402,6 +420,7 @@ const (
 	natProgTcVpcFragments    = "tc_vpc_fragments"
 	natProgXdpUplink         = "xdp_uplink"
 	natProgXdpVpc            = "xdp_vpc"
+	natVarPortBitmapLayout   = "port_bitmap_layout"
 	natVarReasonKinds        = "reason_kinds"
 	natVarRecordStateLayout  = "record_state_layout"
 	natVarSessionClockShift  = "session_clock_shift"
@@ -478,8 +497,8 @@ type natMapSpecs struct {
 	NextHopSettings  *ebpf.MapSpec `ebpf:"next_hop_settings"`
 	NextHops         *ebpf.MapSpec `ebpf:"next_hops"`
 	OutboundBindings *ebpf.MapSpec `ebpf:"outbound_bindings"`
+	PortBitmaps      *ebpf.MapSpec `ebpf:"port_bitmaps"`
 	PortSearches     *ebpf.MapSpec `ebpf:"port_searches"`
-	PortsInUse       *ebpf.MapSpec `ebpf:"ports_in_use"`
 	ReasonCounters   *ebpf.MapSpec `ebpf:"reason_counters"`
 	SessionOpenings  *ebpf.MapSpec `ebpf:"session_openings"`
 	SessionTable     *ebpf.MapSpec `ebpf:"session_table"`
@@ -492,6 +511,7 @@ type natMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type natVariableSpecs struct {
+	PortBitmapLayout  *ebpf.VariableSpec `ebpf:"port_bitmap_layout"`
 	ReasonKinds       *ebpf.VariableSpec `ebpf:"reason_kinds"`
 	RecordStateLayout *ebpf.VariableSpec `ebpf:"record_state_layout"`
 	SessionClockShift *ebpf.VariableSpec `ebpf:"session_clock_shift"`
@@ -533,8 +553,8 @@ type natMaps struct {
 	NextHopSettings  *ebpf.Map `ebpf:"next_hop_settings"`
 	NextHops         *ebpf.Map `ebpf:"next_hops"`
 	OutboundBindings *ebpf.Map `ebpf:"outbound_bindings"`
+	PortBitmaps      *ebpf.Map `ebpf:"port_bitmaps"`
 	PortSearches     *ebpf.Map `ebpf:"port_searches"`
-	PortsInUse       *ebpf.Map `ebpf:"ports_in_use"`
 	ReasonCounters   *ebpf.Map `ebpf:"reason_counters"`
 	SessionOpenings  *ebpf.Map `ebpf:"session_openings"`
 	SessionTable     *ebpf.Map `ebpf:"session_table"`
@@ -561,8 +581,8 @@ func (m *natMaps) Close() error {
 		m.NextHopSettings,
 		m.NextHops,
 		m.OutboundBindings,
+		m.PortBitmaps,
 		m.PortSearches,
-		m.PortsInUse,
 		m.ReasonCounters,
 		m.SessionOpenings,
 		m.SessionTable,
@@ -576,6 +596,7 @@ func (m *natMaps) Close() error {
 //
 // It can be passed to loadNatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type natVariables struct {
+	PortBitmapLayout  *ebpf.Variable `ebpf:"port_bitmap_layout"`
 	ReasonKinds       *ebpf.Variable `ebpf:"reason_kinds"`
 	RecordStateLayout *ebpf.Variable `ebpf:"record_state_layout"`
 	SessionClockShift *ebpf.Variable `ebpf:"session_clock_shift"`

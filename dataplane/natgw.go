@@ -224,12 +224,21 @@ func (d *Dataplane) SetNatEIP(eip netip.Addr) error {
 	if !ok {
 		return fmt.Errorf("set NAT EIP %v: %w", eip, ErrFull)
 	}
-	if err := d.zeroCounters(slot); err != nil {
+	block, ok := d.portBlocks.take()
+	if !ok {
 		d.slots.free(slot)
-		return fmt.Errorf("set NAT EIP %v: %w", eip, err)
+		return fmt.Errorf("set NAT EIP %v: %w", eip, ErrFull)
 	}
-	if err := d.objs.NatEips.Put(key, natNatEip{CounterSlot: slot}); err != nil {
+	err = d.zeroCounters(slot)
+	if err == nil {
+		err = d.clearPortBlock(block)
+	}
+	if err == nil {
+		err = d.objs.NatEips.Put(key, natNatEip{CounterSlot: slot, PortBlock: block})
+	}
+	if err != nil {
 		d.slots.free(slot)
+		d.portBlocks.free(block)
 		return fmt.Errorf("set NAT EIP %v: %w", eip, err)
 	}
 	return nil
@@ -260,6 +269,7 @@ func (d *Dataplane) DeleteNatEIP(eip netip.Addr) error {
 		return fmt.Errorf("delete NAT EIP %v: %w", eip, err)
 	}
 	d.slots.free(cur.CounterSlot)
+	d.portBlocks.free(cur.PortBlock)
 	return nil
 }
 
@@ -272,18 +282,18 @@ func (d *Dataplane) NatEIPs() ([]netip.Addr, error) {
 	return out, nil
 }
 
-func (d *Dataplane) natEIPSlot(eip netip.Addr) (uint32, error) {
+func (d *Dataplane) natEIP(eip netip.Addr) (natNatEip, error) {
 	key, err := beKey(eip)
 	if err != nil {
-		return 0, err
+		return natNatEip{}, err
 	}
 	var v natNatEip
 	if err := d.objs.NatEips.Lookup(key, &v); errors.Is(err, ebpf.ErrKeyNotExist) {
-		return 0, fmt.Errorf("%v: %w", eip, ErrNotNatEIP)
+		return natNatEip{}, fmt.Errorf("%v: %w", eip, ErrNotNatEIP)
 	} else if err != nil {
-		return 0, err
+		return natNatEip{}, err
 	}
-	return v.CounterSlot, nil
+	return v, nil
 }
 
 // SnatRule sends traffic from Source out through one of the Pool's EIPs.
@@ -312,12 +322,13 @@ func (d *Dataplane) SetSnatRule(r SnatRule) error {
 	}
 	var pool natSnatPool
 	for i, eip := range r.Pool {
-		slot, err := d.natEIPSlot(eip)
+		e, err := d.natEIP(eip)
 		if err != nil {
 			return fmt.Errorf("set SNAT rule %v: %w", r.Source, err)
 		}
 		pool.Eips[i], _ = beKey(eip)
-		pool.CounterSlots[i] = slot
+		pool.CounterSlots[i] = e.CounterSlot
+		pool.PortBlocks[i] = e.PortBlock
 	}
 	pool.EipCount = uint32(len(r.Pool))
 	if r.Affinity {
@@ -395,11 +406,11 @@ func (d *Dataplane) SetForwardPort(f ForwardPort) error {
 	if d.cfg.ReadOnly {
 		return fmt.Errorf("set forward port %v: %w", f.External, ErrReadOnly)
 	}
-	slot, err := d.natEIPSlot(f.External.Addr())
+	e, err := d.natEIP(f.External.Addr())
 	if err != nil {
 		return fmt.Errorf("set forward port: %w", err)
 	}
-	target := natForwardTarget{Addr: in, Port: htons(f.Internal.Port()), CounterSlot: slot}
+	target := natForwardTarget{Addr: in, Port: htons(f.Internal.Port()), CounterSlot: e.CounterSlot}
 	d.fwdMu.Lock()
 	defer d.fwdMu.Unlock()
 	if err := d.objs.ForwardPorts.Put(ext, target); err != nil {

@@ -297,9 +297,8 @@ func (l *lab) purgeAll(t *testing.T) {
 	if len(ss) != 0 {
 		t.Fatalf("%d sessions left after purge", len(ss))
 	}
-	var k, v natEndpoint
-	if it := l.dp.objs.PortsInUse.Iterate(); it.Next(&k, &v) {
-		t.Fatalf("port %v still in use after purge", k)
+	if n, err := l.dp.portsInUse(); err != nil || n != 0 {
+		t.Fatalf("%d ports still in use after purge (%v)", n, err)
 	}
 	var mk natEndpoint
 	var mv natMapping
@@ -817,12 +816,8 @@ func TestNatGatewayPortRace(t *testing.T) {
 			t.Errorf("contested port %d taken by nobody", 20000+i)
 		}
 	}
-	n := 0
-	var k, v natEndpoint
-	it := l.dp.objs.PortsInUse.Iterate()
-	for it.Next(&k, &v) {
-		n++
-	}
+	n, err := l.dp.portsInUse()
+	must(t, err)
 	if n != 2*flows {
 		t.Errorf("%d ports in use, want %d", n, 2*flows)
 	}

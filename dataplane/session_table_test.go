@@ -164,12 +164,8 @@ func TestSessionTableSameFlowRace(t *testing.T) {
 	if len(external) < flows-int(refused) {
 		t.Errorf("%d sessions for %d flows with %d refusals", len(external), flows, refused)
 	}
-	var k, v natEndpoint
-	n := 0
-	it := l.dp.objs.PortsInUse.Iterate()
-	for it.Next(&k, &v) {
-		n++
-	}
+	n, err := l.dp.portsInUse()
+	must(t, err)
 	if n != len(external) {
 		t.Errorf("%d ports in use for %d sessions", n, len(external))
 	}

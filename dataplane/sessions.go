@@ -351,30 +351,22 @@ func (d *Dataplane) PortUsages() ([]PortUsage, error) {
 	if err != nil {
 		return nil, err
 	}
-	eips, err := d.NatEIPs()
+	blocks, err := d.natEIPPortBlocks()
 	if err != nil {
 		return nil, err
 	}
 	by := map[netip.Addr]*PortUsage{}
-	for _, e := range eips {
-		by[e] = &PortUsage{EIP: e,
+	for key, block := range blocks {
+		b, err := d.readPortBlock(block)
+		if err != nil {
+			return nil, fmt.Errorf("list ports in use: %w", err)
+		}
+		eip := beAddr(key)
+		by[eip] = &PortUsage{EIP: eip,
+			TCP:               b.inUse(natPortBitmapLayoutPORT_BITMAP_TCP),
+			UDP:               b.inUse(natPortBitmapLayoutPORT_BITMAP_UDP),
+			ICMP:              b.inUse(natPortBitmapLayoutPORT_BITMAP_ICMP),
 			PortRangeCapacity: int(cfg.PortMax) - int(cfg.PortMin) + 1}
-	}
-	if err := eachEntry(d.objs.PortsInUse, func(k, _ natEndpoint) {
-		u := by[beAddr(k.Addr)]
-		if u == nil {
-			return
-		}
-		switch k.Protocol {
-		case ProtoTCP:
-			u.TCP++
-		case ProtoUDP:
-			u.UDP++
-		default:
-			u.ICMP++
-		}
-	}); err != nil {
-		return nil, fmt.Errorf("list ports in use: %w", err)
 	}
 	if err := d.eachSession(func(_ natFlowKey, s Session) error {
 		if u := by[s.External.Addr()]; u != nil {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "maps.h"
+#include "port_bitmap.h"
 #include "rewrite.h"
 #include "session_table.h"
 #include "types.h"
@@ -84,6 +85,7 @@ static __always_inline void mapping_release(const struct endpoint *inside)
 {
 	struct mapping *m = bpf_map_lookup_elem(&mappings, inside);
 	struct source_usage *u;
+	struct nat_eip *eip;
 	struct endpoint outside;
 
 	if (!m)
@@ -92,7 +94,11 @@ static __always_inline void mapping_release(const struct endpoint *inside)
 		return;
 	outside = m->outside;
 	bpf_map_delete_elem(&mappings, inside);
-	bpf_map_delete_elem(&ports_in_use, &outside);
+	/* The EIP's bitmap, by its current entry: an EIP removed meanwhile has no ports
+	 * to free, and its block may be another EIP's by now. */
+	eip = bpf_map_lookup_elem(&nat_eips, &outside.addr);
+	if (eip)
+		port_free(eip->port_block, outside.protocol, bpf_ntohs(outside.port));
 	u = bpf_map_lookup_elem(&usage_by_source, &inside->addr);
 	if (u)
 		__sync_fetch_and_add(&u->ports, -1);

@@ -70,7 +70,8 @@ struct {
 
 /* Default session capacity; the loader resizes (Config.MaxSessions). */
 #define MAX_SESSIONS 262144
-#define MAX_NAT_EIPS 4096
+/* Each NAT EIP's port bitmaps take 24 KiB (port_bitmaps): 24 MiB for all of them. */
+#define MAX_NAT_EIPS 1024
 #define MAX_SNAT_RULES 16384
 #define MAX_FORWARD_PORTS 65536
 #define MAX_SOURCES 65536
@@ -105,14 +106,19 @@ struct {
 	__type(value, struct mapping);
 } mappings SEC(".maps");
 
-/* External endpoints in use, and by whom. A port is taken by inserting here with
- * BPF_NOEXIST: of two CPUs racing for it, one wins. */
+/* External ports in use: a bit per port, in each NAT EIP's block (enum
+ * port_bitmap_layout). A port is taken by setting its bit with an atomic fetch-or: of
+ * two CPUs racing for it, one sees it clear. A block costs 24 KiB whatever the number
+ * of sessions, where a hash of taken ports cost about 70 bytes a session at capacity
+ * and an insert (a free-list pop and a bucket lock) per new mapping. Mmapable: Go
+ * reads and clears a block without a syscall per word. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_SESSIONS);
-	__type(key, struct endpoint);
-	__type(value, struct endpoint);
-} ports_in_use SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, MAX_NAT_EIPS * PORT_BLOCK_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} port_bitmaps SEC(".maps");
 
 /* SNAT entries: longest source prefix -> the EIP pool. */
 struct {

@@ -1,26 +1,32 @@
-/* ports.h: NAT gateway port allocation: an SNAT entry's external ports, taken
- * one at a time with BPF_NOEXIST, and the endpoint-independent mappings that hold them. */
+/* ports.h: NAT gateway port allocation: an SNAT entry's external ports, claimed a bit
+ * at a time in their EIP's port bitmap (port_bitmaps), and the endpoint-independent
+ * mappings that hold them. */
 #pragma once
 
 #include "conntrack.h"
+#include "port_bitmap.h"
 
-
-/* The search state bpf_loop's callback works on: a copy of the pool's EIPs, since the
- * callback sees only what it looks up. It lives in a per-CPU map (port_searches), not
- * on the stack: the session-opening path's stack is short. */
+/* The search state bpf_loop's callback works on: a copy of the pool's EIPs and their
+ * bitmaps, since the callback sees only what it looks up. It lives in a per-CPU map
+ * (port_searches), not on the stack: the session-opening path's stack is short. */
 struct port_search {
 	__be32 eips[MAX_POOL_EIPS];
+	__u32 blocks[MAX_POOL_EIPS];
 	struct endpoint inside;
 	struct endpoint outside; /* out */
 	__u32 count;
 	__u32 start;
-	__u32 offset;
-	__u32 range;
-	__u32 port;  /* the port the EIPs are tried at */
+	__u32 offset; /* walking: the first word taken, from the range's first */
+	__u32 words;  /* the words the range spans */
+	__u32 from;   /* the port the EIPs are searched from, */
+	__u32 lo;     /* in [lo, hi] */
+	__u32 hi;
+	__u32 tried;  /* the EIP (index into eips) the probe tries */
 	__u16 port_min;
-	__u8 walk;   /* the range fits the budget: walk it instead of drawing */
-	__u8 table_full; /* out: ports_in_use has no room (a full session table, not a full pool) */
+	__u16 port_max;
+	__u32 walk;        /* the range's words fit the budget: walk them instead of drawing */
 	__u32 found_index; /* out: index into eips, MAX_POOL_EIPS when none */
+	__u32 word_key;    /* port_word's lookup key */
 };
 
 /* One search per CPU: the packet path never sleeps, and one search runs at a time. */
@@ -31,53 +37,54 @@ struct {
 	__type(value, struct port_search);
 } port_searches SEC(".maps");
 
-/* Probe i: the first `count` probes try to keep the internal port on each EIP
- * (RFC 4787 REQ-? "port preservation"); the next ones try every EIP at one port, then
- * at another. When the whole range fits in the probe budget they walk it from a random
- * offset, so a free port is always found. Otherwise each port is drawn at random (RFC
- * 6056 section 3.3.1): kept ports form dense runs, and a walk starting inside one would
- * spend the budget on it. A port is taken by BPF_NOEXIST, so two CPUs never take the
- * same one. */
+/* Probe i: the first `count` probes try to keep the internal port on each EIP (RFC
+ * 4787 REQ-3, port preservation); the next ones search a word of 64 ports of every EIP,
+ * then of another word. When the range's words fit in the probe budget they are walked
+ * from a random one, so a free port is always found. Otherwise each search starts at a
+ * port drawn at random (RFC 6056 section 3.3.1). A port is claimed by an atomic
+ * fetch-or, so two CPUs never take the same one. */
 static long probe_port(__u32 i, void *unused)
 {
 	__u32 zero = 0, n, idx, port;
 	struct port_search *ps = bpf_map_lookup_elem(&port_searches, &zero);
-	struct endpoint out = {};
-	long err;
 
 	if (!ps)
 		return 1;
 	n = ps->count;
-	if (n == 0 || n > MAX_POOL_EIPS || ps->range == 0)
+	if (n == 0 || n > MAX_POOL_EIPS || ps->words == 0)
 		return 1;
-	idx = (ps->start + i) % n;
 	if (i < n) {
+		/* A range of one port: the internal one. */
 		port = bpf_ntohs(ps->inside.port);
-		if (port < ps->port_min || port >= (__u32)ps->port_min + ps->range)
+		if (port < ps->port_min || port > ps->port_max)
 			return 0;
-	} else {
-		if ((i - n) % n == 0)
-			ps->port = ps->walk ? ps->offset + (i - n) / n : bpf_get_prandom_u32();
-		port = ps->port_min + ps->port % ps->range;
+		ps->from = ps->lo = ps->hi = port;
+	} else if ((i - n) % n == 0) {
+		if (ps->walk)
+			ps->from = ((ps->port_min >> 6) + (ps->offset + (i - n) / n) % ps->words) << 6 |
+				   (bpf_get_prandom_u32() & 63);
+		else
+			ps->from = ps->port_min + bpf_get_prandom_u32() % ((__u32)ps->port_max - ps->port_min + 1);
+		ps->lo = ps->port_min;
+		ps->hi = ps->port_max;
 	}
+	/* Everything the claim needs is in ps: the callback's frame stays small. */
+	idx = (ps->start + i) % ps->count;
 	opaque(idx);
 	if (idx >= MAX_POOL_EIPS)
 		return 1;
-	out.addr = ps->eips[idx];
-	out.port = bpf_htons(port);
-	out.protocol = ps->inside.protocol;
-	err = bpf_map_update_elem(&ports_in_use, &out, &ps->inside, BPF_NOEXIST);
-	if (err == 0) {
-		ps->outside = out;
-		ps->found_index = idx;
+	ps->tried = idx;
+	port = port_claim_in_word(ps->blocks[idx], ps->inside.protocol, ps->from, ps->lo, ps->hi, &ps->word_key);
+	if (!port)
+		return 0;
+	idx = ps->tried;
+	if (idx >= MAX_POOL_EIPS)
 		return 1;
-	}
-	/* The table is full, not the port taken: no other port will do better. */
-	if (err == -E2BIG) {
-		ps->table_full = 1;
-		return 1;
-	}
-	return 0;
+	ps->outside.addr = ps->eips[idx];
+	ps->outside.port = bpf_htons(port);
+	ps->outside.protocol = ps->inside.protocol;
+	ps->found_index = idx;
+	return 1;
 }
 
 /* Knuth's multiplicative hash: spreads consecutive addresses over the pool. */
@@ -123,9 +130,14 @@ static __always_inline enum reason mapping_acquire(const struct endpoint *inside
 	}
 	__builtin_memset(ps, 0, sizeof(*ps));
 	ps->inside = *inside;
+	if (cfg->port_max < cfg->port_min || cfg->port_min == 0) {
+		__sync_fetch_and_add(&usage->ports, -1);
+		return REASON_DROP_NAT_PORTS_EXHAUSTED;
+	}
 	ps->port_min = cfg->port_min;
-	ps->range = cfg->port_max >= cfg->port_min ? (__u32)cfg->port_max - cfg->port_min + 1 : 0;
-	ps->offset = ps->range ? bpf_get_prandom_u32() % ps->range : 0;
+	ps->port_max = cfg->port_max;
+	ps->words = (cfg->port_max >> 6) - (cfg->port_min >> 6) + 1;
+	ps->offset = bpf_get_prandom_u32() % ps->words;
 	ps->found_index = MAX_POOL_EIPS;
 	if (pool->affinity) {
 		/* Paired: this internal address always leaves from the same EIP. */
@@ -134,20 +146,22 @@ static __always_inline enum reason mapping_acquire(const struct endpoint *inside
 		if (i >= MAX_POOL_EIPS)
 			i = 0;
 		ps->eips[0] = pool->eips[i];
+		ps->blocks[0] = pool->port_blocks[i];
 		ps->count = 1;
 	} else {
 		__builtin_memcpy(ps->eips, pool->eips, sizeof(ps->eips));
+		__builtin_memcpy(ps->blocks, pool->port_blocks, sizeof(ps->blocks));
 		ps->count = n;
 		ps->start = bpf_get_prandom_u32() % n;
 	}
-	probes = ps->count * (ps->range + 1);
+	probes = ps->count * (ps->words + 1);
 	ps->walk = probes <= cfg->max_port_probes;
 	if (!ps->walk)
 		probes = cfg->max_port_probes;
 	bpf_loop(probes, probe_port, NULL, 0);
 	if (ps->found_index >= MAX_POOL_EIPS) {
 		__sync_fetch_and_add(&usage->ports, -1);
-		return ps->table_full ? REASON_DROP_NAT_TABLE_FULL : REASON_DROP_NAT_PORTS_EXHAUSTED;
+		return REASON_DROP_NAT_PORTS_EXHAUSTED;
 	}
 	if (pool->affinity)
 		i = addr_hash(inside->addr) % n;
@@ -162,7 +176,7 @@ static __always_inline enum reason mapping_acquire(const struct endpoint *inside
 	if (bpf_map_update_elem(&mappings, inside, &fresh, BPF_NOEXIST) < 0) {
 		/* Full, or another CPU mapped the same endpoint this instant: then its
 		 * mapping is this one's too, and the port claimed here goes back. */
-		bpf_map_delete_elem(&ports_in_use, &ps->outside);
+		port_free(pool->port_blocks[i], ps->outside.protocol, bpf_ntohs(ps->outside.port));
 		__sync_fetch_and_add(&usage->ports, -1);
 		m = bpf_map_lookup_elem(&mappings, inside);
 		if (!m)

@@ -205,6 +205,7 @@ struct mapping {
 struct snat_pool {
 	__be32 eips[MAX_POOL_EIPS];
 	__u32 counter_slots[MAX_POOL_EIPS];
+	__u32 port_blocks[MAX_POOL_EIPS]; /* each EIP's block of port_bitmaps */
 	__u32 eip_count;
 	__u32 affinity; /* 1: an internal address always uses the same EIP (EipAffinity) */
 };
@@ -225,6 +226,19 @@ struct forward_target {
 /* An EIP of a NAT gateway. */
 struct nat_eip {
 	__u32 counter_slot;
+	__u32 port_block; /* its ports' bits in port_bitmaps */
+};
+
+/* port_bitmaps' layout: per NAT EIP a block of PORT_PROTOCOLS bitmaps (TCP, UDP, ICMP
+ * identifiers), each PORT_WORDS 64-bit words, a bit per port. An enum so that Go reads
+ * the layout from the object. */
+enum port_bitmap_layout {
+	PORT_BITMAP_TCP = 0, /* a block's bitmaps, in this order */
+	PORT_BITMAP_UDP = 1,
+	PORT_BITMAP_ICMP = 2,
+	PORT_PROTOCOLS = 3,
+	PORT_WORDS = 1024,
+	PORT_BLOCK_WORDS = PORT_PROTOCOLS * PORT_WORDS,
 };
 
 /* An internal address's share of the NAT (RFC 6888 quotas). */

@@ -49,7 +49,7 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 		return fmt.Errorf("lift memlock limit: %w", err)
 	}
 	dp, err := dataplane.Open(dataplane.Config{PinDir: cfg.BPFFSDir, MaxBindings: cfg.MaxBindings, MaxSources: cfg.MaxSources,
-		MaxSessions: cfg.Nat.MaxSessions})
+		MaxSessions: cfg.Nat.MaxSessions, MaxNatEIPs: cfg.Nat.MaxEIPs})
 	if err != nil {
 		return err
 	}

@@ -33,6 +33,9 @@ type NatSettings struct {
 	ICMPSource      string `json:"icmp_source,omitempty"`
 	CollectInterval string `json:"collect_interval,omitempty"` // default 1s
 	MaxSessions     uint32 `json:"max_sessions,omitempty"`     // session table size, default 262144
+	// MaxEIPs is how many EIPs NAT gateways may have in all; each takes 24 KiB of
+	// port bitmaps, allocated at start. Default 1024.
+	MaxEIPs uint32 `json:"max_eips,omitempty"`
 	// UDPInboundRefresh lets the remote's packets keep a UDP session alive too
 	// (RFC 4787 REQ-6 allows it; off by default: an outside host could hold a
 	// mapping open for ever).

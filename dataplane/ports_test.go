@@ -1,0 +1,119 @@
+package dataplane
+
+import (
+	"net/netip"
+	"testing"
+)
+
+// TestNatGatewayPortBitmaps: external ports come from the EIP's bitmap. A range over
+// several words, both ends mid-word, is used to its last port, each port once and none
+// outside it; the usage report counts them; a search that draws its words finds ports
+// too; a NAT EIP set again starts with every port free.
+func TestNatGatewayPortBitmaps(t *testing.T) {
+	l := newNatLab(t)
+	f := newNatFrames(t, l)
+	prog := l.program(t, RoleVPC, HookXDP)
+	redirect := hookVerdict(HookXDP, verdictRedirect)
+	const portMin, portMax = 20030, 20229 // 200 ports in words 312 to 316
+	cfg := DefaultNatConfig()
+	cfg.ICMPSource = gwVPCAddr
+	cfg.PortMin, cfg.PortMax = portMin, portMax
+	must(t, l.dp.SetNatConfig(cfg))
+	t.Cleanup(func() {
+		l.purgeAll(t)
+		c := DefaultNatConfig()
+		c.ICMPSource = gwVPCAddr
+		must(t, l.dp.SetNatConfig(c))
+	})
+
+	// Inside ports outside the range: none is kept, every one is searched for.
+	open := func(n int, firstInside uint16) {
+		t.Helper()
+		for i := 0; i < n; i++ {
+			frame := f.fromInside(natVM1, labInet, udpDgram(firstInside+uint16(i), 53))
+			if ret, _ := l.run(t, prog, HookXDP, l.ingress(RoleVPC), frame); ret != redirect {
+				t.Fatalf("flow %d of %d: verdict %d, want a translation", i, n, ret)
+			}
+		}
+	}
+	open(portMax-portMin+1, 1000)
+	full := f.fromInside(natVM1, labInet, udpDgram(999, 53))
+	l.check(t, HookXDP, natStep{name: "one flow more than the range has ports", role: RoleVPC,
+		in: full, eips: noCount, out: f.refusal(full), verdict: redirect,
+		reasons: map[Reason]uint64{ReasonDropNatPortsExhausted: 1}})
+	used := map[uint16]bool{}
+	for _, s := range mustSessions(t, l) {
+		p := s.External.Port()
+		if s.External.Addr() != natEIP1 || p < portMin || p > portMax || used[p] {
+			t.Errorf("session %+v: external port outside %d-%d or taken twice", s, portMin, portMax)
+		}
+		used[p] = true
+	}
+	if len(used) != portMax-portMin+1 {
+		t.Errorf("%d external ports used, want all %d", len(used), portMax-portMin+1)
+	}
+	us, err := l.dp.PortUsages()
+	must(t, err)
+	for _, u := range us {
+		want := 0
+		if u.EIP == natEIP1 {
+			want = portMax - portMin + 1
+		}
+		if u.UDP != want || u.TCP != 0 || u.ICMP != 0 || u.PortRangeCapacity != portMax-portMin+1 {
+			t.Errorf("usage %+v, want %d UDP ports of %d", u, want, portMax-portMin+1)
+		}
+	}
+	l.purgeAll(t)
+	if n, err := l.dp.portsInUse(); err != nil || n != 0 {
+		t.Fatalf("%d ports in use after the purge (%v)", n, err)
+	}
+
+	// Two probes cannot walk five words: each draws a port and searches its word.
+	cfg.MaxPortProbes = 2
+	must(t, l.dp.SetNatConfig(cfg))
+	open(100, 1000)
+	used = map[uint16]bool{}
+	for _, s := range mustSessions(t, l) {
+		p := s.External.Port()
+		if p < portMin || p > portMax || used[p] {
+			t.Errorf("session %+v: drawn port outside %d-%d or taken twice", s, portMin, portMax)
+		}
+		used[p] = true
+	}
+	if len(used) != 100 {
+		t.Errorf("%d drawn ports for 100 flows", len(used))
+	}
+
+	// A NAT EIP's block starts empty, whatever an EIP that had it before left: every
+	// block no EIP holds is filled before one is taken.
+	inUse, err := l.dp.natEIPPortBlocks()
+	must(t, err)
+	held := map[uint32]bool{}
+	for _, b := range inUse {
+		held[b] = true
+	}
+	mem, err := l.dp.objs.PortBitmaps.Memory()
+	must(t, err)
+	ones := make([]byte, 8*portBlockWords)
+	for i := range ones {
+		ones[i] = 0xff
+	}
+	for b := uint32(0); b < l.dp.objs.NatEips.MaxEntries(); b++ {
+		if !held[b] {
+			_, err := mem.WriteAt(ones, int64(b)*int64(len(ones)))
+			must(t, err)
+		}
+	}
+	extra := netip.MustParseAddr("203.0.113.103")
+	must(t, l.dp.SetNatEIP(extra))
+	t.Cleanup(func() { must(t, l.dp.DeleteNatEIP(extra)) })
+	e, err := l.dp.natEIP(extra)
+	must(t, err)
+	b, err := l.dp.readPortBlock(e.PortBlock)
+	must(t, err)
+	for i, w := range b {
+		if w != 0 {
+			t.Fatalf("word %d of a new NAT EIP's block is %#x", i, w)
+		}
+	}
+}
