@@ -130,7 +130,7 @@ func Open(cfg Config) (*Dataplane, error) {
 		cfg.MaxBindings = spec.Maps[natMapCountersBySlot].MaxEntries
 	}
 	if cfg.MaxSessions == 0 {
-		cfg.MaxSessions = spec.Maps[natMapMappings].MaxEntries
+		cfg.MaxSessions = sessionCapacity(spec.Maps[natMapSessionTable].MaxEntries)
 	}
 	if cfg.MaxSources == 0 {
 		cfg.MaxSources = spec.Maps[natMapVpcSources].MaxEntries
@@ -155,7 +155,6 @@ func Open(cfg Config) (*Dataplane, error) {
 	spec.Maps[natMapCountersBySlot].MaxEntries = cfg.MaxBindings
 	spec.Maps[natMapVpcSources].MaxEntries = cfg.MaxSources
 	spec.Maps[natMapNextHops].MaxEntries = cfg.MaxSources // the addresses of registered sources
-	spec.Maps[natMapMappings].MaxEntries = cfg.MaxSessions
 	spec.Maps[natMapNatEips].MaxEntries = cfg.MaxNatEIPs
 	spec.Maps[natMapPortBitmaps].MaxEntries = cfg.MaxNatEIPs * uint32(portBlockWords)
 	spec.Maps[natMapSessionTable].MaxEntries = sessionBuckets(cfg.MaxSessions)
@@ -419,7 +418,7 @@ func (d *Dataplane) Capacities() Capacities {
 		NatEIPs:      d.objs.NatEips.MaxEntries(),
 		SnatRules:    d.objs.SnatRules.MaxEntries(),
 		ForwardPorts: d.objs.ForwardPorts.MaxEntries(),
-		Sessions:     d.objs.Mappings.MaxEntries(),
+		Sessions:     sessionCapacity(d.objs.SessionTable.MaxEntries()),
 	}
 }
 
@@ -427,14 +426,14 @@ func (d *Dataplane) Capacities() Capacities {
 // them, so a reader needs no flag to match the owner's configuration.
 func adoptCapacities(cfg *Config) error {
 	for _, c := range []struct {
-		name string
-		dst  *uint32
-		less uint32 // the map has this many entries more than the capacity
+		name     string
+		dst      *uint32
+		capacity func(entries uint32) uint32 // nil: the map's entries
 	}{
-		{natMapCountersBySlot, &cfg.MaxBindings, 0},
-		{natMapVpcSources, &cfg.MaxSources, 0},
-		{natMapMappings, &cfg.MaxSessions, 0},
-		{natMapNatEips, &cfg.MaxNatEIPs, 0},
+		{natMapCountersBySlot, &cfg.MaxBindings, nil},
+		{natMapVpcSources, &cfg.MaxSources, nil},
+		{natMapSessionTable, &cfg.MaxSessions, sessionCapacity},
+		{natMapNatEips, &cfg.MaxNatEIPs, nil},
 	} {
 		m, err := ebpf.LoadPinnedMap(filepath.Join(cfg.PinDir, c.name), &ebpf.LoadPinOptions{ReadOnly: true})
 		if errors.Is(err, os.ErrNotExist) {
@@ -446,7 +445,10 @@ func adoptCapacities(cfg *Config) error {
 		if err != nil {
 			return fmt.Errorf("open dataplane %s: map %s: %w", cfg.PinDir, c.name, err)
 		}
-		*c.dst = m.MaxEntries() - c.less
+		*c.dst = m.MaxEntries()
+		if c.capacity != nil {
+			*c.dst = c.capacity(m.MaxEntries())
+		}
 		m.Close()
 	}
 	return nil

@@ -32,6 +32,7 @@ const (
 	harnessMapCutThroughs       = "cut_throughs"
 	harnessMapEdgeSettings      = "edge_settings"
 	harnessMapExpireQueue       = "expire_queue"
+	harnessMapFibParams         = "fib_params"
 	harnessMapForwardPorts      = "forward_ports"
 	harnessMapFragments         = "fragments"
 	harnessMapFrameScratch      = "frame_scratch"
@@ -39,7 +40,6 @@ const (
 	harnessMapHarnessTemplates  = "harness_templates"
 	harnessMapHeldFragments     = "held_fragments"
 	harnessMapInboundBindings   = "inbound_bindings"
-	harnessMapMappings          = "mappings"
 	harnessMapNatEips           = "nat_eips"
 	harnessMapNatSettings       = "nat_settings"
 	harnessMapNextHopFallbacks  = "next_hop_fallbacks"
@@ -118,6 +118,7 @@ type harnessMapSpecs struct {
 	CutThroughs      *ebpf.MapSpec `ebpf:"cut_throughs"`
 	EdgeSettings     *ebpf.MapSpec `ebpf:"edge_settings"`
 	ExpireQueue      *ebpf.MapSpec `ebpf:"expire_queue"`
+	FibParams        *ebpf.MapSpec `ebpf:"fib_params"`
 	ForwardPorts     *ebpf.MapSpec `ebpf:"forward_ports"`
 	Fragments        *ebpf.MapSpec `ebpf:"fragments"`
 	FrameScratch     *ebpf.MapSpec `ebpf:"frame_scratch"`
@@ -125,7 +126,6 @@ type harnessMapSpecs struct {
 	HarnessTemplates *ebpf.MapSpec `ebpf:"harness_templates"`
 	HeldFragments    *ebpf.MapSpec `ebpf:"held_fragments"`
 	InboundBindings  *ebpf.MapSpec `ebpf:"inbound_bindings"`
-	Mappings         *ebpf.MapSpec `ebpf:"mappings"`
 	NatEips          *ebpf.MapSpec `ebpf:"nat_eips"`
 	NatSettings      *ebpf.MapSpec `ebpf:"nat_settings"`
 	NextHopFallbacks *ebpf.MapSpec `ebpf:"next_hop_fallbacks"`
@@ -176,6 +176,7 @@ type harnessMaps struct {
 	CutThroughs      *ebpf.Map `ebpf:"cut_throughs"`
 	EdgeSettings     *ebpf.Map `ebpf:"edge_settings"`
 	ExpireQueue      *ebpf.Map `ebpf:"expire_queue"`
+	FibParams        *ebpf.Map `ebpf:"fib_params"`
 	ForwardPorts     *ebpf.Map `ebpf:"forward_ports"`
 	Fragments        *ebpf.Map `ebpf:"fragments"`
 	FrameScratch     *ebpf.Map `ebpf:"frame_scratch"`
@@ -183,7 +184,6 @@ type harnessMaps struct {
 	HarnessTemplates *ebpf.Map `ebpf:"harness_templates"`
 	HeldFragments    *ebpf.Map `ebpf:"held_fragments"`
 	InboundBindings  *ebpf.Map `ebpf:"inbound_bindings"`
-	Mappings         *ebpf.Map `ebpf:"mappings"`
 	NatEips          *ebpf.Map `ebpf:"nat_eips"`
 	NatSettings      *ebpf.Map `ebpf:"nat_settings"`
 	NextHopFallbacks *ebpf.Map `ebpf:"next_hop_fallbacks"`
@@ -206,6 +206,7 @@ func (m *harnessMaps) Close() error {
 		m.CutThroughs,
 		m.EdgeSettings,
 		m.ExpireQueue,
+		m.FibParams,
 		m.ForwardPorts,
 		m.Fragments,
 		m.FrameScratch,
@@ -213,7 +214,6 @@ func (m *harnessMaps) Close() error {
 		m.HarnessTemplates,
 		m.HeldFragments,
 		m.InboundBindings,
-		m.Mappings,
 		m.NatEips,
 		m.NatSettings,
 		m.NextHopFallbacks,

@@ -114,13 +114,6 @@ type natHeldKey struct {
 	Index    uint32
 }
 
-type natMapping struct {
-	_           structs.HostLayout
-	Outside     natEndpoint
-	Sessions    uint32
-	CounterSlot uint32
-}
-
 type natNatConfig struct {
 	_                    structs.HostLayout
 	TcpEstablishedNs     uint64
@@ -272,6 +265,7 @@ const (
 	natRecordKindRECORD_BUSY      natRecordKind = 1
 	natRecordKindRECORD_OUTBOUND  natRecordKind = 2
 	natRecordKindRECORD_INBOUND   natRecordKind = 3
+	natRecordKindRECORD_MAPPING   natRecordKind = 4
 	natRecordKindRECORD_TENTATIVE natRecordKind = 128
 )
 
@@ -328,7 +322,32 @@ type natSessionOpening struct {
 		CounterSlot uint32
 		LastSeen    uint32
 	}
-	M        natMapping
+	Mapping struct {
+		_   structs.HostLayout
+		Key struct {
+			_        structs.HostLayout
+			AddrA    uint32
+			AddrB    uint32
+			PortA    uint16
+			PortB    uint16
+			Protocol uint8
+			Kind     uint8
+			Pad      uint16
+		}
+		View struct {
+			_           structs.HostLayout
+			Bucket      uint32
+			Index       uint32
+			State       uint32
+			ToAddr      uint32
+			ToPort      uint16
+			Flags       uint8
+			Pad         uint8
+			CounterSlot uint32
+			LastSeen    uint32
+		}
+		Values natSessionRecord
+	}
 	Endpoint natEndpoint
 }
 
@@ -393,12 +412,12 @@ const (
 	natMapCutThroughs        = "cut_throughs"
 	natMapEdgeSettings       = "edge_settings"
 	natMapExpireQueue        = "expire_queue"
+	natMapFibParams          = "fib_params"
 	natMapForwardPorts       = "forward_ports"
 	natMapFragments          = "fragments"
 	natMapFrameScratch       = "frame_scratch"
 	natMapHeldFragments      = "held_fragments"
 	natMapInboundBindings    = "inbound_bindings"
-	natMapMappings           = "mappings"
 	natMapNatEips            = "nat_eips"
 	natMapNatSettings        = "nat_settings"
 	natMapNextHopFallbacks   = "next_hop_fallbacks"
@@ -485,12 +504,12 @@ type natMapSpecs struct {
 	CutThroughs      *ebpf.MapSpec `ebpf:"cut_throughs"`
 	EdgeSettings     *ebpf.MapSpec `ebpf:"edge_settings"`
 	ExpireQueue      *ebpf.MapSpec `ebpf:"expire_queue"`
+	FibParams        *ebpf.MapSpec `ebpf:"fib_params"`
 	ForwardPorts     *ebpf.MapSpec `ebpf:"forward_ports"`
 	Fragments        *ebpf.MapSpec `ebpf:"fragments"`
 	FrameScratch     *ebpf.MapSpec `ebpf:"frame_scratch"`
 	HeldFragments    *ebpf.MapSpec `ebpf:"held_fragments"`
 	InboundBindings  *ebpf.MapSpec `ebpf:"inbound_bindings"`
-	Mappings         *ebpf.MapSpec `ebpf:"mappings"`
 	NatEips          *ebpf.MapSpec `ebpf:"nat_eips"`
 	NatSettings      *ebpf.MapSpec `ebpf:"nat_settings"`
 	NextHopFallbacks *ebpf.MapSpec `ebpf:"next_hop_fallbacks"`
@@ -541,12 +560,12 @@ type natMaps struct {
 	CutThroughs      *ebpf.Map `ebpf:"cut_throughs"`
 	EdgeSettings     *ebpf.Map `ebpf:"edge_settings"`
 	ExpireQueue      *ebpf.Map `ebpf:"expire_queue"`
+	FibParams        *ebpf.Map `ebpf:"fib_params"`
 	ForwardPorts     *ebpf.Map `ebpf:"forward_ports"`
 	Fragments        *ebpf.Map `ebpf:"fragments"`
 	FrameScratch     *ebpf.Map `ebpf:"frame_scratch"`
 	HeldFragments    *ebpf.Map `ebpf:"held_fragments"`
 	InboundBindings  *ebpf.Map `ebpf:"inbound_bindings"`
-	Mappings         *ebpf.Map `ebpf:"mappings"`
 	NatEips          *ebpf.Map `ebpf:"nat_eips"`
 	NatSettings      *ebpf.Map `ebpf:"nat_settings"`
 	NextHopFallbacks *ebpf.Map `ebpf:"next_hop_fallbacks"`
@@ -569,12 +588,12 @@ func (m *natMaps) Close() error {
 		m.CutThroughs,
 		m.EdgeSettings,
 		m.ExpireQueue,
+		m.FibParams,
 		m.ForwardPorts,
 		m.Fragments,
 		m.FrameScratch,
 		m.HeldFragments,
 		m.InboundBindings,
-		m.Mappings,
 		m.NatEips,
 		m.NatSettings,
 		m.NextHopFallbacks,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"runtime"
@@ -300,14 +301,7 @@ func (l *lab) purgeAll(t *testing.T) {
 	if n, err := l.dp.portsInUse(); err != nil || n != 0 {
 		t.Fatalf("%d ports still in use after purge (%v)", n, err)
 	}
-	var mk natEndpoint
-	var mv natMapping
-	if it := l.dp.objs.Mappings.Iterate(); it.Next(&mk, &mv) {
-		t.Fatalf("mapping %+v left after purge", mk)
-	}
-	must(t, l.dp.eachRecord(func(r natSessionRecord) {
-		t.Fatalf("record %+v left after purge", r)
-	}))
+	assertTableEmpty(t, l) // session and mapping records
 }
 
 func TestNatGatewayPaths(t *testing.T) {
@@ -856,28 +850,44 @@ func TestNatGatewayUDPRefreshDirection(t *testing.T) {
 }
 
 // TestNatGatewayTableFull: a full session table is counted as such, not as exhausted
-// ports (more EIPs would not help).
+// ports (more EIPs would not help). A table for 4 sessions takes at least 4 with a
+// mapping each, and refuses one before 20.
 func TestNatGatewayTableFull(t *testing.T) {
-	l := newNatLabWith(t, Config{MaxBindings: 1024, MaxSessions: 4})
+	const capacity = 4
+	l := newNatLabWith(t, Config{MaxBindings: 1024, MaxSessions: capacity})
 	f := newNatFrames(t, l)
 	for _, hook := range []Hook{HookXDP, HookTC} {
 		t.Run(string(hook), func(t *testing.T) {
 			t.Cleanup(func() { l.purgeAll(t) })
-			for p := uint16(0); p < 4; p++ {
-				l.check(t, hook, natStep{name: "a session with its own mapping", role: RoleVPC,
-					in:  f.fromInside(natVM1, labInet, udpDgram(6000+p, 53)),
-					out: f.toInet(natEIP1, labInet, udpDgram(6000+p, 53)), verdict: hookVerdict(hook, verdictRedirect)})
+			prog := l.program(t, RoleVPC, hook)
+			for p := uint16(0); p < 20; p++ {
+				in := f.fromInside(natVM1, labInet, udpDgram(6000+p, 53))
+				before := l.snapshot(t)
+				_, out := l.run(t, prog, hook, l.ingress(RoleVPC), in)
+				moved := diffReasons(before, l.snapshot(t))
+				if len(moved) == 0 {
+					if p >= 20-1 {
+						t.Fatalf("a table for %d sessions took 20", capacity)
+					}
+					continue
+				}
+				if p < capacity {
+					t.Fatalf("session %d of a table for %d refused: %v", p+1, capacity, moved)
+				}
+				refusal := f.refusal(in)
+				if want := (map[string]uint64{ReasonDropNatTableFull.String(): 1}); !maps.Equal(moved, want) {
+					t.Fatalf("session %d refused with %v, want %v", p+1, moved, want)
+				}
+				if !bytes.Equal(out[:len(refusal)], refusal) {
+					t.Fatalf("session %d refused without its ICMP 3/13", p+1)
+				}
+				t.Logf("a table for %d sessions took %d with a mapping each", capacity, p)
+				return
 			}
-			fifth := f.fromInside(natVM2, labInet, udpDgram(6100, 53))
-			l.check(t, hook, natStep{name: "the fifth", role: RoleVPC,
-				in: fifth, eips: noCount, out: f.refusal(fifth), verdict: hookVerdict(hook, verdictRedirect),
-				reasons: map[Reason]uint64{ReasonDropNatTableFull: 1}})
 		})
 	}
 }
 
-// TestNatGatewayDeleteForwardRange: deleting an entry's port range removes every port
-// and purges the sessions they opened, in one pass; another entry's sessions stay.
 func TestNatGatewayDeleteForwardRange(t *testing.T) {
 	l := newNatLab(t)
 	f := newNatFrames(t, l)

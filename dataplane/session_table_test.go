@@ -99,17 +99,15 @@ func udpSourcePort(t *testing.T, frame []byte) uint16 {
 // tentative records included.
 func assertTableEmpty(t *testing.T, l *lab) {
 	t.Helper()
-	var key uint32
-	var bucket natSessionBucket
-	it := l.dp.objs.SessionTable.Iterate()
-	for it.Next(&key, &bucket) {
-		for i, r := range bucket.Records {
-			if recordKind(r) != natRecordKindRECORD_EMPTY {
-				t.Fatalf("bucket %d slot %d holds %+v", key, i, r)
+	n := 0
+	must(t, l.dp.eachBucket(func(b natSessionBucket) {
+		for _, r := range b.Records {
+			if recordKind(r) != natRecordKindRECORD_EMPTY && n == 0 {
+				t.Errorf("the session table still holds %+v", r)
+				n++
 			}
 		}
-	}
-	must(t, it.Err())
+	}))
 }
 
 // TestSessionTableSameFlowRace: two CPUs open the same flows at the same instant.

@@ -70,11 +70,16 @@ func tcpState(bits natTcpSeen) (state string, established bool) {
 	return "established", true
 }
 
-// sessionBuckets is the session table's size for maxSessions sessions: 1.5 buckets of
-// two records a session, so a full table of sessions (two records each) fills two
-// thirds of it and every probe window keeps room.
+// sessionBuckets is the session table's size for maxSessions sessions: 2.25 buckets of
+// two records a session, so a full table of SNAT sessions each with its own mapping
+// (three records) fills two thirds of it and every probe window keeps room.
+// sessionCapacity is its inverse (exact for every maxSessions up to 2^32/9).
 func sessionBuckets(maxSessions uint32) uint32 {
-	return max(1, maxSessions+maxSessions/2)
+	return uint32(max(1, (9*uint64(maxSessions)+3)/4))
+}
+
+func sessionCapacity(buckets uint32) uint32 {
+	return uint32(4 * uint64(buckets) / 9)
 }
 
 // recordTCP is the enum tcp_seen bits a record's state carries.
@@ -199,18 +204,23 @@ func (d *Dataplane) eachSession(fn func(natFlowKey, Session) error) error {
 	return nil
 }
 
-// eachRecord calls fn for every record the session table holds, read through its
-// memory mapping: one pass, no syscall per bucket (a reader without write access to
-// the map iterates it instead).
+// eachRecord calls fn for every session record (outbound or inbound) the session
+// table holds.
 func (d *Dataplane) eachRecord(fn func(natSessionRecord)) error {
-	table := d.objs.SessionTable
-	live := func(b natSessionBucket) {
+	return d.eachBucket(func(b natSessionBucket) {
 		for _, r := range b.Records {
 			if k := recordKind(r); k == natRecordKindRECORD_OUTBOUND || k == natRecordKindRECORD_INBOUND {
 				fn(r)
 			}
 		}
-	}
+	})
+}
+
+// eachBucket calls fn for every bucket of the session table, read through its memory
+// mapping: one pass, no syscall per bucket (a reader without write access to the map
+// iterates it instead).
+func (d *Dataplane) eachBucket(fn func(natSessionBucket)) error {
+	table := d.objs.SessionTable
 	if mem, err := table.Memory(); err == nil {
 		// Read straight into bpf2go's own struct (its layout is the C one), a chunk
 		// of buckets at a time.
@@ -227,7 +237,7 @@ func (d *Dataplane) eachRecord(fn func(natSessionRecord)) error {
 				return fmt.Errorf("read the session table: %w", err)
 			}
 			for _, b := range chunk[:n] {
-				live(b)
+				fn(b)
 			}
 		}
 		return nil
@@ -236,7 +246,7 @@ func (d *Dataplane) eachRecord(fn func(natSessionRecord)) error {
 	var bucket natSessionBucket
 	it := table.Iterate()
 	for it.Next(&key, &bucket) {
-		live(bucket)
+		fn(bucket)
 	}
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("list the session table: %w", err)

@@ -4,8 +4,8 @@
  * (mapping references, per-source quotas) changes atomically in one place. */
 #pragma once
 
+#include "mapping.h"
 #include "maps.h"
-#include "port_bitmap.h"
 #include "rewrite.h"
 #include "session_table.h"
 #include "types.h"
@@ -79,31 +79,6 @@ static __always_inline struct source_usage *source_usage_of(__be32 addr)
 	return bpf_map_lookup_elem(&usage_by_source, &addr);
 }
 
-/* Drop one session's reference on its mapping; the last one removes the mapping and
- * frees its external port (mapping first, so no new session finds it). */
-static __always_inline void mapping_release(const struct endpoint *inside)
-{
-	struct mapping *m = bpf_map_lookup_elem(&mappings, inside);
-	struct source_usage *u;
-	struct nat_eip *eip;
-	struct endpoint outside;
-
-	if (!m)
-		return;
-	if (__sync_fetch_and_add(&m->sessions, -1) != 1)
-		return;
-	outside = m->outside;
-	bpf_map_delete_elem(&mappings, inside);
-	/* The EIP's bitmap, by its current entry: an EIP removed meanwhile has no ports
-	 * to free, and its block may be another EIP's by now. */
-	eip = bpf_map_lookup_elem(&nat_eips, &outside.addr);
-	if (eip)
-		port_free(eip->port_block, outside.protocol, bpf_ntohs(outside.port));
-	u = bpf_map_lookup_elem(&usage_by_source, &inside->addr);
-	if (u)
-		__sync_fetch_and_add(&u->ports, -1);
-}
-
 /* Remove a session and what it holds: the inbound record first (inbound stops), then
  * the outbound one, its quota share and its mapping reference. A session is idle when
  * neither direction saw a packet for its timeout, which both directions' TCP bits
@@ -113,7 +88,6 @@ static __always_inline int session_remove(const struct flow_key *key, __u64 now_
 	struct nat_config *cfg = nat_config_get();
 	struct record_key out_key, in_key;
 	struct record_view out = {}, in = {};
-	struct endpoint inside = {};
 	struct source_usage *u;
 	__u32 now, idle, tcp;
 	bool has_in;
@@ -145,9 +119,6 @@ static __always_inline int session_remove(const struct flow_key *key, __u64 now_
 	u = bpf_map_lookup_elem(&usage_by_source, &key->inside_addr);
 	if (u)
 		__sync_fetch_and_add(&u->sessions, -1);
-	inside.addr = key->inside_addr;
-	inside.port = key->inside_port;
-	inside.protocol = key->protocol;
-	mapping_release(&inside);
+	mapping_release(cfg, key->inside_addr, key->inside_port, key->protocol);
 	return 1;
 }

@@ -75,16 +75,18 @@ static __always_inline bool from_known_sender(void *ctx, const enum hook hook, c
  * delivering it locally, having no route, or refusing it). */
 static __always_inline bool kernel_would_forward(void *ctx, const enum hook hook, const struct ipv4_packet *pkt)
 {
-	struct bpf_fib_lookup fib = {};
+	struct bpf_fib_lookup *fib = fib_params_get();
 	long rc;
 
-	fib.family = AF_INET;
-	fib.tos = pkt->ip->tos;
-	fib.l4_protocol = pkt->ip->protocol;
-	fib.ifindex = ctx_ifindex(ctx, hook);
-	fib.ipv4_src = pkt->ip->saddr;
-	fib.ipv4_dst = pkt->ip->daddr;
-	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), BPF_FIB_LOOKUP_SKIP_NEIGH);
+	if (!fib)
+		return false;
+	fib->family = AF_INET;
+	fib->tos = pkt->ip->tos;
+	fib->l4_protocol = pkt->ip->protocol;
+	fib->ifindex = ctx_ifindex(ctx, hook);
+	fib->ipv4_src = pkt->ip->saddr;
+	fib->ipv4_dst = pkt->ip->daddr;
+	rc = bpf_fib_lookup(ctx, fib, sizeof(*fib), BPF_FIB_LOOKUP_SKIP_NEIGH);
 	return rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH ||
 	       rc == BPF_FIB_LKUP_RET_FRAG_NEEDED;
 }

@@ -83,22 +83,25 @@ static __always_inline int forward_ipv4_via(void *ctx, const enum hook hook, __b
 					    __u8 tos, __u8 protocol, __u16 total_len, const struct next_hop *known)
 {
 	const struct next_hop *hop = cached_next_hop(daddr, total_len, known);
-	struct bpf_fib_lookup fib = {};
+	struct bpf_fib_lookup *fib;
 	long rc;
 
 	if (hop)
 		return send_to(ctx, hook, hop->ifindex, hop->dmac, hop->smac);
-	fib.family = AF_INET;
-	fib.tos = tos;
-	fib.l4_protocol = protocol;
+	fib = fib_params_get();
+	if (!fib)
+		return pass_with(hook, REASON_PASS_FIB_OTHER);
+	fib->family = AF_INET;
+	fib->tos = tos;
+	fib->l4_protocol = protocol;
 	/* At TC, 0 lets the kernel check the MTU against each GSO segment, not the
 	 * aggregate; an XDP frame is one packet. */
-	fib.tot_len = hook == HOOK_XDP ? total_len : 0;
-	fib.ifindex = ctx_ifindex(ctx, hook);
-	fib.ipv4_src = saddr;
-	fib.ipv4_dst = daddr;
+	fib->tot_len = hook == HOOK_XDP ? total_len : 0;
+	fib->ifindex = ctx_ifindex(ctx, hook);
+	fib->ipv4_src = saddr;
+	fib->ipv4_dst = daddr;
 
-	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	rc = bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
 	switch (rc) {
 	case BPF_FIB_LKUP_RET_SUCCESS:
 		break;
@@ -110,7 +113,7 @@ static __always_inline int forward_ipv4_via(void *ctx, const enum hook hook, __b
 		return pass_with(hook, REASON_PASS_FIB_OTHER);
 	}
 
-	return send_to(ctx, hook, fib.ifindex, fib.dmac, fib.smac);
+	return send_to(ctx, hook, fib->ifindex, fib->dmac, fib->smac);
 }
 
 static __always_inline int forward_ipv4(void *ctx, const enum hook hook, __be32 saddr, __be32 daddr,

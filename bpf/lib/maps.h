@@ -77,13 +77,15 @@ struct {
 #define MAX_SOURCES 65536
 #define MAX_FRAGMENTS 16384
 
-/* Both records of every session (session_table.h). The loader sizes it to 1.5 buckets
- * of two records for each session of Config.MaxSessions, so a full table of sessions
- * fills two thirds of it. Mmapable: Go reads it without a syscall per entry. */
+/* Both records of every session, and the mappings SNAT sessions hold
+ * (session_table.h, mapping.h). The loader sizes it to 2.25 buckets of two records for
+ * each session of Config.MaxSessions: when that many SNAT sessions live, each with a
+ * mapping of its own (three records), it is two thirds full. Mmapable: Go reads it
+ * without a syscall per entry. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, MAX_SESSIONS * 3 / 2);
+	__uint(max_entries, MAX_SESSIONS * 9 / 4);
 	__type(key, __u32);
 	__type(value, struct session_bucket);
 } session_table SEC(".maps");
@@ -97,14 +99,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct expire_item);
 } expire_queue SEC(".maps");
-
-/* Endpoint-independent mappings: internal endpoint -> external endpoint. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_SESSIONS);
-	__type(key, struct endpoint);
-	__type(value, struct mapping);
-} mappings SEC(".maps");
 
 /* External ports in use: a bit per port, in each NAT EIP's block (enum
  * port_bitmap_layout). A port is taken by setting its bit with an atomic fetch-or: of
@@ -209,6 +203,29 @@ struct {
 	__type(key, __u32);
 	__type(value, struct next_hop_config);
 } next_hop_settings SEC(".maps");
+
+/* The parameters of a bpf_fib_lookup, per CPU rather than on the stack: 64 bytes the
+ * programs' frames, with the session-opening functions they call, cannot spare (the
+ * chain must fit in 512 bytes). Only the FIB paths use it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	/* By size: bpf2go cannot give the kernel's struct, with its anonymous unions,
+	 * a Go type, and Go never reads it. */
+	__uint(value_size, sizeof(struct bpf_fib_lookup));
+} fib_params SEC(".maps");
+
+/* This CPU's FIB lookup parameters, zeroed. */
+static __always_inline struct bpf_fib_lookup *fib_params_get(void)
+{
+	__u32 zero = 0;
+	struct bpf_fib_lookup *fib = bpf_map_lookup_elem(&fib_params, &zero);
+
+	if (fib)
+		__builtin_memset(fib, 0, sizeof(*fib));
+	return fib;
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

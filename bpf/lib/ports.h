@@ -4,6 +4,7 @@
 #pragma once
 
 #include "conntrack.h"
+#include "mapping.h"
 #include "port_bitmap.h"
 
 /* The search state bpf_loop's callback works on: a copy of the pool's EIPs and their
@@ -93,26 +94,29 @@ static __always_inline __u32 addr_hash(__be32 addr)
 	return (bpf_ntohl(addr) * 2654435761u) >> 8;
 }
 
-/* Find or make the mapping of an internal endpoint and take a reference on it. */
+/* What mapping_acquire works on, in per-CPU memory (the caller's session_opening), not
+ * on the stack: the mapping's key, the record found or made (its to_addr, to_port and
+ * counter_slot are the mapping), and the values of a new one. */
+struct mapping_work {
+	struct record_key key;
+	struct record_view view;
+	struct session_record values;
+};
+
+/* Find or make the mapping of an internal endpoint and take a reference on it: on
+ * REASON_MAX, w->view is its record. */
 static __always_inline enum reason mapping_acquire(const struct endpoint *inside, const struct snat_pool *pool,
 						   const struct nat_config *cfg, struct source_usage *usage,
-						   struct mapping *out)
+						   struct mapping_work *w)
 {
-	struct mapping *m = bpf_map_lookup_elem(&mappings, inside);
 	struct port_search *ps;
 	__u32 zero = 0;
-	struct mapping fresh = {};
 	__u32 n, i, probes;
+	long err;
 
-	if (m) {
-		if (__sync_fetch_and_add(&m->sessions, 1) == 0) {
-			/* The collector is removing it: do not revive a freed port. */
-			__sync_fetch_and_add(&m->sessions, -1);
-			return REASON_DROP_NAT_MAPPING_EXPIRING;
-		}
-		*out = *m;
-		return REASON_MAX;
-	}
+	w->key = mapping_key(inside->addr, inside->port, inside->protocol);
+	if (record_find(cfg, &w->key, &w->view))
+		return mapping_hold(&w->view);
 
 	if (__sync_fetch_and_add(&usage->ports, 1) >= cfg->max_ports_per_source) {
 		__sync_fetch_and_add(&usage->ports, -1);
@@ -170,24 +174,19 @@ static __always_inline enum reason mapping_acquire(const struct endpoint *inside
 	opaque(i);
 	if (i >= MAX_POOL_EIPS)
 		i = 0;
-	fresh.outside = ps->outside;
-	fresh.sessions = 1;
-	fresh.counter_slot = pool->counter_slots[i];
-	if (bpf_map_update_elem(&mappings, inside, &fresh, BPF_NOEXIST) < 0) {
-		/* Full, or another CPU mapped the same endpoint this instant: then its
-		 * mapping is this one's too, and the port claimed here goes back. */
-		port_free(pool->port_blocks[i], ps->outside.protocol, bpf_ntohs(ps->outside.port));
-		__sync_fetch_and_add(&usage->ports, -1);
-		m = bpf_map_lookup_elem(&mappings, inside);
-		if (!m)
-			return REASON_DROP_NAT_TABLE_FULL;
-		if (__sync_fetch_and_add(&m->sessions, 1) == 0) {
-			__sync_fetch_and_add(&m->sessions, -1);
-			return REASON_DROP_NAT_MAPPING_EXPIRING;
-		}
-		*out = *m;
+	w->values.to_addr = ps->outside.addr;
+	w->values.to_port = ps->outside.port;
+	w->values.counter_slot = pool->counter_slots[i];
+	w->values.sessions = 1;
+	err = record_insert(cfg, &w->key, &w->values, &w->view);
+	if (err == 0)
 		return REASON_MAX;
-	}
-	*out = fresh;
-	return REASON_MAX;
+	/* The port claimed here goes back: another CPU mapped the same endpoint this
+	 * instant (its mapping is this one's too), or there is no room. */
+	port_free(pool->port_blocks[i], ps->outside.protocol, bpf_ntohs(ps->outside.port));
+	__sync_fetch_and_add(&usage->ports, -1);
+	if (err == -EEXIST || (err == -EAGAIN && record_find(cfg, &w->key, &w->view)))
+		return mapping_hold(&w->view);
+	/* Withdrawn for another CPU's mapping not yet live: its next packet finds it. */
+	return err == -E2BIG ? REASON_DROP_NAT_TABLE_FULL : REASON_DROP_NAT_CONTENDED;
 }

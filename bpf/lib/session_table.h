@@ -400,7 +400,7 @@ static __always_inline int window_scan(__u32 home, __u32 buckets, const struct r
 /* Insert k's record with the values of `values` (its state ignored). Returns 0 with v
  * the new record; -EEXIST with v the record k already has; -E2BIG when k's probe
  * windows are full; -EBUSY when another CPU took its slot first; -EAGAIN when it
- * withdrew for another CPU's insert of k (look k up again). v may be NULL.
+ * withdrew for another CPU's insert of k (look k up again).
  *
  * No lock: one pass finds k's record or the first empty slot, which is claimed by
  * compare-and-swap, filled and published as tentative, invisible to readers. Two CPUs
@@ -412,21 +412,19 @@ static __always_inline int window_scan(__u32 home, __u32 buckets, const struct r
  * not stay. (Both may withdraw: then neither finds the other's record when it looks
  * again, their packets are refused as contended, and the next one opens the
  * session.) */
-static __always_inline int record_insert(const struct nat_config *cfg, const struct record_key *k,
-					 const struct session_record *values, struct record_view *v)
+__noinline int record_insert(const struct nat_config *cfg, const struct record_key *k,
+			     const struct session_record *values, struct record_view *v)
 {
 	__u32 buckets, first, hash, tentative = 0;
 	struct free_slot free = {NO_FREE_SLOT, 0};
 	struct bpf_iter_num it;
 	int twin = -1;
-	struct record_view scratch = {};
 	struct session_bucket *bucket;
 	int found = -1;
 
-	if (!cfg || !k || !values)
+	/* A global function's pointers may be NULL as far as the verifier knows. */
+	if (!cfg || !k || !values || !v)
 		return -E2BIG;
-	if (!v)
-		v = &scratch;
 	buckets = cfg->session_buckets;
 	if (buckets == 0)
 		return -E2BIG;
@@ -471,6 +469,12 @@ static __always_inline int record_insert(const struct nat_config *cfg, const str
 	v->counter_slot = values->counter_slot;
 	v->last_seen = values->last_seen;
 	return 0;
+}
+
+/* Why an insert failed, as a reason. */
+static __always_inline enum reason insert_refused(long err)
+{
+	return err == -EBUSY ? REASON_DROP_NAT_CONTENDED : REASON_DROP_NAT_TABLE_FULL;
 }
 
 /* The direction saw TCP flags: add its bits, unless the record changed meanwhile. */

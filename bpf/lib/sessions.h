@@ -39,7 +39,7 @@ struct session_opening {
 	struct session_record values; /* the template of both records */
 	struct record_key other_key;  /* the key of the record the caller did not name */
 	struct record_view other;     /* and where it went */
-	struct mapping m;
+	struct mapping_work mapping;  /* SNAT: the mapping the session holds */
 	struct endpoint endpoint;     /* SNAT: the inside one; DNAT: the external one */
 };
 
@@ -64,12 +64,6 @@ static __always_inline struct session_opening *session_opening_get(void)
  * same session at the same instant: the caller looks it up (not they: the chain of
  * frames through them into record_find would not fit the stack). Never counted. */
 #define OPENED_ELSEWHERE (REASON_MAX + 1)
-
-/* Why an insert failed, as a reason. */
-static __always_inline enum reason insert_refused(long err)
-{
-	return err == -EBUSY ? REASON_DROP_NAT_CONTENDED : REASON_DROP_NAT_TABLE_FULL;
-}
 
 /* now_hairpin packs a session's opening time (clock units) with whether its remote is
  * an EIP of this gateway (bit 32): global functions take five arguments. */
@@ -101,22 +95,22 @@ __noinline int snat_open(const struct nat_config *cfg, const struct record_key *
 	so->endpoint.addr = out_key->addr_a;
 	so->endpoint.port = out_key->port_a;
 	so->endpoint.protocol = out_key->protocol;
-	reason = mapping_acquire(&so->endpoint, pool, cfg, usage, &so->m);
+	reason = mapping_acquire(&so->endpoint, pool, cfg, usage, &so->mapping);
 	if (reason != REASON_MAX) {
 		__sync_fetch_and_add(&usage->sessions, -1);
 		return reason;
 	}
-	so->other_key = inbound_key(out_key->addr_b, so->m.outside.addr, out_key->port_b, so->m.outside.port,
-				    out_key->protocol);
+	so->other_key = inbound_key(out_key->addr_b, so->mapping.view.to_addr, out_key->port_b,
+				    so->mapping.view.to_port, out_key->protocol);
 	so->values.flags = SESSION_SNAT | (hairpin ? SESSION_HAIRPIN : 0);
-	so->values.to_addr = so->m.outside.addr;
-	so->values.to_port = so->m.outside.port;
-	so->values.counter_slot = so->m.counter_slot;
+	so->values.to_addr = so->mapping.view.to_addr;
+	so->values.to_port = so->mapping.view.to_port;
+	so->values.counter_slot = so->mapping.view.counter_slot;
 	so->values.last_seen = now;
 	err = session_insert(cfg, out_key, &so->other_key, &so->values, out_key->addr_a, out_key->port_a, out,
 			     &so->other);
 	if (err < 0) {
-		mapping_release(&so->endpoint);
+		mapping_put(so->mapping.view.bucket, so->mapping.view.index, so->mapping.view.state);
 		__sync_fetch_and_add(&usage->sessions, -1);
 		/* Another CPU opened this very session: use it (*out is its record). */
 		if (err == -EEXIST)

@@ -137,14 +137,15 @@ enum tcp_seen {
 
 /* A session is two records, one per direction, each carrying all its packets need,
  * so that each direction finds it with one lookup and writes only its own record
- * (its own last_seen and TCP bits). They live in session_table
- * (session_table.h). */
+ * (its own last_seen and TCP bits). They live in session_table (session_table.h),
+ * beside the mappings the SNAT sessions hold (mapping.h). */
 enum record_kind {
 	RECORD_EMPTY = 0,
 	RECORD_BUSY = 1,     /* being written or removed */
 	RECORD_OUTBOUND = 2, /* keyed by the VPC-side tuple: inside, remote, their ports */
 	RECORD_INBOUND = 3,  /* keyed by the uplink tuple: remote, EIP, their ports */
-	/* With a direction: inserted, not yet known to be its key's only record; readers
+	RECORD_MAPPING = 4,  /* keyed by an inside endpoint (addr_b, port_b 0): its external one */
+	/* With a kind: inserted, not yet known to be its key's only record; readers
 	 * do not see it (record_insert). */
 	RECORD_TENTATIVE = 0x80,
 } __attribute__((packed)); /* one byte: the low byte of a record's state */
@@ -165,9 +166,12 @@ struct session_record {
 	__u8 protocol;
 	__u8 flags;       /* enum session_flags */
 	__be16 to_port;   /* outbound: the EIP port to write as source; inbound: the inside port */
-	__be32 to_addr;   /* outbound: the EIP; inbound: the inside address */
+	__be32 to_addr;   /* outbound and mapping: the EIP; inbound: the inside address */
 	__u32 counter_slot;
-	__u32 last_seen;  /* the sessions' clock >> SESSION_CLOCK_SHIFT (about 1 ms) */
+	union {
+		__u32 last_seen; /* the sessions' clock >> SESSION_CLOCK_SHIFT (about 1 ms) */
+		__u32 sessions;  /* a mapping: the sessions holding it; 0 means being removed */
+	};
 };
 
 #define RECORDS_PER_BUCKET 2
@@ -190,14 +194,6 @@ enum record_state_layout {
  * Go reads it from the object. */
 enum session_clock {
 	SESSION_CLOCK_SHIFT = 20,
-};
-
-/* An endpoint-independent mapping (RFC 4787 REQ-1): one external endpoint per
- * internal endpoint, whatever the remote. Alive while sessions use it. */
-struct mapping {
-	struct endpoint outside;
-	__u32 sessions;     /* sessions using it; 0 means being expired */
-	__u32 counter_slot;
 };
 
 /* The EIPs an SNAT entry translates to. */
