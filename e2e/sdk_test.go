@@ -14,6 +14,7 @@ import (
 	"time"
 
 	sdkerrors "github.com/aliyun/alibaba-cloud-sdk-go/sdk/errors"
+	"github.com/aliyun/alibaba-cloud-sdk-go/sdk/requests"
 	"github.com/aliyun/alibaba-cloud-sdk-go/services/vpc"
 	"github.com/eipgw/eipgw/internal/testbed"
 )
@@ -107,6 +108,25 @@ func TestOfficialSDK(t *testing.T) {
 	e := dresp.EipAddresses.EipAddress[0]
 	if e.Status != "InUse" || e.Bandwidth != "50" || e.InstanceId != "i-vm1" || e.IpAddress != eip || e.Descritpion != "via the sdk" {
 		t.Errorf("described EIP: %+v", e)
+	}
+
+	// Monitoring data the SDK's way: one point a minute of the last five (the
+	// sampler records at each minute; internal/eipd and control/model test the figures).
+	mon := vpc.CreateDescribeEipMonitorDataRequest()
+	at(mon)
+	monStart := time.Now().UTC().Add(-5 * time.Minute).Truncate(time.Minute)
+	mon.AllocationId, mon.Period = id, requests.NewInteger(60)
+	mon.StartTime, mon.EndTime = monStart.Format("2006-01-02T15:04:05Z"), monStart.Add(5*time.Minute).Format("2006-01-02T15:04:05Z")
+	mresp, err := client.DescribeEipMonitorData(mon)
+	if err != nil {
+		t.Fatalf("DescribeEipMonitorData: %v", err)
+	}
+	if pts := mresp.EipMonitorDatas.EipMonitorData; len(pts) != 5 || pts[0].TimeStamp != mon.StartTime {
+		t.Errorf("monitor data: %+v", mresp.EipMonitorDatas)
+	}
+	mon.Period = requests.NewInteger(61)
+	if _, err := client.DescribeEipMonitorData(mon); !hasCode(err, "InvalidParameter") {
+		t.Errorf("DescribeEipMonitorData with Period 61: %v", err)
 	}
 
 	un := vpc.CreateUnassociateEipAddressRequest()

@@ -181,6 +181,9 @@ func (s *Service) release(c *Call) (any, error) {
 	if err := saveEIP(c.Tx, e, nil); err != nil {
 		return nil, err
 	}
+	if err := dropTraffic(c.Tx, e.AllocationID); err != nil {
+		return nil, err
+	}
 	r := &Released{IPAddress: e.IPAddress, Owner: e.Owner, Until: c.Now.Add(recoverWindow)}
 	if err := put(c.Tx, KindReleased, r.IPAddress, r); err != nil {
 		return nil, err

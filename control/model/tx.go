@@ -31,7 +31,7 @@ const (
 )
 
 // Kinds lists every kind the store must hold.
-var Kinds = []string{KindEIP, KindReleased, KindInstance, KindENI, KindHaVip, KindSLB, KindNAT, KindToken, KindNonce, KindSnat, KindForward,
+var Kinds = []string{KindEIP, KindReleased, KindInstance, KindENI, KindHaVip, KindSLB, KindNAT, KindToken, KindNonce, KindSnat, KindForward, KindMonitor,
 	kindEIPByIP, kindEIPByTarget, kindEIPByPrivate, kindEIPPending, kindEIPCut, kindInventoryGen}
 
 // Tx is one store transaction: every API write runs in exactly one, so a failed or

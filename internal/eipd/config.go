@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/eipgw/eipgw/control/api"
+	"github.com/eipgw/eipgw/control/model"
 	"github.com/eipgw/eipgw/dataplane"
 )
 
@@ -37,6 +38,9 @@ type Config struct {
 	MaxSources        uint32    `json:"max_sources"`
 	TimestampWindow   string    `json:"timestamp_window"`
 	ReconcileInterval string    `json:"reconcile_interval"`
+	// MonitorRetention is how long each EIP's per-minute traffic is kept for
+	// DescribeEipMonitorData (at most 30 days).
+	MonitorRetention string `json:"monitor_retention"`
 	// EIPGateway is the gateway's VPC-side address that cut-through instances route
 	// their EIP traffic to (DescribeEipGatewayInfo's IpGw); optional.
 	EIPGateway string `json:"eip_gateway"`
@@ -62,6 +66,7 @@ type Config struct {
 	apiLimits         api.Limits
 	timestampWindow   time.Duration
 	reconcileInterval time.Duration
+	monitorRetention  time.Duration
 }
 
 // TLSConfig names the API's certificate and key (PEM), read again on SIGHUP.
@@ -77,7 +82,7 @@ func LoadConfig(path string) (*Config, error) {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
 	c := &Config{Listen: "127.0.0.1:8080", MetricsListen: "127.0.0.1:9180", MaxConnections: api.DefaultLimits.MaxConnections, Region: "eipgw-1", StateDir: "/var/lib/eipgw",
-		BPFFSDir: "/sys/fs/bpf/eipgw", TimestampWindow: "15m", ReconcileInterval: "10s",
+		BPFFSDir: "/sys/fs/bpf/eipgw", TimestampWindow: "15m", ReconcileInterval: "10s", MonitorRetention: "24h",
 		CredentialsFile: "/etc/eipgw/credentials.json"}
 	dec := json.NewDecoder(bytesReader(raw))
 	dec.DisallowUnknownFields()
@@ -148,6 +153,10 @@ func (c *Config) check() error {
 	}
 	if c.reconcileInterval, err = time.ParseDuration(c.ReconcileInterval); err != nil || c.reconcileInterval <= 0 {
 		errs = append(errs, fmt.Errorf("reconcile_interval: %q is not a positive duration", c.ReconcileInterval))
+	}
+	if c.monitorRetention, err = time.ParseDuration(c.MonitorRetention); err != nil || c.monitorRetention < time.Hour ||
+		c.monitorRetention > model.MonitorRetentionMax {
+		errs = append(errs, fmt.Errorf("monitor_retention: %q is not a duration from 1h to 720h", c.MonitorRetention))
 	}
 	if c.nat, c.natCollect, err = c.Nat.natConfig(c.eipGateway); err != nil {
 		errs = append(errs, err)

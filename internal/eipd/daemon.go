@@ -148,6 +148,12 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 	collectorDone := make(chan struct{})
 	go collector.run(collectCtx, cfg.natCollect, collectorDone)
 	defer func() { stopCollector(); <-collectorDone }()
+	// The traffic sampler too: stopped, its last write done, before the store closes.
+	sampler := &trafficSampler{counters: dp, store: st, retention: cfg.monitorRetention, log: log}
+	sampleCtx, stopSampler := context.WithCancel(context.Background())
+	samplerDone := make(chan struct{})
+	go sampler.run(sampleCtx, samplerDone)
+	defer func() { stopSampler(); <-samplerDone }()
 	guard := &dataplaneGuard{dp: dp, log: log}
 	metrics := &api.Metrics{Collect: func(w io.Writer) {
 		writeDataplaneMetrics(w, dp, log)

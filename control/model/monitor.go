@@ -1,0 +1,258 @@
+package model
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func init() {
+	register("DescribeEipMonitorData", false, (*Service).describeMonitorData)
+}
+
+// KindMonitor holds each EIP's traffic a minute at a time, as eipd samples it from the
+// dataplane's counters: AllocationId "/" the minute (Unix seconds / 60, 10 hex digits,
+// so that an EIP's samples sort by time) -> RX, TX and packets (big-endian uint64s). A
+// minute without traffic has no entry. Samples older than the retention eipd keeps go
+// (PruneTraffic), and an EIP's go with it when it is released.
+const KindMonitor = "eip_monitor"
+
+// TrafficSample is one minute of an EIP's traffic: RX is internet to the resource, TX
+// the other way; bytes are IP bytes.
+type TrafficSample struct {
+	RX, TX, Packets uint64
+}
+
+// MonitorRetentionMax is the longest retention: the reference API answers for the
+// last 30 days.
+const MonitorRetentionMax = 30 * 24 * time.Hour
+
+func monitorKey(allocationID string, minute time.Time) string {
+	return fmt.Sprintf("%s/%010x", allocationID, minute.Unix()/60)
+}
+
+func monitorMinute(key string) (time.Time, bool) {
+	i := strings.LastIndexByte(key, '/')
+	if i < 0 {
+		return time.Time{}, false
+	}
+	m, err := strconv.ParseInt(key[i+1:], 16, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.Unix(m*60, 0).UTC(), true
+}
+
+// RecordTraffic stores the traffic of the minute that starts at minute, by
+// AllocationId, adding to what that minute already holds (a sampler that ran twice in
+// a minute). EIPs released since they were read are skipped.
+func RecordTraffic(tx Tx, minute time.Time, samples map[string]TrafficSample) error {
+	minute = minute.UTC().Truncate(time.Minute)
+	for id, s := range samples {
+		if s == (TrafficSample{}) {
+			continue
+		}
+		if raw, err := tx.Get(KindEIP, id); err != nil {
+			return err
+		} else if raw == nil {
+			continue
+		}
+		key := monitorKey(id, minute)
+		old, err := tx.Get(KindMonitor, key)
+		if err != nil {
+			return err
+		}
+		if len(old) == 24 {
+			s.RX += binary.BigEndian.Uint64(old[0:])
+			s.TX += binary.BigEndian.Uint64(old[8:])
+			s.Packets += binary.BigEndian.Uint64(old[16:])
+		}
+		v := make([]byte, 24)
+		binary.BigEndian.PutUint64(v[0:], s.RX)
+		binary.BigEndian.PutUint64(v[8:], s.TX)
+		binary.BigEndian.PutUint64(v[16:], s.Packets)
+		if err := tx.Put(KindMonitor, key, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PruneTraffic removes the samples of minutes before cutoff, and returns how many.
+func PruneTraffic(tx Tx, cutoff time.Time) (int, error) {
+	var old []string
+	err := tx.ForEach(KindMonitor, func(key string, _ []byte) error {
+		if m, ok := monitorMinute(key); !ok || m.Before(cutoff) {
+			old = append(old, key)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, k := range old {
+		if err := tx.Delete(KindMonitor, k); err != nil {
+			return 0, err
+		}
+	}
+	return len(old), nil
+}
+
+// dropTraffic removes every sample of an EIP (released).
+func dropTraffic(tx Tx, allocationID string) error {
+	var keys []string
+	if err := tx.ForEachPrefix(KindMonitor, allocationID+"/", func(key string, _ []byte) error {
+		keys = append(keys, key)
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := tx.Delete(KindMonitor, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// EipMonitorDataView is one data point of DescribeEipMonitorData, with the SDK's
+// field names: the period's traffic, RX internet to the resource, Flow both ways,
+// Bandwidth the average over the period in bytes per second.
+type EipMonitorDataView struct {
+	EipRX        uint64 `json:"EipRX"`
+	EipTX        uint64 `json:"EipTX"`
+	EipFlow      uint64 `json:"EipFlow"`
+	EipBandwidth uint64 `json:"EipBandwidth"`
+	EipPackets   uint64 `json:"EipPackets"`
+	TimeStamp    string `json:"TimeStamp"`
+}
+
+type eipMonitorDatas struct {
+	EipMonitorData []EipMonitorDataView `json:"EipMonitorData"`
+}
+
+type describeMonitorResponse struct {
+	EipMonitorDatas eipMonitorDatas `json:"EipMonitorDatas"`
+}
+
+// monitorPointsMax is the most data points one request may ask for.
+const monitorPointsMax = 400
+
+var (
+	errStartTimeMalformed = badRequest("InvalidStartTime.Malformed", "The specified parameter \"StartTime\" is not valid.")
+	errEndTimeMalformed   = badRequest("InvalidEndTime.Malformed", "The specified parameter \"EndTime\" is not valid.")
+	errMonitorTooMany     = badRequest("InvalidParameter.TooMany", "monitor parameter too many data required.")
+	errEndBeforeStart     = badRequest("InvalidParameter", "The specified EndTime is earlier than StartTime.")
+)
+
+// monitorTime reads a UTC time as the reference API takes it (YYYY-MM-DDThh:mm:ssZ,
+// or without seconds), rounded up to the next minute when not on one.
+func monitorTime(v string) (time.Time, bool) {
+	for _, layout := range []string{"2006-01-02T15:04:05Z", "2006-01-02T15:04Z"} {
+		if t, err := time.Parse(layout, v); err == nil {
+			if r := t.Truncate(time.Minute); !r.Equal(t) {
+				return r.Add(time.Minute), true
+			}
+			return t, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// describeMonitorData answers DescribeEipMonitorData: one point a Period from
+// StartTime up to EndTime, each summing the minutes sampled inside it (zero where
+// the EIP carried nothing, or before the samples eipd keeps). Points after now are
+// not given: they have not happened.
+func (s *Service) describeMonitorData(c *Call) (any, error) {
+	e, err := ownEIP(c)
+	if err != nil {
+		return nil, err
+	}
+	rawStart, err := c.Params.required("StartTime")
+	if err != nil {
+		return nil, err
+	}
+	rawEnd, err := c.Params.required("EndTime")
+	if err != nil {
+		return nil, err
+	}
+	start, ok := monitorTime(rawStart)
+	if !ok {
+		return nil, errStartTimeMalformed
+	}
+	end, ok := monitorTime(rawEnd)
+	if !ok {
+		return nil, errEndTimeMalformed
+	}
+	periodText, err := c.Params.oneOf("Period", "60", "60", "300", "900", "3600")
+	if err != nil {
+		return nil, err
+	}
+	periodSeconds, _ := strconv.Atoi(periodText)
+	period := time.Duration(periodSeconds) * time.Second
+	if end.Before(start) {
+		return nil, errEndBeforeStart
+	}
+	if end.Sub(start)/period > monitorPointsMax {
+		return nil, errMonitorTooMany
+	}
+	now := c.Now.UTC()
+	if end.After(now) {
+		end = now
+	}
+	var points []EipMonitorDataView
+	for t := start; t.Before(end); t = t.Add(period) {
+		points = append(points, EipMonitorDataView{TimeStamp: t.Format("2006-01-02T15:04:05Z")})
+	}
+	if len(points) == 0 {
+		return describeMonitorResponse{EipMonitorDatas: eipMonitorDatas{EipMonitorData: []EipMonitorDataView{}}}, nil
+	}
+	first := monitorKey(e.AllocationID, start)
+	stop := errors.New("past the range")
+	err = c.Tx.ForEachPrefix(KindMonitor, e.AllocationID+"/", func(key string, v []byte) error {
+		if key < first {
+			return nil
+		}
+		m, ok := monitorMinute(key)
+		if !ok || len(v) != 24 {
+			return fmt.Errorf("monitor sample %q is damaged", key)
+		}
+		if !m.Before(end) {
+			return stop
+		}
+		p := &points[int(m.Sub(start)/period)]
+		p.EipRX += binary.BigEndian.Uint64(v[0:])
+		p.EipTX += binary.BigEndian.Uint64(v[8:])
+		p.EipPackets += binary.BigEndian.Uint64(v[16:])
+		return nil
+	})
+	if err != nil && !errors.Is(err, stop) {
+		return nil, err
+	}
+	for i := range points {
+		p := &points[i]
+		p.EipFlow = p.EipRX + p.EipTX
+		p.EipBandwidth = p.EipFlow / uint64(periodSeconds)
+	}
+	return describeMonitorResponse{EipMonitorDatas: eipMonitorDatas{EipMonitorData: points}}, nil
+}
+
+// AllocationIDsByAddress names the EIPs of addrs by AllocationId; an address no EIP
+// has is left out.
+func AllocationIDsByAddress(tx Tx, addrs []netip.Addr) (map[netip.Addr]string, error) {
+	out := make(map[netip.Addr]string, len(addrs))
+	for _, a := range addrs {
+		id, err := tx.Get(kindEIPByIP, a.String())
+		if err != nil {
+			return nil, err
+		}
+		if id != nil {
+			out[a] = string(id)
+		}
+	}
+	return out, nil
+}
