@@ -122,6 +122,7 @@ func (d *Dataplane) SetBinding(eip, private netip.Addr) error {
 		return fmt.Errorf("set binding %v: inbound: %w", eip, err)
 	}
 	d.bound[eipKey] = privKey
+	d.slotByEIP[eipKey] = slot
 	if old != nil {
 		if err := d.objs.OutboundBindings.Delete(old.Addr); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return fmt.Errorf("set binding %v: remove old outbound half: %w", eip, err)
@@ -155,6 +156,7 @@ func (d *Dataplane) DeleteBinding(eip netip.Addr) error {
 		return fmt.Errorf("delete binding %v: inbound: %w", eip, err)
 	}
 	delete(d.bound, eipKey)
+	delete(d.slotByEIP, eipKey)
 	if err := d.objs.OutboundBindings.Delete(cur.Addr); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("delete binding %v: outbound: %w", eip, err)
 	}
@@ -196,7 +198,7 @@ func (d *Dataplane) Bindings() ([]Binding, error) {
 func (d *Dataplane) recoverBindings() error {
 	d.slots = newSlotAllocator(d.cfg.MaxBindings)
 	d.portBlocks = newSlotAllocator(d.objs.NatEips.MaxEntries())
-	d.bound, d.cuts = map[uint32]uint32{}, map[uint32][6]uint8{}
+	d.bound, d.cuts, d.slotByEIP = map[uint32]uint32{}, map[uint32][6]uint8{}, map[uint32]uint32{}
 	inbound := map[uint32]natBinding{}
 	var key uint32
 	var val natBinding
@@ -204,6 +206,7 @@ func (d *Dataplane) recoverBindings() error {
 	for it.Next(&key, &val) {
 		inbound[key] = val
 		d.bound[key] = val.Addr
+		d.slotByEIP[key] = val.CounterSlot
 		d.slots.mark(val.CounterSlot)
 	}
 	if err := it.Err(); err != nil {
@@ -213,6 +216,7 @@ func (d *Dataplane) recoverBindings() error {
 	cit := d.objs.CutThroughs.Iterate()
 	for cit.Next(&key, &ct) {
 		d.cuts[key] = ct.EniMac
+		d.slotByEIP[key] = ct.CounterSlot
 		d.slots.mark(ct.CounterSlot)
 	}
 	if err := cit.Err(); err != nil {
@@ -226,6 +230,7 @@ func (d *Dataplane) recoverBindings() error {
 	nit := d.objs.NatEips.Iterate()
 	for nit.Next(&key, &ne) {
 		d.slots.mark(ne.CounterSlot)
+		d.slotByEIP[key] = ne.CounterSlot
 		d.portBlocks.mark(ne.PortBlock)
 	}
 	if err := nit.Err(); err != nil {
@@ -375,6 +380,7 @@ func (d *Dataplane) addBindingChunk(bs []Binding) error {
 	}
 	for i := range eipKeys {
 		d.bound[eipKeys[i]] = privKeys[i]
+		d.slotByEIP[eipKeys[i]] = slots[i]
 	}
 	return nil
 }

@@ -57,6 +57,7 @@ func (d *Dataplane) SetCutThrough(eip netip.Addr, mac net.HardwareAddr) error {
 		return fmt.Errorf("set cut-through %v: %w", eip, err)
 	}
 	d.cuts[key] = cur.EniMac
+	d.slotByEIP[key] = cur.CounterSlot
 	if _, known := d.hops.byAddr[key]; !known {
 		d.wantHops()
 	}
@@ -84,6 +85,7 @@ func (d *Dataplane) DeleteCutThrough(eip netip.Addr) error {
 		return fmt.Errorf("delete cut-through %v: %w", eip, err)
 	}
 	delete(d.cuts, key)
+	delete(d.slotByEIP, key)
 	d.slots.free(cur.CounterSlot)
 	return nil
 }

@@ -81,6 +81,9 @@ type Dataplane struct {
 	// maps whose cost follows their capacity, not their use.
 	bound map[uint32]uint32
 	cuts  map[uint32][6]uint8
+	// The owner's copy of each EIP's counter slot (1:1, cut-through and NAT gateway
+	// EIPs), under mu: bandwidth limits are read and set by slot.
+	slotByEIP map[uint32]uint32
 	// The owner's copy of forward_ports (65,536 buckets to walk otherwise), under its
 	// own lock: forward port changes do not take mu.
 	fwdMu sync.Mutex
@@ -153,6 +156,8 @@ func Open(cfg Config) (*Dataplane, error) {
 	spec.Maps[natMapOutboundBindings].MaxEntries = cfg.MaxBindings + 1
 	spec.Maps[natMapCutThroughs].MaxEntries = cfg.MaxBindings
 	spec.Maps[natMapCountersBySlot].MaxEntries = cfg.MaxBindings
+	spec.Maps[natMapRatesBySlot].MaxEntries = cfg.MaxBindings
+	spec.Maps[natMapBucketsBySlot].MaxEntries = 2 * cfg.MaxBindings
 	spec.Maps[natMapVpcSources].MaxEntries = cfg.MaxSources
 	spec.Maps[natMapNextHops].MaxEntries = cfg.MaxSources // the addresses of registered sources
 	spec.Maps[natMapNatEips].MaxEntries = cfg.MaxNatEIPs

@@ -28,6 +28,7 @@ type harnessHarnessTemplate struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	harnessMapBucketsBySlot     = "buckets_by_slot"
 	harnessMapCountersBySlot    = "counters_by_slot"
 	harnessMapCutThroughs       = "cut_throughs"
 	harnessMapEdgeSettings      = "edge_settings"
@@ -48,6 +49,7 @@ const (
 	harnessMapOutboundBindings  = "outbound_bindings"
 	harnessMapPortBitmaps       = "port_bitmaps"
 	harnessMapPortSearches      = "port_searches"
+	harnessMapRatesBySlot       = "rates_by_slot"
 	harnessMapReasonCounters    = "reason_counters"
 	harnessMapSessionOpenings   = "session_openings"
 	harnessMapSessionTable      = "session_table"
@@ -114,6 +116,7 @@ type harnessProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type harnessMapSpecs struct {
+	BucketsBySlot    *ebpf.MapSpec `ebpf:"buckets_by_slot"`
 	CountersBySlot   *ebpf.MapSpec `ebpf:"counters_by_slot"`
 	CutThroughs      *ebpf.MapSpec `ebpf:"cut_throughs"`
 	EdgeSettings     *ebpf.MapSpec `ebpf:"edge_settings"`
@@ -134,6 +137,7 @@ type harnessMapSpecs struct {
 	OutboundBindings *ebpf.MapSpec `ebpf:"outbound_bindings"`
 	PortBitmaps      *ebpf.MapSpec `ebpf:"port_bitmaps"`
 	PortSearches     *ebpf.MapSpec `ebpf:"port_searches"`
+	RatesBySlot      *ebpf.MapSpec `ebpf:"rates_by_slot"`
 	ReasonCounters   *ebpf.MapSpec `ebpf:"reason_counters"`
 	SessionOpenings  *ebpf.MapSpec `ebpf:"session_openings"`
 	SessionTable     *ebpf.MapSpec `ebpf:"session_table"`
@@ -172,6 +176,7 @@ func (o *harnessObjects) Close() error {
 //
 // It can be passed to loadHarnessObjects or ebpf.CollectionSpec.LoadAndAssign.
 type harnessMaps struct {
+	BucketsBySlot    *ebpf.Map `ebpf:"buckets_by_slot"`
 	CountersBySlot   *ebpf.Map `ebpf:"counters_by_slot"`
 	CutThroughs      *ebpf.Map `ebpf:"cut_throughs"`
 	EdgeSettings     *ebpf.Map `ebpf:"edge_settings"`
@@ -192,6 +197,7 @@ type harnessMaps struct {
 	OutboundBindings *ebpf.Map `ebpf:"outbound_bindings"`
 	PortBitmaps      *ebpf.Map `ebpf:"port_bitmaps"`
 	PortSearches     *ebpf.Map `ebpf:"port_searches"`
+	RatesBySlot      *ebpf.Map `ebpf:"rates_by_slot"`
 	ReasonCounters   *ebpf.Map `ebpf:"reason_counters"`
 	SessionOpenings  *ebpf.Map `ebpf:"session_openings"`
 	SessionTable     *ebpf.Map `ebpf:"session_table"`
@@ -202,6 +208,7 @@ type harnessMaps struct {
 
 func (m *harnessMaps) Close() error {
 	return _HarnessClose(
+		m.BucketsBySlot,
 		m.CountersBySlot,
 		m.CutThroughs,
 		m.EdgeSettings,
@@ -222,6 +229,7 @@ func (m *harnessMaps) Close() error {
 		m.OutboundBindings,
 		m.PortBitmaps,
 		m.PortSearches,
+		m.RatesBySlot,
 		m.ReasonCounters,
 		m.SessionOpenings,
 		m.SessionTable,

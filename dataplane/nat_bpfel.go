@@ -35,12 +35,33 @@ type natEdgeConfig struct {
 	EipPools       natPrefixSet
 }
 
+type natEipBucket struct {
+	_    structs.HostLayout
+	Lock struct {
+		_   structs.HostLayout
+		Val uint32
+	}
+	Pad     uint32
+	Tokens  uint64
+	StampNs uint64
+}
+
 type natEipCounters struct {
-	_          structs.HostLayout
-	InPackets  uint64
-	InBytes    uint64
-	OutPackets uint64
-	OutBytes   uint64
+	_                 structs.HostLayout
+	InPackets         uint64
+	InBytes           uint64
+	OutPackets        uint64
+	OutBytes          uint64
+	InDroppedPackets  uint64
+	InDroppedBytes    uint64
+	OutDroppedPackets uint64
+	OutDroppedBytes   uint64
+}
+
+type natEipRate struct {
+	_           structs.HostLayout
+	BytesPerSec uint64
+	BurstBytes  uint64
 }
 
 type natEndpoint struct {
@@ -247,7 +268,8 @@ const (
 	natReasonREASON_DROP_NAT_MAPPING_EXPIRING    natReason = 29
 	natReasonREASON_DROP_NAT_CONTENDED           natReason = 30
 	natReasonREASON_DROP_FRAGMENT_NO_STATE       natReason = 31
-	natReasonREASON_MAX                          natReason = 32
+	natReasonREASON_DROP_OVER_BANDWIDTH          natReason = 32
+	natReasonREASON_MAX                          natReason = 33
 )
 
 type natReasonKind uint32
@@ -408,6 +430,7 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	natMapBucketsBySlot      = "buckets_by_slot"
 	natMapCountersBySlot     = "counters_by_slot"
 	natMapCutThroughs        = "cut_throughs"
 	natMapEdgeSettings       = "edge_settings"
@@ -426,6 +449,7 @@ const (
 	natMapOutboundBindings   = "outbound_bindings"
 	natMapPortBitmaps        = "port_bitmaps"
 	natMapPortSearches       = "port_searches"
+	natMapRatesBySlot        = "rates_by_slot"
 	natMapReasonCounters     = "reason_counters"
 	natMapSessionOpenings    = "session_openings"
 	natMapSessionTable       = "session_table"
@@ -500,6 +524,7 @@ type natProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type natMapSpecs struct {
+	BucketsBySlot    *ebpf.MapSpec `ebpf:"buckets_by_slot"`
 	CountersBySlot   *ebpf.MapSpec `ebpf:"counters_by_slot"`
 	CutThroughs      *ebpf.MapSpec `ebpf:"cut_throughs"`
 	EdgeSettings     *ebpf.MapSpec `ebpf:"edge_settings"`
@@ -518,6 +543,7 @@ type natMapSpecs struct {
 	OutboundBindings *ebpf.MapSpec `ebpf:"outbound_bindings"`
 	PortBitmaps      *ebpf.MapSpec `ebpf:"port_bitmaps"`
 	PortSearches     *ebpf.MapSpec `ebpf:"port_searches"`
+	RatesBySlot      *ebpf.MapSpec `ebpf:"rates_by_slot"`
 	ReasonCounters   *ebpf.MapSpec `ebpf:"reason_counters"`
 	SessionOpenings  *ebpf.MapSpec `ebpf:"session_openings"`
 	SessionTable     *ebpf.MapSpec `ebpf:"session_table"`
@@ -556,6 +582,7 @@ func (o *natObjects) Close() error {
 //
 // It can be passed to loadNatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type natMaps struct {
+	BucketsBySlot    *ebpf.Map `ebpf:"buckets_by_slot"`
 	CountersBySlot   *ebpf.Map `ebpf:"counters_by_slot"`
 	CutThroughs      *ebpf.Map `ebpf:"cut_throughs"`
 	EdgeSettings     *ebpf.Map `ebpf:"edge_settings"`
@@ -574,6 +601,7 @@ type natMaps struct {
 	OutboundBindings *ebpf.Map `ebpf:"outbound_bindings"`
 	PortBitmaps      *ebpf.Map `ebpf:"port_bitmaps"`
 	PortSearches     *ebpf.Map `ebpf:"port_searches"`
+	RatesBySlot      *ebpf.Map `ebpf:"rates_by_slot"`
 	ReasonCounters   *ebpf.Map `ebpf:"reason_counters"`
 	SessionOpenings  *ebpf.Map `ebpf:"session_openings"`
 	SessionTable     *ebpf.Map `ebpf:"session_table"`
@@ -584,6 +612,7 @@ type natMaps struct {
 
 func (m *natMaps) Close() error {
 	return _NatClose(
+		m.BucketsBySlot,
 		m.CountersBySlot,
 		m.CutThroughs,
 		m.EdgeSettings,
@@ -602,6 +631,7 @@ func (m *natMaps) Close() error {
 		m.OutboundBindings,
 		m.PortBitmaps,
 		m.PortSearches,
+		m.RatesBySlot,
 		m.ReasonCounters,
 		m.SessionOpenings,
 		m.SessionTable,

@@ -346,7 +346,10 @@ func TestNATPaths(t *testing.T) {
 				}
 				for eip, b := range before.eips {
 					a := after.eips[eip]
-					got := EIPCounters{a.InPackets - b.InPackets, a.InBytes - b.InBytes, a.OutPackets - b.OutPackets, a.OutBytes - b.OutBytes}
+					got := EIPCounters{InPackets: a.InPackets - b.InPackets, InBytes: a.InBytes - b.InBytes,
+						OutPackets: a.OutPackets - b.OutPackets, OutBytes: a.OutBytes - b.OutBytes,
+						InDroppedPackets: a.InDroppedPackets - b.InDroppedPackets, InDroppedBytes: a.InDroppedBytes - b.InDroppedBytes,
+						OutDroppedPackets: a.OutDroppedPackets - b.OutDroppedPackets, OutDroppedBytes: a.OutDroppedBytes - b.OutDroppedBytes}
 					if got != c.eips[eip] {
 						t.Errorf("counters of %v moved by %+v, want %+v", eip, got, c.eips[eip])
 					}

@@ -241,6 +241,7 @@ func (d *Dataplane) SetNatEIP(eip netip.Addr) error {
 		d.portBlocks.free(block)
 		return fmt.Errorf("set NAT EIP %v: %w", eip, err)
 	}
+	d.slotByEIP[key] = slot
 	return nil
 }
 
@@ -270,6 +271,7 @@ func (d *Dataplane) DeleteNatEIP(eip netip.Addr) error {
 	}
 	d.slots.free(cur.CounterSlot)
 	d.portBlocks.free(cur.PortBlock)
+	delete(d.slotByEIP, key)
 	return nil
 }
 

@@ -42,6 +42,7 @@ const (
 	ReasonDropNatMappingExpiring = Reason(natReasonREASON_DROP_NAT_MAPPING_EXPIRING)
 	ReasonDropNatContended       = Reason(natReasonREASON_DROP_NAT_CONTENDED)
 	ReasonDropFragmentNoState    = Reason(natReasonREASON_DROP_FRAGMENT_NO_STATE)
+	ReasonDropOverBandwidth      = Reason(natReasonREASON_DROP_OVER_BANDWIDTH)
 	ReasonMax                    = Reason(natReasonREASON_MAX)
 )
 
@@ -79,6 +80,7 @@ var reasonNames = [...]string{
 	ReasonDropNatMappingExpiring: "drop_nat_mapping_expiring",
 	ReasonDropNatContended:       "drop_nat_contended",
 	ReasonDropFragmentNoState:    "drop_fragment_no_state",
+	ReasonDropOverBandwidth:      "drop_over_bandwidth",
 }
 
 func (r Reason) String() string {

@@ -17,6 +17,12 @@ type Binding struct {
 	EIP, Private netip.Addr
 }
 
+// Limit is an EIP's bandwidth in each direction, in bits per second.
+type Limit struct {
+	EIP  netip.Addr
+	Bits uint64
+}
+
 // CutThrough is an EIP forwarded untranslated to the ENI with ENIMAC, and accepted as
 // a source only from that MAC.
 type CutThrough struct {

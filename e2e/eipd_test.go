@@ -252,7 +252,7 @@ func TestEipdEcsInstanceLifecycle(t *testing.T) {
 	if !strings.Contains(d.log.String(), "dataplane open") || !strings.Contains(d.log.String(), "adopted=true") {
 		t.Errorf("the restarted eipd did not adopt the pins:\n%s", d.log.String())
 	}
-	if !strings.Contains(d.log.String(), `result="0 added, 0 moved, 0 removed, 0 settled"`) {
+	if !strings.Contains(d.log.String(), `result="0 added, 0 moved, 0 removed, 0 settled, 0 limits changed"`) {
 		t.Errorf("the restart changed the dataplane:\n%s", d.log.String())
 	}
 

@@ -24,7 +24,8 @@ static __always_inline int cut_through_forward(void *ctx, const enum hook hook, 
 	}
 	if (pkt->ip->ttl <= 1)
 		return pass_with(hook, REASON_PASS_TTL_EXPIRING);
-	count_eip(ct->counter_slot, dir, pkt->total_len);
+	if (!meter_eip(ct->counter_slot, dir, pkt->total_len))
+		return drop_with(hook, REASON_DROP_OVER_BANDWIDTH);
 	return forward_ipv4(ctx, hook, pkt->ip->saddr, pkt->ip->daddr, pkt->ip->tos, pkt->ip->protocol,
 			    pkt->total_len);
 }

@@ -71,7 +71,8 @@ static __always_inline int binding_translate(void *ctx, const enum hook hook, co
 	if (csum_off && ctx_l4_csum_replace_addr(ctx, hook, csum_off, from, to, udp) < 0)
 		return drop_with(hook, REASON_DROP_TRUNCATED_L4);
 
-	count_eip(slot, dir, pkt->total_len);
+	if (!meter_eip(slot, dir, pkt->total_len))
+		return drop_with(hook, REASON_DROP_OVER_BANDWIDTH);
 	return forward_ipv4_via(ctx, hook, saddr, daddr, tos, protocol, pkt->total_len,
 				dir == DIR_INBOUND ? hop : NULL);
 }

@@ -77,6 +77,7 @@ static __always_inline int fragment_translate(void *ctx, const enum hook hook, s
 	if (rewrite_ip_addr(ctx, hook, IP_SADDR_OFF, saddr) < 0 ||
 	    rewrite_ip_addr(ctx, hook, IP_DADDR_OFF, daddr) < 0)
 		return drop_with(hook, REASON_DROP_BAD_IP_HEADER);
-	count_eip(slot, dir, len);
+	if (!meter_eip(slot, dir, len))
+		return drop_with(hook, REASON_DROP_OVER_BANDWIDTH);
 	return forward_ipv4(ctx, hook, saddr, daddr, tos, protocol, len);
 }

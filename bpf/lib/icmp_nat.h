@@ -81,6 +81,7 @@ static __always_inline int icmp_error_nat(void *ctx, const enum hook hook, struc
 		saddr = new_addr;
 	if (rewrite_ip_addr(ctx, hook, dir == DIR_INBOUND ? IP_DADDR_OFF : IP_SADDR_OFF, new_addr) < 0)
 		return drop_with(hook, REASON_DROP_BAD_IP_HEADER);
-	count_eip(slot, dir, len);
+	if (!meter_eip(slot, dir, len))
+		return drop_with(hook, REASON_DROP_OVER_BANDWIDTH);
 	return forward_ipv4(ctx, hook, saddr, daddr, tos, protocol, len);
 }

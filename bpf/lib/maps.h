@@ -54,6 +54,24 @@ struct {
 	__type(value, struct eip_counters);
 } counters_by_slot SEC(".maps");
 
+/* Per-EIP bandwidth, indexed like counters_by_slot; the loader sizes both to
+ * Config.MaxBindings. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE); /* Go reads and sets them all without a syscall each */
+	__uint(max_entries, MAX_BINDINGS);
+	__type(key, __u32);
+	__type(value, struct eip_rate);
+} rates_by_slot SEC(".maps");
+
+/* Two per slot: inbound at slot * 2, outbound at slot * 2 + 1. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * MAX_BINDINGS);
+	__type(key, __u32);
+	__type(value, struct eip_bucket);
+} buckets_by_slot SEC(".maps");
+
 /* Room for reasons added later without changing the pinned layout. */
 #define REASON_SLOTS 64
 _Static_assert(REASON_MAX <= REASON_SLOTS, "reason_counters is too small for enum reason");

@@ -102,7 +102,8 @@ static __always_inline int natgw_inbound(void *ctx, const enum hook hook, struct
 	if (reason != REASON_MAX)
 		return drop_with(hook, reason);
 	fragment_remember(&origin, saddr, new_daddr, slot, DIR_INBOUND);
-	count_eip(slot, DIR_INBOUND, len);
+	if (!meter_eip(slot, DIR_INBOUND, len))
+		return drop_with(hook, REASON_DROP_OVER_BANDWIDTH);
 	verdict = forward_ipv4(ctx, hook, saddr, new_daddr, tos, protocol, len);
 	return fragment_release(ctx, hook, &origin, verdict);
 }
@@ -195,9 +196,11 @@ static __always_inline int natgw_outbound(void *ctx, const enum hook hook, struc
 			return drop_with(hook, reason);
 	}
 	fragment_remember(&origin, out.to_addr, new_daddr, out.counter_slot, DIR_OUTBOUND);
-	count_eip(out.counter_slot, DIR_OUTBOUND, len);
-	if (out.flags & SESSION_HAIRPIN)
-		count_eip(in_slot, DIR_INBOUND, len);
+	/* A hairpinned packet leaves through one EIP and comes in through another: both
+	 * bandwidths apply. */
+	if (!meter_eip(out.counter_slot, DIR_OUTBOUND, len) ||
+	    ((out.flags & SESSION_HAIRPIN) && !meter_eip(in_slot, DIR_INBOUND, len)))
+		return drop_with(hook, REASON_DROP_OVER_BANDWIDTH);
 	verdict = forward_ipv4(ctx, hook, out.to_addr, new_daddr, tos, protocol, len);
 	return fragment_release(ctx, hook, &origin, verdict);
 }

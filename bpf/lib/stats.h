@@ -54,6 +54,7 @@ const enum reason_kind reason_kinds[REASON_SLOTS] = {
 	[REASON_DROP_NAT_MAPPING_EXPIRING] = REASON_KIND_DROP,
 	[REASON_DROP_NAT_CONTENDED] = REASON_KIND_DROP,
 	[REASON_DROP_FRAGMENT_NO_STATE] = REASON_KIND_DROP,
+	[REASON_DROP_OVER_BANDWIDTH] = REASON_KIND_DROP,
 };
 
 static __always_inline int pass_with(const enum hook hook, enum reason reason)
@@ -88,17 +89,84 @@ static __always_inline int not_found(bool *found)
 	return 0;
 }
 
-static __always_inline void count_eip(__u32 slot, const enum direction dir, __u32 ip_bytes)
+#define NSEC_PER_SEC 1000000000ULL
+
+/* The policers' clock: the coarse one (a tick's resolution is enough for buckets at
+ * least a tick of traffic deep), or the time a test froze the NAT clock at. */
+static __always_inline __u64 police_now(void)
+{
+	__u32 zero = 0;
+	struct nat_config *cfg = bpf_map_lookup_elem(&nat_settings, &zero);
+
+	if (cfg && cfg->frozen_now_ns)
+		return cfg->frozen_now_ns;
+	return bpf_ktime_get_coarse_ns();
+}
+
+/* Takes ip_bytes from the EIP's bucket for dir: false when it holds fewer (the
+ * packet is over the bandwidth and takes nothing). */
+static __always_inline bool police_eip(__u32 slot, const enum direction dir, __u32 ip_bytes)
+{
+	struct eip_rate *rate = bpf_map_lookup_elem(&rates_by_slot, &slot);
+	struct eip_bucket *b;
+	__u64 now, elapsed, tokens, per_sec, burst;
+	__u32 key;
+	bool ok;
+
+	if (!rate || rate->bytes_per_sec == 0)
+		return true;
+	per_sec = rate->bytes_per_sec;
+	burst = rate->burst_bytes;
+	key = slot * 2 + (dir == DIR_INBOUND ? 0 : 1);
+	b = bpf_map_lookup_elem(&buckets_by_slot, &key);
+	if (!b)
+		return true;
+	now = police_now();
+	bpf_spin_lock(&b->lock);
+	elapsed = now > b->stamp_ns ? now - b->stamp_ns : 0;
+	/* A second or more without traffic fills any bucket of at most a second of
+	 * traffic; below a second, elapsed * per_sec cannot overflow (per_sec is under
+	 * 2^34, about 137 Gbit/s, which Go checks). */
+	if (elapsed >= NSEC_PER_SEC)
+		tokens = burst;
+	else
+		tokens = b->tokens + elapsed * per_sec / NSEC_PER_SEC;
+	if (tokens > burst)
+		tokens = burst;
+	ok = tokens >= ip_bytes;
+	if (ok)
+		tokens -= ip_bytes;
+	b->tokens = tokens;
+	b->stamp_ns = now;
+	bpf_spin_unlock(&b->lock);
+	return ok;
+}
+
+/* Meters a packet through its EIP: false when it is over the EIP's bandwidth, and
+ * then counted as dropped, for the caller to drop with REASON_DROP_OVER_BANDWIDTH. */
+static __always_inline bool meter_eip(__u32 slot, const enum direction dir, __u32 ip_bytes)
 {
 	struct eip_counters *c = bpf_map_lookup_elem(&counters_by_slot, &slot);
+	bool ok = police_eip(slot, dir, ip_bytes);
 
 	if (!c)
-		return;
+		return ok;
 	if (dir == DIR_INBOUND) {
-		c->in_packets++;
-		c->in_bytes += ip_bytes;
+		if (ok) {
+			c->in_packets++;
+			c->in_bytes += ip_bytes;
+		} else {
+			c->in_dropped_packets++;
+			c->in_dropped_bytes += ip_bytes;
+		}
 	} else {
-		c->out_packets++;
-		c->out_bytes += ip_bytes;
+		if (ok) {
+			c->out_packets++;
+			c->out_bytes += ip_bytes;
+		} else {
+			c->out_dropped_packets++;
+			c->out_dropped_bytes += ip_bytes;
+		}
 	}
+	return ok;
 }

@@ -47,6 +47,7 @@ enum reason {
 	REASON_DROP_NAT_MAPPING_EXPIRING,/* the mapping was being expired at that instant; the next packet makes a new one */
 	REASON_DROP_NAT_CONTENDED,       /* another CPU opened the same session or took its slot at the same instant; the next packet tries again */
 	REASON_DROP_FRAGMENT_NO_STATE,   /* a non-first fragment of a NAT gateway flow whose first fragment was not seen, and that could not be held (too big, too many, no room) */
+	REASON_DROP_OVER_BANDWIDTH,      /* over its EIP's bandwidth in that direction (counted per EIP too) */
 	REASON_MAX,
 };
 
@@ -91,6 +92,27 @@ struct eip_counters {
 	__u64 in_bytes;
 	__u64 out_packets;
 	__u64 out_bytes;
+	/* Dropped for being over the EIP's bandwidth (not in the counts above). */
+	__u64 in_dropped_packets;
+	__u64 in_dropped_bytes;
+	__u64 out_dropped_packets;
+	__u64 out_dropped_bytes;
+};
+
+/* An EIP's bandwidth, one per counter slot, set by Go: each direction is policed to
+ * bytes_per_sec with a bucket burst_bytes deep (0 bytes_per_sec: not policed). */
+struct eip_rate {
+	__u64 bytes_per_sec;
+	__u64 burst_bytes;
+};
+
+/* One direction's token bucket of an EIP (buckets_by_slot, slot * 2 + direction).
+ * The lock makes a refill and a take one step for CPUs that police the same EIP. */
+struct eip_bucket {
+	struct bpf_spin_lock lock;
+	__u32 pad;
+	__u64 tokens;   /* bytes */
+	__u64 stamp_ns; /* when tokens was last brought up to date */
 };
 
 /* A cut-through EIP: it lives on the instance's secondary ENI and is forwarded

@@ -196,6 +196,7 @@ func (s *Service) modify(c *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	old := *e // its index entries (the bandwidth's) change with it
 	if e.Bandwidth, err = bandwidthParam(c.Params, e.InternetChargeType, e.Bandwidth); err != nil {
 		return nil, err
 	}
@@ -209,7 +210,7 @@ func (s *Service) modify(c *Call) (any, error) {
 	} else if ok {
 		e.Description = v
 	}
-	if err := saveEIP(c.Tx, e, e); err != nil {
+	if err := saveEIP(c.Tx, &old, e); err != nil {
 		return nil, err
 	}
 	return struct{}{}, nil

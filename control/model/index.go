@@ -1,8 +1,15 @@
 package model
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
+
+	"github.com/eipgw/eipgw/desired"
 )
 
 // saveEIP writes an EIP and keeps its indexes in step, in the same transaction: old
@@ -45,7 +52,8 @@ func eipIndexEntries(e *EIP) []indexEntry {
 	}
 	out := []indexEntry{{kindEIPByIP, e.IPAddress, e.AllocationID}}
 	if active(e) {
-		out = append(out, indexEntry{kind: kindEIPByTarget, key: targetKey(e)})
+		out = append(out, indexEntry{kind: kindEIPByTarget, key: targetKey(e)},
+			indexEntry{kindEIPBandwidth, e.IPAddress, strconv.Itoa(e.Bandwidth) + "|" + e.Status})
 		if e.InstanceType == TypeENI && (e.Mode == ModeBinded || e.Mode == ModeMulti) {
 			out = append(out, indexEntry{kindEIPCut, e.IPAddress, e.ENIMAC + "|" + e.Status})
 		}
@@ -75,4 +83,77 @@ func eipIDsOn(tx Tx, instanceType, instanceID string) ([]string, error) {
 		return nil
 	})
 	return ids, err
+}
+
+// DesiredBandwidths is each active EIP's bandwidth from the bandwidth index (one walk,
+// no EIP decoded). EIPs being disassociated are left out.
+func DesiredBandwidths(tx Tx) ([]desired.Limit, error) {
+	var out []desired.Limit
+	err := tx.ForEachRaw(kindEIPBandwidth, func(ip, v []byte) error {
+		mbps, status, _ := bytes.Cut(v, []byte("|"))
+		if string(status) == StatusUnassociating {
+			return nil
+		}
+		a, ok := parseIPv4(ip)
+		n, err := strconv.ParseUint(string(mbps), 10, 32)
+		if !ok || err != nil {
+			return fmt.Errorf("bandwidth index entry %q -> %q is damaged", ip, v)
+		}
+		out = append(out, desired.Limit{EIP: a, Bits: n * 1_000_000})
+		return nil
+	})
+	return out, err
+}
+
+// EnsureBandwidthIndex fills the bandwidth index from the active EIPs when it is
+// empty and they are not: a state file written before the index existed. Every
+// later EIP write keeps it (saveEIP).
+func EnsureBandwidthIndex(tx Tx) (int, error) {
+	empty := true
+	if err := tx.ForEachRaw(kindEIPBandwidth, func(_, _ []byte) error { empty = false; return errStopWalk }); err != nil && !errors.Is(err, errStopWalk) {
+		return 0, err
+	}
+	if !empty {
+		return 0, nil
+	}
+	var ids []string
+	if err := tx.ForEach(kindEIPByTarget, func(key string, _ []byte) error {
+		ids = append(ids, key[strings.LastIndexByte(key, '|')+1:])
+		return nil
+	}); err != nil {
+		return 0, err
+	}
+	for _, id := range ids {
+		e, err := indexedEIP(tx, "target", id)
+		if err != nil {
+			return 0, err
+		}
+		if err := tx.Put(kindEIPBandwidth, e.IPAddress, []byte(strconv.Itoa(e.Bandwidth)+"|"+e.Status)); err != nil {
+			return 0, err
+		}
+	}
+	return len(ids), nil
+}
+
+var errStopWalk = errors.New("stop the walk")
+
+// BandwidthsOf is DesiredBandwidths for some EIPs only (those a write associates).
+func BandwidthsOf(tx Tx, eips []netip.Addr) (map[netip.Addr]uint64, error) {
+	out := make(map[netip.Addr]uint64, len(eips))
+	for _, a := range eips {
+		v, err := tx.Get(kindEIPBandwidth, a.String())
+		if err != nil {
+			return nil, err
+		}
+		if v == nil {
+			continue
+		}
+		mbps, _, _ := bytes.Cut(v, []byte("|"))
+		n, err := strconv.ParseUint(string(mbps), 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("bandwidth index entry %v -> %q is damaged", a, v)
+		}
+		out[a] = n * 1_000_000
+	}
+	return out, nil
 }

@@ -181,8 +181,12 @@ func (r *Reconciler) applyInCommit(tx model.Tx) ([]bindingChange, error) {
 	} else if gen != r.appliedGen {
 		return nil, nil
 	}
+	rates, err := model.BandwidthsOf(tx, bindingEIPs(set))
+	if err != nil {
+		return nil, err
+	}
 	var res Result
-	changes, err := r.applyBindings(set, unbind, &res)
+	changes, err := r.applyBindings(set, unbind, rates, &res)
 	if err != nil {
 		return changes, err
 	}

@@ -48,6 +48,16 @@ type NatDataplane interface {
 	DeleteForwardPorts(ps []desired.ExternalPort) error
 }
 
+// Policer is a Dataplane that limits each EIP's bandwidth, both ways.
+type Policer interface {
+	// Bandwidths lists every EIP the dataplane carries with its limit, in bits per
+	// second (0: none).
+	Bandwidths() (map[netip.Addr]uint64, error)
+	// SetBandwidths limits EIPs the dataplane carries (bits per second; 0 lifts the
+	// limit), all it can: an error names those it could not.
+	SetBandwidths(limits map[netip.Addr]uint64) error
+}
+
 // BindingBatcher is a Dataplane that can add many new bindings at once (neither the
 // EIP nor the private address bound yet): the start-up reconcile of an empty
 // dataplane.
@@ -78,14 +88,15 @@ type Store interface {
 // Result counts what one pass changed.
 type Result struct {
 	Added, Moved, Removed, Settled int
+	Policed                        int // EIPs whose bandwidth limit changed
 }
 
 func (r Result) String() string {
-	return fmt.Sprintf("%d added, %d moved, %d removed, %d settled", r.Added, r.Moved, r.Removed, r.Settled)
+	return fmt.Sprintf("%d added, %d moved, %d removed, %d settled, %d limits changed", r.Added, r.Moved, r.Removed, r.Settled, r.Policed)
 }
 
 // Changed tells whether the pass touched the dataplane.
-func (r Result) Changed() bool { return r.Added+r.Moved+r.Removed > 0 }
+func (r Result) Changed() bool { return r.Added+r.Moved+r.Removed+r.Policed > 0 }
 
 // Reconciler applies the store to the dataplane, one pass at a time.
 type Reconciler struct {
@@ -169,9 +180,13 @@ func (r *Reconciler) ReconcilePending(ctx context.Context) (Result, error) {
 	var applied map[string]string
 	var onlyBindings bool
 	var gen uint64
+	var rates map[netip.Addr]uint64
 	if err := r.Store.View(func(tx model.Tx) error {
 		var err error
 		if set, unbind, applied, onlyBindings, err = model.PendingBindings(tx); err != nil {
+			return err
+		}
+		if rates, err = model.BandwidthsOf(tx, bindingEIPs(set)); err != nil {
 			return err
 		}
 		gen, err = model.InventoryGeneration(tx)
@@ -187,7 +202,7 @@ func (r *Reconciler) ReconcilePending(ctx context.Context) (Result, error) {
 	if len(applied) == 0 {
 		return res, nil
 	}
-	if _, err := r.applyBindings(set, unbind, &res); err != nil {
+	if _, err := r.applyBindings(set, unbind, rates, &res); err != nil {
 		return res, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -211,9 +226,11 @@ type bindingChange struct {
 
 // applyBindings removes the bindings of unbind and sets those of set, removals first
 // as in a full pass (a private address unbound here may be the one a binding below
-// takes), and returns what each change replaced, for undoing them; on an error, those
-// made so far.
-func (r *Reconciler) applyBindings(set []desired.Binding, unbind []netip.Addr, res *Result) ([]bindingChange, error) {
+// takes), each new binding limited to its rate (bits per second) where the dataplane
+// polices, and returns what each change replaced, for undoing them; on an error,
+// those made so far.
+func (r *Reconciler) applyBindings(set []desired.Binding, unbind []netip.Addr, rates map[netip.Addr]uint64, res *Result) ([]bindingChange, error) {
+	policer, _ := r.Dataplane.(Policer)
 	var changes []bindingChange
 	for _, eip := range unbind {
 		old, bound, err := r.Dataplane.BindingOf(eip)
@@ -241,6 +258,12 @@ func (r *Reconciler) applyBindings(set []desired.Binding, unbind []netip.Addr, r
 			return changes, fmt.Errorf("reconcile: bind %v to %v: %w", b.EIP, b.Private, err)
 		}
 		changes = append(changes, bindingChange{eip: b.EIP, old: old, bound: bound})
+		// A binding made anew starts unlimited: its limit goes on before the reply.
+		if rate := rates[b.EIP]; policer != nil && rate != 0 {
+			if err := policer.SetBandwidths(map[netip.Addr]uint64{b.EIP: rate}); err != nil {
+				return changes, fmt.Errorf("reconcile: limit %v to %d bit/s: %w", b.EIP, rate, err)
+			}
+		}
 		if bound {
 			res.Moved++
 		} else {
@@ -279,6 +302,7 @@ func (r *Reconciler) reconcileLocked(ctx context.Context) (Result, error) {
 	var nat model.DesiredNat
 	var sources []desired.Source
 	var pending map[string]string
+	var limits []desired.Limit
 	if err := r.Store.View(func(tx model.Tx) error {
 		var err error
 		if pending, err = model.Pending(tx); err != nil {
@@ -308,6 +332,11 @@ func (r *Reconciler) reconcileLocked(ctx context.Context) (Result, error) {
 				return err
 			}
 			bindings = append(bindings, nat.IPMappings...)
+		}
+		if _, ok := r.Dataplane.(Policer); ok {
+			if limits, err = model.DesiredBandwidths(tx); err != nil {
+				return err
+			}
 		}
 		cuts, err = model.DesiredCutThroughs(tx)
 		return err
@@ -403,6 +432,11 @@ func (r *Reconciler) reconcileLocked(ctx context.Context) (Result, error) {
 		}
 	}
 	if err := r.reconcileCutThroughs(cuts, &res); err != nil {
+		return res, err
+	}
+	// Every EIP carried now gets its bandwidth: new bindings, cut-through and NAT
+	// gateway EIPs start unlimited.
+	if err := r.reconcileBandwidths(limits, &res); err != nil {
 		return res, err
 	}
 	if err := removeSources(); err != nil {
@@ -668,4 +702,65 @@ func sameRule(a, b desired.SnatRule) bool {
 		}
 	}
 	return true
+}
+
+func bindingEIPs(bs []desired.Binding) []netip.Addr {
+	out := make([]netip.Addr, len(bs))
+	for i, b := range bs {
+		out[i] = b.EIP
+	}
+	return out
+}
+
+// reconcileBandwidths gives every EIP the dataplane carries its desired limit (want;
+// an EIP absent from it has none), where the dataplane polices. No map of want is
+// made unless the dataplane limits an EIP want does not name: at 100,000 EIPs the
+// maps would cost a pass more than the comparison.
+func (r *Reconciler) reconcileBandwidths(want []desired.Limit, res *Result) error {
+	policer, ok := r.Dataplane.(Policer)
+	if !ok {
+		return nil
+	}
+	have, err := policer.Bandwidths()
+	if err != nil {
+		return fmt.Errorf("reconcile: read bandwidths: %w", err)
+	}
+	changes := map[netip.Addr]uint64{}
+	limited, named := 0, 0
+	for _, bits := range have {
+		if bits != 0 {
+			limited++
+		}
+	}
+	for _, w := range want {
+		h, carried := have[w.EIP]
+		if !carried {
+			continue
+		}
+		if h != 0 {
+			named++
+		}
+		if h != w.Bits {
+			changes[w.EIP] = w.Bits
+		}
+	}
+	if named < limited {
+		wanted := make(map[netip.Addr]bool, len(want))
+		for _, w := range want {
+			wanted[w.EIP] = true
+		}
+		for eip, bits := range have {
+			if bits != 0 && !wanted[eip] {
+				changes[eip] = 0
+			}
+		}
+	}
+	if len(changes) == 0 {
+		return nil
+	}
+	if err := policer.SetBandwidths(changes); err != nil {
+		return fmt.Errorf("reconcile: bandwidth limits: %w", err)
+	}
+	res.Policed += len(changes)
+	return nil
 }

@@ -277,7 +277,7 @@ func readCounters(dp *dataplane.Dataplane) (countersReport, error) {
 
 func printCounters(w io.Writer, rep countersReport) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "EIP\tIN PACKETS\tIN BYTES\tOUT PACKETS\tOUT BYTES\t")
+	fmt.Fprintln(tw, "EIP\tIN PACKETS\tIN BYTES\tOUT PACKETS\tOUT BYTES\tIN DROPPED\tOUT DROPPED\t")
 	eips := make([]string, 0, len(rep.EIPs))
 	for e := range rep.EIPs {
 		eips = append(eips, e)
@@ -285,7 +285,8 @@ func printCounters(w io.Writer, rep countersReport) {
 	sort.Strings(eips)
 	for _, e := range eips {
 		c := rep.EIPs[e]
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t\n", e, c.InPackets, c.InBytes, c.OutPackets, c.OutBytes)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t\n", e, c.InPackets, c.InBytes, c.OutPackets, c.OutBytes,
+			c.InDroppedPackets, c.OutDroppedPackets)
 	}
 	tw.Flush()
 	reasons := make([]string, 0, len(rep.Reasons))

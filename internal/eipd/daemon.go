@@ -44,6 +44,16 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 		return err
 	}
 	defer st.Close()
+	// A state file from before the bandwidth index gets it once.
+	if err := st.Update(func(tx model.Tx) error {
+		n, err := model.EnsureBandwidthIndex(tx)
+		if n > 0 {
+			log.Info("bandwidth index built", "eips", n)
+		}
+		return err
+	}); err != nil {
+		return fmt.Errorf("build the bandwidth index: %w", err)
+	}
 
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return fmt.Errorf("lift memlock limit: %w", err)
@@ -301,6 +311,7 @@ var (
 	_ reconcile.NatDataplane   = (*dataplane.Dataplane)(nil)
 	_ reconcile.BindingBatcher = (*dataplane.Dataplane)(nil)
 	_ reconcile.SourceBatcher  = (*dataplane.Dataplane)(nil)
+	_ reconcile.Policer        = (*dataplane.Dataplane)(nil)
 )
 
 // writeDataplaneMetrics writes per-EIP traffic and the pass and drop counters.
@@ -313,7 +324,7 @@ func writeDataplaneMetrics(w io.Writer, dp *dataplane.Dataplane, log *slog.Logge
 	sort.Slice(eips, func(i, j int) bool { return eips[i].Less(eips[j]) })
 	fmt.Fprintln(w, "# HELP eipgw_eip_packets_total Packets through each EIP; in is internet to instance.")
 	fmt.Fprintln(w, "# TYPE eipgw_eip_packets_total counter")
-	var lines []string
+	var bytesLines, droppedLines, droppedBytesLines []string
 	for _, eip := range eips {
 		c, err := dp.Counters(eip)
 		if err != nil {
@@ -321,13 +332,25 @@ func writeDataplaneMetrics(w io.Writer, dp *dataplane.Dataplane, log *slog.Logge
 		}
 		fmt.Fprintf(w, "eipgw_eip_packets_total{eip=%q,direction=\"in\"} %d\n", eip, c.InPackets)
 		fmt.Fprintf(w, "eipgw_eip_packets_total{eip=%q,direction=\"out\"} %d\n", eip, c.OutPackets)
-		lines = append(lines, fmt.Sprintf("eipgw_eip_bytes_total{eip=%q,direction=\"in\"} %d\n", eip, c.InBytes),
+		bytesLines = append(bytesLines, fmt.Sprintf("eipgw_eip_bytes_total{eip=%q,direction=\"in\"} %d\n", eip, c.InBytes),
 			fmt.Sprintf("eipgw_eip_bytes_total{eip=%q,direction=\"out\"} %d\n", eip, c.OutBytes))
+		droppedLines = append(droppedLines, fmt.Sprintf("eipgw_eip_dropped_packets_total{eip=%q,direction=\"in\"} %d\n", eip, c.InDroppedPackets),
+			fmt.Sprintf("eipgw_eip_dropped_packets_total{eip=%q,direction=\"out\"} %d\n", eip, c.OutDroppedPackets))
+		droppedBytesLines = append(droppedBytesLines, fmt.Sprintf("eipgw_eip_dropped_bytes_total{eip=%q,direction=\"in\"} %d\n", eip, c.InDroppedBytes),
+			fmt.Sprintf("eipgw_eip_dropped_bytes_total{eip=%q,direction=\"out\"} %d\n", eip, c.OutDroppedBytes))
 	}
-	fmt.Fprintln(w, "# HELP eipgw_eip_bytes_total IP bytes through each EIP.")
-	fmt.Fprintln(w, "# TYPE eipgw_eip_bytes_total counter")
-	for _, l := range lines {
-		fmt.Fprint(w, l)
+	for _, family := range []struct {
+		name, help string
+		lines      []string
+	}{
+		{"eipgw_eip_bytes_total", "IP bytes through each EIP.", bytesLines},
+		{"eipgw_eip_dropped_packets_total", "Packets dropped for being over their EIP's bandwidth.", droppedLines},
+		{"eipgw_eip_dropped_bytes_total", "IP bytes dropped for being over their EIP's bandwidth.", droppedBytesLines},
+	} {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n", family.name, family.help, family.name)
+		for _, l := range family.lines {
+			fmt.Fprint(w, l)
+		}
 	}
 	rc, err := dp.ReasonCounts()
 	if err != nil {

@@ -17,8 +17,9 @@ func Pattern(seed int64) io.Reader { return rand.New(rand.NewSource(seed)) }
 // Transfer is what the receiving end of a TCP transfer saw.
 type Transfer struct {
 	Bytes      int64
-	Intact     bool   // the SHA-256 of what arrived equals that of what was sent
-	RemoteAddr string // the sender's address as the receiver saw it
+	Intact     bool          // the SHA-256 of what arrived equals that of what was sent
+	RemoteAddr string        // the sender's address as the receiver saw it
+	Elapsed    time.Duration // from the dial to the receiver's last byte
 }
 
 // TCPTransfer sends size bytes of Pattern from client to server over one TCP
@@ -35,6 +36,7 @@ func TCPTransfer(server *Host, listen string, client *Host, dial string, size in
 		err error
 	}
 	got := make(chan result, 1)
+	start := time.Now()
 	go func() {
 		c, err := l.Accept()
 		if err != nil {
@@ -45,7 +47,8 @@ func TCPTransfer(server *Host, listen string, client *Host, dial string, size in
 		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
 		h := sha256.New()
 		n, err := io.Copy(h, c)
-		got <- result{tr: Transfer{Bytes: n, RemoteAddr: c.RemoteAddr().(*net.TCPAddr).IP.String()}, sum: h.Sum(nil), err: err}
+		got <- result{tr: Transfer{Bytes: n, RemoteAddr: c.RemoteAddr().(*net.TCPAddr).IP.String(), Elapsed: time.Since(start)},
+			sum: h.Sum(nil), err: err}
 	}()
 	c, err := client.Dial("tcp", dial, 5*time.Second)
 	if err != nil {

@@ -1,0 +1,101 @@
+package dataplane
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket/layers"
+)
+
+// TestBandwidthPolicer: an EIP's bandwidth, at XDP and at TC, on a frozen clock: a
+// full bucket's worth of packets passes at once, the next is dropped and counted (per
+// EIP, in packets and bytes, and as drop_over_bandwidth), credit comes back at the set
+// rate, each direction has its own bucket, and 0 lifts the limit.
+func TestBandwidthPolicer(t *testing.T) {
+	l := newLab(t)
+	const (
+		bits    = 8_000_000 // 1,000,000 bytes a second
+		ipBytes = 1000
+	)
+	burst := BurstFor(bits)
+	if burst != 250_000 {
+		t.Fatalf("the burst at 8 Mbit/s is %d bytes, want 250 ms of traffic", burst)
+	}
+	inbound := serialize(t, eth(macRouter, l.uplink.HardwareAddr), ip4(labInet, eipVM1, layers.IPProtocolUDP, 64),
+		udp(40000, 53), payload(ipBytes-28))
+	outbound := serialize(t, eth(macVM1, l.vpc.HardwareAddr), ip4(privVM1, labInet, layers.IPProtocolUDP, 64),
+		udp(53, 40000), payload(ipBytes-28))
+	must(t, l.dp.SetBandwidth(eipVM1, bits))
+	if got, err := l.dp.Bandwidth(eipVM1); err != nil || got != bits {
+		t.Fatalf("bandwidth read back: %d, %v", got, err)
+	}
+	t.Cleanup(func() { _ = l.dp.freezeSessionClock(0) })
+	for i, hook := range []Hook{HookXDP, HookTC} {
+		// Each hook starts a second after the last: both buckets are full again.
+		start := time.Duration(1000+10*i) * time.Second
+		must(t, l.dp.freezeSessionClock(start))
+		send := func(role Role, frame []byte) uint32 {
+			t.Helper()
+			iface := l.uplink
+			if role == RoleVPC {
+				iface = l.vpc
+			}
+			ret, _ := l.run(t, l.program(t, role, hook), hook, iface, frame)
+			return ret
+		}
+		before, counters := l.snapshot(t), mustCounters(t, l, eipVM1)
+		passed := 0
+		for send(RoleUplink, inbound) == hookVerdict(hook, verdictRedirect) {
+			passed++
+			if passed > int(burst) {
+				t.Fatalf("%s: the policer never refused", hook)
+			}
+		}
+		if passed != int(burst/ipBytes) {
+			t.Errorf("%s: %d packets of %d bytes passed a %d-byte bucket", hook, passed, ipBytes, burst)
+		}
+		after := mustCounters(t, l, eipVM1)
+		if after.InPackets-counters.InPackets != uint64(passed) || after.InDroppedPackets-counters.InDroppedPackets != 1 ||
+			after.InDroppedBytes-counters.InDroppedBytes != ipBytes {
+			t.Errorf("%s: counters moved %+v -> %+v", hook, counters, after)
+		}
+		if moved := diffReasons(before, l.snapshot(t)); moved[ReasonDropOverBandwidth.String()] != 1 {
+			t.Errorf("%s: reasons moved %v, want one drop_over_bandwidth", hook, moved)
+		}
+		// The other direction has its own bucket.
+		if ret := send(RoleVPC, outbound); ret != hookVerdict(hook, verdictRedirect) {
+			t.Errorf("%s: outbound refused while only inbound is over: %d", hook, ret)
+		}
+		// 10 ms later there is room for 10 more: credit comes back at the rate.
+		must(t, l.dp.freezeSessionClock(start+10*time.Millisecond))
+		refilled := 0
+		for send(RoleUplink, inbound) == hookVerdict(hook, verdictRedirect) {
+			refilled++
+			if refilled > int(burst) {
+				t.Fatalf("%s: the policer never refused after the refill", hook)
+			}
+		}
+		if refilled != 10 {
+			t.Errorf("%s: 10 ms at 1,000,000 bytes a second let %d packets of %d bytes through, want 10", hook, refilled, ipBytes)
+		}
+	}
+	// No limit: everything passes.
+	must(t, l.dp.SetBandwidth(eipVM1, 0))
+	for i := 0; i < 200; i++ {
+		ret, _ := l.run(t, l.program(t, RoleUplink, HookXDP), HookXDP, l.uplink, inbound)
+		if ret != hookVerdict(HookXDP, verdictRedirect) {
+			t.Fatalf("packet %d refused with the limit lifted: %d", i, ret)
+		}
+	}
+	if _, err := l.dp.Bandwidth(netip.MustParseAddr("203.0.113.99")); err == nil {
+		t.Error("the bandwidth of an EIP bound to nothing was read")
+	}
+}
+
+func mustCounters(t *testing.T, l *lab, eip netip.Addr) EIPCounters {
+	t.Helper()
+	c, err := l.dp.Counters(eip)
+	must(t, err)
+	return c
+}

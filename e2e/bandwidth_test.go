@@ -1,0 +1,71 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eipgw/eipgw/internal/testbed"
+)
+
+// mbps is a transfer's rate in Mbit/s.
+func mbps(tr testbed.Transfer) float64 {
+	return float64(tr.Bytes) * 8 / tr.Elapsed.Seconds() / 1e6
+}
+
+// TestBandwidthLimit: an EIP's Bandwidth is enforced in both directions on a single
+// TCP flow, which still gets close to it (the policer's bucket holds 250 ms of
+// traffic, dataplane.BurstFor); ModifyEipAddressAttribute changes it before its reply, for a flow
+// already running too; what the policer drops is counted for the EIP.
+func TestBandwidthLimit(t *testing.T) {
+	d := newDaemon(t, "xdp")
+	d.start(t, true)
+	d.registerVM(t, "i-vm1", d.VM1, testbed.VM1Addr)
+	alloc := d.must(t, "allocate-eip-address", "--bandwidth", "10")
+	id, eip := alloc["AllocationId"].(string), alloc["EipAddress"].(string)
+	d.must(t, "associate-eip-address", "--allocation-id", id, "--instance-id", "i-vm1")
+
+	out := tcpTransfer(t, d.Inet1, testbed.Inet1Addr+":7501", d.VM1, testbed.Inet1Addr+":7501", 4<<20)
+	in := tcpTransfer(t, d.VM1, ":7502", d.Inet1, eip+":7502", 4<<20)
+	for _, c := range []struct {
+		dir string
+		tr  testbed.Transfer
+	}{{"out", out}, {"in", in}} {
+		t.Logf("at 10 Mbit/s, %s: %.1f Mbit/s", c.dir, mbps(c.tr))
+		if !c.tr.Intact || mbps(c.tr) > 11.5 || mbps(c.tr) < 8 {
+			t.Errorf("at 10 Mbit/s, one TCP flow %s: %.1f Mbit/s (intact %v)", c.dir, mbps(c.tr), c.tr.Intact)
+		}
+	}
+	metrics := d.metrics(t)
+	if !strings.Contains(metrics, fmt.Sprintf("eipgw_eip_dropped_packets_total{eip=%q,direction=\"out\"}", eip)) ||
+		strings.Contains(metrics, fmt.Sprintf("eipgw_eip_dropped_packets_total{eip=%q,direction=\"out\"} 0\n", eip)) {
+		t.Errorf("no outbound drops counted for %s over its bandwidth", eip)
+	}
+
+	d.must(t, "modify-eip-address-attribute", "--allocation-id", id, "--bandwidth", "40")
+	out = tcpTransfer(t, d.Inet1, testbed.Inet1Addr+":7503", d.VM1, testbed.Inet1Addr+":7503", 12<<20)
+	t.Logf("at 40 Mbit/s, out: %.1f Mbit/s", mbps(out))
+	if !out.Intact || mbps(out) > 46 || mbps(out) < 32 {
+		t.Errorf("at 40 Mbit/s, one TCP flow out: %.1f Mbit/s", mbps(out))
+	}
+
+	// A flow running while the limit goes from 10 to 80 Mbit/s speeds up: 8 MiB at
+	// 10 Mbit/s alone would take 6.7 s.
+	d.must(t, "modify-eip-address-attribute", "--allocation-id", id, "--bandwidth", "10")
+	done := make(chan testbed.Transfer, 1)
+	go func() {
+		tr, err := testbed.TCPTransfer(d.Inet1, testbed.Inet1Addr+":7504", d.VM1, testbed.Inet1Addr+":7504", 8<<20)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- tr
+	}()
+	time.Sleep(time.Second)
+	d.must(t, "modify-eip-address-attribute", "--allocation-id", id, "--bandwidth", "80")
+	tr := <-done
+	t.Logf("10 then 80 Mbit/s: 8 MiB in %v", tr.Elapsed)
+	if !tr.Intact || tr.Elapsed > 4*time.Second {
+		t.Errorf("a flow across a change from 10 to 80 Mbit/s: %v, intact %v", tr.Elapsed, tr.Intact)
+	}
+}
