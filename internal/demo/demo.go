@@ -128,12 +128,16 @@ func Run(opts Options) (err error) {
 	}
 	fmt.Fprintf(out, "inet1 received %d bytes, intact: %v, from %s (the EIP: the private address never leaves the VPC)\n",
 		tr.Bytes, tr.Intact, tr.RemoteAddr)
+	fmt.Fprintf(out, "in %.1f s: %.1f Mbit/s (the EIP's bandwidth: 10 Mbit/s)\n", tr.Elapsed.Seconds(),
+		float64(tr.Bytes)*8/tr.Elapsed.Seconds()/1e6)
 	step("TCP: inet2 (%s) sends 10 MiB to the EIP", testbed.Inet2Addr)
 	tr, err = testbed.TCPTransfer(topo.VM1, ":5002", topo.Inet2, eip+":5002", size)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "vm1 received %d bytes, intact: %v, from %s (the internet host's real address)\n", tr.Bytes, tr.Intact, tr.RemoteAddr)
+	fmt.Fprintf(out, "in %.1f s: %.1f Mbit/s (the EIP's bandwidth: 10 Mbit/s)\n", tr.Elapsed.Seconds(),
+		float64(tr.Bytes)*8/tr.Elapsed.Seconds()/1e6)
 	step("UDP: inet1 sends a datagram to the EIP and vm1 answers")
 	vmSaw, inetSaw, err := testbed.UDPExchange(topo.VM1, ":6000", topo.Inet1, eip+":6000", []byte("hello, vm1"))
 	if err != nil {
