@@ -1,10 +1,13 @@
 package dataplane
 
 import (
+	"errors"
+	"maps"
 	"net/netip"
 	"testing"
 	"time"
 
+	"github.com/eipgw/eipgw/desired"
 	"github.com/google/gopacket/layers"
 )
 
@@ -98,4 +101,31 @@ func mustCounters(t *testing.T, l *lab, eip netip.Addr) EIPCounters {
 	c, err := l.dp.Counters(eip)
 	must(t, err)
 	return c
+}
+
+// TestBandwidthChanges: the comparison a reconcile pass makes: an EIP with another
+// limit than wanted, an EIP limited but not named (lifted), and an EIP the dataplane
+// does not carry (left out); none when they match.
+func TestBandwidthChanges(t *testing.T) {
+	l := newLab(t)
+	must(t, l.dp.SetBandwidth(eipVM1, 10_000_000))
+	must(t, l.dp.SetBandwidth(eipNoNeigh, 20_000_000))
+	absent := netip.MustParseAddr("203.0.113.250")
+	want := []desired.Limit{{EIP: eipVM1, Bits: 30_000_000}, {EIP: eipSmallMTU, Bits: 5_000_000}, {EIP: absent, Bits: 1_000_000}}
+	got, err := l.dp.BandwidthChanges(want)
+	must(t, err)
+	expect := map[netip.Addr]uint64{eipVM1: 30_000_000, eipSmallMTU: 5_000_000, eipNoNeigh: 0}
+	if !maps.Equal(got, expect) {
+		t.Fatalf("changes %v, want %v", got, expect)
+	}
+	must(t, l.dp.SetBandwidths(got))
+	if got, err := l.dp.BandwidthChanges(want); err != nil || len(got) != 0 {
+		t.Fatalf("after setting them: %v, %v", got, err)
+	}
+	if bits, err := l.dp.Bandwidth(eipSmallMTU); err != nil || bits != 5_000_000 {
+		t.Fatalf("set through the memory mapping: %d, %v", bits, err)
+	}
+	if err := l.dp.SetBandwidths(map[netip.Addr]uint64{absent: 1}); !errors.Is(err, ErrNotBound) {
+		t.Fatalf("limiting an EIP the dataplane does not carry: %v", err)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf"
+	"github.com/eipgw/eipgw/desired"
 )
 
 // EIPCounters is one EIP's traffic, summed over CPUs. In is internet -> instance,
@@ -138,23 +139,64 @@ func (d *Dataplane) Bandwidth(eip netip.Addr) (uint64, error) {
 	return rate.BytesPerSec * 8, nil
 }
 
-// Bandwidths lists every EIP the dataplane carries (1:1, cut-through and NAT gateway
-// EIPs) with its bandwidth limit, in bits per second, 0 for none: the owner's copy of
-// their slots, and the limits read through the map's memory mapping.
-func (d *Dataplane) Bandwidths() (map[netip.Addr]uint64, error) {
+// BandwidthChanges compares want (each EIP's limit, bits per second) with the limits
+// of the EIPs the dataplane carries (1:1, cut-through and NAT gateway EIPs), and returns
+// what SetBandwidths needs to make them equal: an EIP want names with another limit,
+// and an EIP it limits that want does not name (0). EIPs it does not carry are left
+// out. From the owner's copy of the slots and one read of the limits through the
+// memory mapping: no map is built over every EIP unless one is limited unnamed.
+func (d *Dataplane) BandwidthChanges(want []desired.Limit) (map[netip.Addr]uint64, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	rates, err := d.readRates()
 	if err != nil {
 		return nil, fmt.Errorf("read bandwidths: %w", err)
 	}
-	out := make(map[netip.Addr]uint64, len(d.slotByEIP))
-	for key, slot := range d.slotByEIP {
+	bitsOf := func(slot uint32) uint64 {
 		if int(slot) < len(rates) {
-			out[beAddr(key)] = rates[slot].BytesPerSec * 8
+			return rates[slot].BytesPerSec * 8
+		}
+		return 0
+	}
+	changes := map[netip.Addr]uint64{}
+	named := 0
+	for _, w := range want {
+		key, err := beKey(w.EIP)
+		if err != nil {
+			continue
+		}
+		slot, carried := d.slotByEIP[key]
+		if !carried {
+			continue
+		}
+		have := bitsOf(slot)
+		if have != 0 {
+			named++
+		}
+		if have != w.Bits {
+			changes[w.EIP] = w.Bits
 		}
 	}
-	return out, nil
+	limited := 0
+	for _, slot := range d.slotByEIP {
+		if bitsOf(slot) != 0 {
+			limited++
+		}
+	}
+	if limited > named {
+		wanted := make(map[uint32]bool, len(want))
+		for _, w := range want {
+			if key, err := beKey(w.EIP); err == nil {
+				wanted[key] = true
+			}
+		}
+		for key, slot := range d.slotByEIP {
+			if bitsOf(slot) != 0 && !wanted[key] {
+				changes[beAddr(key)] = 0
+			}
+		}
+	}
+	return changes, nil
 }
 
 // SetBandwidths is SetBandwidth for many EIPs at once (a start, a full pass), written

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/netip"
 	"testing"
+
+	"github.com/eipgw/eipgw/desired"
 )
 
 // policingDP is fakeDP with bandwidth limits, kept as the dataplane keeps them: per
@@ -26,10 +28,19 @@ func (p *policingDP) DeleteBinding(e netip.Addr) error {
 	return p.fakeDP.DeleteBinding(e)
 }
 
-func (p *policingDP) Bandwidths() (map[netip.Addr]uint64, error) {
+func (p *policingDP) BandwidthChanges(want []desired.Limit) (map[netip.Addr]uint64, error) {
 	out := map[netip.Addr]uint64{}
-	for e := range p.b {
-		out[e] = p.rates[e]
+	named := map[netip.Addr]bool{}
+	for _, w := range want {
+		named[w.EIP] = true
+		if _, carried := p.b[w.EIP]; carried && p.rates[w.EIP] != w.Bits {
+			out[w.EIP] = w.Bits
+		}
+	}
+	for e, bits := range p.rates {
+		if _, carried := p.b[e]; carried && bits != 0 && !named[e] {
+			out[e] = 0
+		}
 	}
 	return out, nil
 }

@@ -50,9 +50,10 @@ type NatDataplane interface {
 
 // Policer is a Dataplane that limits each EIP's bandwidth, both ways.
 type Policer interface {
-	// Bandwidths lists every EIP the dataplane carries with its limit, in bits per
-	// second (0: none).
-	Bandwidths() (map[netip.Addr]uint64, error)
+	// BandwidthChanges compares the desired limits (bits per second; an EIP not
+	// named has none) with the dataplane's, for the EIPs it carries, and returns the
+	// limits to set (0: none) that would make them equal.
+	BandwidthChanges(want []desired.Limit) (map[netip.Addr]uint64, error)
 	// SetBandwidths limits EIPs the dataplane carries (bits per second; 0 lifts the
 	// limit), all it can: an error names those it could not.
 	SetBandwidths(limits map[netip.Addr]uint64) error
@@ -713,47 +714,15 @@ func bindingEIPs(bs []desired.Binding) []netip.Addr {
 }
 
 // reconcileBandwidths gives every EIP the dataplane carries its desired limit (want;
-// an EIP absent from it has none), where the dataplane polices. No map of want is
-// made unless the dataplane limits an EIP want does not name: at 100,000 EIPs the
-// maps would cost a pass more than the comparison.
+// an EIP absent from it has none), where the dataplane polices.
 func (r *Reconciler) reconcileBandwidths(want []desired.Limit, res *Result) error {
 	policer, ok := r.Dataplane.(Policer)
 	if !ok {
 		return nil
 	}
-	have, err := policer.Bandwidths()
+	changes, err := policer.BandwidthChanges(want)
 	if err != nil {
-		return fmt.Errorf("reconcile: read bandwidths: %w", err)
-	}
-	changes := map[netip.Addr]uint64{}
-	limited, named := 0, 0
-	for _, bits := range have {
-		if bits != 0 {
-			limited++
-		}
-	}
-	for _, w := range want {
-		h, carried := have[w.EIP]
-		if !carried {
-			continue
-		}
-		if h != 0 {
-			named++
-		}
-		if h != w.Bits {
-			changes[w.EIP] = w.Bits
-		}
-	}
-	if named < limited {
-		wanted := make(map[netip.Addr]bool, len(want))
-		for _, w := range want {
-			wanted[w.EIP] = true
-		}
-		for eip, bits := range have {
-			if bits != 0 && !wanted[eip] {
-				changes[eip] = 0
-			}
-		}
+		return fmt.Errorf("reconcile: compare bandwidths: %w", err)
 	}
 	if len(changes) == 0 {
 		return nil
