@@ -158,6 +158,7 @@ func Open(cfg Config) (*Dataplane, error) {
 	spec.Maps[natMapCountersBySlot].MaxEntries = cfg.MaxBindings
 	spec.Maps[natMapRatesBySlot].MaxEntries = cfg.MaxBindings
 	spec.Maps[natMapBucketsBySlot].MaxEntries = 2 * cfg.MaxBindings
+	spec.Maps[natMapCreditsBySlot].MaxEntries = 2 * cfg.MaxBindings
 	spec.Maps[natMapVpcSources].MaxEntries = cfg.MaxSources
 	spec.Maps[natMapNextHops].MaxEntries = cfg.MaxSources // the addresses of registered sources
 	spec.Maps[natMapNatEips].MaxEntries = cfg.MaxNatEIPs

@@ -30,6 +30,7 @@ type harnessHarnessTemplate struct {
 const (
 	harnessMapBucketsBySlot     = "buckets_by_slot"
 	harnessMapCountersBySlot    = "counters_by_slot"
+	harnessMapCreditsBySlot     = "credits_by_slot"
 	harnessMapCutThroughs       = "cut_throughs"
 	harnessMapEdgeSettings      = "edge_settings"
 	harnessMapExpireQueue       = "expire_queue"
@@ -118,6 +119,7 @@ type harnessProgramSpecs struct {
 type harnessMapSpecs struct {
 	BucketsBySlot    *ebpf.MapSpec `ebpf:"buckets_by_slot"`
 	CountersBySlot   *ebpf.MapSpec `ebpf:"counters_by_slot"`
+	CreditsBySlot    *ebpf.MapSpec `ebpf:"credits_by_slot"`
 	CutThroughs      *ebpf.MapSpec `ebpf:"cut_throughs"`
 	EdgeSettings     *ebpf.MapSpec `ebpf:"edge_settings"`
 	ExpireQueue      *ebpf.MapSpec `ebpf:"expire_queue"`
@@ -178,6 +180,7 @@ func (o *harnessObjects) Close() error {
 type harnessMaps struct {
 	BucketsBySlot    *ebpf.Map `ebpf:"buckets_by_slot"`
 	CountersBySlot   *ebpf.Map `ebpf:"counters_by_slot"`
+	CreditsBySlot    *ebpf.Map `ebpf:"credits_by_slot"`
 	CutThroughs      *ebpf.Map `ebpf:"cut_throughs"`
 	EdgeSettings     *ebpf.Map `ebpf:"edge_settings"`
 	ExpireQueue      *ebpf.Map `ebpf:"expire_queue"`
@@ -210,6 +213,7 @@ func (m *harnessMaps) Close() error {
 	return _HarnessClose(
 		m.BucketsBySlot,
 		m.CountersBySlot,
+		m.CreditsBySlot,
 		m.CutThroughs,
 		m.EdgeSettings,
 		m.ExpireQueue,

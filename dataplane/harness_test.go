@@ -167,6 +167,27 @@ func BenchmarkInProgram(b *testing.B) {
 			{"inbound", h.objs.HarnessUplink, f.fromInet(labInet, firstEIP, udpDgram(53, 5000)),
 				flowSpread{flows: bindings, varyDst: true}},
 		}
+		// Then with every binding limited to a bandwidth the runs never reach: the
+		// policer's cost beside the same paths without it (issue 16: at most 10 ns).
+		h.cacheNextHops(b)
+		limits := map[netip.Addr]uint64{}
+		for e, i := firstEIP, 0; i < bindings; e, i = e.Next(), i+1 {
+			limits[e] = MaxBandwidth
+		}
+		must(b, l.dp.SetBandwidths(limits))
+		for _, p := range paths {
+			for _, random := range []bool{false, true} {
+				b.Run(p.name+"-limited/"+order(random), func(b *testing.B) {
+					frame := h.use(b, p.frame, p.spread, random)
+					b.ReportMetric(h.cost(b, p.prog, frame, max(b.N, 100000)), "ns/packet")
+				})
+			}
+		}
+		clear(limits)
+		for e, i := firstEIP, 0; i < bindings; e, i = e.Next(), i+1 {
+			limits[e] = 0
+		}
+		must(b, l.dp.SetBandwidths(limits))
 		for _, cached := range []bool{true, false} {
 			if cached {
 				h.cacheNextHops(b)

@@ -432,6 +432,7 @@ const (
 const (
 	natMapBucketsBySlot      = "buckets_by_slot"
 	natMapCountersBySlot     = "counters_by_slot"
+	natMapCreditsBySlot      = "credits_by_slot"
 	natMapCutThroughs        = "cut_throughs"
 	natMapEdgeSettings       = "edge_settings"
 	natMapExpireQueue        = "expire_queue"
@@ -526,6 +527,7 @@ type natProgramSpecs struct {
 type natMapSpecs struct {
 	BucketsBySlot    *ebpf.MapSpec `ebpf:"buckets_by_slot"`
 	CountersBySlot   *ebpf.MapSpec `ebpf:"counters_by_slot"`
+	CreditsBySlot    *ebpf.MapSpec `ebpf:"credits_by_slot"`
 	CutThroughs      *ebpf.MapSpec `ebpf:"cut_throughs"`
 	EdgeSettings     *ebpf.MapSpec `ebpf:"edge_settings"`
 	ExpireQueue      *ebpf.MapSpec `ebpf:"expire_queue"`
@@ -584,6 +586,7 @@ func (o *natObjects) Close() error {
 type natMaps struct {
 	BucketsBySlot    *ebpf.Map `ebpf:"buckets_by_slot"`
 	CountersBySlot   *ebpf.Map `ebpf:"counters_by_slot"`
+	CreditsBySlot    *ebpf.Map `ebpf:"credits_by_slot"`
 	CutThroughs      *ebpf.Map `ebpf:"cut_throughs"`
 	EdgeSettings     *ebpf.Map `ebpf:"edge_settings"`
 	ExpireQueue      *ebpf.Map `ebpf:"expire_queue"`
@@ -614,6 +617,7 @@ func (m *natMaps) Close() error {
 	return _NatClose(
 		m.BucketsBySlot,
 		m.CountersBySlot,
+		m.CreditsBySlot,
 		m.CutThroughs,
 		m.EdgeSettings,
 		m.ExpireQueue,

@@ -72,6 +72,16 @@ struct {
 	__type(value, struct eip_bucket);
 } buckets_by_slot SEC(".maps");
 
+/* Credit this CPU took from a bucket and has not spent yet (bytes), per slot and
+ * direction like buckets_by_slot: most packets spend it without touching the shared
+ * bucket and its lock. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2 * MAX_BINDINGS);
+	__type(key, __u32);
+	__type(value, __u64);
+} credits_by_slot SEC(".maps");
+
 /* Room for reasons added later without changing the pinned layout. */
 #define REASON_SLOTS 64
 _Static_assert(REASON_MAX <= REASON_SLOTS, "reason_counters is too small for enum reason");
