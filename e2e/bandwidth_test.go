@@ -16,12 +16,20 @@ func mbps(tr testbed.Transfer) float64 {
 
 // TestBandwidthLimit: an EIP's Bandwidth is enforced in both directions on a single
 // TCP flow, which still gets close to it (the policer's bucket holds 250 ms of
-// traffic, dataplane.BurstFor); ModifyEipAddressAttribute changes it before its reply, for a flow
-// already running too; what the policer drops is counted for the EIP.
+// traffic, dataplane.BurstFor), at XDP and at TC; ModifyEipAddressAttribute changes it
+// before its reply, for a flow already running too; what the policer drops is counted
+// for the EIP; DescribeEipMonitorData then gives back the traffic sent.
 func TestBandwidthLimit(t *testing.T) {
-	d := newDaemon(t, "xdp")
+	for _, hook := range []string{"xdp", "tc"} {
+		t.Run(hook, func(t *testing.T) { bandwidthLimit(t, hook) })
+	}
+}
+
+func bandwidthLimit(t *testing.T, hook string) {
+	d := newDaemon(t, hook)
 	d.start(t, true)
 	d.registerVM(t, "i-vm1", d.VM1, testbed.VM1Addr)
+	started := time.Now().UTC()
 	alloc := d.must(t, "allocate-eip-address", "--bandwidth", "10")
 	id, eip := alloc["AllocationId"].(string), alloc["EipAddress"].(string)
 	d.must(t, "associate-eip-address", "--allocation-id", id, "--instance-id", "i-vm1")
@@ -67,5 +75,26 @@ func TestBandwidthLimit(t *testing.T) {
 	t.Logf("10 then 80 Mbit/s: 8 MiB in %v", tr.Elapsed)
 	if !tr.Intact || tr.Elapsed > 4*time.Second {
 		t.Errorf("a flow across a change from 10 to 80 Mbit/s: %v, intact %v", tr.Elapsed, tr.Intact)
+	}
+	if hook != "xdp" {
+		return
+	}
+
+	// eipd samples the counters at each minute: once the next one has passed, the
+	// minutes since the start hold what was sent: 24 MiB out, 4 MiB in, as IP bytes
+	// (a little more: headers, and the ACKs of the other direction).
+	time.Sleep(time.Until(time.Now().Truncate(time.Minute).Add(time.Minute + 3*time.Second)))
+	mon := d.must(t, "describe-eip-monitor-data", "--allocation-id", id,
+		"--start-time", started.Truncate(time.Minute).Format("2006-01-02T15:04:05Z"),
+		"--end-time", time.Now().UTC().Format("2006-01-02T15:04:05Z"))
+	var rx, tx, packets float64
+	for _, p := range mon["EipMonitorDatas"].(map[string]any)["EipMonitorData"].([]any) {
+		m := p.(map[string]any)
+		rx, tx, packets = rx+m["EipRX"].(float64), tx+m["EipTX"].(float64), packets+m["EipPackets"].(float64)
+	}
+	const outBytes, inBytes = (4 + 12 + 8) << 20, 4 << 20
+	t.Logf("monitor data: RX %.0f, TX %.0f bytes, %.0f packets", rx, tx, packets)
+	if tx < outBytes || tx > 1.2*outBytes || rx < inBytes || rx > 1.2*inBytes || packets < (outBytes+inBytes)/1500 {
+		t.Errorf("monitor data: RX %.0f (sent %d), TX %.0f (sent %d), %.0f packets", rx, inBytes, tx, outBytes, packets)
 	}
 }

@@ -19,9 +19,9 @@ type eipCounters interface {
 
 // trafficSampler records each EIP's traffic into the store a minute at a time, for
 // DescribeEipMonitorData: at each minute it reads every counted EIP's counters and
-// stores what moved since the last read as the minute that just ended. The first read
-// after a start only takes the counters as they are, so the minutes eipd was down are
-// not recorded. Samples older than the retention go once an hour.
+// stores what moved since the last read as the minute that just ended. The first read,
+// at start, only takes the counters as they are, so what passed while eipd was down
+// is not recorded. Samples older than the retention go once an hour.
 type trafficSampler struct {
 	counters eipCounters
 	store    interface {
@@ -34,9 +34,13 @@ type trafficSampler struct {
 	lastPrune time.Time
 }
 
-// run samples at every minute until ctx ends, then closes done.
+// run reads the counters once at start (the baseline: traffic from then on is
+// recorded), then samples at every minute until ctx ends, and closes done.
 func (s *trafficSampler) run(ctx context.Context, done chan<- struct{}) {
 	defer close(done)
+	if err := s.sample(time.Now()); err != nil {
+		s.log.Error("traffic sampler", "error", err)
+	}
 	for {
 		now := time.Now()
 		next := now.Truncate(time.Minute).Add(time.Minute)
