@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eipgw/eipgw/dataplane"
 	"github.com/eipgw/eipgw/internal/testbed"
 )
 
@@ -76,6 +77,34 @@ func bandwidthLimit(t *testing.T, hook string) {
 	if !tr.Intact || tr.Elapsed > 4*time.Second {
 		t.Errorf("a flow across a change from 10 to 80 Mbit/s: %v, intact %v", tr.Elapsed, tr.Intact)
 	}
+
+	// Held: UDP sent at 3x the limit arrives at no more than 1.1x it, while a second
+	// EIP of another instance, at 100 Mbit/s, carries a TCP flow untouched.
+	d.must(t, "modify-eip-address-attribute", "--allocation-id", id, "--bandwidth", "10")
+	d.registerVM(t, "i-vm2", d.VM2, testbed.VM2Addr)
+	alloc2 := d.must(t, "allocate-eip-address", "--bandwidth", "100")
+	d.must(t, "associate-eip-address", "--allocation-id", alloc2["AllocationId"].(string), "--instance-id", "i-vm2")
+	other := make(chan testbed.Transfer, 1)
+	go func() {
+		tr, err := testbed.TCPTransfer(d.Inet2, testbed.Inet2Addr+":7505", d.VM2, testbed.Inet2Addr+":7505", 24<<20)
+		if err != nil {
+			t.Error(err)
+		}
+		other <- tr
+	}()
+	// Past the bucket's first burst (full after an idle second), at the rate.
+	const flood = 3 * time.Second
+	arrived := udpFlood(t, d.Inet1, testbed.Inet1Addr+":7506", d.VM1, 30e6, flood)
+	delivered := float64(arrived-int64(dataplane.BurstFor(10e6))) * 8 / flood.Seconds() / 1e6
+	t.Logf("UDP at 30 Mbit/s through a 10 Mbit/s EIP: %d bytes, %.1f Mbit/s past the first burst", arrived, delivered)
+	if delivered > 11 || delivered < 7 {
+		t.Errorf("UDP at 3x a 10 Mbit/s limit: %.1f Mbit/s delivered past the first burst", delivered)
+	}
+	tr2 := <-other
+	t.Logf("meanwhile through the 100 Mbit/s EIP: %.1f Mbit/s", mbps(tr2))
+	if !tr2.Intact || mbps(tr2) < 80 {
+		t.Errorf("a second EIP while the first is held: %.1f Mbit/s (intact %v)", mbps(tr2), tr2.Intact)
+	}
 	if hook != "xdp" {
 		return
 	}
@@ -97,4 +126,47 @@ func bandwidthLimit(t *testing.T, hook string) {
 	if tx < outBytes || tx > 1.2*outBytes || rx < inBytes || rx > 1.2*inBytes || packets < (outBytes+inBytes)/1500 {
 		t.Errorf("monitor data: RX %.0f (sent %d), TX %.0f (sent %d), %.0f packets", rx, inBytes, tx, outBytes, packets)
 	}
+}
+
+// udpFlood sends 1,200-byte datagrams from client to listen (on server) at rate bits
+// a second for d, and returns the IP bytes that arrived. Bounded: at most rate*d
+// worth of datagrams, and the receiver stops 500 ms after the sender.
+func udpFlood(t *testing.T, server *testbed.Host, listen string, client *testbed.Host, rate float64, d time.Duration) int64 {
+	t.Helper()
+	const size = 1200
+	pc, err := server.ListenPacket("udp4", listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	received := make(chan int64, 1)
+	go func() {
+		var n int64
+		buf := make([]byte, 2048)
+		_ = pc.SetReadDeadline(time.Now().Add(d + 500*time.Millisecond))
+		for {
+			m, _, err := pc.ReadFrom(buf)
+			if err != nil {
+				break
+			}
+			n += int64(m + 28) // IP bytes, as the limit counts them
+		}
+		received <- n
+	}()
+	c, err := client.Dial("udp4", listen, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	total := int(rate * d.Seconds() / 8 / (size + 28))
+	start := time.Now()
+	payload := make([]byte, size)
+	for i := 0; i < total; i++ {
+		// Paced: datagram i leaves no earlier than its share of d.
+		if ahead := time.Duration(float64(i)/float64(total)*float64(d)) - time.Since(start); ahead > time.Millisecond {
+			time.Sleep(ahead)
+		}
+		_, _ = c.Write(payload)
+	}
+	return <-received
 }
