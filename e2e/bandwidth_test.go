@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/eipgw/eipgw/dataplane"
+	"github.com/eipgw/eipgw/internal/eipd"
 	"github.com/eipgw/eipgw/internal/testbed"
 )
 
@@ -169,4 +170,22 @@ func udpFlood(t *testing.T, server *testbed.Host, listen string, client *testbed
 		_, _ = c.Write(payload)
 	}
 	return <-received
+}
+
+// TestBandwidthLimitNatGateway: a NAT gateway's EIP is held to its Bandwidth like any
+// other: one SNAT TCP flow through a 10 Mbit/s EIP.
+func TestBandwidthLimitNatGateway(t *testing.T) {
+	d := newDaemonWith(t, "xdp", func(s *eipd.LocalSetup) { s.EIPGateway = testbed.GWVPCAddr })
+	d.start(t, true)
+	d.registerVM(t, "i-vm1", d.VM1, testbed.VM1Addr)
+	d.must(t, "create-nat-gateway", "--nat-gateway-id", "ngw-1", "--vpc-id", "vpc-1")
+	alloc := d.must(t, "allocate-eip-address", "--bandwidth", "10")
+	id, eip := alloc["AllocationId"].(string), alloc["EipAddress"].(string)
+	d.must(t, "associate-eip-address", "--allocation-id", id, "--instance-id", "ngw-1", "--instance-type", "Nat")
+	d.must(t, "create-snat-entry", "--snat-table-id", "stb-1", "--source-cidr", testbed.VM1Addr+"/32", "--snat-ip", eip)
+	tr := tcpTransfer(t, d.Inet1, testbed.Inet1Addr+":7511", d.VM1, testbed.Inet1Addr+":7511", 4<<20)
+	t.Logf("SNAT through a 10 Mbit/s NAT gateway EIP: %.1f Mbit/s", mbps(tr))
+	if !tr.Intact || tr.RemoteAddr != eip || mbps(tr) > 11.5 || mbps(tr) < 8 {
+		t.Errorf("SNAT through a 10 Mbit/s EIP: %.1f Mbit/s from %s (intact %v)", mbps(tr), tr.RemoteAddr, tr.Intact)
+	}
 }
