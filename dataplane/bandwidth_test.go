@@ -10,7 +10,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/eipgw/eipgw/desired"
-	"github.com/eipgw/eipgw/internal/progrun"
 	"github.com/google/gopacket/layers"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -124,13 +123,7 @@ func TestBandwidthChanges(t *testing.T) {
 // passesOnOneCPU runs frame through prog until the verdict is not pass (at most limit
 // times, the refused run included) and returns how many got pass, every run on CPU 0.
 func (l *lab) passesOnOneCPU(prog *ebpf.Program, hook Hook, ingress *netlink.LinkAttrs, frame []byte, pass uint32, limit int) (int, error) {
-	opts := &ebpf.RunOptions{Data: frame, DataOut: make([]byte, len(frame)+512)}
-	var err error
-	if hook == HookXDP {
-		opts.Context, err = progrun.XDPContext(l.types, uint32(ingress.Index), len(frame))
-	} else {
-		opts.Context, err = progrun.SKBContext(l.types, uint32(ingress.Index))
-	}
+	opts, err := l.runOptions(hook, ingress, frame)
 	if err != nil {
 		return 0, err
 	}

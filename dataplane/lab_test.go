@@ -150,13 +150,7 @@ func newLabWith(t testing.TB, cfg Config) *lab {
 // run feeds one frame to a program as if it arrived on ingress, inside the lab.
 func (l *lab) run(t testing.TB, prog *ebpf.Program, hook Hook, ingress *netlink.LinkAttrs, frame []byte) (uint32, []byte) {
 	t.Helper()
-	opts := &ebpf.RunOptions{Data: frame, DataOut: make([]byte, len(frame)+512)}
-	var err error
-	if hook == HookXDP {
-		opts.Context, err = progrun.XDPContext(l.types, uint32(ingress.Index), len(frame))
-	} else {
-		opts.Context, err = progrun.SKBContext(l.types, uint32(ingress.Index))
-	}
+	opts, err := l.runOptions(hook, ingress, frame)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,6 +164,18 @@ func (l *lab) run(t testing.TB, prog *ebpf.Program, hook Hook, ingress *netlink.
 		t.Fatalf("BPF_PROG_TEST_RUN: %v", err)
 	}
 	return ret, opts.DataOut
+}
+
+// runOptions is a BPF_PROG_TEST_RUN of frame arriving on ingress at hook.
+func (l *lab) runOptions(hook Hook, ingress *netlink.LinkAttrs, frame []byte) (*ebpf.RunOptions, error) {
+	opts := &ebpf.RunOptions{Data: frame, DataOut: make([]byte, len(frame)+512)}
+	var err error
+	if hook == HookXDP {
+		opts.Context, err = progrun.XDPContext(l.types, uint32(ingress.Index), len(frame))
+	} else {
+		opts.Context, err = progrun.SKBContext(l.types, uint32(ingress.Index))
+	}
+	return opts, err
 }
 
 func (l *lab) program(t testing.TB, role Role, hook Hook) *ebpf.Program {
