@@ -100,26 +100,7 @@ const MaxBandwidth = 100_000_000_000
 // Packets over it are dropped and counted (EIPCounters' Dropped fields,
 // ReasonDropOverBandwidth). The bucket holds BurstFor(bitsPerSecond).
 func (d *Dataplane) SetBandwidth(eip netip.Addr, bitsPerSecond uint64) error {
-	if d.cfg.ReadOnly {
-		return fmt.Errorf("set bandwidth: %w", ErrReadOnly)
-	}
-	if bitsPerSecond > MaxBandwidth {
-		return fmt.Errorf("set bandwidth of %v: %d bit/s is over %d", eip, bitsPerSecond, uint64(MaxBandwidth))
-	}
-	key, err := beKey(eip)
-	if err != nil {
-		return fmt.Errorf("set bandwidth: %w", err)
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	slot, err := d.slotOf(key)
-	if err != nil {
-		return fmt.Errorf("set bandwidth of %v: %w", eip, err)
-	}
-	if err := d.writeRates([]uint32{slot}, []natEipRate{rateOf(bitsPerSecond)}); err != nil {
-		return fmt.Errorf("set bandwidth of %v: %w", eip, err)
-	}
-	return nil
+	return d.SetBandwidths(map[netip.Addr]uint64{eip: bitsPerSecond})
 }
 
 // Bandwidth is what SetBandwidth set for an EIP: bits per second, 0 for no limit.

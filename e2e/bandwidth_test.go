@@ -63,14 +63,7 @@ func bandwidthLimit(t *testing.T, hook string) {
 	// A flow running while the limit goes from 10 to 80 Mbit/s speeds up: 8 MiB at
 	// 10 Mbit/s alone would take 6.7 s.
 	d.must(t, "modify-eip-address-attribute", "--allocation-id", id, "--bandwidth", "10")
-	done := make(chan testbed.Transfer, 1)
-	go func() {
-		tr, err := testbed.TCPTransfer(d.Inet1, testbed.Inet1Addr+":7504", d.VM1, testbed.Inet1Addr+":7504", 8<<20)
-		if err != nil {
-			t.Error(err)
-		}
-		done <- tr
-	}()
+	done := tcpTransferAsync(t, d.Inet1, testbed.Inet1Addr+":7504", d.VM1, testbed.Inet1Addr+":7504", 8<<20)
 	time.Sleep(time.Second)
 	d.must(t, "modify-eip-address-attribute", "--allocation-id", id, "--bandwidth", "80")
 	tr := <-done
@@ -85,14 +78,7 @@ func bandwidthLimit(t *testing.T, hook string) {
 	d.registerVM(t, "i-vm2", d.VM2, testbed.VM2Addr)
 	alloc2 := d.must(t, "allocate-eip-address", "--bandwidth", "100")
 	d.must(t, "associate-eip-address", "--allocation-id", alloc2["AllocationId"].(string), "--instance-id", "i-vm2")
-	other := make(chan testbed.Transfer, 1)
-	go func() {
-		tr, err := testbed.TCPTransfer(d.Inet2, testbed.Inet2Addr+":7505", d.VM2, testbed.Inet2Addr+":7505", 24<<20)
-		if err != nil {
-			t.Error(err)
-		}
-		other <- tr
-	}()
+	other := tcpTransferAsync(t, d.Inet2, testbed.Inet2Addr+":7505", d.VM2, testbed.Inet2Addr+":7505", 24<<20)
 	// Past the bucket's first burst (full after an idle second), at the rate.
 	const flood = 3 * time.Second
 	arrived := udpFlood(t, d.Inet1, testbed.Inet1Addr+":7506", d.VM1, 30e6, flood)
@@ -127,6 +113,20 @@ func bandwidthLimit(t *testing.T, hook string) {
 	if tx < outBytes || tx > 1.2*outBytes || rx < inBytes || rx > 1.2*inBytes || packets < (outBytes+inBytes)/1500 {
 		t.Errorf("monitor data: RX %.0f (sent %d), TX %.0f (sent %d), %.0f packets", rx, inBytes, tx, outBytes, packets)
 	}
+}
+
+// tcpTransferAsync is testbed.TCPTransfer in the background: its result arrives on the
+// channel (zero, the error reported, if it failed).
+func tcpTransferAsync(t *testing.T, server *testbed.Host, listen string, client *testbed.Host, dial string, size int64) <-chan testbed.Transfer {
+	done := make(chan testbed.Transfer, 1)
+	go func() {
+		tr, err := testbed.TCPTransfer(server, listen, client, dial, size)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- tr
+	}()
+	return done
 }
 
 // udpFlood sends 1,200-byte datagrams from client to listen (on server) at rate bits

@@ -53,7 +53,7 @@ func eipIndexEntries(e *EIP) []indexEntry {
 	out := []indexEntry{{kindEIPByIP, e.IPAddress, e.AllocationID}}
 	if active(e) {
 		out = append(out, indexEntry{kind: kindEIPByTarget, key: targetKey(e)},
-			indexEntry{kindEIPBandwidth, e.IPAddress, strconv.Itoa(e.Bandwidth) + "|" + e.Status})
+			indexEntry{kindEIPBandwidth, e.IPAddress, bandwidthValue(e)})
 		if e.InstanceType == TypeENI && (e.Mode == ModeBinded || e.Mode == ModeMulti) {
 			out = append(out, indexEntry{kindEIPCut, e.IPAddress, e.ENIMAC + "|" + e.Status})
 		}
@@ -90,19 +90,27 @@ func eipIDsOn(tx Tx, instanceType, instanceID string) ([]string, error) {
 func DesiredBandwidths(tx Tx) ([]desired.Limit, error) {
 	var out []desired.Limit
 	err := tx.ForEachRaw(kindEIPBandwidth, func(ip, v []byte) error {
-		mbps, status, _ := bytes.Cut(v, []byte("|"))
-		if string(status) == StatusUnassociating {
-			return nil
-		}
 		a, ok := parseIPv4(ip)
-		n, err := strconv.ParseUint(string(mbps), 10, 32)
-		if !ok || err != nil {
+		bits, status, ok2 := bandwidthEntry(v)
+		if !ok || !ok2 {
 			return fmt.Errorf("bandwidth index entry %q -> %q is damaged", ip, v)
 		}
-		out = append(out, desired.Limit{EIP: a, Bits: n * 1_000_000})
+		if status != StatusUnassociating {
+			out = append(out, desired.Limit{EIP: a, Bits: bits})
+		}
 		return nil
 	})
 	return out, err
+}
+
+// bandwidthValue is an active EIP's bandwidth index value: "Mbit/s|status".
+func bandwidthValue(e *EIP) string { return strconv.Itoa(e.Bandwidth) + "|" + e.Status }
+
+// bandwidthEntry reads a bandwidth index value, "Mbit/s|status", as bits per second.
+func bandwidthEntry(v []byte) (bits uint64, status string, ok bool) {
+	mbps, st, _ := bytes.Cut(v, []byte("|"))
+	n, err := strconv.ParseUint(string(mbps), 10, 32)
+	return n * 1_000_000, string(st), err == nil
 }
 
 // EnsureBandwidthIndex fills the bandwidth index from the active EIPs when it is
@@ -128,7 +136,7 @@ func EnsureBandwidthIndex(tx Tx) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		if err := tx.Put(kindEIPBandwidth, e.IPAddress, []byte(strconv.Itoa(e.Bandwidth)+"|"+e.Status)); err != nil {
+		if err := tx.Put(kindEIPBandwidth, e.IPAddress, []byte(bandwidthValue(e))); err != nil {
 			return 0, err
 		}
 	}
@@ -148,12 +156,11 @@ func BandwidthsOf(tx Tx, eips []netip.Addr) (map[netip.Addr]uint64, error) {
 		if v == nil {
 			continue
 		}
-		mbps, _, _ := bytes.Cut(v, []byte("|"))
-		n, err := strconv.ParseUint(string(mbps), 10, 32)
-		if err != nil {
+		bits, _, ok := bandwidthEntry(v)
+		if !ok {
 			return nil, fmt.Errorf("bandwidth index entry %v -> %q is damaged", a, v)
 		}
-		out[a] = n * 1_000_000
+		out[a] = bits
 	}
 	return out, nil
 }

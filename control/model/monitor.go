@@ -47,21 +47,23 @@ func monitorMinute(key string) (time.Time, bool) {
 	return time.Unix(m*60, 0).UTC(), true
 }
 
-// RecordTraffic stores the traffic of the minute that starts at minute, by
-// AllocationId, adding to what that minute already holds (a sampler that ran twice in
-// a minute). EIPs released since they were read are skipped.
-func RecordTraffic(tx Tx, minute time.Time, samples map[string]TrafficSample) error {
+// RecordTraffic stores the traffic of the minute that starts at minute, by EIP
+// address, adding to what that minute already holds (a sampler that ran twice in a
+// minute). An address no EIP has any more (released since it was read) is skipped.
+func RecordTraffic(tx Tx, minute time.Time, samples map[netip.Addr]TrafficSample) error {
 	minute = minute.UTC().Truncate(time.Minute)
-	for id, s := range samples {
+	for addr, s := range samples {
 		if s == (TrafficSample{}) {
 			continue
 		}
-		if raw, err := tx.Get(KindEIP, id); err != nil {
+		id, err := tx.Get(kindEIPByIP, addr.String())
+		if err != nil {
 			return err
-		} else if raw == nil {
+		}
+		if id == nil {
 			continue
 		}
-		key := monitorKey(id, minute)
+		key := monitorKey(string(id), minute)
 		old, err := tx.Get(KindMonitor, key)
 		if err != nil {
 			return err
@@ -239,20 +241,4 @@ func (s *Service) describeMonitorData(c *Call) (any, error) {
 		p.EipBandwidth = p.EipFlow / uint64(periodSeconds)
 	}
 	return describeMonitorResponse{EipMonitorDatas: eipMonitorDatas{EipMonitorData: points}}, nil
-}
-
-// AllocationIDsByAddress names the EIPs of addrs by AllocationId; an address no EIP
-// has is left out.
-func AllocationIDsByAddress(tx Tx, addrs []netip.Addr) (map[netip.Addr]string, error) {
-	out := make(map[netip.Addr]string, len(addrs))
-	for _, a := range addrs {
-		id, err := tx.Get(kindEIPByIP, a.String())
-		if err != nil {
-			return nil, err
-		}
-		if id != nil {
-			out[a] = string(id)
-		}
-	}
-	return out, nil
 }

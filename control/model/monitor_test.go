@@ -1,6 +1,7 @@
 package model
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -12,16 +13,17 @@ import (
 func TestDescribeEipMonitorData(t *testing.T) {
 	w := newWorld(t)
 	const acct = "acct-1"
-	id, _ := w.allocate(acct)
-	other, _ := w.allocate(acct)
+	id, ip := w.allocate(acct)
+	other, otherIP := w.allocate(acct)
+	addr, otherAddr := netip.MustParseAddr(ip), netip.MustParseAddr(otherIP)
 	base := w.now.Add(-10 * time.Minute) // 11:50
 	for i, s := range []TrafficSample{{RX: 100, TX: 10, Packets: 3}, {}, {RX: 50, TX: 5, Packets: 2}} {
-		if err := RecordTraffic(w.tx, base.Add(time.Duration(i)*time.Minute), map[string]TrafficSample{id: s, other: {RX: 7, Packets: 1}}); err != nil {
+		if err := RecordTraffic(w.tx, base.Add(time.Duration(i)*time.Minute), map[netip.Addr]TrafficSample{addr: s, otherAddr: {RX: 7, Packets: 1}}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// A second sample of the same minute adds to it.
-	if err := RecordTraffic(w.tx, base.Add(2*time.Minute+30*time.Second), map[string]TrafficSample{id: {RX: 1, Packets: 1}}); err != nil {
+	if err := RecordTraffic(w.tx, base.Add(2*time.Minute+30*time.Second), map[netip.Addr]TrafficSample{addr: {RX: 1, Packets: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	points := func(m map[string]any) []map[string]any {

@@ -95,19 +95,7 @@ func (s *trafficSampler) sample(now time.Time) error {
 	}
 	minute := now.UTC().Truncate(time.Minute).Add(-time.Minute)
 	err = s.store.Update(func(tx model.Tx) error {
-		addrs := make([]netip.Addr, 0, len(moved))
-		for eip := range moved {
-			addrs = append(addrs, eip)
-		}
-		ids, err := model.AllocationIDsByAddress(tx, addrs)
-		if err != nil {
-			return err
-		}
-		samples := make(map[string]model.TrafficSample, len(ids))
-		for eip, id := range ids {
-			samples[id] = moved[eip]
-		}
-		if err := model.RecordTraffic(tx, minute, samples); err != nil {
+		if err := model.RecordTraffic(tx, minute, moved); err != nil {
 			return err
 		}
 		if prune {
