@@ -68,8 +68,12 @@ func TestNatGatewayPortBitmaps(t *testing.T) {
 		t.Fatalf("%d ports in use after the purge (%v)", n, err)
 	}
 
-	// Two probes cannot walk five words: each draws a port and searches its word.
-	cfg.MaxPortProbes = 2
+	// Five probes cannot walk five words (that takes six): after the internal port, each
+	// draws a port and searches its word. A draw fails only in a full word, and with 100
+	// of 200 ports taken only the range's partial end words (2 and 6 ports) can be full:
+	// four failed draws in a row are at most (8/200)^4, 2.6e-6 a flow. With two probes a
+	// flow has one draw, and one refusal in a run is likely (about 8%).
+	cfg.MaxPortProbes = 5
 	must(t, l.dp.SetNatConfig(cfg))
 	open(100, 1000)
 	used = map[uint16]bool{}
