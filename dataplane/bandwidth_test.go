@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -105,7 +106,7 @@ func TestBandwidthChanges(t *testing.T) {
 	got, err := l.dp.BandwidthChanges(want)
 	must(t, err)
 	expect := map[netip.Addr]uint64{eipVM1: 30_000_000, eipSmallMTU: 5_000_000, eipNoNeigh: 0}
-	if !maps.Equal(got, expect) {
+	if byEIP := limitsByEIP(got); len(got) != len(expect) || !maps.Equal(byEIP, expect) {
 		t.Fatalf("changes %v, want %v", got, expect)
 	}
 	must(t, l.dp.SetBandwidths(got))
@@ -115,7 +116,7 @@ func TestBandwidthChanges(t *testing.T) {
 	if bits, err := l.dp.Bandwidth(eipSmallMTU); err != nil || bits != 5_000_000 {
 		t.Fatalf("set through the memory mapping: %d, %v", bits, err)
 	}
-	if err := l.dp.SetBandwidths(map[netip.Addr]uint64{absent: 1}); !errors.Is(err, ErrNotBound) {
+	if err := l.dp.SetBandwidths([]desired.Limit{{EIP: absent, Bits: 1}}); !errors.Is(err, ErrNotBound) {
 		t.Fatalf("limiting an EIP the dataplane does not carry: %v", err)
 	}
 }
@@ -147,4 +148,88 @@ func (l *lab) passesOnOneCPU(prog *ebpf.Program, hook Hook, ingress *netlink.Lin
 		return fmt.Errorf("%d runs passed, none refused", n)
 	})
 	return n, err
+}
+
+// limitsByEIP is each limit's bits by EIP.
+func limitsByEIP(limits []desired.Limit) map[netip.Addr]uint64 {
+	out := map[netip.Addr]uint64{}
+	for _, l := range limits {
+		out[l.EIP] = l.Bits
+	}
+	return out
+}
+
+// TestSharedBandwidth: EIPs of one shared bandwidth (a bandwidth package) draw on one
+// bucket, on a frozen clock: what one takes, the other cannot have, and credit comes
+// back at the shared rate for both; an EIP with a limit of its own is untouched; a
+// reopened dataplane (a restarted eipd) finds the shared bucket again and changes
+// nothing; an EIP that leaves gets its own bucket.
+func TestSharedBandwidth(t *testing.T) {
+	l := newLab(t)
+	const (
+		bits    = 8_000_000 // 1,000,000 bytes a second: a 250,000-byte bucket
+		ipBytes = 1000
+	)
+	inbound := func(eip netip.Addr) []byte {
+		return serialize(t, eth(macRouter, l.uplink.HardwareAddr), ip4(labInet, eip, layers.IPProtocolUDP, 64),
+			udp(40000, 53), payload(ipBytes-28))
+	}
+	shared := []desired.Limit{{EIP: eipVM1, Bits: bits, Shared: "cbwp-1"}, {EIP: eipNoNeigh, Bits: bits, Shared: "cbwp-1"}}
+	own := desired.Limit{EIP: eipSmallMTU, Bits: bits}
+	want := append(slices.Clone(shared), own)
+	must(t, l.dp.SetBandwidths(want))
+	t.Cleanup(func() { _ = l.dp.freezeSessionClock(0) })
+	start := 1000 * time.Second
+	must(t, l.dp.freezeSessionClock(start))
+	// eipVM1's packets are redirected to the instance; eipNoNeigh's, translated, go to
+	// the kernel to resolve its neighbour: either way, not dropped.
+	passes := func(eip netip.Addr, verdict uint32) int {
+		t.Helper()
+		n, err := l.passesOnOneCPU(l.program(t, RoleUplink, HookXDP), HookXDP, l.uplink, inbound(eip), verdict, 1000)
+		must(t, err)
+		return n
+	}
+	redirect, pass := hookVerdict(HookXDP, verdictRedirect), hookVerdict(HookXDP, verdictPass)
+	if n := passes(eipVM1, redirect); n != 250 {
+		t.Fatalf("%d packets of %d bytes through a full 250,000-byte shared bucket, want 250", n, ipBytes)
+	}
+	if n := passes(eipNoNeigh, pass); n != 0 {
+		t.Errorf("the other EIP of the shared bandwidth passed %d packets from the bucket the first emptied", n)
+	}
+	if n := passes(eipSmallMTU, redirect); n < 250 {
+		t.Errorf("an EIP with its own limit passed %d packets, want a full bucket's 250", n)
+	}
+	// 10 ms at the shared rate: 10 packets, whichever EIP sends them.
+	must(t, l.dp.freezeSessionClock(start+10*time.Millisecond))
+	if a, b := passes(eipNoNeigh, pass), passes(eipVM1, redirect); a+b != 10 || a != 10 {
+		t.Errorf("10 ms of shared credit: %d packets through one EIP, then %d through the other; want 10 and 0", a, b)
+	}
+	if changes, err := l.dp.BandwidthChanges(want); err != nil || len(changes) != 0 {
+		t.Fatalf("changes with every limit set: %v, %v", changes, err)
+	}
+
+	// A restarted eipd: the same limits need no change, and the bucket is still empty.
+	cfg := l.dp.cfg
+	must(t, l.dp.Close())
+	l.dp = mustOpen(t, cfg)
+	if changes, err := l.dp.BandwidthChanges(want); err != nil || len(changes) != 0 {
+		t.Fatalf("changes after a reopen: %v, %v", changes, err)
+	}
+	if n := passes(eipVM1, redirect); n != 0 {
+		t.Errorf("after a reopen, %d packets passed the empty shared bucket", n)
+	}
+
+	// eipNoNeigh leaves the package: its own bucket, full; eipVM1 keeps the shared one.
+	alone := []desired.Limit{shared[0], {EIP: eipNoNeigh, Bits: bits}, own}
+	changes, err := l.dp.BandwidthChanges(alone)
+	if err != nil || len(changes) != 1 || changes[0] != alone[1] {
+		t.Fatalf("changes when an EIP leaves the shared bandwidth: %v, %v", changes, err)
+	}
+	must(t, l.dp.SetBandwidths(changes))
+	if n := passes(eipNoNeigh, pass); n != 250 {
+		t.Errorf("an EIP out of the shared bandwidth passed %d packets, want its own full bucket's 250", n)
+	}
+	if n := passes(eipVM1, redirect); n != 0 {
+		t.Errorf("the EIP left in the shared bandwidth passed %d packets from its empty bucket", n)
+	}
 }

@@ -199,6 +199,7 @@ func (d *Dataplane) recoverBindings() error {
 	d.slots = newSlotAllocator(d.cfg.MaxBindings)
 	d.portBlocks = newSlotAllocator(d.objs.NatEips.MaxEntries())
 	d.bound, d.cuts, d.slotByEIP = map[uint32]uint32{}, map[uint32][6]uint8{}, map[uint32]uint32{}
+	d.sharedBuckets = map[string]uint32{}
 	inbound := map[uint32]natBinding{}
 	var key uint32
 	var val natBinding

@@ -84,6 +84,9 @@ type Dataplane struct {
 	// The owner's copy of each EIP's counter slot (1:1, cut-through and NAT gateway
 	// EIPs), under mu: bandwidth limits are read and set by slot.
 	slotByEIP map[uint32]uint32
+	// The bucket pair of each shared bandwidth that has EIPs here (desired.Limit.Shared),
+	// under mu; after a restart, BandwidthChanges takes them back from the limits.
+	sharedBuckets map[string]uint32
 	// The owner's copy of forward_ports (65,536 buckets to walk otherwise), under its
 	// own lock: forward port changes do not take mu.
 	fwdMu sync.Mutex
@@ -157,8 +160,8 @@ func Open(cfg Config) (*Dataplane, error) {
 	spec.Maps[natMapCutThroughs].MaxEntries = cfg.MaxBindings
 	spec.Maps[natMapCountersBySlot].MaxEntries = cfg.MaxBindings
 	spec.Maps[natMapRatesBySlot].MaxEntries = cfg.MaxBindings
-	spec.Maps[natMapBucketsBySlot].MaxEntries = 2 * cfg.MaxBindings
-	spec.Maps[natMapCreditsBySlot].MaxEntries = 2 * cfg.MaxBindings
+	spec.Maps[natMapBucketsBySlot].MaxEntries = 2 * (cfg.MaxBindings + MaxSharedBandwidths)
+	spec.Maps[natMapCreditsBySlot].MaxEntries = 2 * (cfg.MaxBindings + MaxSharedBandwidths)
 	spec.Maps[natMapVpcSources].MaxEntries = cfg.MaxSources
 	spec.Maps[natMapNextHops].MaxEntries = cfg.MaxSources // the addresses of registered sources
 	spec.Maps[natMapNatEips].MaxEntries = cfg.MaxNatEIPs

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/eipgw/eipgw/desired"
 )
 
 // The in-program harness (bpf/harness.c) times each NAT path inside the kernel: every
@@ -170,9 +171,9 @@ func BenchmarkInProgram(b *testing.B) {
 		// Then with every binding limited to a bandwidth the runs never reach: the
 		// policer's cost beside the same paths without it (issue 16: at most 10 ns).
 		h.cacheNextHops(b)
-		limits := map[netip.Addr]uint64{}
+		var limits []desired.Limit
 		for e, i := firstEIP, 0; i < bindings; e, i = e.Next(), i+1 {
-			limits[e] = MaxBandwidth
+			limits = append(limits, desired.Limit{EIP: e, Bits: MaxBandwidth})
 		}
 		must(b, l.dp.SetBandwidths(limits))
 		for _, p := range paths {
@@ -183,9 +184,8 @@ func BenchmarkInProgram(b *testing.B) {
 				})
 			}
 		}
-		clear(limits)
-		for e, i := firstEIP, 0; i < bindings; e, i = e.Next(), i+1 {
-			limits[e] = 0
+		for i := range limits {
+			limits[i].Bits = 0
 		}
 		must(b, l.dp.SetBandwidths(limits))
 		for _, cached := range []bool{true, false} {

@@ -62,6 +62,8 @@ type natEipRate struct {
 	_           structs.HostLayout
 	BytesPerSec uint64
 	BurstBytes  uint64
+	Bucket      uint32
+	Pad         uint32
 }
 
 type natEndpoint struct {

@@ -17,10 +17,13 @@ type Binding struct {
 	EIP, Private netip.Addr
 }
 
-// Limit is an EIP's bandwidth in each direction, in bits per second.
+// Limit is an EIP's bandwidth in each direction, in bits per second. Shared names a
+// bandwidth the EIP shares (a bandwidth package): the EIPs with the same Shared draw
+// on one bucket at Bits together; empty, the EIP has Bits to itself.
 type Limit struct {
-	EIP  netip.Addr
-	Bits uint64
+	EIP    netip.Addr
+	Bits   uint64
+	Shared string
 }
 
 // CutThrough is an EIP forwarded untranslated to the ENI with ENIMAC, and accepted as

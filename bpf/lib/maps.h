@@ -64,7 +64,9 @@ struct {
 	__type(value, struct eip_rate);
 } rates_by_slot SEC(".maps");
 
-/* Two per slot: inbound at slot * 2, outbound at slot * 2 + 1. */
+/* Two per bucket pair (eip_rate.bucket): inbound at bucket * 2, outbound at bucket *
+ * 2 + 1. A slot's own pair has the slot's number; the loader adds the shared
+ * bandwidths' pairs after them. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 2 * MAX_BINDINGS);

@@ -109,7 +109,7 @@ static __always_inline __u64 police_now(void)
 #define POLICE_BATCH_BYTES (16U << 10)
 
 /* Takes ip_bytes of the EIP's credit for dir: this CPU's own first, then a batch from
- * the EIP's bucket. False when the bucket cannot cover what is missing (the packet is
+ * the bucket the EIP draws from (its own, or its shared bandwidth's). False when the bucket cannot cover what is missing (the packet is
  * over the bandwidth and takes nothing). */
 static __always_inline bool police_eip(__u32 slot, const enum direction dir, __u32 ip_bytes)
 {
@@ -121,7 +121,7 @@ static __always_inline bool police_eip(__u32 slot, const enum direction dir, __u
 
 	if (!rate || rate->bytes_per_sec == 0)
 		return true;
-	key = slot * 2 + (dir == DIR_INBOUND ? 0 : 1);
+	key = rate->bucket * 2 + (dir == DIR_INBOUND ? 0 : 1);
 	credit = bpf_map_lookup_elem(&credits_by_slot, &key);
 	if (!credit)
 		return true;

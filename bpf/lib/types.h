@@ -100,13 +100,19 @@ struct eip_counters {
 };
 
 /* An EIP's bandwidth, one per counter slot, set by Go: each direction is policed to
- * bytes_per_sec with a bucket burst_bytes deep (0 bytes_per_sec: not policed). */
+ * bytes_per_sec with a bucket burst_bytes deep (0 bytes_per_sec: not policed), taken
+ * from the bucket pair `bucket` (buckets_by_slot and credits_by_slot at bucket * 2 +
+ * direction): the slot's own, or one the EIPs of a shared bandwidth (a bandwidth
+ * package) all name, past the slots' own. */
 struct eip_rate {
 	__u64 bytes_per_sec;
 	__u64 burst_bytes;
+	__u32 bucket;
+	__u32 pad;
 };
 
-/* One direction's token bucket of an EIP (buckets_by_slot, slot * 2 + direction).
+/* One direction's token bucket of an EIP or a shared bandwidth (buckets_by_slot,
+ * eip_rate.bucket * 2 + direction).
  * The lock makes a refill and a take one step for CPUs that police the same EIP. */
 struct eip_bucket {
 	struct bpf_spin_lock lock;

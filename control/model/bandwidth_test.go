@@ -37,7 +37,7 @@ func TestBandwidthIndex(t *testing.T) {
 		}
 	}
 	check("associated", want)
-	if got, err := BandwidthsOf(w.tx, []netip.Addr{netip.MustParseAddr(ipB)}); err != nil || got[netip.MustParseAddr(ipB)] != 30_000_000 {
+	if got, err := BandwidthsOf(w.tx, []netip.Addr{netip.MustParseAddr(ipB)}); err != nil || got[netip.MustParseAddr(ipB)].Bits != 30_000_000 {
 		t.Errorf("BandwidthsOf: %v, %v", got, err)
 	}
 	// An old state file: no index; built once, then left alone.

@@ -15,6 +15,8 @@ type Capacity struct {
 	NatEIPs      int
 	SnatRules    int
 	ForwardPorts int
+	// SharedBandwidths are the bandwidth packages, each of which may need a bucket.
+	SharedBandwidths int
 }
 
 // errCapacity names the table that is full; the cloud answers a quota it cannot meet
@@ -54,6 +56,14 @@ func (c Capacity) check(tx Tx, action string, params Params) error {
 		}
 	case "CreateSnatEntry", "ModifySnatEntry", "CreateForwardEntry", "ModifyForwardEntry":
 		return c.checkNat(tx)
+	case "CreateCommonBandwidthPackage":
+		packages, err := countKeys(tx, KindBandwidthPackage, "")
+		if err != nil {
+			return err
+		}
+		if c.SharedBandwidths > 0 && packages > c.SharedBandwidths {
+			return errCapacity("bandwidth packages", c.SharedBandwidths)
+		}
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"fmt"
 	"net/netip"
 	"sort"
 	"strconv"
@@ -175,8 +176,8 @@ func (s *Service) release(c *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if e.Status != StatusAvailable {
-		return nil, errIncorrectEip
+	if e.Status != StatusAvailable || e.BandwidthPackageID != "" {
+		return nil, errIncorrectEip // in a package: RemoveCommonBandwidthPackageIp first
 	}
 	if err := saveEIP(c.Tx, e, nil); err != nil {
 		return nil, err
@@ -199,6 +200,9 @@ func (s *Service) modify(c *Call) (any, error) {
 	old := *e // its index entries (the bandwidth's) change with it
 	if e.Bandwidth, err = bandwidthParam(c.Params, e.InternetChargeType, e.Bandwidth); err != nil {
 		return nil, err
+	}
+	if e.BandwidthPackageID != "" && e.Bandwidth != old.Bandwidth {
+		return nil, errEipInPackage
 	}
 	if v, ok, err := c.Params.eipName(); err != nil {
 		return nil, err
@@ -234,6 +238,12 @@ type EipAddressView struct {
 	InstanceID       string `json:"InstanceId"`
 	PrivateIPAddress string `json:"PrivateIpAddress"`
 	Mode             string `json:"Mode"`
+	// In a bandwidth package, Bandwidth is the package's and EipBandwidth the EIP's
+	// own; outside one, these are empty.
+	BandwidthPackageID        string `json:"BandwidthPackageId"`
+	BandwidthPackageType      string `json:"BandwidthPackageType"`
+	BandwidthPackageBandwidth string `json:"BandwidthPackageBandwidth"`
+	EipBandwidth              string `json:"EipBandwidth,omitempty"`
 }
 
 type describeResponse struct {
@@ -259,6 +269,7 @@ func (s *Service) describe(c *Call) (any, error) {
 		return nil, err
 	}
 	match := func(param, value string) bool { v := c.Params[param]; return v == "" || v == value }
+	packages := map[string]*BandwidthPackage{}
 	var views []EipAddressView
 	for _, e := range eips {
 		if e.Owner != c.Account || !match("AllocationId", e.AllocationID) || !match("EipAddress", e.IPAddress) ||
@@ -271,6 +282,23 @@ func (s *Service) describe(c *Call) (any, error) {
 			ChargeType: e.InstanceChargeType, Name: e.Name, Description: e.Description, DescriptionSDK: e.Description,
 			AllocationTime: e.AllocatedAt.UTC().Format(time.RFC3339), InstanceType: e.InstanceType,
 			InstanceID: e.InstanceID, PrivateIPAddress: e.PrivateIPAddress, Mode: e.Mode})
+		if e.BandwidthPackageID == "" {
+			continue
+		}
+		p, ok := packages[e.BandwidthPackageID]
+		if !ok {
+			if p, err = get[BandwidthPackage](c.Tx, KindBandwidthPackage, e.BandwidthPackageID); err != nil {
+				return nil, err
+			}
+			if p == nil {
+				return nil, fmt.Errorf("EIP %s is in bandwidth package %s, which does not exist", e.AllocationID, e.BandwidthPackageID)
+			}
+			packages[e.BandwidthPackageID] = p
+		}
+		v := &views[len(views)-1]
+		v.BandwidthPackageID, v.BandwidthPackageType = p.BandwidthPackageID, "CommonBandwidthPackage"
+		v.BandwidthPackageBandwidth, v.EipBandwidth = strconv.Itoa(p.Bandwidth), v.Bandwidth
+		v.Bandwidth = v.BandwidthPackageBandwidth
 	}
 	sort.Slice(views, func(i, j int) bool {
 		return views[i].AllocationTime+views[i].AllocationID < views[j].AllocationTime+views[j].AllocationID

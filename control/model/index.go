@@ -64,6 +64,9 @@ func eipIndexEntries(e *EIP) []indexEntry {
 	if e.Status == StatusAssociating || e.Status == StatusUnassociating {
 		out = append(out, indexEntry{kind: kindEIPPending, key: e.AllocationID})
 	}
+	if e.BandwidthPackageID != "" {
+		out = append(out, indexEntry{kind: kindEIPByPackage, key: e.BandwidthPackageID + "|" + e.AllocationID})
+	}
 	return out
 }
 
@@ -86,31 +89,78 @@ func eipIDsOn(tx Tx, instanceType, instanceID string) ([]string, error) {
 }
 
 // DesiredBandwidths is each active EIP's bandwidth from the bandwidth index (one walk,
-// no EIP decoded). EIPs being disassociated are left out.
+// no EIP decoded; one read a bandwidth package). EIPs being disassociated are left out.
 func DesiredBandwidths(tx Tx) ([]desired.Limit, error) {
 	var out []desired.Limit
+	packages := packageBandwidths{tx: tx, bits: map[string]uint64{}}
 	err := tx.ForEachRaw(kindEIPBandwidth, func(ip, v []byte) error {
 		a, ok := parseIPv4(ip)
-		bits, status, ok2 := bandwidthEntry(v)
+		entry, ok2 := bandwidthEntry(v)
 		if !ok || !ok2 {
 			return fmt.Errorf("bandwidth index entry %q -> %q is damaged", ip, v)
 		}
-		if status != StatusUnassociating {
-			out = append(out, desired.Limit{EIP: a, Bits: bits})
+		if entry.status == StatusUnassociating {
+			return nil
 		}
+		limit, err := packages.limit(a, entry)
+		if err != nil {
+			return err
+		}
+		out = append(out, limit)
 		return nil
 	})
 	return out, err
 }
 
-// bandwidthValue is an active EIP's bandwidth index value: "Mbit/s|status".
-func bandwidthValue(e *EIP) string { return strconv.Itoa(e.Bandwidth) + "|" + e.Status }
+// bandwidthValue is an active EIP's bandwidth index value: "Mbit/s|status", and
+// "|BandwidthPackageId" when it is in a package.
+func bandwidthValue(e *EIP) string {
+	v := strconv.Itoa(e.Bandwidth) + "|" + e.Status
+	if e.BandwidthPackageID != "" {
+		v += "|" + e.BandwidthPackageID
+	}
+	return v
+}
 
-// bandwidthEntry reads a bandwidth index value, "Mbit/s|status", as bits per second.
-func bandwidthEntry(v []byte) (bits uint64, status string, ok bool) {
-	mbps, st, _ := bytes.Cut(v, []byte("|"))
+// bandwidthIndexEntry is a bandwidth index value read back.
+type bandwidthIndexEntry struct {
+	bits      uint64 // the EIP's own
+	status    string
+	packageID string
+}
+
+// bandwidthEntry reads a bandwidth index value (bandwidthValue).
+func bandwidthEntry(v []byte) (bandwidthIndexEntry, bool) {
+	mbps, rest, _ := bytes.Cut(v, []byte("|"))
+	status, pkg, _ := bytes.Cut(rest, []byte("|"))
 	n, err := strconv.ParseUint(string(mbps), 10, 32)
-	return n * 1_000_000, string(st), err == nil
+	return bandwidthIndexEntry{bits: n * 1_000_000, status: string(status), packageID: string(pkg)}, err == nil
+}
+
+// packageBandwidths reads each bandwidth package's bandwidth once for a pass.
+type packageBandwidths struct {
+	tx   Tx
+	bits map[string]uint64
+}
+
+// limit is an EIP's limit: its own, or its package's, shared.
+func (p packageBandwidths) limit(eip netip.Addr, e bandwidthIndexEntry) (desired.Limit, error) {
+	if e.packageID == "" {
+		return desired.Limit{EIP: eip, Bits: e.bits}, nil
+	}
+	bits, ok := p.bits[e.packageID]
+	if !ok {
+		pkg, err := get[BandwidthPackage](p.tx, KindBandwidthPackage, e.packageID)
+		if err != nil {
+			return desired.Limit{}, err
+		}
+		if pkg == nil {
+			return desired.Limit{}, fmt.Errorf("EIP %v is in bandwidth package %s, which does not exist", eip, e.packageID)
+		}
+		bits = uint64(pkg.Bandwidth) * 1_000_000
+		p.bits[e.packageID] = bits
+	}
+	return desired.Limit{EIP: eip, Bits: bits, Shared: e.packageID}, nil
 }
 
 // EnsureBandwidthIndex fills the bandwidth index from the active EIPs when it is
@@ -146,8 +196,9 @@ func EnsureBandwidthIndex(tx Tx) (int, error) {
 var errStopWalk = errors.New("stop the walk")
 
 // BandwidthsOf is DesiredBandwidths for some EIPs only (those a write associates).
-func BandwidthsOf(tx Tx, eips []netip.Addr) (map[netip.Addr]uint64, error) {
-	out := make(map[netip.Addr]uint64, len(eips))
+func BandwidthsOf(tx Tx, eips []netip.Addr) (map[netip.Addr]desired.Limit, error) {
+	out := make(map[netip.Addr]desired.Limit, len(eips))
+	packages := packageBandwidths{tx: tx, bits: map[string]uint64{}}
 	for _, a := range eips {
 		v, err := tx.Get(kindEIPBandwidth, a.String())
 		if err != nil {
@@ -156,11 +207,13 @@ func BandwidthsOf(tx Tx, eips []netip.Addr) (map[netip.Addr]uint64, error) {
 		if v == nil {
 			continue
 		}
-		bits, _, ok := bandwidthEntry(v)
+		entry, ok := bandwidthEntry(v)
 		if !ok {
 			return nil, fmt.Errorf("bandwidth index entry %v -> %q is damaged", a, v)
 		}
-		out[a] = bits
+		if out[a], err = packages.limit(a, entry); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }

@@ -43,6 +43,9 @@ type EIP struct {
 	PrivateIPAddress   string    `json:"private_ip_address,omitempty"`
 	Mode               string    `json:"mode,omitempty"`
 	ENIMAC             string    `json:"eni_mac,omitempty"` // cut-through modes: the ENI's MAC
+	// BandwidthPackageID is the shared bandwidth the EIP is in: its traffic is held to
+	// the package's Bandwidth, and its own waits until it leaves.
+	BandwidthPackageID string `json:"bandwidth_package_id,omitempty"`
 }
 
 // Released is an address released by its owner, recoverable by that owner only

@@ -25,7 +25,7 @@ const (
 	kindEIPByPrivate = "eip_by_private" // private address -> EIP address|status (active 1:1)
 	kindEIPPending   = "eip_pending"    // AllocationId -> "" (Associating, Unassociating)
 	kindEIPCut       = "eip_cut"        // EIP address -> ENI MAC|status (active cut-through)
-	kindEIPBandwidth = "eip_bandwidth"  // EIP address -> Mbit/s|status (active EIPs)
+	kindEIPBandwidth = "eip_bandwidth"  // EIP address -> Mbit/s|status[|BandwidthPackageId] (active EIPs)
 	// A counter bumped by every write of what DesiredSources reads (instances, ENIs,
 	// HaVips, load balancers), so the reconciler recomputes sources only after one.
 	kindInventoryGen = "inventory_gen"
@@ -33,7 +33,7 @@ const (
 
 // Kinds lists every kind the store must hold.
 var Kinds = []string{KindEIP, KindReleased, KindInstance, KindENI, KindHaVip, KindSLB, KindNAT, KindToken, KindNonce, KindSnat, KindForward, KindMonitor,
-	kindEIPByIP, kindEIPByTarget, kindEIPByPrivate, kindEIPPending, kindEIPCut, kindEIPBandwidth, kindInventoryGen}
+	KindBandwidthPackage, kindEIPByPackage, kindEIPByIP, kindEIPByTarget, kindEIPByPrivate, kindEIPPending, kindEIPCut, kindEIPBandwidth, kindInventoryGen}
 
 // Tx is one store transaction: every API write runs in exactly one, so a failed or
 // interrupted write leaves nothing behind.

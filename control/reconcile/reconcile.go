@@ -50,13 +50,13 @@ type NatDataplane interface {
 
 // Policer is a Dataplane that limits each EIP's bandwidth, both ways.
 type Policer interface {
-	// BandwidthChanges compares the desired limits (bits per second; an EIP not
-	// named has none) with the dataplane's, for the EIPs it carries, and returns the
-	// limits to set (0: none) that would make them equal.
-	BandwidthChanges(want []desired.Limit) (map[netip.Addr]uint64, error)
-	// SetBandwidths limits EIPs the dataplane carries (bits per second; 0 lifts the
-	// limit), all it can: an error names those it could not.
-	SetBandwidths(limits map[netip.Addr]uint64) error
+	// BandwidthChanges compares the desired limits (all of them: an EIP not named
+	// has none) with the dataplane's, for the EIPs it carries, and returns the limits
+	// to set (Bits 0: none) that would make them equal.
+	BandwidthChanges(want []desired.Limit) ([]desired.Limit, error)
+	// SetBandwidths limits EIPs the dataplane carries (Bits 0 lifts the limit), all
+	// it can: an error names those it could not.
+	SetBandwidths(limits []desired.Limit) error
 }
 
 // BindingBatcher is a Dataplane that can add many new bindings at once (neither the
@@ -181,7 +181,7 @@ func (r *Reconciler) ReconcilePending(ctx context.Context) (Result, error) {
 	var applied map[string]string
 	var onlyBindings bool
 	var gen uint64
-	var rates map[netip.Addr]uint64
+	var rates map[netip.Addr]desired.Limit
 	if err := r.Store.View(func(tx model.Tx) error {
 		var err error
 		if set, unbind, applied, onlyBindings, err = model.PendingBindings(tx); err != nil {
@@ -230,7 +230,7 @@ type bindingChange struct {
 // takes), each new binding limited to its rate (bits per second) where the dataplane
 // polices, and returns what each change replaced, for undoing them; on an error,
 // those made so far.
-func (r *Reconciler) applyBindings(set []desired.Binding, unbind []netip.Addr, rates map[netip.Addr]uint64, res *Result) ([]bindingChange, error) {
+func (r *Reconciler) applyBindings(set []desired.Binding, unbind []netip.Addr, rates map[netip.Addr]desired.Limit, res *Result) ([]bindingChange, error) {
 	policer, _ := r.Dataplane.(Policer)
 	var changes []bindingChange
 	for _, eip := range unbind {
@@ -260,9 +260,9 @@ func (r *Reconciler) applyBindings(set []desired.Binding, unbind []netip.Addr, r
 		}
 		changes = append(changes, bindingChange{eip: b.EIP, old: old, bound: bound})
 		// A binding made anew starts unlimited: its limit goes on before the reply.
-		if rate := rates[b.EIP]; policer != nil && rate != 0 {
-			if err := policer.SetBandwidths(map[netip.Addr]uint64{b.EIP: rate}); err != nil {
-				return changes, fmt.Errorf("reconcile: limit %v to %d bit/s: %w", b.EIP, rate, err)
+		if limit := rates[b.EIP]; policer != nil && limit.Bits != 0 {
+			if err := policer.SetBandwidths([]desired.Limit{limit}); err != nil {
+				return changes, fmt.Errorf("reconcile: limit %v to %d bit/s: %w", b.EIP, limit.Bits, err)
 			}
 		}
 		if bound {

@@ -254,7 +254,7 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 
 func modelCapacity(c dataplane.Capacities) model.Capacity {
 	return model.Capacity{Slots: int(c.Bindings), Sources: int(c.Sources), NatEIPs: int(c.NatEIPs),
-		SnatRules: int(c.SnatRules), ForwardPorts: int(c.ForwardPorts)}
+		SnatRules: int(c.SnatRules), ForwardPorts: int(c.ForwardPorts), SharedBandwidths: dataplane.MaxSharedBandwidths}
 }
 
 // ErrEmptyStateOverLiveDataplane means the state holds no EIP while the pinned

@@ -1,0 +1,104 @@
+package model
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/eipgw/eipgw/desired"
+)
+
+// TestBandwidthPackage: a package's life through the API and its rules: created with
+// a bandwidth in range, EIPs added (the caller's, pay-as-you-go, in no other package)
+// and then limited by the package, shared, in the desired state; their own Bandwidth
+// kept but not changeable meanwhile; DescribeEipAddresses and
+// DescribeCommonBandwidthPackages show both; a member cannot be released; delete
+// refuses a package with EIPs unless forced; removal gives an EIP its own limit back.
+func TestBandwidthPackage(t *testing.T) {
+	w := newWorld(t)
+	w.instance("i-1", "10.0.1.11")
+	w.instance("i-2", "10.0.1.12")
+	a, ipA := w.allocate("admin", "Bandwidth", "10")
+	b, ipB := w.allocate("admin", "Bandwidth", "20")
+	prepaid, _ := w.allocate("admin", "InstanceChargeType", "PrePaid")
+	other, _ := w.allocate("other")
+	w.ok("admin", "AssociateEipAddress", "AllocationId", a, "InstanceId", "i-1")
+	w.ok("admin", "AssociateEipAddress", "AllocationId", b, "InstanceId", "i-2")
+	w.settle()
+
+	for _, bad := range []string{"0", "1001", "ten", ""} {
+		w.wantCode(map[bool]string{true: "MissingParameter", false: "InvalidBandwidth.ValueNotSupported"}[bad == ""],
+			"admin", "CreateCommonBandwidthPackage", "Bandwidth", bad)
+	}
+	w.wantCode("InvalidParameter", "admin", "CreateCommonBandwidthPackage", "Bandwidth", "30", "InternetChargeType", "Free")
+	id := w.ok("admin", "CreateCommonBandwidthPackage", "Bandwidth", "30", "Name", "shared-30")["BandwidthPackageId"].(string)
+	other2 := w.ok("admin", "CreateCommonBandwidthPackage", "Bandwidth", "5")["BandwidthPackageId"].(string)
+
+	w.wantCode("InvalidBandwidthPackageId.NotFound", "other", "AddCommonBandwidthPackageIp", "BandwidthPackageId", id, "IpInstanceId", other)
+	w.wantCode("InvalidAllocationId.NotFound", "admin", "AddCommonBandwidthPackageIp", "BandwidthPackageId", id, "IpInstanceId", other)
+	w.wantCode("OperationUnsupported.PrePaidEip", "admin", "AddCommonBandwidthPackageIp", "BandwidthPackageId", id, "IpInstanceId", prepaid)
+	w.wantCode("MissingParameter", "admin", "AddCommonBandwidthPackageIp", "BandwidthPackageId", id)
+	w.ok("admin", "AddCommonBandwidthPackageIp", "BandwidthPackageId", id, "IpInstanceId", a)
+	w.ok("admin", "AddCommonBandwidthPackageIp", "BandwidthPackageId", id, "IpInstanceId", b, "IpType", "EIP")
+	w.wantCode("IpInstanceId.AlreadyInBandwidthPackage", "admin", "AddCommonBandwidthPackageIp", "BandwidthPackageId", other2, "IpInstanceId", a)
+
+	limits := func() map[netip.Addr]desired.Limit {
+		t.Helper()
+		got, err := DesiredBandwidths(w.tx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[netip.Addr]desired.Limit{}
+		for _, l := range got {
+			out[l.EIP] = l
+		}
+		return out
+	}
+	addrA, addrB := netip.MustParseAddr(ipA), netip.MustParseAddr(ipB)
+	if got := limits(); got[addrA] != (desired.Limit{EIP: addrA, Bits: 30_000_000, Shared: id}) ||
+		got[addrB] != (desired.Limit{EIP: addrB, Bits: 30_000_000, Shared: id}) {
+		t.Errorf("limits of the package's EIPs: %v", got)
+	}
+	w.ok("admin", "ModifyCommonBandwidthPackageSpec", "BandwidthPackageId", id, "Bandwidth", "50")
+	w.wantCode("InvalidBandwidth.ValueNotSupported", "admin", "ModifyCommonBandwidthPackageSpec", "BandwidthPackageId", id, "Bandwidth", "2000")
+	if got, err := BandwidthsOf(w.tx, []netip.Addr{addrB}); err != nil || got[addrB] != (desired.Limit{EIP: addrB, Bits: 50_000_000, Shared: id}) {
+		t.Errorf("the package's new bandwidth for one EIP: %v, %v", got, err)
+	}
+	w.wantCode("OperationUnsupported.EipInBandwidthPackage", "admin", "ModifyEipAddressAttribute", "AllocationId", a, "Bandwidth", "40")
+	w.ok("admin", "ModifyEipAddressAttribute", "AllocationId", a, "Name", "still-named")
+	w.ok("admin", "ModifyCommonBandwidthPackageAttribute", "BandwidthPackageId", id, "Name", "shared-50", "Description", "two instances")
+
+	eips := w.ok("admin", "DescribeEipAddresses", "AllocationId", a)["EipAddresses"].(map[string]any)["EipAddress"].([]any)
+	if v := eips[0].(map[string]any); v["Bandwidth"] != "50" || v["EipBandwidth"] != "10" || v["BandwidthPackageId"] != id ||
+		v["BandwidthPackageBandwidth"] != "50" || v["BandwidthPackageType"] != "CommonBandwidthPackage" {
+		t.Errorf("an EIP in a package, described: %v", v)
+	}
+	pkgs := w.ok("admin", "DescribeCommonBandwidthPackages", "BandwidthPackageId", id)
+	list := pkgs["CommonBandwidthPackages"].(map[string]any)["CommonBandwidthPackage"].([]any)
+	if pkgs["TotalCount"] != 1.0 || len(list) != 1 {
+		t.Fatalf("describe one package: %v", pkgs)
+	}
+	p := list[0].(map[string]any)
+	ips := p["PublicIpAddresses"].(map[string]any)["PublicIpAddresse"].([]any)
+	if p["Bandwidth"] != "50" || p["Name"] != "shared-50" || p["Description"] != "two instances" || p["Status"] != "Available" || len(ips) != 2 {
+		t.Errorf("the package described: %v", p)
+	}
+	if n := w.ok("other", "DescribeCommonBandwidthPackages")["TotalCount"]; n != 0.0 {
+		t.Errorf("another account sees %v packages", n)
+	}
+
+	w.ok("admin", "UnassociateEipAddress", "AllocationId", b, "InstanceId", "i-2")
+	w.settle()
+	w.wantCode("IncorrectEipStatus", "admin", "ReleaseEipAddress", "AllocationId", b)
+	w.wantCode("OperationFailed.BandwidthPackageNotEmpty", "admin", "DeleteCommonBandwidthPackage", "BandwidthPackageId", id)
+	w.wantCode("OperationUnsupported.IpNotInCbwp", "admin", "RemoveCommonBandwidthPackageIp", "BandwidthPackageId", other2, "IpInstanceId", a)
+	w.ok("admin", "RemoveCommonBandwidthPackageIp", "BandwidthPackageId", id, "IpInstanceId", a)
+	if got := limits(); got[addrA] != (desired.Limit{EIP: addrA, Bits: 10_000_000}) {
+		t.Errorf("an EIP out of its package: %v", got[addrA])
+	}
+	w.ok("admin", "DeleteCommonBandwidthPackage", "BandwidthPackageId", id, "Force", "true")
+	w.ok("admin", "ReleaseEipAddress", "AllocationId", b)
+	if n := w.ok("admin", "DescribeCommonBandwidthPackages", "BandwidthPackageId", id)["TotalCount"]; n != 0.0 {
+		t.Errorf("a deleted package is still described (%v)", n)
+	}
+	w.wantCode("InvalidBandwidthPackageId.NotFound", "admin", "ModifyCommonBandwidthPackageSpec", "BandwidthPackageId", id, "Bandwidth", "5")
+}
