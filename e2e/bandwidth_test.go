@@ -189,3 +189,41 @@ func TestBandwidthLimitNatGateway(t *testing.T) {
 		t.Errorf("SNAT through a 10 Mbit/s EIP: %.1f Mbit/s from %s (intact %v)", mbps(tr), tr.RemoteAddr, tr.Intact)
 	}
 }
+
+// TestBandwidthPackage: two EIPs of two instances, each at 100 Mbit/s of its own,
+// added to a 30 Mbit/s shared bandwidth (CommonBandwidthPackage) carry 30 Mbit/s
+// together, one TCP flow each at the same time; ModifyCommonBandwidthPackageSpec to
+// 60 takes effect before its reply.
+func TestBandwidthPackage(t *testing.T) {
+	d := newDaemon(t, "xdp")
+	d.start(t, true)
+	d.registerVM(t, "i-vm1", d.VM1, testbed.VM1Addr)
+	d.registerVM(t, "i-vm2", d.VM2, testbed.VM2Addr)
+	pkg := d.must(t, "create-common-bandwidth-package", "--bandwidth", "30")["BandwidthPackageId"].(string)
+	for _, vm := range []string{"i-vm1", "i-vm2"} {
+		id := d.must(t, "allocate-eip-address", "--bandwidth", "100")["AllocationId"].(string)
+		d.must(t, "associate-eip-address", "--allocation-id", id, "--instance-id", vm)
+		d.must(t, "add-common-bandwidth-package-ip", "--bandwidth-package-id", pkg, "--ip-instance-id", id)
+	}
+	// Both EIPs send at once; what arrives past the package's one first burst is
+	// held to its rate.
+	together := func(mbit int, size int64, port int) {
+		t.Helper()
+		start := time.Now()
+		a := tcpTransferAsync(t, d.Inet1, fmt.Sprintf("%s:%d", testbed.Inet1Addr, port), d.VM1,
+			fmt.Sprintf("%s:%d", testbed.Inet1Addr, port), size)
+		b := tcpTransferAsync(t, d.Inet2, fmt.Sprintf("%s:%d", testbed.Inet2Addr, port+1), d.VM2,
+			fmt.Sprintf("%s:%d", testbed.Inet2Addr, port+1), size)
+		ta, tb := <-a, <-b
+		elapsed := time.Since(start)
+		sum := float64(ta.Bytes+tb.Bytes-int64(dataplane.BurstFor(uint64(mbit)*1e6))) * 8 / elapsed.Seconds() / 1e6
+		t.Logf("two EIPs in a %d Mbit/s package: %.1f and %.1f Mbit/s each, %.1f together past the first burst",
+			mbit, mbps(ta), mbps(tb), sum)
+		if !ta.Intact || !tb.Intact || sum > 1.1*float64(mbit) || sum < 0.75*float64(mbit) {
+			t.Errorf("two EIPs in a %d Mbit/s package carried %.1f Mbit/s together (intact %v %v)", mbit, sum, ta.Intact, tb.Intact)
+		}
+	}
+	together(30, 8<<20, 7521)
+	d.must(t, "modify-common-bandwidth-package-spec", "--bandwidth-package-id", pkg, "--bandwidth", "60")
+	together(60, 16<<20, 7523)
+}

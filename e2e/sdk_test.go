@@ -129,6 +129,55 @@ func TestOfficialSDK(t *testing.T) {
 		t.Errorf("DescribeEipMonitorData with Period 61: %v", err)
 	}
 
+	// A shared bandwidth the SDK's way: created, the EIP added, described with it,
+	// and removed again.
+	cbwp := vpc.CreateCreateCommonBandwidthPackageRequest()
+	at(cbwp)
+	cbwp.Bandwidth, cbwp.Name = requests.NewInteger(30), "sdk-shared"
+	cresp, err := client.CreateCommonBandwidthPackage(cbwp)
+	if err != nil || !strings.HasPrefix(cresp.BandwidthPackageId, "cbwp-") {
+		t.Fatalf("CreateCommonBandwidthPackage: %+v, %v", cresp, err)
+	}
+	addIP := vpc.CreateAddCommonBandwidthPackageIpRequest()
+	at(addIP)
+	addIP.BandwidthPackageId, addIP.IpInstanceId = cresp.BandwidthPackageId, id
+	if _, err := client.AddCommonBandwidthPackageIp(addIP); err != nil {
+		t.Fatalf("AddCommonBandwidthPackageIp: %v", err)
+	}
+	descPkg := vpc.CreateDescribeCommonBandwidthPackagesRequest()
+	at(descPkg)
+	descPkg.BandwidthPackageId = cresp.BandwidthPackageId
+	dpresp, err := client.DescribeCommonBandwidthPackages(descPkg)
+	if err != nil || len(dpresp.CommonBandwidthPackages.CommonBandwidthPackage) != 1 {
+		t.Fatalf("DescribeCommonBandwidthPackages: %+v, %v", dpresp, err)
+	}
+	if p := dpresp.CommonBandwidthPackages.CommonBandwidthPackage[0]; p.Bandwidth != "30" || p.Name != "sdk-shared" ||
+		len(p.PublicIpAddresses.PublicIpAddresse) != 1 || p.PublicIpAddresses.PublicIpAddresse[0].AllocationId != id {
+		t.Errorf("the package described: %+v", p)
+	}
+	descEIP := vpc.CreateDescribeEipAddressesRequest()
+	at(descEIP)
+	descEIP.AllocationId = id
+	if r, err := client.DescribeEipAddresses(descEIP); err != nil || len(r.EipAddresses.EipAddress) != 1 ||
+		r.EipAddresses.EipAddress[0].BandwidthPackageId != cresp.BandwidthPackageId || r.EipAddresses.EipAddress[0].Bandwidth != "30" {
+		t.Errorf("an EIP in a package, described: %+v, %v", r, err)
+	}
+	rmIP := vpc.CreateRemoveCommonBandwidthPackageIpRequest()
+	at(rmIP)
+	rmIP.BandwidthPackageId, rmIP.IpInstanceId = cresp.BandwidthPackageId, id
+	if _, err := client.RemoveCommonBandwidthPackageIp(rmIP); err != nil {
+		t.Fatalf("RemoveCommonBandwidthPackageIp: %v", err)
+	}
+	if _, err := client.RemoveCommonBandwidthPackageIp(rmIP); !hasCode(err, "OperationUnsupported.IpNotInCbwp") {
+		t.Errorf("removing an EIP twice: %v", err)
+	}
+	delPkg := vpc.CreateDeleteCommonBandwidthPackageRequest()
+	at(delPkg)
+	delPkg.BandwidthPackageId = cresp.BandwidthPackageId
+	if _, err := client.DeleteCommonBandwidthPackage(delPkg); err != nil {
+		t.Fatalf("DeleteCommonBandwidthPackage: %v", err)
+	}
+
 	un := vpc.CreateUnassociateEipAddressRequest()
 	at(un)
 	un.AllocationId, un.InstanceId = id, "i-vm1"
