@@ -8,6 +8,7 @@ need=()
 command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
 command -v tracepath >/dev/null 2>&1 || need+=(iputils-tracepath)
 command -v ip >/dev/null 2>&1 || need+=(iproute2) # the tests compare `ip -j` output
+command -v iperf3 >/dev/null 2>&1 || need+=(iperf3) # the bandwidth tests measure with it
 if [ "${1:-}" = "--generate" ]; then
 	command -v clang >/dev/null 2>&1 || need+=(clang)
 	command -v llvm-strip >/dev/null 2>&1 || need+=(llvm)
