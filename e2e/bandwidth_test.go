@@ -133,13 +133,19 @@ func bandwidthLimit(t *testing.T, hook string) {
 	mon := d.must(t, "describe-eip-monitor-data", "--allocation-id", id,
 		"--start-time", started.Truncate(time.Minute).Format("2006-01-02T15:04:05Z"),
 		"--end-time", time.Now().UTC().Format("2006-01-02T15:04:05Z"))
-	var rx, tx, packets float64
+	var rx, tx, packets, dropped float64
 	for _, p := range mon["EipMonitorDatas"].(map[string]any)["EipMonitorData"].([]any) {
 		m := p.(map[string]any)
 		rx, tx, packets = rx+m["EipRX"].(float64), tx+m["EipTX"].(float64), packets+m["EipPackets"].(float64)
+		dropped += m["EipDroppedBytes"].(float64)
 	}
 	o, i := float64(outBytes), float64(inBytes)
-	t.Logf("monitor data: RX %.0f, TX %.0f bytes, %.0f packets; iperf3 received %.0f out, %.0f in", rx, tx, packets, o, i)
+	t.Logf("monitor data: RX %.0f, TX %.0f bytes, %.0f packets, %.0f bytes dropped; iperf3 received %.0f out, %.0f in",
+		rx, tx, packets, dropped, o, i)
+	// The UDP test alone sent 40 Mbit/s more than the EIP's 20 for five seconds.
+	if dropped < 0.8*40e6/8*5 {
+		t.Errorf("monitor data: %.0f bytes dropped over the bandwidth, want at least the UDP excess", dropped)
+	}
 	if tx < o || tx > 1.2*o || rx < i || rx > 1.2*i+0.05*o || packets < (o+i)/1500 {
 		t.Errorf("monitor data: RX %.0f (arrived %.0f), TX %.0f (arrived %.0f), %.0f packets", rx, i, tx, o, packets)
 	}

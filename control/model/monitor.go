@@ -22,9 +22,36 @@ func init() {
 const KindMonitor = "eip_monitor"
 
 // TrafficSample is one minute of an EIP's traffic: RX is internet to the resource, TX
-// the other way; bytes are IP bytes.
+// the other way; bytes are IP bytes. Dropped is what its bandwidth held back, both
+// ways (not in the others).
 type TrafficSample struct {
-	RX, TX, Packets uint64
+	RX, TX, Packets              uint64
+	DroppedPackets, DroppedBytes uint64
+}
+
+// A stored sample: RX, TX, Packets, DroppedPackets, DroppedBytes, big-endian. A sample
+// written before drops were kept has the first three only.
+const sampleSize, sampleSizeWithoutDrops = 40, 24
+
+// add adds a stored sample to s.
+func (s *TrafficSample) add(v []byte) bool {
+	if len(v) != sampleSize && len(v) != sampleSizeWithoutDrops {
+		return false
+	}
+	fields := []*uint64{&s.RX, &s.TX, &s.Packets, &s.DroppedPackets, &s.DroppedBytes}
+	for i := 0; i*8 < len(v); i++ {
+		*fields[i] += binary.BigEndian.Uint64(v[i*8:])
+	}
+	return true
+}
+
+// encode is s as stored.
+func (s TrafficSample) encode() []byte {
+	v := make([]byte, 0, sampleSize)
+	for _, f := range []uint64{s.RX, s.TX, s.Packets, s.DroppedPackets, s.DroppedBytes} {
+		v = binary.BigEndian.AppendUint64(v, f)
+	}
+	return v
 }
 
 // MonitorRetentionMax is the longest retention: the reference API answers for the
@@ -68,16 +95,10 @@ func RecordTraffic(tx Tx, minute time.Time, samples map[netip.Addr]TrafficSample
 		if err != nil {
 			return err
 		}
-		if len(old) == 24 {
-			s.RX += binary.BigEndian.Uint64(old[0:])
-			s.TX += binary.BigEndian.Uint64(old[8:])
-			s.Packets += binary.BigEndian.Uint64(old[16:])
+		if old != nil && !s.add(old) {
+			return fmt.Errorf("monitor sample %q is damaged", key)
 		}
-		v := make([]byte, 24)
-		binary.BigEndian.PutUint64(v[0:], s.RX)
-		binary.BigEndian.PutUint64(v[8:], s.TX)
-		binary.BigEndian.PutUint64(v[16:], s.Packets)
-		if err := tx.Put(KindMonitor, key, v); err != nil {
+		if err := tx.Put(KindMonitor, key, s.encode()); err != nil {
 			return err
 		}
 	}
@@ -131,6 +152,9 @@ type EipMonitorDataView struct {
 	EipBandwidth uint64 `json:"EipBandwidth"`
 	EipPackets   uint64 `json:"EipPackets"`
 	TimeStamp    string `json:"TimeStamp"`
+	// eipgw's, not the reference API's: what the EIP's bandwidth dropped, both ways.
+	EipDroppedPackets uint64 `json:"EipDroppedPackets"`
+	EipDroppedBytes   uint64 `json:"EipDroppedBytes"`
 }
 
 type eipMonitorDatas struct {
@@ -220,16 +244,19 @@ func (s *Service) describeMonitorData(c *Call) (any, error) {
 			return nil
 		}
 		m, ok := monitorMinute(key)
-		if !ok || len(v) != 24 {
+		var sample TrafficSample
+		if !ok || !sample.add(v) {
 			return fmt.Errorf("monitor sample %q is damaged", key)
 		}
 		if !m.Before(end) {
 			return stop
 		}
 		p := &points[int(m.Sub(start)/period)]
-		p.EipRX += binary.BigEndian.Uint64(v[0:])
-		p.EipTX += binary.BigEndian.Uint64(v[8:])
-		p.EipPackets += binary.BigEndian.Uint64(v[16:])
+		p.EipRX += sample.RX
+		p.EipTX += sample.TX
+		p.EipPackets += sample.Packets
+		p.EipDroppedPackets += sample.DroppedPackets
+		p.EipDroppedBytes += sample.DroppedBytes
 		return nil
 	})
 	if err != nil && !errors.Is(err, stop) {

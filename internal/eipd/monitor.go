@@ -78,11 +78,15 @@ func (s *trafficSampler) sample(now time.Time) error {
 		prev := s.last[eip]
 		// Counters only grow while an EIP keeps its slot; smaller ones are a new
 		// slot's (the EIP was unbound and bound again), counted from zero.
-		if c.InPackets < prev.InPackets || c.OutPackets < prev.OutPackets || c.InBytes < prev.InBytes || c.OutBytes < prev.OutBytes {
+		if c.InPackets < prev.InPackets || c.OutPackets < prev.OutPackets || c.InBytes < prev.InBytes || c.OutBytes < prev.OutBytes ||
+			c.InDroppedPackets < prev.InDroppedPackets || c.OutDroppedPackets < prev.OutDroppedPackets ||
+			c.InDroppedBytes < prev.InDroppedBytes || c.OutDroppedBytes < prev.OutDroppedBytes {
 			prev = dataplane.EIPCounters{}
 		}
 		d := model.TrafficSample{RX: c.InBytes - prev.InBytes, TX: c.OutBytes - prev.OutBytes,
-			Packets: c.InPackets - prev.InPackets + c.OutPackets - prev.OutPackets}
+			Packets:        c.InPackets - prev.InPackets + c.OutPackets - prev.OutPackets,
+			DroppedPackets: c.InDroppedPackets - prev.InDroppedPackets + c.OutDroppedPackets - prev.OutDroppedPackets,
+			DroppedBytes:   c.InDroppedBytes - prev.InDroppedBytes + c.OutDroppedBytes - prev.OutDroppedBytes}
 		if d != (model.TrafficSample{}) {
 			moved[eip] = d
 		}

@@ -61,8 +61,9 @@ func TestTrafficSampler(t *testing.T) {
 	s := &trafficSampler{counters: counters, store: st, retention: 2 * time.Hour, log: slog.New(slog.DiscardHandler)}
 
 	must(s.sample(now.Add(time.Minute))) // the first read: a baseline
-	counters[eip] = dataplane.EIPCounters{InPackets: 30, InBytes: 4000, OutPackets: 6, OutBytes: 600}
-	must(s.sample(now.Add(2 * time.Minute)))                          // 10:01: +3000 RX, +100 TX, 21 packets
+	counters[eip] = dataplane.EIPCounters{InPackets: 30, InBytes: 4000, OutPackets: 6, OutBytes: 600,
+		InDroppedPackets: 3, InDroppedBytes: 3000, OutDroppedPackets: 1, OutDroppedBytes: 100}
+	must(s.sample(now.Add(2 * time.Minute)))                          // 10:01: +3000 RX, +100 TX, 21 packets, 4 dropped
 	counters[eip] = dataplane.EIPCounters{InPackets: 2, InBytes: 200} // bound again: a new slot
 	must(s.sample(now.Add(3 * time.Minute)))                          // 10:02: 200 RX, 2 packets
 
@@ -77,13 +78,14 @@ func TestTrafficSampler(t *testing.T) {
 		return nil
 	}))
 	points := got["EipMonitorDatas"].(map[string]any)["EipMonitorData"].([]any)
-	want := []struct{ rx, tx, packets float64 }{{0, 0, 0}, {3000, 100, 21}, {200, 0, 2}}
+	want := []struct{ rx, tx, packets, dropped, droppedBytes float64 }{{0, 0, 0, 0, 0}, {3000, 100, 21, 4, 3100}, {200, 0, 2, 0, 0}}
 	if len(points) != len(want) {
 		t.Fatalf("%d points: %v", len(points), points)
 	}
 	for i, w := range want {
 		p := points[i].(map[string]any)
-		if p["EipRX"] != w.rx || p["EipTX"] != w.tx || p["EipPackets"] != w.packets {
+		if p["EipRX"] != w.rx || p["EipTX"] != w.tx || p["EipPackets"] != w.packets ||
+			p["EipDroppedPackets"] != w.dropped || p["EipDroppedBytes"] != w.droppedBytes {
 			t.Errorf("minute %d: %v, want %+v", i, p, w)
 		}
 	}
