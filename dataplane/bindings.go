@@ -269,6 +269,8 @@ func (s *slotAllocator) mark(slot uint32) {
 	}
 }
 
+func (s *slotAllocator) inUse(slot uint32) bool { return slot < uint32(len(s.used)) && s.used[slot] }
+
 func (s *slotAllocator) take() (uint32, bool) {
 	n := uint32(len(s.used))
 	for i := uint32(0); i < n; i++ {

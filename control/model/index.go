@@ -129,12 +129,31 @@ type bandwidthIndexEntry struct {
 	packageID string
 }
 
-// bandwidthEntry reads a bandwidth index value (bandwidthValue).
+// bandwidthEntry reads a bandwidth index value (bandwidthValue). Without a string
+// made for the number or a known status: a start reads 100,000 of them.
 func bandwidthEntry(v []byte) (bandwidthIndexEntry, bool) {
 	mbps, rest, _ := bytes.Cut(v, []byte("|"))
 	status, pkg, _ := bytes.Cut(rest, []byte("|"))
-	n, err := strconv.ParseUint(string(mbps), 10, 32)
-	return bandwidthIndexEntry{bits: n * 1_000_000, status: string(status), packageID: string(pkg)}, err == nil
+	var n uint64
+	for _, c := range mbps {
+		if c < '0' || c > '9' || n > 1<<32 {
+			return bandwidthIndexEntry{}, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	e := bandwidthIndexEntry{bits: n * 1_000_000, status: knownStatus(status), packageID: string(pkg)}
+	return e, len(mbps) > 0
+}
+
+// knownStatus is status as one of the EIP status constants when it is one (no
+// allocation), else as a new string.
+func knownStatus(status []byte) string {
+	for _, s := range []string{StatusInUse, StatusAssociating, StatusUnassociating, StatusAvailable, StatusReleasing} {
+		if string(status) == s {
+			return s
+		}
+	}
+	return string(status)
 }
 
 // packageBandwidths reads each bandwidth package's bandwidth once for a pass.
