@@ -266,7 +266,7 @@ func TestEipdEcsInstanceLifecycle(t *testing.T) {
 	for _, want := range []string{fmt.Sprintf(`eipgw_eip_packets_total{eip=%q,direction="in"}`, eip),
 		`eipgw_api_requests_total{action="DescribeEipAddresses",code="OK",status="200"}`,
 		`eipgw_dataplane_packets_total{verdict="pass",reason="pass_not_ipv4"}`} {
-		if !strings.Contains(metrics, want) {
+		if metricValue(metrics, want) == "" {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
@@ -291,7 +291,13 @@ func (d *daemon) metrics(t *testing.T) string { return d.ops(t, "/metrics") }
 // namespace, and returns the whole HTTP response.
 func (d *daemon) ops(t *testing.T, path string) string {
 	t.Helper()
-	c, err := d.GW.Dial("tcp", metricsListen, 5*time.Second)
+	return d.get(t, metricsListen, path)
+}
+
+// get fetches path from a listener of eipd's inside the gateway's namespace.
+func (d *daemon) get(t *testing.T, listen, path string) string {
+	t.Helper()
+	c, err := d.GW.Dial("tcp", listen, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,8 +403,8 @@ func TestEipdRestoresRemovedPins(t *testing.T) {
 	waitFor(t, "eipd to restore the pins", 15*time.Second, func() bool {
 		return strings.Contains(d.ops(t, "/healthz"), "200 OK")
 	})
-	if m := d.metrics(t); !strings.Contains(m, `eipgw_dataplane_repairs_total{result="restored"}`) ||
-		strings.Contains(m, `eipgw_dataplane_repairs_total{result="restored"} 0`) {
+	if m := d.metrics(t); metricValue(m, `eipgw_dataplane_repairs_total{result="restored"}`) == "" ||
+		metricValue(m, `eipgw_dataplane_repairs_total{result="restored"}`) == "0" {
 		t.Errorf("the repair is not counted:\n%s", m)
 	}
 	// Readers open the restored pins, and a change after the repair takes effect.

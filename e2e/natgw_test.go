@@ -83,14 +83,7 @@ func refusedErr(err error) bool {
 	return errors.Is(err, syscall.EHOSTUNREACH)
 }
 
-func metricValue(metrics, line string) string {
-	for _, l := range strings.Split(metrics, "\n") {
-		if strings.HasPrefix(l, line+" ") {
-			return strings.TrimPrefix(l, line+" ")
-		}
-	}
-	return ""
-}
+
 
 // TestNatGateway: three instances share a NAT gateway with two EIPs; the mapping is
 // endpoint-independent as a STUN client sees it; a source is held to its port

@@ -6,14 +6,11 @@ import (
 )
 
 // OpsHandler serves what operators and their tools read, without authentication, on
-// a listener of its own (loopback by default): GET /metrics (Prometheus text format)
+// a listener of its own (loopback by default): GET /metrics (Prometheus exposition)
 // and GET /healthz (200 when ready, 503 and the reason when not).
 func OpsHandler(m *Metrics, ready func() error) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		m.Write(w)
-	})
+	mux.Handle("GET /metrics", m.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if ready != nil {

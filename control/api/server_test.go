@@ -45,7 +45,7 @@ func newTestAPI(t *testing.T) *testAPI {
 	s := &Server{
 		Verifier: &Verifier{Secrets: staticSecrets{"testid": "testsecret"}, Window: 15 * time.Minute, MaxNonces: 10000, Now: time.Now},
 		Model:    &model.Service{Region: "eipgw-1", Pool: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}},
-		Store:    st, Metrics: &Metrics{}, Now: time.Now,
+		Store:    st, Metrics: NewMetrics(), Now: time.Now,
 		AfterWrite: func(string) error { a.writes++; return a.applyFail },
 	}
 	a.srv = httptest.NewServer(s)
@@ -294,7 +294,7 @@ func TestNoncesSurviveARestart(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		j := &NonceJournal{Store: st, Interval: 10 * time.Millisecond}
 		j.Start(ctx, func(err error) { t.Error(err) })
-		srv := httptest.NewServer(&Server{Verifier: v, Store: st, Metrics: &Metrics{}, Now: time.Now, Nonces: j,
+		srv := httptest.NewServer(&Server{Verifier: v, Store: st, Metrics: NewMetrics(), Now: time.Now, Nonces: j,
 			Model: &model.Service{Region: "eipgw-1", Pool: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}}})
 		return srv, func() { srv.Close(); cancel(); j.Wait() }
 	}

@@ -313,3 +313,38 @@ func (s *Service) describe(c *Call) (any, error) {
 	}
 	return resp, nil
 }
+
+// PoolUsage is an EIP pool's size (the addresses pickAddress can give out) and how
+// many of them are allocated.
+type PoolUsage struct {
+	Pool      netip.Prefix
+	Size      uint64
+	Allocated uint64
+}
+
+// PoolUsages counts each pool's allocated EIPs from the address index: one walk of
+// it, no EIP decoded.
+func PoolUsages(tx Tx, pools []netip.Prefix) ([]PoolUsage, error) {
+	out := make([]PoolUsage, len(pools))
+	for i, p := range pools {
+		size := uint64(1) << (32 - p.Bits())
+		if p.Bits() < 31 {
+			size -= 2 // network and broadcast addresses
+		}
+		out[i] = PoolUsage{Pool: p, Size: size}
+	}
+	err := tx.ForEachRaw(kindEIPByIP, func(ip, _ []byte) error {
+		a, ok := parseIPv4(ip)
+		if !ok {
+			return fmt.Errorf("address index entry %q is damaged", ip)
+		}
+		for i := range out {
+			if out[i].Pool.Contains(a) {
+				out[i].Allocated++
+				break
+			}
+		}
+		return nil
+	})
+	return out, err
+}

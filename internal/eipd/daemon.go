@@ -5,14 +5,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sort"
 	"syscall"
 	"time"
 
@@ -23,6 +21,7 @@ import (
 	"github.com/eipgw/eipgw/control/reconcile"
 	"github.com/eipgw/eipgw/control/store"
 	"github.com/eipgw/eipgw/dataplane"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netlink"
 )
 
@@ -100,10 +99,12 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 	// (closed by the deferred calls above) never close under one.
 	reconcileCtx, stopReconciling := context.WithCancel(context.Background())
 	defer func() { stopReconciling(); rec.Stop() }()
+	reconcileRuns := prometheus.NewCounterVec(reconcileRunsOpts, []string{"result"})
 	res, err := rec.Reconcile(reconcileCtx)
 	if err != nil {
 		return fmt.Errorf("reconcile at start: %w", err)
 	}
+	reconcileRuns.WithLabelValues("ok").Inc()
 	log.Info("reconciled at start", "result", res.String())
 	// Next hops are cached from the kernel's tables once the bindings are in, and
 	// kept current while eipd runs. Nobody watches the tables while it is stopped, so
@@ -126,9 +127,11 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 	}()
 	logged := func(res reconcile.Result, err error) error {
 		if err != nil {
+			reconcileRuns.WithLabelValues("failed").Inc()
 			log.Error("reconcile", "error", err)
 			return err
 		}
+		reconcileRuns.WithLabelValues("ok").Inc()
 		if res.Changed() || res.Settled > 0 {
 			log.Info("reconciled", "result", res.String())
 		}
@@ -165,11 +168,11 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 	go sampler.run(sampleCtx, samplerDone)
 	defer func() { stopSampler(); <-samplerDone }()
 	guard := &dataplaneGuard{dp: dp, log: log}
-	metrics := &api.Metrics{Collect: func(w io.Writer) {
-		writeDataplaneMetrics(w, dp, log)
-		collector.writeNatMetrics(w)
-		guard.writeMetrics(w)
-	}}
+	metrics := api.NewMetrics()
+	if err := metrics.Register(dataplaneMetrics{dp: dp, log: log}, natMetrics{collector}, guardMetrics{guard},
+		poolMetrics{st: st, pools: cfg.pools, log: log}, reconcileRuns); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 	srv := api.NewHTTPServer(
 		&api.Server{
 			Verifier: verifier,
@@ -314,71 +317,3 @@ var (
 	_ reconcile.Policer        = (*dataplane.Dataplane)(nil)
 )
 
-// writeDataplaneMetrics writes per-EIP traffic and the pass and drop counters.
-func writeDataplaneMetrics(w io.Writer, dp *dataplane.Dataplane, log *slog.Logger) {
-	eips, err := dp.CountedEIPs()
-	if err != nil {
-		log.Error("metrics: EIPs", "error", err)
-		return
-	}
-	sort.Slice(eips, func(i, j int) bool { return eips[i].Less(eips[j]) })
-	fmt.Fprintln(w, "# HELP eipgw_eip_packets_total Packets through each EIP; in is internet to instance.")
-	fmt.Fprintln(w, "# TYPE eipgw_eip_packets_total counter")
-	var bytesLines, droppedLines, droppedBytesLines []string
-	for _, eip := range eips {
-		c, err := dp.Counters(eip)
-		if err != nil {
-			continue // unbound since the listing
-		}
-		fmt.Fprintf(w, "eipgw_eip_packets_total{eip=%q,direction=\"in\"} %d\n", eip, c.InPackets)
-		fmt.Fprintf(w, "eipgw_eip_packets_total{eip=%q,direction=\"out\"} %d\n", eip, c.OutPackets)
-		bytesLines = append(bytesLines, fmt.Sprintf("eipgw_eip_bytes_total{eip=%q,direction=\"in\"} %d\n", eip, c.InBytes),
-			fmt.Sprintf("eipgw_eip_bytes_total{eip=%q,direction=\"out\"} %d\n", eip, c.OutBytes))
-		droppedLines = append(droppedLines, fmt.Sprintf("eipgw_eip_dropped_packets_total{eip=%q,direction=\"in\"} %d\n", eip, c.InDroppedPackets),
-			fmt.Sprintf("eipgw_eip_dropped_packets_total{eip=%q,direction=\"out\"} %d\n", eip, c.OutDroppedPackets))
-		droppedBytesLines = append(droppedBytesLines, fmt.Sprintf("eipgw_eip_dropped_bytes_total{eip=%q,direction=\"in\"} %d\n", eip, c.InDroppedBytes),
-			fmt.Sprintf("eipgw_eip_dropped_bytes_total{eip=%q,direction=\"out\"} %d\n", eip, c.OutDroppedBytes))
-	}
-	for _, family := range []struct {
-		name, help string
-		lines      []string
-	}{
-		{"eipgw_eip_bytes_total", "IP bytes through each EIP.", bytesLines},
-		{"eipgw_eip_dropped_packets_total", "Packets dropped for being over their EIP's bandwidth.", droppedLines},
-		{"eipgw_eip_dropped_bytes_total", "IP bytes dropped for being over their EIP's bandwidth.", droppedBytesLines},
-	} {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n", family.name, family.help, family.name)
-		for _, l := range family.lines {
-			fmt.Fprint(w, l)
-		}
-	}
-	rc, err := dp.ReasonCounts()
-	if err != nil {
-		log.Error("metrics: reasons", "error", err)
-		return
-	}
-	if fb, err := dp.NextHopFallbacks(); err == nil {
-		fmt.Fprintln(w, "# HELP eipgw_next_hop_fallbacks_total Packets whose next hop came from the kernel's FIB and not the cache, by why.")
-		fmt.Fprintln(w, "# TYPE eipgw_next_hop_fallbacks_total counter")
-		for _, c := range []struct {
-			why string
-			n   uint64
-		}{{"off", fb.Off}, {"miss", fb.Miss}, {"stale", fb.Stale}, {"size", fb.Size}} {
-			fmt.Fprintf(w, "eipgw_next_hop_fallbacks_total{why=%q} %d\n", c.why, c.n)
-		}
-	} else {
-		log.Error("metrics: next-hop fallbacks", "error", err)
-	}
-	fmt.Fprintln(w, "# HELP eipgw_dataplane_packets_total Packets the fast path passed to the kernel or dropped, by reason.")
-	fmt.Fprintln(w, "# TYPE eipgw_dataplane_packets_total counter")
-	for r := dataplane.Reason(0); r < dataplane.ReasonMax; r++ {
-		verdict := "pass"
-		switch {
-		case r.IsDrop():
-			verdict = "drop"
-		case r == dataplane.ReasonHeldFragment:
-			verdict = "held"
-		}
-		fmt.Fprintf(w, "eipgw_dataplane_packets_total{verdict=%q,reason=%q} %d\n", verdict, r, rc[r])
-	}
-}

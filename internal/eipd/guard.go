@@ -2,8 +2,6 @@ package eipd
 
 import (
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"sync/atomic"
 
@@ -42,16 +40,3 @@ func (g *dataplaneGuard) ready() error {
 	return errors.Join(errs...)
 }
 
-func (g *dataplaneGuard) writeMetrics(w io.Writer) {
-	fmt.Fprintln(w, "# HELP eipgw_dataplane_repairs_total Missing pins and attachments the daemon put back, and those it could not.")
-	fmt.Fprintln(w, "# TYPE eipgw_dataplane_repairs_total counter")
-	fmt.Fprintf(w, "eipgw_dataplane_repairs_total{result=\"restored\"} %d\n", g.restored.Load())
-	fmt.Fprintf(w, "eipgw_dataplane_repairs_total{result=\"failed\"} %d\n", g.failed.Load())
-	ready := 1
-	if g.ready() != nil {
-		ready = 0
-	}
-	fmt.Fprintln(w, "# HELP eipgw_ready 1 when every pin and attachment of the dataplane is in place.")
-	fmt.Fprintln(w, "# TYPE eipgw_ready gauge")
-	fmt.Fprintf(w, "eipgw_ready %d\n", ready)
-}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"github.com/eipgw/eipgw/desired"
-	"io"
 	"log/slog"
 	"net/netip"
 	"sort"
@@ -171,38 +170,3 @@ func (c *natCollector) collect(ctx context.Context) {
 	c.mu.Unlock()
 }
 
-// writeNatMetrics writes session counts, port use and expirations per NAT EIP, as of
-// the collector's last pass.
-func (c *natCollector) writeNatMetrics(w io.Writer) {
-	c.mu.Lock()
-	us := c.usage
-	c.mu.Unlock()
-	fmt.Fprintln(w, "# HELP eipgw_nat_sessions Live NAT gateway sessions per EIP.")
-	fmt.Fprintln(w, "# TYPE eipgw_nat_sessions gauge")
-	for _, u := range us {
-		fmt.Fprintf(w, "eipgw_nat_sessions{eip=%q} %d\n", u.EIP, u.Sessions)
-	}
-	fmt.Fprintln(w, "# HELP eipgw_nat_ports_in_use External ports (ICMP: identifiers) mapped per EIP and protocol.")
-	fmt.Fprintln(w, "# TYPE eipgw_nat_ports_in_use gauge")
-	for _, u := range us {
-		fmt.Fprintf(w, "eipgw_nat_ports_in_use{eip=%q,protocol=\"tcp\"} %d\n", u.EIP, u.TCP)
-		fmt.Fprintf(w, "eipgw_nat_ports_in_use{eip=%q,protocol=\"udp\"} %d\n", u.EIP, u.UDP)
-		fmt.Fprintf(w, "eipgw_nat_ports_in_use{eip=%q,protocol=\"icmp\"} %d\n", u.EIP, u.ICMP)
-	}
-	fmt.Fprintln(w, "# HELP eipgw_nat_sessions_expired_total Sessions the collector removed after their idle timeout.")
-	fmt.Fprintln(w, "# TYPE eipgw_nat_sessions_expired_total counter")
-	fmt.Fprintf(w, "eipgw_nat_sessions_expired_total %d\n", c.expired.Load())
-	rc, err := c.dp.ReasonCounts()
-	if err != nil {
-		return
-	}
-	fmt.Fprintln(w, "# HELP eipgw_nat_refusals_total New NAT sessions refused (answered with ICMP 3/13), by cause.")
-	fmt.Fprintln(w, "# TYPE eipgw_nat_refusals_total counter")
-	for _, r := range []struct {
-		cause  string
-		reason dataplane.Reason
-	}{{"ports_exhausted", dataplane.ReasonDropNatPortsExhausted}, {"port_quota", dataplane.ReasonDropNatPortQuota},
-		{"session_quota", dataplane.ReasonDropNatSessionQuota}, {"table_full", dataplane.ReasonDropNatTableFull}} {
-		fmt.Fprintf(w, "eipgw_nat_refusals_total{cause=%q} %d\n", r.cause, rc[r.reason])
-	}
-}
