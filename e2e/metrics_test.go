@@ -78,10 +78,12 @@ func metricValue(response, selector string) string {
 }
 
 // TestMetricsExposition: after requests of every kind (a write, a read, a refused
-// write, an unsigned request, a NAT gateway association), eipd's whole /metrics
+// write, a request with a bad signature, a NAT gateway association), eipd's whole /metrics
 // parses with the Prometheus text parser, and holds the standard process and Go
 // series, the build, reconcile outcomes, each pool's size and allocated EIPs, port
 // capacity per NAT EIP beside ports in use, and the per-EIP and per-reason series.
+// Its log has an audit line for each write and no line for reads; eipd --check run
+// beside it finds everything in place.
 func TestMetricsExposition(t *testing.T) {
 	d := newDaemonWith(t, "xdp", func(s *eipd.LocalSetup) { s.EIPGateway = testbed.GWVPCAddr })
 	d.start(t, true)
@@ -160,6 +162,34 @@ func TestMetricsExposition(t *testing.T) {
 	if v, _ := strconv.Atoi(metricValue(m, `eipgw_reconcile_runs_total{result="ok"}`)); v < 1 {
 		t.Errorf("no reconcile run counted")
 	}
+	// The log: an audit line for each write, with who and what; reads only at debug.
+	logText := d.log.String()
+	audited := false
+	for _, line := range strings.Split(logText, "\n") {
+		if strings.Contains(line, "msg=audit") && strings.Contains(line, "action=AssociateEipAddress") &&
+			strings.Contains(line, "access_key_id=") && strings.Contains(line, "AllocationId="+nat["AllocationId"].(string)) &&
+			strings.Contains(line, "InstanceId=ngw-1") && strings.Contains(line, "code=OK") && strings.Contains(line, "remote=") {
+			audited = true
+		}
+		if strings.Contains(line, "action=DescribeEipAddresses") {
+			t.Errorf("a read logged at the default level: %s", line)
+		}
+	}
+	if !audited {
+		t.Errorf("no audit line for the NAT gateway association:\n%s", logText)
+	}
+	// eipd --check beside the running daemon: everything in place, the state file
+	// left to it, nothing changed.
+	var checkOut []byte
+	_ = d.GW.Do(func() error {
+		checkOut, err = exec.Command(bin("eipd"), "--check", "--config", filepath.Join(d.dir, "eipd.json")).CombinedOutput()
+		return nil
+	})
+	if err != nil || !strings.Contains(string(checkOut), "held by a running eipd") || !strings.Contains(string(checkOut), "present; a start adopts them") ||
+		!strings.HasSuffix(string(checkOut), "ok\n") {
+		t.Errorf("eipd --check beside a running eipd: %v\n%s", err, checkOut)
+	}
+
 	build := families["eipgw_build_info"].GetMetric()
 	if len(build) != 1 || build[0].GetGauge().GetValue() != 1 || len(build[0].GetLabel()) != 3 {
 		t.Errorf("eipgw_build_info: %v", build)

@@ -7,43 +7,104 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"github.com/eipgw/eipgw/internal/buildinfo"
 	"github.com/eipgw/eipgw/internal/eipd"
 )
 
-func main() {
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+const usage = `usage:
+  eipd [--config FILE] [--init] [--log-level LEVEL] [--log-format FORMAT]
+      the gateway daemon (docs/eipd.md)
+  eipd --check [--config FILE]
+      check the configuration, credentials, interfaces, pins and state file, say what
+      a start would do with them, and change nothing; exit 1 on a problem
+  eipd --version
+  eipd agent [--config FILE] [--log-level LEVEL] [--log-format FORMAT]
+      inside an instance: put its cut-through EIPs on its secondary ENI
+
+flags:
+`
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// run is eipd with its arguments and outputs, and returns the exit code: 0, 1 for a
+// failure, 2 for a wrong invocation.
+func run(args []string, stdout, stderr io.Writer) int {
+	name, defaultConfig := "eipd", "/etc/eipgw/eipd.json"
+	agent := len(args) > 0 && args[0] == "agent"
+	if agent {
+		name, defaultConfig, args = "eipd agent", "/etc/eipgw/agent.json", args[1:]
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	configPath := fs.String("config", defaultConfig, "configuration file")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error (API reads are logged at debug, writes at info)")
+	logFormat := fs.String("log-format", "text", "text or json")
+	version := fs.Bool("version", false, "print the version and exit")
+	var initState, check *bool
+	if !agent {
+		initState = fs.Bool("init", false, "create the state file if it is missing or empty, and let an empty state clear a pinned dataplane that still carries EIPs (first start only)")
+		check = fs.Bool("check", false, "check the configuration, credentials, interfaces, pins and state file, and change nothing")
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q: eipd takes flags only, and `eipd agent` runs the instance agent (eipd --help)\n", name, fs.Arg(0))
+		return 2
+	}
+	if *version {
+		fmt.Fprintln(stdout, "eipd", buildinfo.Read())
+		return 0
+	}
+	log, err := eipd.NewLogger(stderr, *logLevel, *logFormat)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return 2
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if len(os.Args) > 1 && os.Args[1] == "agent" {
-		fs := flag.NewFlagSet("eipd agent", flag.ExitOnError)
-		configPath := fs.String("config", "/etc/eipgw/agent.json", "agent configuration file")
-		_ = fs.Parse(os.Args[2:])
-		cfg, base, poll, err := eipd.LoadAgentConfig(*configPath)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "eipd agent:", err)
-			os.Exit(2)
-		}
-		if err := eipd.RunAgent(ctx, cfg, base, poll, log); err != nil {
-			fmt.Fprintln(os.Stderr, "eipd agent:", err)
-			os.Exit(1)
-		}
-		return
+	if agent {
+		return runAgent(ctx, *configPath, log, stderr)
 	}
-	configPath := flag.String("config", "/etc/eipgw/eipd.json", "configuration file")
-	initState := flag.Bool("init", false, "create the state file if it is missing or empty, and let an empty state clear a pinned dataplane that still carries EIPs (first start only)")
-	flag.Parse()
 	cfg, err := eipd.LoadConfig(*configPath)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "eipd:", err)
-		os.Exit(2)
+		fmt.Fprintln(stderr, "eipd:", err)
+		return 2
 	}
+	if *check {
+		if err := eipd.Check(cfg, stdout); err != nil {
+			fmt.Fprintln(stderr, "eipd --check:", err)
+			return 1
+		}
+		return 0
+	}
+	log.Info("starting", "version", buildinfo.Read().String())
 	if err := eipd.Run(ctx, cfg, *initState, log, nil); err != nil {
-		fmt.Fprintln(os.Stderr, "eipd:", err)
-		os.Exit(1)
+		fmt.Fprintln(stderr, "eipd:", err)
+		return 1
 	}
+	return 0
+}
+
+func runAgent(ctx context.Context, configPath string, log *slog.Logger, stderr io.Writer) int {
+	cfg, base, poll, err := eipd.LoadAgentConfig(configPath)
+	if err != nil {
+		fmt.Fprintln(stderr, "eipd agent:", err)
+		return 2
+	}
+	if err := eipd.RunAgent(ctx, cfg, base, poll, log); err != nil {
+		fmt.Fprintln(stderr, "eipd agent:", err)
+		return 1
+	}
+	return 0
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sort"
 	"strings"
 	"time"
 
@@ -59,7 +60,8 @@ const (
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id := requestID()
-	action, status, code, authenticated := s.serve(w, r, id)
+	var audit auditRecord
+	action, status, code, authenticated := s.serve(w, r, id, &audit)
 	label := action
 	switch {
 	case !authenticated:
@@ -68,9 +70,61 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		label = actionUnknown
 	}
 	s.Metrics.Observe(label, code, status, time.Since(start))
-	if s.Log != nil {
-		s.Log.Info("api", "request_id", id, "action", label, "status", status, "code", code, "duration", time.Since(start))
+	if s.Log == nil {
+		return
 	}
+	result := code
+	if result == "" {
+		result = "OK"
+	}
+	attrs := []any{"request_id", id, "action", label, "status", status, "code", result, "remote", r.RemoteAddr,
+		"duration", time.Since(start)}
+	switch {
+	case authenticated && model.IsWrite(action):
+		// The audit trail: who changed what, from where, and how it ended.
+		s.Log.Info("audit", append(attrs, "access_key_id", audit.accessKeyID, "resources", audit.resources())...)
+	case !authenticated:
+		s.Log.Info("api: refused before authentication", attrs...)
+	default:
+		s.Log.Debug("api", append(attrs, "access_key_id", audit.accessKeyID)...)
+	}
+}
+
+// auditRecord is what a request's log line says beyond its outcome: who signed it and
+// the resources it named or made.
+type auditRecord struct {
+	accessKeyID string
+	params      model.Params
+	response    map[string]any
+}
+
+// resources are the IDs a request named (parameters ending in Id, as the API spells
+// them) and the ones its reply gave (a new AllocationId, say), as Key=Value.
+func (a *auditRecord) resources() []string {
+	ids := map[string]string{}
+	add := func(k, v string) {
+		switch k {
+		case "RegionId", "RequestId", "AccessKeyId", "OwnerId", "ResourceOwnerId", "ResourceGroupId":
+			return
+		}
+		if strings.HasSuffix(k, "Id") && v != "" {
+			ids[k] = v
+		}
+	}
+	for k, v := range a.params {
+		add(k, v)
+	}
+	for k, v := range a.response {
+		if s, ok := v.(string); ok {
+			add(k, s)
+		}
+	}
+	out := make([]string, 0, len(ids))
+	for k, v := range ids {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // headerBytes is roughly what the request line and headers took on the wire.
@@ -86,7 +140,7 @@ func headerBytes(r *http.Request) int {
 
 // serve handles one request and returns what it answered, for metrics and logs, and
 // whether its signature was good.
-func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (action string, status int, code string, authenticated bool) {
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string, audit *auditRecord) (action string, status int, code string, authenticated bool) {
 	asXML := false // Format=XML, once the form is read
 	reply := func(err *Error) (string, int, string, bool) {
 		body := map[string]any{"RequestId": id, "Code": err.Code, "Message": err.Message, "HostId": r.Host}
@@ -140,6 +194,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (actio
 			params[k] = v[0]
 		}
 	}
+	audit.accessKeyID, audit.params = account, params
 
 	nonce := signed.nonce
 	write := model.IsWrite(action)
@@ -190,6 +245,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (actio
 	if err != nil {
 		return reply(errInternal)
 	}
+	audit.response = out
 	if asXML {
 		writeXML(w, http.StatusOK, action+"Response", out)
 	} else {

@@ -93,3 +93,9 @@ func countKeys(tx Tx, kind, prefix string) (int, error) {
 	err := tx.ForEachPrefix(kind, prefix, func(string, []byte) error { n++; return nil })
 	return n, err
 }
+
+// CountEIPs is how many EIPs are allocated, from the address index.
+func CountEIPs(tx Tx) (int, error) { return countKeys(tx, kindEIPByIP, "") }
+
+// CountAssociations is how many EIPs are associated, from the active-target index.
+func CountAssociations(tx Tx) (int, error) { return countKeys(tx, kindEIPByTarget, "") }

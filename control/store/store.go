@@ -244,3 +244,50 @@ func checkLength(path string, create bool) error {
 	}
 	return nil
 }
+
+// Summary is what Inspect found in a state file.
+type Summary struct {
+	EIPs         int // allocated
+	Associations int // associated with a resource
+}
+
+// Inspect reads the state file at path without changing it (eipd --check): the checks
+// Open makes (present, not empty or short, bbolt, consistent, eipgw's schema), then
+// counts. A file a running eipd holds is ErrInUse.
+func Inspect(path string) (Summary, error) {
+	var sum Summary
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return sum, fmt.Errorf("state %s: %w (create it with eipd --init)", path, ErrNoState)
+	}
+	if err := checkLength(path, false); err != nil {
+		return sum, fmt.Errorf("state %s: %w: %v", path, ErrCorrupt, err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 500 * time.Millisecond})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return sum, fmt.Errorf("state %s: %w (a running eipd holds it)", path, ErrInUse)
+	}
+	if err != nil {
+		return sum, fmt.Errorf("state %s: %w: %v", path, ErrCorrupt, err)
+	}
+	defer db.Close()
+	err = db.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			return fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		meta := tx.Bucket([]byte(metaBucket))
+		if meta == nil || string(meta.Get([]byte(schemaKey))) != schemaVersion {
+			return fmt.Errorf("%w: not eipgw state of schema %q", ErrCorrupt, schemaVersion)
+		}
+		t := boltTx{tx}
+		var err error
+		if sum.EIPs, err = model.CountEIPs(t); err != nil {
+			return err
+		}
+		sum.Associations, err = model.CountAssociations(t)
+		return err
+	})
+	if err != nil {
+		return sum, fmt.Errorf("state %s: %w", path, err)
+	}
+	return sum, nil
+}
