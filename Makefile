@@ -2,7 +2,9 @@
 GO    ?= go
 BIN   := bin
 
-.PHONY: all deps generate build test bench demo lint clean
+.PHONY: all deps generate build install package test bench demo lint clean
+PREFIX  ?= /usr/local
+DESTDIR ?=
 
 all: build
 
@@ -16,7 +18,23 @@ generate:
 	$(GO) generate ./dataplane
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -buildvcs=auto -o $(BIN)/ ./cmd/...
+
+# The binaries, the systemd units (pointing at them), the example configuration
+# unless one is there, and credentials with a random secret unless there are some:
+# what the Debian package installs, under PREFIX. `systemctl daemon-reload` after.
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/systemd/system $(DESTDIR)/etc/eipgw
+	install -m 0755 $(BIN)/eipd $(BIN)/eipctl $(BIN)/eipdp $(DESTDIR)$(PREFIX)/bin/
+	for u in eipd eipd-agent; do \
+		sed 's|/usr/bin/eipd|$(PREFIX)/bin/eipd|g' packaging/systemd/$$u.service >$(DESTDIR)/etc/systemd/system/$$u.service; \
+	done
+	[ -e $(DESTDIR)/etc/eipgw/eipd.json ] || install -m 0644 examples/eipd.json $(DESTDIR)/etc/eipgw/eipd.json
+	DPKG_ROOT=$(DESTDIR) sh packaging/deb/postinst configure
+
+# The Debian package (dpkg-deb): dist/eipgw_VERSION_ARCH.deb.
+package:
+	./scripts/package.sh dist
 
 test: deps
 	./scripts/test.sh
@@ -34,4 +52,4 @@ lint:
 	$(GO) vet ./...
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) dist
