@@ -316,4 +316,3 @@ var (
 	_ reconcile.SourceBatcher  = (*dataplane.Dataplane)(nil)
 	_ reconcile.Policer        = (*dataplane.Dataplane)(nil)
 )
-

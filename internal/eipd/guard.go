@@ -39,4 +39,3 @@ func (g *dataplaneGuard) ready() error {
 	}
 	return errors.Join(errs...)
 }
-

@@ -173,7 +173,10 @@ var (
 	poolAllocatedDesc = desc("eipgw_pool_allocated_eips", "EIPs allocated from a pool.", "pool")
 )
 
-func (m poolMetrics) Describe(ch chan<- *prometheus.Desc) { ch <- poolSizeDesc; ch <- poolAllocatedDesc }
+func (m poolMetrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- poolSizeDesc
+	ch <- poolAllocatedDesc
+}
 
 func (m poolMetrics) Collect(ch chan<- prometheus.Metric) {
 	var usage []model.PoolUsage

@@ -169,4 +169,3 @@ func (c *natCollector) collect(ctx context.Context) {
 	c.usage = us
 	c.mu.Unlock()
 }
-
