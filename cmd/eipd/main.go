@@ -24,6 +24,9 @@ const usage = `usage:
       check the configuration, credentials, interfaces, pins and state file, say what
       a start would do with them, and change nothing; exit 1 on a problem
   eipd --version
+  eipd backup [--config FILE] --out FILE
+      a consistent copy of the state file, from the running eipd or, when none
+      runs, from the file; written whole or not at all
   eipd agent [--config FILE] [--log-level LEVEL] [--log-format FORMAT]
       inside an instance: put its cut-through EIPs on its secondary ENI
 
@@ -39,6 +42,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	agent := len(args) > 0 && args[0] == "agent"
 	if agent {
 		name, defaultConfig, args = "eipd agent", "/etc/eipgw/agent.json", args[1:]
+	}
+	if len(args) > 0 && args[0] == "backup" {
+		return backup(args[1:], stdout, stderr)
 	}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -106,5 +112,36 @@ func runAgent(ctx context.Context, configPath string, log *slog.Logger, stderr i
 		fmt.Fprintln(stderr, "eipd agent:", err)
 		return 1
 	}
+	return 0
+}
+
+// backup is eipd backup.
+func backup(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("eipd backup", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	configPath := fs.String("config", "/etc/eipgw/eipd.json", "configuration file (for state_dir)")
+	out := fs.String("out", "", "where to write the copy (required)")
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 || *out == "" {
+		fmt.Fprintln(stderr, "eipd backup: --out FILE is required, and nothing else (eipd --help)")
+		return 2
+	}
+	cfg, err := eipd.LoadConfig(*configPath)
+	if err != nil {
+		fmt.Fprintln(stderr, "eipd backup:", err)
+		return 2
+	}
+	sum, err := eipd.Backup(cfg, *out)
+	if err != nil {
+		fmt.Fprintln(stderr, "eipd backup:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: %d EIPs, %d associated\n", *out, sum.EIPs, sum.Associations)
 	return 0
 }

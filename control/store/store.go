@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -290,4 +291,34 @@ func Inspect(path string) (Summary, error) {
 		return sum, fmt.Errorf("state %s: %w", path, err)
 	}
 	return sum, nil
+}
+
+// Backup writes a consistent copy of the open state file to w, from one read
+// transaction: writes go on meanwhile and land in the next copy. The copy is a state
+// file as it is (Inspect reads it; put in place of the state file, eipd starts on it).
+func (s *Store) Backup(w io.Writer) (int64, error) {
+	var n int64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	return n, err
+}
+
+// BackupClosed is Backup for a state file no eipd holds: opened read-only, checked as
+// Inspect checks it, then copied.
+func BackupClosed(path string, w io.Writer) (int64, error) {
+	if _, err := Inspect(path); err != nil {
+		return 0, err
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 500 * time.Millisecond})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return 0, fmt.Errorf("state %s: %w (a running eipd holds it)", path, ErrInUse)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("state %s: %w", path, err)
+	}
+	defer db.Close()
+	return (&Store{db: db}).Backup(w)
 }

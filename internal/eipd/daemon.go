@@ -43,6 +43,14 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 		return err
 	}
 	defer st.Close()
+	// eipd backup copies the state through this socket while eipd runs; closed
+	// before the store (the defers run in reverse).
+	if stopBackups, err := serveBackups(st, cfg.StateDir, log); err != nil {
+		// Not a reason to leave the gateway down: eipd backup then needs eipd stopped.
+		log.Warn("no online backups", "error", err)
+	} else {
+		defer stopBackups()
+	}
 	// A state file from before the bandwidth index gets it once.
 	if err := st.Update(func(tx model.Tx) error {
 		n, err := model.EnsureBandwidthIndex(tx)
