@@ -83,8 +83,6 @@ func refusedErr(err error) bool {
 	return errors.Is(err, syscall.EHOSTUNREACH)
 }
 
-
-
 // TestNatGateway: three instances share a NAT gateway with two EIPs; the mapping is
 // endpoint-independent as a STUN client sees it; a source is held to its port
 // quota and the pool to its ports, with ICMP 3/13 for refused flows while established
