@@ -17,6 +17,7 @@ import (
 
 	"github.com/eipgw/eipgw/control/api"
 	"github.com/eipgw/eipgw/control/model"
+	"github.com/eipgw/eipgw/internal/buildinfo"
 )
 
 // Profile says where eipd is and which key to sign with.
@@ -32,14 +33,25 @@ type Profile struct {
 	SignatureMethod string `json:"signature_method,omitempty"`
 }
 
-const usage = `usage: eipctl [--profile FILE] [--output table|json] COMMAND [--param value ...]
+const usage = `usage: eipctl [options] COMMAND [--param value ...] [options]
+       eipctl COMMAND --help | eipctl --help | eipctl version
 
-The profile (default $EIPGW_PROFILE, else ~/.eipgw/profile.json) is JSON:
+Options, before or after the command:
+  --output table|json          how replies are printed (default table)
+  --profile FILE               eipctl's profile (default $EIPGW_PROFILE, else ~/.eipgw/profile.json)
+  --endpoint URL               eipd's API (else $EIPGW_ENDPOINT, else the profile's)
+  --access-key-id ID --access-key-secret SECRET
+  --region-id ID  --ca-file FILE
+
+The access key comes from the first of: the two --access-key options; the
+ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET environment variables;
+eipctl's profile; the aliyun CLI's current profile (~/.aliyun/config.json, or the one
+$ALIBABA_CLOUD_PROFILE names; AK mode). eipctl's profile is JSON:
   {"endpoint": "https://gateway:8443", "access_key_id": "...", "access_key_secret": "...", "region_id": "eipgw-1",
    "ca_file": "/etc/eipgw/ca.pem"}
 ca_file (optional) adds certificates to trust for an https endpoint; signature_method
 (optional) is v3 (ACS3-HMAC-SHA256, the default) or hmac-sha1 (the legacy signature).
-Parameters are the API's, in kebab case or as the API spells them:
+Parameters are the API's (docs/api.md), in kebab case or as the API spells them:
   eipctl allocate-eip-address --bandwidth 10
   eipctl associate-eip-address --allocation-id eip-... --instance-id i-... --instance-type EcsInstance
   eipctl assign-private-ip-addresses --network-interface-id eni-... --private-ip-address.1 10.0.3.2
@@ -52,47 +64,73 @@ type Env struct {
 	Getenv         func(string) string
 }
 
+// options are eipctl's own flags, accepted before or after the command: everything
+// else after the command is an API parameter.
+type options struct {
+	output, profile, endpoint, accessKeyID, accessKeySecret, regionID, caFile string
+}
+
+// option sets an eipctl option by flag name; false when name is not one.
+func (o *options) option(name, value string) bool {
+	field := map[string]*string{"output": &o.output, "profile": &o.profile, "endpoint": &o.endpoint,
+		"access-key-id": &o.accessKeyID, "access-key-secret": &o.accessKeySecret, "region-id": &o.regionID,
+		"ca-file": &o.caFile}[name]
+	if field == nil {
+		return false
+	}
+	*field = value
+	return true
+}
+
+func isHelp(arg string) bool { return arg == "-h" || arg == "--help" || arg == "help" }
+
 // Run executes one eipctl command line and returns the exit status.
 func Run(args []string, env Env) int {
-	profilePath, output := "", "table"
-	for len(args) > 0 && strings.HasPrefix(args[0], "--") {
+	opts := options{output: "table"}
+	var command string
+	params := map[string]string{}
+	for len(args) > 0 {
+		arg := args[0]
+		switch {
+		case isHelp(arg) && command == "":
+			printUsage(env.Stdout)
+			return 0
+		case isHelp(arg):
+			fmt.Fprintf(env.Stdout, "usage: eipctl %s [--param value ...] [options]\n\nThe API action %s: its parameters, "+
+				"which are required and their values are in docs/api.md; eipctl --help lists the options.\n", command, commands()[command])
+			return 0
+		case arg == "--version" || (arg == "version" && command == ""):
+			fmt.Fprintln(env.Stdout, "eipctl", buildinfo.Read())
+			return 0
+		case !strings.HasPrefix(arg, "--"):
+			if command != "" {
+				return usageErr(env, fmt.Sprintf("unexpected argument %q: parameters are --name value", arg))
+			}
+			if _, ok := commands()[arg]; !ok {
+				return usageErr(env, fmt.Sprintf("unknown command %q", arg))
+			}
+			command, args = arg, args[1:]
+			continue
+		}
 		name, value, rest, err := flagValue(args)
 		if err != nil {
 			return usageErr(env, err.Error())
 		}
-		switch name {
-		case "profile":
-			profilePath = value
-		case "output":
-			output = value
-		default:
-			return usageErr(env, fmt.Sprintf("unknown option --%s before the command", name))
+		if !opts.option(name, value) {
+			if command == "" {
+				return usageErr(env, fmt.Sprintf("unknown option --%s before the command", name))
+			}
+			params[paramName(name)] = value
 		}
 		args = rest
 	}
-	if output != "table" && output != "json" {
-		return usageErr(env, fmt.Sprintf("--output %q: want table or json", output))
+	if opts.output != "table" && opts.output != "json" {
+		return usageErr(env, fmt.Sprintf("--output %q: want table or json", opts.output))
 	}
-	if len(args) == 0 || args[0] == "help" || args[0] == "--help" {
-		return usageErr(env, "")
+	if command == "" {
+		return usageErr(env, "no command")
 	}
-	action, ok := commands()[args[0]]
-	if !ok {
-		return usageErr(env, fmt.Sprintf("unknown command %q", args[0]))
-	}
-	params := map[string]string{}
-	for rest := args[1:]; len(rest) > 0; {
-		if !strings.HasPrefix(rest[0], "--") {
-			return usageErr(env, fmt.Sprintf("unexpected argument %q: parameters are --name value", rest[0]))
-		}
-		name, value, next, err := flagValue(rest)
-		if err != nil {
-			return usageErr(env, err.Error())
-		}
-		params[paramName(name)] = value
-		rest = next
-	}
-	prof, err := loadProfile(profilePath, env)
+	prof, err := resolveProfile(opts, env)
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "eipctl:", err)
 		return 1
@@ -104,7 +142,7 @@ func Run(args []string, env Env) int {
 	}
 	client := &api.Client{Endpoint: prof.Endpoint, AccessKeyID: prof.AccessKeyID, AccessSecret: prof.AccessKeySecret,
 		RegionID: prof.RegionID, Signature: prof.SignatureMethod, HTTP: hc}
-	resp, err := client.Call(action, params)
+	resp, err := client.Call(commands()[command], params)
 	var apiErr *api.Error
 	if errors.As(err, &apiErr) {
 		fmt.Fprintf(env.Stderr, "eipctl: %s: %s (RequestId %v)\n", apiErr.Code, apiErr.Message, resp["RequestId"])
@@ -113,7 +151,7 @@ func Run(args []string, env Env) int {
 		fmt.Fprintln(env.Stderr, "eipctl:", err)
 		return 1
 	}
-	if output == "json" {
+	if opts.output == "json" {
 		enc := json.NewEncoder(env.Stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(resp)
@@ -123,19 +161,23 @@ func Run(args []string, env Env) int {
 	return 0
 }
 
-func usageErr(env Env, msg string) int {
-	if msg != "" {
-		fmt.Fprintln(env.Stderr, "eipctl:", msg)
-	}
-	fmt.Fprint(env.Stderr, usage)
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, usage)
 	names := make([]string, 0)
 	for n := range commands() {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintln(env.Stderr, "  "+n)
+		fmt.Fprintln(w, "  "+n)
 	}
+}
+
+func usageErr(env Env, msg string) int {
+	if msg != "" {
+		fmt.Fprintln(env.Stderr, "eipctl:", msg)
+	}
+	printUsage(env.Stderr)
 	return 2
 }
 
@@ -199,29 +241,106 @@ func paramName(s string) string {
 	return b.String() + suffix
 }
 
-func loadProfile(path string, env Env) (*Profile, error) {
+// resolveProfile puts together where eipd is and the key to sign with. The key pair
+// comes whole from the first source that has one: the options, the environment
+// (ALIBABA_CLOUD_ACCESS_KEY_ID and _SECRET, as the cloud's SDKs and CLI read them),
+// eipctl's profile, the aliyun CLI's profile. The endpoint: the option,
+// $EIPGW_ENDPOINT, eipctl's profile. A profile named explicitly must exist.
+func resolveProfile(o options, env Env) (*Profile, error) {
+	p := &Profile{}
+	path, explicit := o.profile, o.profile != ""
 	if path == "" {
-		path = env.Getenv("EIPGW_PROFILE")
+		path, explicit = env.Getenv("EIPGW_PROFILE"), env.Getenv("EIPGW_PROFILE") != ""
 	}
 	if path == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return nil, fmt.Errorf("no profile: %w", err)
+		path = filepath.Join(homeDir(env), ".eipgw", "profile.json")
+	}
+	var file Profile
+	if raw, err := os.ReadFile(path); err == nil {
+		if err := json.Unmarshal(raw, &file); err != nil {
+			return nil, fmt.Errorf("profile %s: %w", path, err)
 		}
-		path = filepath.Join(home, ".eipgw", "profile.json")
-	}
-	raw, err := os.ReadFile(path)
-	if err != nil {
+	} else if explicit || !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("profile: %w", err)
 	}
-	var p Profile
-	if err := json.Unmarshal(raw, &p); err != nil {
-		return nil, fmt.Errorf("profile %s: %w", path, err)
+	aliyun, err := aliyunProfile(env)
+	if err != nil {
+		return nil, err
 	}
-	if p.Endpoint == "" || p.AccessKeyID == "" || p.AccessKeySecret == "" {
-		return nil, fmt.Errorf("profile %s: endpoint, access_key_id and access_key_secret are required", path)
+	for _, key := range [][2]string{
+		{o.accessKeyID, o.accessKeySecret},
+		{env.Getenv("ALIBABA_CLOUD_ACCESS_KEY_ID"), env.Getenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET")},
+		{file.AccessKeyID, file.AccessKeySecret},
+		{aliyun.AccessKeyID, aliyun.AccessKeySecret},
+	} {
+		if key[0] != "" && key[1] != "" {
+			p.AccessKeyID, p.AccessKeySecret = key[0], key[1]
+			break
+		}
 	}
-	return &p, nil
+	p.Endpoint = first(o.endpoint, env.Getenv("EIPGW_ENDPOINT"), file.Endpoint)
+	p.RegionID = first(o.regionID, env.Getenv("ALIBABA_CLOUD_REGION_ID"), file.RegionID, aliyun.RegionID)
+	p.CAFile = first(o.caFile, file.CAFile)
+	p.SignatureMethod = file.SignatureMethod
+	if p.Endpoint == "" {
+		return nil, fmt.Errorf("no endpoint: give --endpoint, $EIPGW_ENDPOINT or a profile's endpoint (%s)", path)
+	}
+	if p.AccessKeyID == "" {
+		return nil, fmt.Errorf("no access key: give --access-key-id and --access-key-secret, ALIBABA_CLOUD_ACCESS_KEY_ID "+
+			"and ALIBABA_CLOUD_ACCESS_KEY_SECRET, a profile's (%s), or an aliyun CLI profile", path)
+	}
+	return p, nil
+}
+
+func first(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func homeDir(env Env) string {
+	if h := env.Getenv("HOME"); h != "" {
+		return h
+	}
+	h, _ := os.UserHomeDir()
+	return h
+}
+
+// aliyunProfile reads the aliyun CLI's configuration (~/.aliyun/config.json): its
+// current profile, or the one $ALIBABA_CLOUD_PROFILE names, when it is an AccessKey
+// one. Absent: empty.
+func aliyunProfile(env Env) (Profile, error) {
+	path := filepath.Join(homeDir(env), ".aliyun", "config.json")
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return Profile{}, nil
+	}
+	if err != nil {
+		return Profile{}, fmt.Errorf("aliyun profile: %w", err)
+	}
+	var cfg struct {
+		Current  string `json:"current"`
+		Profiles []struct {
+			Name            string `json:"name"`
+			Mode            string `json:"mode"`
+			AccessKeyID     string `json:"access_key_id"`
+			AccessKeySecret string `json:"access_key_secret"`
+			RegionID        string `json:"region_id"`
+		} `json:"profiles"`
+	}
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return Profile{}, fmt.Errorf("aliyun profile %s: %w", path, err)
+	}
+	name := first(env.Getenv("ALIBABA_CLOUD_PROFILE"), cfg.Current, "default")
+	for _, p := range cfg.Profiles {
+		if p.Name == name && (p.Mode == "AK" || p.Mode == "") {
+			return Profile{AccessKeyID: p.AccessKeyID, AccessKeySecret: p.AccessKeySecret, RegionID: p.RegionID}, nil
+		}
+	}
+	return Profile{}, nil
 }
 
 // printTable shows a list reply (such as EipAddresses.EipAddress) as a table and

@@ -79,3 +79,104 @@ func TestAgainstAServer(t *testing.T) {
 		}
 	}
 }
+
+// TestCredentialOrder: the key pair comes whole from the first of the options, the
+// environment, eipctl's profile and the aliyun CLI's current profile; the endpoint
+// from the option, $EIPGW_ENDPOINT or the profile; a profile named but missing is an
+// error, an absent default one is not.
+func TestCredentialOrder(t *testing.T) {
+	home := t.TempDir()
+	write := func(path string, v any) {
+		t.Helper()
+		raw, _ := json.Marshal(v)
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(home, ".aliyun", "config.json"), map[string]any{"current": "work", "profiles": []map[string]string{
+		{"name": "default", "mode": "AK", "access_key_id": "aliyun-default", "access_key_secret": "s0"},
+		{"name": "work", "mode": "AK", "access_key_id": "aliyun-work", "access_key_secret": "s1", "region_id": "cn-hangzhou"},
+	}})
+	vars := map[string]string{"HOME": home}
+	env := Env{Getenv: func(k string) string { return vars[k] }}
+	resolve := func(o options) *Profile {
+		t.Helper()
+		p, err := resolveProfile(o, env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// Only the aliyun CLI's profile has a key; the endpoint from the option.
+	if p := resolve(options{endpoint: "https://gw:8443"}); p.AccessKeyID != "aliyun-work" || p.RegionID != "cn-hangzhou" {
+		t.Errorf("from the aliyun profile: %+v", p)
+	}
+	vars["ALIBABA_CLOUD_PROFILE"] = "default"
+	if p := resolve(options{endpoint: "https://gw:8443"}); p.AccessKeyID != "aliyun-default" {
+		t.Errorf("the aliyun profile $ALIBABA_CLOUD_PROFILE names: %+v", p)
+	}
+	write(filepath.Join(home, ".eipgw", "profile.json"), Profile{Endpoint: "https://file:8443", AccessKeyID: "file", AccessKeySecret: "s2"})
+	if p := resolve(options{}); p.AccessKeyID != "file" || p.Endpoint != "https://file:8443" {
+		t.Errorf("eipctl's profile before the aliyun one: %+v", p)
+	}
+	vars["ALIBABA_CLOUD_ACCESS_KEY_ID"], vars["ALIBABA_CLOUD_ACCESS_KEY_SECRET"] = "env", "s3"
+	vars["EIPGW_ENDPOINT"] = "https://env:8443"
+	if p := resolve(options{}); p.AccessKeyID != "env" || p.AccessKeySecret != "s3" || p.Endpoint != "https://env:8443" {
+		t.Errorf("the environment before eipctl's profile: %+v", p)
+	}
+	vars["ALIBABA_CLOUD_ACCESS_KEY_SECRET"] = "" // half a pair is no pair
+	if p := resolve(options{}); p.AccessKeyID != "file" {
+		t.Errorf("an ID without its secret in the environment: %+v", p)
+	}
+	if p := resolve(options{accessKeyID: "flag", accessKeySecret: "s4", endpoint: "https://flag:8443"}); p.AccessKeyID != "flag" ||
+		p.Endpoint != "https://flag:8443" {
+		t.Errorf("the options first: %+v", p)
+	}
+	if _, err := resolveProfile(options{profile: filepath.Join(home, "nope.json")}, env); err == nil {
+		t.Error("a profile named but missing was accepted")
+	}
+	if _, err := resolveProfile(options{}, Env{Getenv: func(k string) string { return map[string]string{"HOME": t.TempDir()}[k] }}); err == nil ||
+		!strings.Contains(err.Error(), "no endpoint") {
+		t.Errorf("nothing configured: %v", err)
+	}
+}
+
+// TestOptionsAndHelp: options after the command are eipctl's, not API parameters
+// (--output json prints JSON); help and version at the top and per command.
+func TestOptionsAndHelp(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "s.db"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	srv := httptest.NewServer(&api.Server{
+		Verifier: &api.Verifier{Secrets: secrets{"k": "0123456789abcdef"}, Window: time.Minute, MaxNonces: 100, Now: time.Now},
+		Model:    &model.Service{Region: "eipgw-1", Pool: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/29")}},
+		Store:    st, Now: time.Now,
+	})
+	defer srv.Close()
+	vars := map[string]string{"HOME": t.TempDir(), "EIPGW_ENDPOINT": srv.URL,
+		"ALIBABA_CLOUD_ACCESS_KEY_ID": "k", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "0123456789abcdef"}
+	run := func(args ...string) (int, string, string) {
+		var out, errOut bytes.Buffer
+		code := Run(args, Env{Stdout: &out, Stderr: &errOut, Getenv: func(k string) string { return vars[k] }})
+		return code, out.String(), errOut.String()
+	}
+	if code, out, errOut := run("allocate-eip-address", "--bandwidth", "10", "--output", "json"); code != 0 || !json.Valid([]byte(out)) {
+		t.Errorf("--output after the command: %d %q %q", code, out, errOut)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--help"}, "Commands:"}, {[]string{"-h"}, "allocate-eip-address"},
+		{[]string{"describe-eip-addresses", "--help"}, "DescribeEipAddresses"}, {[]string{"version"}, "eipctl "},
+	} {
+		if code, out, _ := run(c.args...); code != 0 || !strings.Contains(out, c.want) {
+			t.Errorf("eipctl %v: %d %q", c.args, code, out)
+		}
+	}
+}
