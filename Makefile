@@ -15,7 +15,7 @@ deps:
 # is committed; CI checks it is current with: make generate && git diff --exit-code
 generate:
 	./scripts/deps.sh --generate
-	$(GO) generate ./dataplane
+	$(GO) generate ./dataplane ./control/model
 
 build:
 	$(GO) build -buildvcs=auto -o $(BIN)/ ./cmd/...

@@ -317,7 +317,7 @@ func (s *Service) describeBandwidthPackages(c *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	match := func(param, value string) bool { v := c.Params[param]; return v == "" || v == value }
+	match := c.Params.matches
 	var mine []*BandwidthPackage
 	for _, p := range packages {
 		if p.Owner == c.Account && match("BandwidthPackageId", p.BandwidthPackageID) && match("Name", p.Name) &&

@@ -268,7 +268,7 @@ func (s *Service) describe(c *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	match := func(param, value string) bool { v := c.Params[param]; return v == "" || v == value }
+	match := c.Params.matches
 	packages := map[string]*BandwidthPackage{}
 	var views []EipAddressView
 	for _, e := range eips {

@@ -12,6 +12,48 @@ import (
 	"unicode/utf8"
 )
 
+//go:generate go run ./paramspec/genparams
+
+// Param is one request parameter of an action, as its handler reads it (params_gen.go,
+// generated from the handlers by paramspec).
+type Param struct {
+	Name     string   // as the API spells it; a list's items are Name.1, Name.2, ...
+	Required bool     // missing: MissingParameter
+	List     bool     // Name.1, Name.2, ...
+	Default  string   // what an absent one means, where the handler says
+	Values   []string // the only values accepted, where the handler has a fixed set
+	Range    [2]int   // an integer's bounds, where the handler checks them
+}
+
+// commonParams are what every action takes besides its own: the region every SDK
+// sends, and for writes the idempotence token and DryRun (Do reads them).
+var commonParams = []Param{{Name: "RegionId"}}
+var writeParams = []Param{{Name: "ClientToken"}, {Name: "DryRun", Values: []string{"true", "false"}}}
+
+// ActionParams lists an action's parameters: its handler's, then the common ones. Nil
+// for an unknown action.
+func ActionParams(action string) []Param {
+	a, ok := actions[action]
+	if !ok {
+		return nil
+	}
+	out := append([]Param{}, actionParams[action]...)
+	have := map[string]bool{}
+	for _, p := range out {
+		have[p.Name] = true
+	}
+	extra := commonParams
+	if a.write {
+		extra = append(append([]Param{}, commonParams...), writeParams...)
+	}
+	for _, p := range extra {
+		if !have[p.Name] {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // Params are a request's parameters, flattened as the RPC style sends them
 // (PrivateIpAddress.1, PrivateIpAddress.2, ...).
 type Params map[string]string
@@ -47,6 +89,10 @@ func (p Params) oneOf(name, def string, allowed ...string) (string, error) {
 	}
 	return "", invalid(name, v)
 }
+
+// matches is a describe action's filter: true when the optional parameter is absent
+// or empty, or equals value.
+func (p Params) matches(name, value string) bool { v := p[name]; return v == "" || v == value }
 
 // list reads Name.1, Name.2, ... in order.
 func (p Params) list(name string) []string {
