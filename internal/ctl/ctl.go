@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"unicode"
@@ -18,6 +19,8 @@ import (
 	"github.com/eipgw/eipgw/control/api"
 	"github.com/eipgw/eipgw/control/model"
 	"github.com/eipgw/eipgw/internal/buildinfo"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // Profile says where eipd is and which key to sign with.
@@ -33,30 +36,23 @@ type Profile struct {
 	SignatureMethod string `json:"signature_method,omitempty"`
 }
 
-const usage = `usage: eipctl [options] COMMAND [--param value ...] [options]
-       eipctl COMMAND --help | eipctl --help | eipctl version
+const longHelp = `eipctl calls eipd's API (the cloud's VPC OpenAPI): each API action is a command in
+kebab case, its parameters are flags in kebab case (--allocation-id) or as the API
+spells them (--AllocationId); a list parameter repeats (--private-ip-address A
+--private-ip-address B, or --private-ip-address.1 A). eipctl COMMAND --help lists a
+command's parameters, which are required and the values they take.
 
-Options, before or after the command:
-  --output table|json          how replies are printed (default table)
-  --profile FILE               eipctl's profile (default $EIPGW_PROFILE, else ~/.eipgw/profile.json)
-  --endpoint URL               eipd's API (else $EIPGW_ENDPOINT, else the profile's)
-  --access-key-id ID --access-key-secret SECRET
-  --region-id ID  --ca-file FILE
+The access key comes whole from the first of: --access-key-id with
+--access-key-secret; the ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET
+environment variables; eipctl's profile; the aliyun CLI's current profile
+(~/.aliyun/config.json, or the one $ALIBABA_CLOUD_PROFILE names; AK mode). The endpoint
+comes from --endpoint, $EIPGW_ENDPOINT or eipctl's profile. eipctl's profile is
+--profile, else $EIPGW_PROFILE, else ~/.eipgw/profile.json, JSON:
+  {"endpoint": "https://gateway:8443", "access_key_id": "...", "access_key_secret": "...",
+   "region_id": "eipgw-1", "ca_file": "/etc/eipgw/ca.pem", "signature_method": "v3"}
 
-The access key comes from the first of: the two --access-key options; the
-ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET environment variables;
-eipctl's profile; the aliyun CLI's current profile (~/.aliyun/config.json, or the one
-$ALIBABA_CLOUD_PROFILE names; AK mode). eipctl's profile is JSON:
-  {"endpoint": "https://gateway:8443", "access_key_id": "...", "access_key_secret": "...", "region_id": "eipgw-1",
-   "ca_file": "/etc/eipgw/ca.pem"}
-ca_file (optional) adds certificates to trust for an https endpoint; signature_method
-(optional) is v3 (ACS3-HMAC-SHA256, the default) or hmac-sha1 (the legacy signature).
-Parameters are the API's (docs/api.md), in kebab case or as the API spells them:
-  eipctl allocate-eip-address --bandwidth 10
-  eipctl associate-eip-address --allocation-id eip-... --instance-id i-... --instance-type EcsInstance
-  eipctl assign-private-ip-addresses --network-interface-id eni-... --private-ip-address.1 10.0.3.2
-Commands:
-`
+Exit status: 0, 1 when the API refused the request (its Code and Message are printed),
+2 for a wrong command line.`
 
 // Env is what the command needs from its process.
 type Env struct {
@@ -64,133 +60,223 @@ type Env struct {
 	Getenv         func(string) string
 }
 
-// options are eipctl's own flags, accepted before or after the command: everything
-// else after the command is an API parameter.
+// options are eipctl's own flags, accepted before or after the command.
 type options struct {
 	output, profile, endpoint, accessKeyID, accessKeySecret, regionID, caFile string
 }
 
-// option sets an eipctl option by flag name; false when name is not one.
-func (o *options) option(name, value string) bool {
-	field := map[string]*string{"output": &o.output, "profile": &o.profile, "endpoint": &o.endpoint,
-		"access-key-id": &o.accessKeyID, "access-key-secret": &o.accessKeySecret, "region-id": &o.regionID,
-		"ca-file": &o.caFile}[name]
-	if field == nil {
-		return false
+// usageError is a wrong command line: exit status 2.
+type usageError struct{ error }
+
+// Run executes one eipctl command line and returns the exit status. The command line
+// is parsed with cobra (help at every level, completion scripts, suggestions), over
+// commands and flags made from the model's parameter table, so eipctl offers exactly
+// the parameters the server reads.
+func Run(args []string, env Env) int {
+	opts := options{}
+	root := &cobra.Command{
+		Use:           "eipctl",
+		Short:         "eipgw's command line: every API action of eipd as a command",
+		Long:          longHelp,
+		Version:       buildinfo.Read().String(),
+		SilenceUsage:  true,
+		SilenceErrors: true,
 	}
-	*field = value
-	return true
+	root.SetArgs(args)
+	root.SetOut(env.Stdout)
+	root.SetErr(env.Stderr)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{suggestFlag(c, err)} })
+	pf := root.PersistentFlags()
+	pf.StringVar(&opts.output, "output", "table", "how replies are printed: table or json")
+	pf.StringVar(&opts.profile, "profile", "", "eipctl's profile (default $EIPGW_PROFILE, else ~/.eipgw/profile.json)")
+	pf.StringVar(&opts.endpoint, "endpoint", "", "eipd's API (default $EIPGW_ENDPOINT, else the profile's)")
+	pf.StringVar(&opts.accessKeyID, "access-key-id", "", "the AccessKeyId to sign with (with --access-key-secret)")
+	pf.StringVar(&opts.accessKeySecret, "access-key-secret", "", "its secret")
+	pf.StringVar(&opts.regionID, "region-id", "", "the RegionId to send (default $ALIBABA_CLOUD_REGION_ID, else the profile's)")
+	pf.StringVar(&opts.caFile, "ca-file", "", "PEM certificates to trust for an https endpoint")
+	root.AddCommand(&cobra.Command{Use: "version", Short: "print eipctl's version", Args: cobra.NoArgs,
+		Run: func(c *cobra.Command, _ []string) { fmt.Fprintln(env.Stdout, "eipctl", buildinfo.Read()) }})
+	for _, action := range model.Actions() {
+		root.AddCommand(actionCommand(action, &opts, env))
+	}
+	err := root.Execute()
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ue) || isCobraUsage(err):
+		fmt.Fprintln(env.Stderr, "eipctl:", err)
+		fmt.Fprintln(env.Stderr, "eipctl --help lists the commands; eipctl COMMAND --help a command's parameters")
+		return 2
+	default:
+		fmt.Fprintln(env.Stderr, "eipctl:", err)
+		return 1
+	}
 }
 
-func isHelp(arg string) bool { return arg == "-h" || arg == "--help" || arg == "help" }
+// isCobraUsage tells cobra's own command-line errors (an unknown command, stray
+// arguments) from a failed call.
+func isCobraUsage(err error) bool {
+	msg := err.Error()
+	return strings.HasPrefix(msg, "unknown command") || strings.HasPrefix(msg, "unknown flag") ||
+		strings.Contains(msg, "accepts 0 arg(s)") || strings.HasPrefix(msg, "unknown shorthand flag") ||
+		strings.Contains(msg, "flag needs an argument") || strings.HasPrefix(msg, "invalid argument")
+}
 
-// Run executes one eipctl command line and returns the exit status.
-func Run(args []string, env Env) int {
-	opts := options{output: "table"}
-	var command string
-	params := map[string]string{}
-	for len(args) > 0 {
-		arg := args[0]
-		switch {
-		case isHelp(arg) && command == "":
-			printUsage(env.Stdout)
-			return 0
-		case isHelp(arg):
-			fmt.Fprintf(env.Stdout, "usage: eipctl %s [--param value ...] [options]\n\nThe API action %s: its parameters, "+
-				"which are required and their values are in docs/api.md; eipctl --help lists the options.\n", command, commands()[command])
-			return 0
-		case arg == "--version" || (arg == "version" && command == ""):
-			fmt.Fprintln(env.Stdout, "eipctl", buildinfo.Read())
-			return 0
-		case !strings.HasPrefix(arg, "--"):
-			if command != "" {
-				return usageErr(env, fmt.Sprintf("unexpected argument %q: parameters are --name value", arg))
+// actionCommand is one API action as a command, a flag for each of its parameters.
+func actionCommand(action string, opts *options, env Env) *cobra.Command {
+	params := model.ActionParams(action)
+	values := map[string]*string{}
+	lists := map[string]*[]string{}
+	kind := "a read"
+	if model.IsWrite(action) {
+		kind = "a write"
+	}
+	cmd := &cobra.Command{
+		Use:   kebab(action) + " [--param value ...]",
+		Short: "the API action " + action + " (" + kind + ")",
+		Long: "The API action " + action + " (" + kind + "; docs/api.md). Parameters marked required must be given; " +
+			"the server checks every rule and answers with the API's error codes.",
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			req := map[string]string{}
+			for api, v := range values {
+				if c.Flags().Changed(flagName(api)) {
+					req[api] = *v
+				}
 			}
-			if _, ok := commands()[arg]; !ok {
-				return usageErr(env, fmt.Sprintf("unknown command %q", arg))
+			for api, vs := range lists {
+				for i, v := range *vs {
+					req[api+"."+strconv.Itoa(i+1)] = v
+				}
 			}
-			command, args = arg, args[1:]
+			return call(action, req, *opts, env)
+		},
+	}
+	fs := cmd.Flags()
+	for _, p := range params {
+		if p.Name == "RegionId" {
+			continue // --region-id, eipctl's own option, sends it
+		}
+		if p.List {
+			lists[p.Name] = fs.StringArray(flagName(p.Name), nil, paramUsage(p))
 			continue
 		}
-		name, value, rest, err := flagValue(args)
-		if err != nil {
-			return usageErr(env, err.Error())
+		values[p.Name] = fs.String(flagName(p.Name), "", paramUsage(p))
+		if len(p.Values) > 0 {
+			choices := p.Values
+			_ = cmd.RegisterFlagCompletionFunc(flagName(p.Name), func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+				return choices, cobra.ShellCompDirectiveNoFileComp
+			})
 		}
-		if !opts.option(name, value) {
-			if command == "" {
-				return usageErr(env, fmt.Sprintf("unknown option --%s before the command", name))
+	}
+	// The API's spelling (--AllocationId), other kebab spellings of it, and indexed list
+	// items (--private-ip-address.2) name the same flags.
+	fs.SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+		if i := strings.IndexByte(name, '.'); i > 0 {
+			if _, err := strconv.Atoi(name[i+1:]); err == nil {
+				name = name[:i]
 			}
-			params[paramName(name)] = value
 		}
-		args = rest
+		// Any spelling that names the same API parameter is the same flag
+		// (--AllocationId, --ha-vip-id for --havip-id).
+		return pflag.NormalizedName(flagName(paramName(name)))
+	})
+	return cmd
+}
+
+// paramUsage describes a parameter in a command's help.
+func paramUsage(p model.Param) string {
+	var parts []string
+	if p.Required {
+		parts = append(parts, "required")
 	}
+	parts = append(parts, "the API's "+p.Name)
+	if p.List {
+		parts = append(parts, "a list: repeat the flag")
+	}
+	if len(p.Values) > 0 {
+		parts = append(parts, "one of "+strings.Join(p.Values, ", "))
+	}
+	if p.Range != [2]int{} {
+		parts = append(parts, fmt.Sprintf("%d to %d", p.Range[0], p.Range[1]))
+	}
+	if p.Default != "" {
+		parts = append(parts, "default "+p.Default)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// suggestFlag adds the closest flag the command has to an unknown-flag error.
+func suggestFlag(c *cobra.Command, err error) error {
+	msg := err.Error()
+	i := strings.Index(msg, "--")
+	if !strings.HasPrefix(msg, "unknown flag") || i < 0 {
+		return err
+	}
+	given := strings.TrimPrefix(msg[i:], "--")
+	best, bestDist := "", 4
+	c.Flags().VisitAll(func(f *pflag.Flag) {
+		if d := distance(given, f.Name); d < bestDist {
+			best, bestDist = f.Name, d
+		}
+	})
+	if best == "" {
+		return err
+	}
+	return fmt.Errorf("%w (did you mean --%s?)", err, best)
+}
+
+// distance is the Levenshtein distance between a and b.
+func distance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+// call sends one request and prints its reply.
+func call(action string, params map[string]string, opts options, env Env) error {
 	if opts.output != "table" && opts.output != "json" {
-		return usageErr(env, fmt.Sprintf("--output %q: want table or json", opts.output))
-	}
-	if command == "" {
-		return usageErr(env, "no command")
+		return usageError{fmt.Errorf("--output %q: want table or json", opts.output)}
 	}
 	prof, err := resolveProfile(opts, env)
 	if err != nil {
-		fmt.Fprintln(env.Stderr, "eipctl:", err)
-		return 1
+		return err
 	}
 	hc, err := api.NewHTTPClient(prof.CAFile)
 	if err != nil {
-		fmt.Fprintln(env.Stderr, "eipctl: profile:", err)
-		return 1
+		return fmt.Errorf("profile: %w", err)
 	}
 	client := &api.Client{Endpoint: prof.Endpoint, AccessKeyID: prof.AccessKeyID, AccessSecret: prof.AccessKeySecret,
 		RegionID: prof.RegionID, Signature: prof.SignatureMethod, HTTP: hc}
-	resp, err := client.Call(commands()[command], params)
+	resp, err := client.Call(action, params)
 	var apiErr *api.Error
 	if errors.As(err, &apiErr) {
-		fmt.Fprintf(env.Stderr, "eipctl: %s: %s (RequestId %v)\n", apiErr.Code, apiErr.Message, resp["RequestId"])
-		return 1
+		return fmt.Errorf("%s: %s (RequestId %v)", apiErr.Code, apiErr.Message, resp["RequestId"])
 	} else if err != nil {
-		fmt.Fprintln(env.Stderr, "eipctl:", err)
-		return 1
+		return err
 	}
 	if opts.output == "json" {
 		enc := json.NewEncoder(env.Stdout)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(resp)
-		return 0
+		return enc.Encode(resp)
 	}
 	printTable(env.Stdout, resp)
-	return 0
-}
-
-func printUsage(w io.Writer) {
-	fmt.Fprint(w, usage)
-	names := make([]string, 0)
-	for n := range commands() {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintln(w, "  "+n)
-	}
-}
-
-func usageErr(env Env, msg string) int {
-	if msg != "" {
-		fmt.Fprintln(env.Stderr, "eipctl:", msg)
-	}
-	printUsage(env.Stderr)
-	return 2
-}
-
-// flagValue reads --name value or --name=value.
-func flagValue(args []string) (name, value string, rest []string, err error) {
-	name = strings.TrimPrefix(args[0], "--")
-	if i := strings.IndexByte(name, '='); i >= 0 {
-		return name[:i], name[i+1:], args[1:], nil
-	}
-	if len(args) < 2 {
-		return "", "", nil, fmt.Errorf("--%s needs a value", name)
-	}
-	return name, args[1], args[2:], nil
+	return nil
 }
 
 // commands maps kebab-case command names to the model's actions.
@@ -217,8 +303,27 @@ func kebab(s string) string {
 	return b.String()
 }
 
-// Words the API spells with an inner capital.
-var pascalWords = map[string]string{"havip": "HaVip", "eip": "Eip", "vpc": "Vpc", "cidr": "CIDR"}
+// Words the API spells with an inner capital, or in capitals.
+var pascalWords = map[string]string{"havip": "HaVip", "eip": "Eip", "vpc": "Vpc", "cidr": "CIDR", "isp": "ISP"}
+
+// flagName is paramName's inverse: AllocationId is allocation-id, HaVipId havip-id,
+// SourceCIDR source-cidr.
+func flagName(api string) string {
+	var words []string
+	runes := []rune(api)
+	start := 0
+	for i := 1; i <= len(runes); i++ {
+		// A word ends before a capital that follows a lower-case letter, or before the
+		// last capital of a run followed by a lower-case letter (CIDRBlock: CIDR, Block).
+		if i == len(runes) || (unicode.IsUpper(runes[i]) && (unicode.IsLower(runes[i-1]) ||
+			(i+1 < len(runes) && unicode.IsLower(runes[i+1])))) {
+			words = append(words, strings.ToLower(string(runes[start:i])))
+			start = i
+		}
+	}
+	out := strings.Join(words, "-")
+	return strings.ReplaceAll(out, "ha-vip", "havip")
+}
 
 // paramName turns allocation-id into AllocationId and private-ip-address.1 into
 // PrivateIpAddress.1; a name already in the API's spelling is kept.

@@ -172,11 +172,51 @@ func TestOptionsAndHelp(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--help"}, "Commands:"}, {[]string{"-h"}, "allocate-eip-address"},
-		{[]string{"describe-eip-addresses", "--help"}, "DescribeEipAddresses"}, {[]string{"version"}, "eipctl "},
+		{[]string{"--help"}, "Available Commands:"}, {[]string{"-h"}, "allocate-eip-address"},
+		{[]string{"help", "release-eip-address"}, "--allocation-id string   required; the API's AllocationId"},
+		{[]string{"associate-eip-address", "--help"}, "one of EcsInstance, NetworkInterface, Nat, SlbInstance, HaVip; default EcsInstance"},
+		{[]string{"describe-eip-addresses", "-h"}, "1 to 100; default 10"},
+		{[]string{"assign-private-ip-addresses", "--help"}, "a list: repeat the flag"},
+		{[]string{"version"}, "eipctl "}, {[]string{"--version"}, "eipctl version"},
+		{[]string{"completion", "bash"}, "bash completion"}, {[]string{"completion", "zsh"}, "compdef"},
+		{[]string{"completion", "fish"}, "complete -c eipctl"},
 	} {
-		if code, out, _ := run(c.args...); code != 0 || !strings.Contains(out, c.want) {
-			t.Errorf("eipctl %v: %d %q", c.args, code, out)
+		if code, out, errOut := run(c.args...); code != 0 || !strings.Contains(out, c.want) {
+			t.Errorf("eipctl %v: %d, want %q in\n%s%s", c.args, code, c.want, out, errOut)
+		}
+	}
+	// Refusals: exit 2, nothing sent, with a suggestion where there is a close one.
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"describe-eip-addresses", "--alocation-id", "x"}, "did you mean --allocation-id?"},
+		{[]string{"allocate-eip-address", "--instance-id", "i-1"}, "unknown flag: --instance-id"},
+		{[]string{"describe-eip-adresses"}, "Did you mean this?"},
+		{[]string{"allocate-eip-address", "stray"}, "unknown command"},
+	} {
+		if code, _, errOut := run(c.args...); code != 2 || !strings.Contains(errOut, c.want) {
+			t.Errorf("eipctl %v: exit %d, want 2 and %q in %q", c.args, code, c.want, errOut)
+		}
+	}
+	// The API's spelling, and a list given by repeating the flag or by index.
+	if code, out, errOut := run("--output", "json", "allocate-eip-address", "--Bandwidth", "7"); code != 0 || !strings.Contains(out, "AllocationId") {
+		t.Fatalf("--Bandwidth: %d %q %q", code, out, errOut)
+	}
+	code, out, _ := run("--output", "json", "describe-eip-addresses", "--page-size", "1")
+	if code != 0 || !strings.Contains(out, `"PageSize": 1`) {
+		t.Errorf("--page-size 1: %d %s", code, out)
+	}
+}
+
+// TestFlagNames: every parameter of every action has a flag whose name turns back
+// into the parameter's (so a flag always sends what the API spells).
+func TestFlagNames(t *testing.T) {
+	for _, a := range model.Actions() {
+		for _, p := range model.ActionParams(a) {
+			if got := paramName(flagName(p.Name)); got != p.Name {
+				t.Errorf("%s: %s -> --%s -> %s", a, p.Name, flagName(p.Name), got)
+			}
 		}
 	}
 }
