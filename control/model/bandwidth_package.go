@@ -152,21 +152,6 @@ func (s *Service) modifyBandwidthPackageAttribute(c *Call) (any, error) {
 	return struct{}{}, put(c.Tx, KindBandwidthPackage, p.BandwidthPackageID, p)
 }
 
-// packageEIP is the EIP a package action names (IpInstanceId), the caller's.
-func packageEIP(c *Call) (*EIP, error) {
-	id, err := c.Params.required("IpInstanceId")
-	if err != nil {
-		return nil, err
-	}
-	e, err := get[EIP](c.Tx, KindEIP, id)
-	if err != nil {
-		return nil, err
-	}
-	if e == nil || e.Owner != c.Account {
-		return nil, errEipNotFound
-	}
-	return e, nil
-}
 
 func (s *Service) addBandwidthPackageIP(c *Call) (any, error) {
 	p, err := ownPackage(c)
@@ -176,7 +161,7 @@ func (s *Service) addBandwidthPackageIP(c *Call) (any, error) {
 	if t := c.Params["IpType"]; t != "" && t != "EIP" {
 		return nil, errPackageIPType
 	}
-	e, err := packageEIP(c)
+	e, err := ownEIPNamed(c, "IpInstanceId")
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +187,7 @@ func (s *Service) removeBandwidthPackageIP(c *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	e, err := packageEIP(c)
+	e, err := ownEIPNamed(c, "IpInstanceId")
 	if err != nil {
 		return nil, err
 	}

@@ -36,9 +36,13 @@ func bandwidthParam(p Params, chargeType string, def int) (int, error) {
 	return n, nil
 }
 
-// ownEIP finds an EIP of the caller's; another account's EIP does not exist for it.
-func ownEIP(c *Call) (*EIP, error) {
-	id, err := c.Params.required("AllocationId")
+// ownEIP finds the EIP AllocationId names, the caller's; another account's EIP does
+// not exist for it.
+func ownEIP(c *Call) (*EIP, error) { return ownEIPNamed(c, "AllocationId") }
+
+// ownEIPNamed is ownEIP for an action that names the EIP in another parameter.
+func ownEIPNamed(c *Call, param string) (*EIP, error) {
+	id, err := c.Params.required(param)
 	if err != nil {
 		return nil, err
 	}

@@ -34,18 +34,26 @@ func TestNames(t *testing.T) {
 	}
 }
 
-func TestAgainstAServer(t *testing.T) {
+// newServer is eipd's API over a fresh state, signing key "k" with secret
+// 0123456789abcdef, pool 203.0.113.0/29.
+func newServer(t *testing.T) *httptest.Server {
+	t.Helper()
 	st, err := store.Open(filepath.Join(t.TempDir(), "s.db"), true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	t.Cleanup(func() { st.Close() })
 	srv := httptest.NewServer(&api.Server{
 		Verifier: &api.Verifier{Secrets: secrets{"k": "0123456789abcdef"}, Window: time.Minute, MaxNonces: 100, Now: time.Now},
 		Model:    &model.Service{Region: "eipgw-1", Pool: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/29")}},
 		Store:    st, Now: time.Now,
 	})
-	defer srv.Close()
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestAgainstAServer(t *testing.T) {
+	srv := newServer(t)
 	prof := filepath.Join(t.TempDir(), "profile.json")
 	raw, _ := json.Marshal(Profile{Endpoint: srv.URL, AccessKeyID: "k", AccessKeySecret: "0123456789abcdef", RegionID: "eipgw-1"})
 	if err := os.WriteFile(prof, raw, 0o600); err != nil {
@@ -147,17 +155,7 @@ func TestCredentialOrder(t *testing.T) {
 // TestOptionsAndHelp: options after the command are eipctl's, not API parameters
 // (--output json prints JSON); help and version at the top and per command.
 func TestOptionsAndHelp(t *testing.T) {
-	st, err := store.Open(filepath.Join(t.TempDir(), "s.db"), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	srv := httptest.NewServer(&api.Server{
-		Verifier: &api.Verifier{Secrets: secrets{"k": "0123456789abcdef"}, Window: time.Minute, MaxNonces: 100, Now: time.Now},
-		Model:    &model.Service{Region: "eipgw-1", Pool: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/29")}},
-		Store:    st, Now: time.Now,
-	})
-	defer srv.Close()
+	srv := newServer(t)
 	vars := map[string]string{"HOME": t.TempDir(), "EIPGW_ENDPOINT": srv.URL,
 		"ALIBABA_CLOUD_ACCESS_KEY_ID": "k", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "0123456789abcdef"}
 	run := func(args ...string) (int, string, string) {
