@@ -152,7 +152,6 @@ func (s *Service) modifyBandwidthPackageAttribute(c *Call) (any, error) {
 	return struct{}{}, put(c.Tx, KindBandwidthPackage, p.BandwidthPackageID, p)
 }
 
-
 func (s *Service) addBandwidthPackageIP(c *Call) (any, error) {
 	p, err := ownPackage(c)
 	if err != nil {
