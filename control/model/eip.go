@@ -13,7 +13,14 @@ func init() {
 	register("ReleaseEipAddress", true, (*Service).release)
 	register("ModifyEipAddressAttribute", true, (*Service).modify)
 	register("DescribeEipAddresses", false, (*Service).describe)
+	register("DescribeRegions", false, (*Service).describeRegions)
 }
+
+// The line every EIP here is on, and its network type: one gateway, one BGP line.
+const (
+	eipISP     = "BGP"
+	eipNetmode = "public"
+)
 
 // bandwidthRange is the Bandwidth range of a charge type, in Mbit/s.
 func bandwidthRange(chargeType string) (int, int) {
@@ -90,9 +97,12 @@ func (s *Service) allocate(c *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if isp := c.Params["ISP"]; isp != "" && isp != eipISP {
+		return nil, invalid("ISP", isp)
+	}
 	e := &EIP{AllocationID: newID("eip"), IPAddress: ip, Owner: c.Account, Region: s.Region, Status: StatusAvailable,
 		Bandwidth: bw, InternetChargeType: charge, InstanceChargeType: instanceCharge,
-		Name: name, Description: description, AllocatedAt: c.Now}
+		Name: name, Description: description, AllocatedAt: c.Now, ResourceGroupID: c.Params["ResourceGroupId"]}
 	if err := saveEIP(c.Tx, nil, e); err != nil {
 		return nil, err
 	}
@@ -242,6 +252,9 @@ type EipAddressView struct {
 	InstanceID       string `json:"InstanceId"`
 	PrivateIPAddress string `json:"PrivateIpAddress"`
 	Mode             string `json:"Mode"`
+	ISP              string `json:"ISP"`
+	Netmode          string `json:"Netmode"`
+	ResourceGroupID  string `json:"ResourceGroupId"`
 	// In a bandwidth package, Bandwidth is the package's and EipBandwidth the EIP's
 	// own; outside one, these are empty.
 	BandwidthPackageID        string `json:"BandwidthPackageId"`
@@ -273,19 +286,34 @@ func (s *Service) describe(c *Call) (any, error) {
 		return nil, err
 	}
 	match := c.Params.matches
+	// Up to 50 IDs or addresses, comma-separated, as the reference API takes them.
+	ids, err := c.Params.commaSet("AllocationId", 50)
+	if err != nil {
+		return nil, err
+	}
+	addrs, err := c.Params.commaSet("EipAddress", 50)
+	if err != nil {
+		return nil, err
+	}
 	packages := map[string]*BandwidthPackage{}
 	var views []EipAddressView
 	for _, e := range eips {
-		if e.Owner != c.Account || !match("AllocationId", e.AllocationID) || !match("EipAddress", e.IPAddress) ||
+		if e.Owner != c.Account || (ids != nil && !ids[e.AllocationID]) || (addrs != nil && !addrs[e.IPAddress]) ||
 			!match("Status", e.Status) || !match("AssociatedInstanceType", e.InstanceType) ||
-			!match("AssociatedInstanceId", e.InstanceID) {
+			!match("AssociatedInstanceId", e.InstanceID) || !match("EipName", e.Name) || !match("ISP", eipISP) ||
+			!match("ResourceGroupId", e.ResourceGroupID) || !match("ChargeType", e.InstanceChargeType) {
 			continue
+		}
+		mode := e.Mode
+		if mode == "" && e.InstanceID != "" {
+			mode = ModeNAT // an association is in NAT mode unless it says otherwise, as the cloud reports it
 		}
 		views = append(views, EipAddressView{AllocationID: e.AllocationID, IPAddress: e.IPAddress, RegionID: e.Region,
 			Status: e.Status, Bandwidth: strconv.Itoa(e.Bandwidth), InternetChargeType: e.InternetChargeType,
 			ChargeType: e.InstanceChargeType, Name: e.Name, Description: e.Description, DescriptionSDK: e.Description,
 			AllocationTime: e.AllocatedAt.UTC().Format(time.RFC3339), InstanceType: e.InstanceType,
-			InstanceID: e.InstanceID, PrivateIPAddress: e.PrivateIPAddress, Mode: e.Mode})
+			InstanceID: e.InstanceID, PrivateIPAddress: e.PrivateIPAddress, Mode: mode, ISP: eipISP, Netmode: eipNetmode,
+			ResourceGroupID: e.ResourceGroupID})
 		if e.BandwidthPackageID == "" {
 			continue
 		}
@@ -351,4 +379,22 @@ func PoolUsages(tx Tx, pools []netip.Prefix) ([]PoolUsage, error) {
 		return nil
 	})
 	return out, err
+}
+
+// regionView is one region in DescribeRegions.
+type regionView struct {
+	RegionID       string `json:"RegionId"`
+	LocalName      string `json:"LocalName"`
+	RegionEndpoint string `json:"RegionEndpoint"`
+}
+
+// describeRegions lists the one region eipd serves (its `region`).
+func (s *Service) describeRegions(c *Call) (any, error) {
+	var resp struct {
+		Regions struct {
+			Region []regionView `json:"Region"`
+		} `json:"Regions"`
+	}
+	resp.Regions.Region = []regionView{{RegionID: s.Region, LocalName: s.Region}}
+	return resp, nil
 }

@@ -13,10 +13,12 @@ var actionParams = map[string][]Param{
 	"AllocateEipAddress": {
 		{Name: "Bandwidth"},
 		{Name: "Description"},
+		{Name: "ISP"},
 		{Name: "InstanceChargeType", Default: "PostPaid", Values: []string{"PostPaid", "PrePaid"}},
 		{Name: "InternetChargeType", Default: "PayByTraffic", Values: []string{"PayByTraffic", "PayByBandwidth"}},
 		{Name: "IpAddress"},
 		{Name: "Name"},
+		{Name: "ResourceGroupId"},
 	},
 	"AssignPrivateIpAddresses": {
 		{Name: "NetworkInterfaceId", Required: true},
@@ -109,9 +111,13 @@ var actionParams = map[string][]Param{
 		{Name: "AllocationId"},
 		{Name: "AssociatedInstanceId"},
 		{Name: "AssociatedInstanceType"},
+		{Name: "ChargeType"},
 		{Name: "EipAddress"},
+		{Name: "EipName"},
+		{Name: "ISP"},
 		{Name: "PageNumber", Default: "1", Range: [2]int{1, 1073741824}},
 		{Name: "PageSize", Default: "10", Range: [2]int{1, 100}},
+		{Name: "ResourceGroupId"},
 		{Name: "Status"},
 	},
 	"DescribeEipGatewayInfo": {
@@ -145,6 +151,7 @@ var actionParams = map[string][]Param{
 		{Name: "PageNumber", Default: "1", Range: [2]int{1, 1073741824}},
 		{Name: "PageSize", Default: "10", Range: [2]int{1, 100}},
 	},
+	"DescribeRegions": {},
 	"DescribeSnatTableEntries": {
 		{Name: "PageNumber", Default: "1", Range: [2]int{1, 1073741824}},
 		{Name: "PageSize", Default: "10", Range: [2]int{1, 100}},

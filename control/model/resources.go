@@ -46,6 +46,7 @@ type EIP struct {
 	// BandwidthPackageID is the shared bandwidth the EIP is in: its traffic is held to
 	// the package's Bandwidth, and its own waits until it leaves.
 	BandwidthPackageID string `json:"bandwidth_package_id,omitempty"`
+	ResourceGroupID    string `json:"resource_group_id,omitempty"`
 }
 
 // Released is an address released by its owner, recoverable by that owner only

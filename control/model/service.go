@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -24,6 +25,14 @@ type Param struct {
 	Values   []string // the only values accepted, where the handler has a fixed set
 	Range    [2]int   // an integer's bounds, where the handler checks them
 }
+
+// placesInventory are the actions that register a resource in the region RegionId
+// names, which may be another one than eipd's (to model the cloud's cross-region
+// rules); every other action answers for eipd's region only.
+var placesInventory = map[string]bool{"RegisterInstance": true, "CreateNetworkInterface": true, "CreateHaVip": true,
+	"RegisterLoadBalancer": true, "CreateNatGateway": true}
+
+var errRegionNotFound = fail(http.StatusNotFound, "InvalidRegionId.NotFound", "The specified RegionId does not exist in our records.")
 
 // commonParams are what every action takes besides its own: the region every SDK
 // sends, and for writes the idempotence token and DryRun (Do reads them).
@@ -93,6 +102,27 @@ func (p Params) oneOf(name, def string, allowed ...string) (string, error) {
 // matches is a describe action's filter: true when the optional parameter is absent
 // or empty, or equals value.
 func (p Params) matches(name, value string) bool { v := p[name]; return v == "" || v == value }
+
+// commaSet reads a filter that takes up to max values separated by commas (as
+// DescribeEipAddresses' AllocationId): nil when absent, every value a key otherwise.
+func (p Params) commaSet(name string, max int) (map[string]bool, error) {
+	v := strings.TrimSpace(p[name])
+	if v == "" {
+		return nil, nil
+	}
+	items := strings.Split(v, ",")
+	set := make(map[string]bool, len(items))
+	for _, item := range items {
+		if item = strings.TrimSpace(item); item == "" {
+			return nil, invalid(name, v)
+		}
+		set[item] = true
+	}
+	if len(items) > max {
+		return nil, badRequest("InvalidParameter", "The parameter %q takes at most %d values.", name, max)
+	}
+	return set, nil
+}
 
 // list reads Name.1, Name.2, ... in order.
 func (p Params) list(name string) []string {
@@ -182,6 +212,9 @@ func (s *Service) Do(tx Tx, account, name string, params Params, now time.Time) 
 	}
 	if err := params.checkValues(); err != nil {
 		return nil, err
+	}
+	if r := params["RegionId"]; r != "" && r != s.Region && !placesInventory[name] {
+		return nil, errRegionNotFound
 	}
 	call := &Call{Tx: tx, Account: account, Params: params, Now: now}
 	token := ""
