@@ -41,6 +41,7 @@ type BandwidthPackage struct {
 	Description        string    `json:"description,omitempty"`
 	ResourceGroupID    string    `json:"resource_group_id,omitempty"`
 	CreatedAt          time.Time `json:"created_at"`
+	DeletionProtection bool      `json:"deletion_protection,omitempty"` // refuses DeleteCommonBandwidthPackage
 }
 
 // A package's bandwidth range, Mbit/s.
@@ -210,6 +211,9 @@ func (s *Service) deleteBandwidthPackage(c *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if p.DeletionProtection {
+		return nil, errDeletionProtected
+	}
 	members, err := packageMembers(c.Tx, p.BandwidthPackageID)
 	if err != nil {
 		return nil, err
@@ -326,7 +330,7 @@ func (s *Service) describeBandwidthPackages(c *Call) (any, error) {
 			Bandwidth: strconv.Itoa(p.Bandwidth), InternetChargeType: p.InternetChargeType, InstanceChargeType: "PostPaid",
 			ISP: p.ISP, Status: StatusAvailable, BusinessStatus: "Normal", RegionID: p.Region,
 			ResourceGroupID: p.ResourceGroupID, CreationTime: p.CreatedAt.UTC().Format(time.RFC3339),
-			HasReservationData: "false"}
+			HasReservationData: "false", DeletionProtection: p.DeletionProtection}
 		v.PublicIPAddresses.PublicIPAddresse = []packageIPView{}
 		v.Tags.Tag = []struct{}{}
 		v.SecurityProtectionTypes.SecurityProtectionType = []string{}

@@ -69,3 +69,28 @@ func TestDescribeEipAddressesFilters(t *testing.T) {
 		t.Errorf("DescribeRegions: %v", regions)
 	}
 }
+
+// TestDeletionProtection: a protected EIP is not released and a protected package not
+// deleted (InvalidOperation.DeletionProtection) until the protection is off; Describe
+// says which are protected; another account's resource is not found.
+func TestDeletionProtection(t *testing.T) {
+	w := newWorld(t)
+	id, _ := w.allocate("admin")
+	w.ok("admin", "DeletionProtection", "InstanceId", id, "ProtectionEnable", "true", "Type", "EIP")
+	e := w.ok("admin", "DescribeEipAddresses", "AllocationId", id)["EipAddresses"].(map[string]any)["EipAddress"].([]any)[0].(map[string]any)
+	if e["DeletionProtection"] != true {
+		t.Errorf("a protected EIP, described: %v", e["DeletionProtection"])
+	}
+	w.wantCode("InvalidOperation.DeletionProtection", "admin", "ReleaseEipAddress", "AllocationId", id)
+	w.wantCode("InvalidAllocationId.NotFound", "other", "DeletionProtection", "InstanceId", id, "ProtectionEnable", "false", "Type", "EIP")
+	w.wantCode("InvalidParameter", "admin", "DeletionProtection", "InstanceId", id, "ProtectionEnable", "yes", "Type", "EIP")
+	w.wantCode("InvalidParameter", "admin", "DeletionProtection", "InstanceId", id, "ProtectionEnable", "true", "Type", "ECS")
+	w.ok("admin", "DeletionProtection", "InstanceId", id, "ProtectionEnable", "false", "Type", "EIP")
+	w.ok("admin", "ReleaseEipAddress", "AllocationId", id)
+
+	pkg := w.ok("admin", "CreateCommonBandwidthPackage", "Bandwidth", "10")["BandwidthPackageId"].(string)
+	w.ok("admin", "DeletionProtection", "InstanceId", pkg, "ProtectionEnable", "true", "Type", "CBWP")
+	w.wantCode("InvalidOperation.DeletionProtection", "admin", "DeleteCommonBandwidthPackage", "BandwidthPackageId", pkg)
+	w.ok("admin", "DeletionProtection", "InstanceId", pkg, "ProtectionEnable", "false", "Type", "CBWP")
+	w.ok("admin", "DeleteCommonBandwidthPackage", "BandwidthPackageId", pkg)
+}

@@ -14,7 +14,11 @@ func init() {
 	register("ModifyEipAddressAttribute", true, (*Service).modify)
 	register("DescribeEipAddresses", false, (*Service).describe)
 	register("DescribeRegions", false, (*Service).describeRegions)
+	register("DeletionProtection", true, (*Service).deletionProtection)
 }
+
+var errDeletionProtected = badRequest("InvalidOperation.DeletionProtection",
+	"The instance cannot be deleted because of deletion protection.")
 
 // The line every EIP here is on, and its network type: one gateway, one BGP line.
 const (
@@ -190,6 +194,9 @@ func (s *Service) release(c *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if e.DeletionProtection {
+		return nil, errDeletionProtected
+	}
 	if e.Status != StatusAvailable || e.BandwidthPackageID != "" {
 		return nil, errIncorrectEip // in a package: RemoveCommonBandwidthPackageIp first
 	}
@@ -246,15 +253,16 @@ type EipAddressView struct {
 	Name               string `json:"Name"`
 	Description        string `json:"Description"`
 	// The official SDK's EipAddress struct spells the field this way; both are sent.
-	DescriptionSDK   string `json:"Descritpion"`
-	AllocationTime   string `json:"AllocationTime"`
-	InstanceType     string `json:"InstanceType"`
-	InstanceID       string `json:"InstanceId"`
-	PrivateIPAddress string `json:"PrivateIpAddress"`
-	Mode             string `json:"Mode"`
-	ISP              string `json:"ISP"`
-	Netmode          string `json:"Netmode"`
-	ResourceGroupID  string `json:"ResourceGroupId"`
+	DescriptionSDK     string `json:"Descritpion"`
+	AllocationTime     string `json:"AllocationTime"`
+	InstanceType       string `json:"InstanceType"`
+	InstanceID         string `json:"InstanceId"`
+	PrivateIPAddress   string `json:"PrivateIpAddress"`
+	Mode               string `json:"Mode"`
+	ISP                string `json:"ISP"`
+	Netmode            string `json:"Netmode"`
+	ResourceGroupID    string `json:"ResourceGroupId"`
+	DeletionProtection bool   `json:"DeletionProtection"`
 	// In a bandwidth package, Bandwidth is the package's and EipBandwidth the EIP's
 	// own; outside one, these are empty.
 	BandwidthPackageID        string `json:"BandwidthPackageId"`
@@ -313,7 +321,7 @@ func (s *Service) describe(c *Call) (any, error) {
 			ChargeType: e.InstanceChargeType, Name: e.Name, Description: e.Description, DescriptionSDK: e.Description,
 			AllocationTime: e.AllocatedAt.UTC().Format(time.RFC3339), InstanceType: e.InstanceType,
 			InstanceID: e.InstanceID, PrivateIPAddress: e.PrivateIPAddress, Mode: mode, ISP: eipISP, Netmode: eipNetmode,
-			ResourceGroupID: e.ResourceGroupID})
+			ResourceGroupID: e.ResourceGroupID, DeletionProtection: e.DeletionProtection})
 		if e.BandwidthPackageID == "" {
 			continue
 		}
@@ -397,4 +405,45 @@ func (s *Service) describeRegions(c *Call) (any, error) {
 	}
 	resp.Regions.Region = []regionView{{RegionID: s.Region, LocalName: s.Region}}
 	return resp, nil
+}
+
+// deletionProtection turns an EIP's or a bandwidth package's deletion protection on or
+// off (Type EIP or CBWP): a protected one is not released or deleted.
+func (s *Service) deletionProtection(c *Call) (any, error) {
+	id, err := c.Params.required("InstanceId")
+	if err != nil {
+		return nil, err
+	}
+	enable, err := c.Params.required("ProtectionEnable")
+	if err != nil {
+		return nil, err
+	}
+	if enable != "true" && enable != "false" {
+		return nil, invalid("ProtectionEnable", enable)
+	}
+	kind, err := c.Params.required("Type")
+	if err != nil {
+		return nil, err
+	}
+	switch kind {
+	case "EIP":
+		e, err := ownEIPNamed(c, "InstanceId")
+		if err != nil {
+			return nil, err
+		}
+		old := *e
+		e.DeletionProtection = enable == "true"
+		return struct{}{}, saveEIP(c.Tx, &old, e)
+	case "CBWP":
+		p, err := get[BandwidthPackage](c.Tx, KindBandwidthPackage, id)
+		if err != nil {
+			return nil, err
+		}
+		if p == nil || p.Owner != c.Account {
+			return nil, errPackageNotFound
+		}
+		p.DeletionProtection = enable == "true"
+		return struct{}{}, put(c.Tx, KindBandwidthPackage, p.BandwidthPackageID, p)
+	}
+	return nil, invalid("Type", kind)
 }

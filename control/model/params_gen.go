@@ -100,6 +100,11 @@ var actionParams = map[string][]Param{
 		{Name: "SnatEntryId", Required: true},
 		{Name: "SnatTableId", Required: true},
 	},
+	"DeletionProtection": {
+		{Name: "InstanceId", Required: true},
+		{Name: "ProtectionEnable", Required: true},
+		{Name: "Type", Required: true},
+	},
 	"DescribeCommonBandwidthPackages": {
 		{Name: "BandwidthPackageId"},
 		{Name: "Name"},

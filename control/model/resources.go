@@ -47,6 +47,8 @@ type EIP struct {
 	// the package's Bandwidth, and its own waits until it leaves.
 	BandwidthPackageID string `json:"bandwidth_package_id,omitempty"`
 	ResourceGroupID    string `json:"resource_group_id,omitempty"`
+	// DeletionProtection refuses ReleaseEipAddress until it is turned off.
+	DeletionProtection bool `json:"deletion_protection,omitempty"`
 }
 
 // Released is an address released by its owner, recoverable by that owner only
