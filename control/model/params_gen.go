@@ -93,6 +93,9 @@ var actionParams = map[string][]Param{
 		{Name: "ForwardEntryId", Required: true},
 		{Name: "ForwardTableId", Required: true},
 	},
+	"DeleteHaVip": {
+		{Name: "HaVipId", Required: true},
+	},
 	"DeleteNatGateway": {
 		{Name: "NatGatewayId", Required: true},
 	},
@@ -139,6 +142,11 @@ var actionParams = map[string][]Param{
 		{Name: "ForwardTableId", Required: true},
 		{Name: "PageNumber", Default: "1", Range: [2]int{1, 1073741824}},
 		{Name: "PageSize", Default: "10", Range: [2]int{1, 100}},
+	},
+	"DescribeHaVips": {
+		{Name: "Filter", List: true},
+		{Name: "PageNumber", Default: "1", Range: [2]int{1, 1073741824}},
+		{Name: "PageSize", Default: "10", Range: [2]int{1, 50}},
 	},
 	"DescribeNatGatewayPortUsage": {
 		{Name: "NatGatewayId", Required: true},
@@ -229,5 +237,11 @@ var actionParams = map[string][]Param{
 		{Name: "AllocationId", Required: true},
 		{Name: "InstanceId", Required: true},
 		{Name: "InstanceType"},
+	},
+	"UnassociateHaVip": {
+		{Name: "Force", Default: "false", Values: []string{"true", "false"}},
+		{Name: "HaVipId", Required: true},
+		{Name: "InstanceId", Required: true},
+		{Name: "InstanceType", Default: "EcsInstance", Values: []string{"EcsInstance"}},
 	},
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -122,6 +123,40 @@ func (p Params) commaSet(name string, max int) (map[string]bool, error) {
 		return nil, badRequest("InvalidParameter", "The parameter %q takes at most %d values.", name, max)
 	}
 	return set, nil
+}
+
+// Filter is one of a Describe's Filter.N: a key and the values it may have.
+type Filter struct {
+	Key    string
+	Values []string
+}
+
+// filters reads Name.N.Key and Name.N.Value.M (DescribeHaVips' Filter), in order; a
+// key without a value is refused.
+func (p Params) filters(name string) ([]Filter, error) {
+	var out []Filter
+	for i := 1; ; i++ {
+		prefix := name + "." + strconv.Itoa(i)
+		key, ok := p[prefix+".Key"]
+		if !ok {
+			return out, nil
+		}
+		f := Filter{Key: key, Values: p.list(prefix + ".Value")}
+		if len(f.Values) == 0 {
+			return nil, missing(prefix + ".Value.1")
+		}
+		out = append(out, f)
+	}
+}
+
+// matchesFilters: every filter has the value field(key) gives among its values.
+func matchesFilters(fs []Filter, field func(key string) string) bool {
+	for _, f := range fs {
+		if !slices.Contains(f.Values, field(f.Key)) {
+			return false
+		}
+	}
+	return true
 }
 
 // list reads Name.1, Name.2, ... in order.

@@ -147,7 +147,20 @@ func actionCommand(action string, opts *options, env Env) *cobra.Command {
 			}
 			for api, vs := range lists {
 				for i, v := range *vs {
-					req[api+"."+strconv.Itoa(i+1)] = v
+					item := api + "." + strconv.Itoa(i+1)
+					if api != filterParam {
+						req[item] = v
+						continue
+					}
+					// A Describe's Filter.N is a key and its values: --filter Key=v1,v2.
+					key, values, ok := strings.Cut(v, "=")
+					if !ok || key == "" || values == "" {
+						return usageError{fmt.Errorf("--filter %q: want Key=value[,value...]", v)}
+					}
+					req[item+".Key"] = key
+					for j, value := range strings.Split(values, ",") {
+						req[item+".Value."+strconv.Itoa(j+1)] = value
+					}
 				}
 			}
 			return call(action, req, *opts, env)
@@ -185,6 +198,10 @@ func actionCommand(action string, opts *options, env Env) *cobra.Command {
 	return cmd
 }
 
+// filterParam is the API's name of a Describe's list of key and values filters
+// (Filter.N.Key, Filter.N.Value.M).
+const filterParam = "Filter"
+
 // paramUsage describes a parameter in a command's help.
 func paramUsage(p model.Param) string {
 	var parts []string
@@ -192,7 +209,9 @@ func paramUsage(p model.Param) string {
 		parts = append(parts, "required")
 	}
 	parts = append(parts, "the API's "+p.Name)
-	if p.List {
+	if p.List && p.Name == filterParam {
+		parts = append(parts, "Key=value[,value...], repeatable")
+	} else if p.List {
 		parts = append(parts, "a list: repeat the flag")
 	}
 	if len(p.Values) > 0 {

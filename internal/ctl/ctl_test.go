@@ -201,6 +201,13 @@ func TestOptionsAndHelp(t *testing.T) {
 	if code, out, errOut := run("--output", "json", "allocate-eip-address", "--Bandwidth", "7"); code != 0 || !strings.Contains(out, "AllocationId") {
 		t.Fatalf("--Bandwidth: %d %q %q", code, out, errOut)
 	}
+	// A Describe's Filter as Key=values.
+	if code, out, errOut := run("--output", "json", "describe-ha-vips", "--filter", "Status=Available,InUse"); code != 0 || !strings.Contains(out, `"TotalCount": 0`) {
+		t.Errorf("--filter Status=Available,InUse: %d %q %q", code, out, errOut)
+	}
+	if code, _, errOut := run("describe-ha-vips", "--filter", "Status"); code != 2 || !strings.Contains(errOut, "Key=value") {
+		t.Errorf("--filter without values: %d %q", code, errOut)
+	}
 	code, out, _ := run("--output", "json", "describe-eip-addresses", "--page-size", "1")
 	if code != 0 || !strings.Contains(out, `"PageSize": 1`) {
 		t.Errorf("--page-size 1: %d %s", code, out)
