@@ -55,3 +55,23 @@ func TestHaVipLifecycle(t *testing.T) {
 		t.Errorf("after a delete: %v", all)
 	}
 }
+
+// TestModifyNatGatewayAttribute: a NAT gateway's Name and Description are kept from
+// its creation, described, and changed; the name rules apply.
+func TestModifyNatGatewayAttribute(t *testing.T) {
+	w := newWorld(t)
+	w.ok("admin", "CreateNatGateway", "NatGatewayId", "ngw-1", "VpcId", "vpc-1", "Name", "edge", "Description", "first")
+	describe := func() map[string]any {
+		t.Helper()
+		return w.ok("admin", "DescribeNatGateways", "NatGatewayId", "ngw-1")["NatGateways"].(map[string]any)["NatGateway"].([]any)[0].(map[string]any)
+	}
+	if g := describe(); g["Name"] != "edge" || g["Description"] != "first" {
+		t.Errorf("as created: %v", g)
+	}
+	w.ok("admin", "ModifyNatGatewayAttribute", "NatGatewayId", "ngw-1", "Description", "second")
+	if g := describe(); g["Name"] != "edge" || g["Description"] != "second" {
+		t.Errorf("after a Description change: %v", g)
+	}
+	w.wantCode("InvalidParameter", "admin", "ModifyNatGatewayAttribute", "NatGatewayId", "ngw-1", "Name", "9lives")
+	w.wantCode("InvalidNatGatewayId.NotFound", "admin", "ModifyNatGatewayAttribute", "NatGatewayId", "ngw-2", "Name", "x2")
+}

@@ -288,14 +288,16 @@ func (s *Service) createNatGateway(c *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	name, _, err := c.Params.text("Name", 2, 128, true, true)
+	name, _, err := c.Params.natGatewayName()
 	if err != nil {
 		return nil, err
 	}
-	if _, _, err := c.Params.text("Description", 2, 256, true, false); err != nil {
+	description, _, err := c.Params.natGatewayDescription()
+	if err != nil {
 		return nil, err
 	}
-	g := &NatGateway{NatGatewayID: idParam(c.Params, "NatGatewayId", "ngw"), Region: s.region(c), VpcID: vpc, Name: name}
+	g := &NatGateway{NatGatewayID: idParam(c.Params, "NatGatewayId", "ngw"), Region: s.region(c), VpcID: vpc, Name: name,
+		Description: description}
 	if ok, err := exists(c.Tx, KindNAT, g.NatGatewayID); err != nil || ok {
 		return nil, firstErr(err, errAlreadyExists)
 	}

@@ -16,6 +16,7 @@ import (
 func init() {
 	register("DescribeNatGateways", false, (*Service).describeNatGateways)
 	register("DeleteNatGateway", true, (*Service).deleteNatGateway)
+	register("ModifyNatGatewayAttribute", true, (*Service).modifyNatGatewayAttribute)
 	register("CreateSnatEntry", true, (*Service).createSnatEntry)
 	register("ModifySnatEntry", true, (*Service).modifySnatEntry)
 	register("DeleteSnatEntry", true, (*Service).deleteSnatEntry)
@@ -513,6 +514,7 @@ type natGatewayView struct {
 	NatGatewayID string `json:"NatGatewayId"`
 	VpcID        string `json:"VpcId"`
 	Name         string `json:"Name"`
+	Description  string `json:"Description"`
 	Status       string `json:"Status"`
 	SnatTableIDs struct {
 		SnatTableID []string `json:"SnatTableId"`
@@ -535,7 +537,7 @@ func (s *Service) describeNatGateways(c *Call) (any, error) {
 		if id := c.Params["NatGatewayId"]; id != "" && id != g.NatGatewayID {
 			continue
 		}
-		v := natGatewayView{NatGatewayID: g.NatGatewayID, VpcID: g.VpcID, Name: g.Name, Status: "Available"}
+		v := natGatewayView{NatGatewayID: g.NatGatewayID, VpcID: g.VpcID, Name: g.Name, Description: g.Description, Status: "Available"}
 		snat, fwd := natTables(g)
 		v.SnatTableIDs.SnatTableID = []string{snat}
 		v.ForwardTableIDs.ForwardTableID = []string{fwd}
@@ -551,6 +553,39 @@ func (s *Service) describeNatGateways(c *Call) (any, error) {
 		rows = append(rows, v)
 	}
 	return page(c, "NatGateways", "NatGateway", rows)
+}
+
+// natGatewayName and natGatewayDescription are a NAT gateway's: Name 2-128 characters
+// from a letter, Description 2-256 from a letter.
+func (p Params) natGatewayName() (string, bool, error) { return p.text("Name", 2, 128, true, true) }
+func (p Params) natGatewayDescription() (string, bool, error) {
+	return p.text("Description", 2, 256, true, false)
+}
+
+// modifyNatGatewayAttribute changes a NAT gateway's Name and Description.
+func (s *Service) modifyNatGatewayAttribute(c *Call) (any, error) {
+	id, err := c.Params.required("NatGatewayId")
+	if err != nil {
+		return nil, err
+	}
+	g, err := get[NatGateway](c.Tx, KindNAT, id)
+	if err != nil {
+		return nil, err
+	}
+	if g == nil {
+		return nil, notFound("NatGateway", id)
+	}
+	if v, ok, err := c.Params.natGatewayName(); err != nil {
+		return nil, err
+	} else if ok {
+		g.Name = v
+	}
+	if v, ok, err := c.Params.natGatewayDescription(); err != nil {
+		return nil, err
+	} else if ok {
+		g.Description = v
+	}
+	return struct{}{}, put(c.Tx, KindNAT, g.NatGatewayID, g)
 }
 
 func (s *Service) deleteNatGateway(c *Call) (any, error) {

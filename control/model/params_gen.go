@@ -204,6 +204,11 @@ var actionParams = map[string][]Param{
 		{Name: "InstanceId", Required: true},
 		{Name: "Status", Required: true},
 	},
+	"ModifyNatGatewayAttribute": {
+		{Name: "Description"},
+		{Name: "Name"},
+		{Name: "NatGatewayId", Required: true},
+	},
 	"ModifySnatEntry": {
 		{Name: "SnatEntryId", Required: true},
 		{Name: "SnatEntryName"},

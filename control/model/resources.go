@@ -114,4 +114,5 @@ type NatGateway struct {
 	Region       string `json:"region"`
 	VpcID        string `json:"vpc_id"`
 	Name         string `json:"name,omitempty"`
+	Description  string `json:"description,omitempty"`
 }
