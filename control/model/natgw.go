@@ -562,8 +562,8 @@ func (p Params) natGatewayDescription() (string, bool, error) {
 	return p.text("Description", 2, 256, true, false)
 }
 
-// modifyNatGatewayAttribute changes a NAT gateway's Name and Description.
-func (s *Service) modifyNatGatewayAttribute(c *Call) (any, error) {
+// natGatewayParam is the NAT gateway NatGatewayId names.
+func natGatewayParam(c *Call) (*NatGateway, error) {
 	id, err := c.Params.required("NatGatewayId")
 	if err != nil {
 		return nil, err
@@ -574,6 +574,15 @@ func (s *Service) modifyNatGatewayAttribute(c *Call) (any, error) {
 	}
 	if g == nil {
 		return nil, notFound("NatGateway", id)
+	}
+	return g, nil
+}
+
+// modifyNatGatewayAttribute changes a NAT gateway's Name and Description.
+func (s *Service) modifyNatGatewayAttribute(c *Call) (any, error) {
+	g, err := natGatewayParam(c)
+	if err != nil {
+		return nil, err
 	}
 	if v, ok, err := c.Params.natGatewayName(); err != nil {
 		return nil, err
@@ -589,17 +598,11 @@ func (s *Service) modifyNatGatewayAttribute(c *Call) (any, error) {
 }
 
 func (s *Service) deleteNatGateway(c *Call) (any, error) {
-	id, err := c.Params.required("NatGatewayId")
+	g, err := natGatewayParam(c)
 	if err != nil {
 		return nil, err
 	}
-	g, err := get[NatGateway](c.Tx, KindNAT, id)
-	if err != nil {
-		return nil, err
-	}
-	if g == nil {
-		return nil, notFound("NatGateway", id)
-	}
+	id := g.NatGatewayID
 	eips, err := eipIDsOn(c.Tx, TypeNat, id)
 	if err != nil {
 		return nil, err

@@ -49,16 +49,9 @@ var errNoDataplane = fail(http.StatusServiceUnavailable, "ServiceUnavailable", "
 
 // gatewayEIPList checks the gateway and returns its EIP addresses.
 func gatewayEIPList(c *Call) ([]string, error) {
-	id, err := c.Params.required("NatGatewayId")
+	g, err := natGatewayParam(c)
 	if err != nil {
 		return nil, err
-	}
-	g, err := get[NatGateway](c.Tx, KindNAT, id)
-	if err != nil {
-		return nil, err
-	}
-	if g == nil {
-		return nil, notFound("NatGateway", id)
 	}
 	owned, err := gatewayEIPs(c, g)
 	if err != nil {
