@@ -74,9 +74,9 @@ struct {
 	__type(value, struct eip_bucket);
 } buckets_by_slot SEC(".maps");
 
-/* Credit this CPU took from a bucket and has not spent yet (bytes), per slot and
- * direction like buckets_by_slot: most packets spend it without touching the shared
- * bucket and its lock. */
+/* Credit this CPU took from a bucket and has not spent yet (bytes), keyed like
+ * buckets_by_slot (bucket pair and direction): most packets spend it without touching
+ * the bucket and its lock. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 2 * MAX_BINDINGS);

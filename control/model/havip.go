@@ -117,16 +117,12 @@ func (s *Service) describeHaVips(c *Call) (any, error) {
 		if len(h.Instances) > 0 {
 			v.AssociatedInstanceType, v.MasterInstanceID = TypeEcs, h.Instances[0]
 		}
-		ids, err := eipIDsOn(c.Tx, TypeHaVip, h.HaVipID)
+		eips, err := eipsOn(c.Tx, TypeHaVip, h.HaVipID)
 		if err != nil {
 			return nil, err
 		}
 		v.AssociatedEipAddresses.AssociatedEipAddresse = []string{}
-		for _, id := range ids {
-			e, err := indexedEIP(c.Tx, "target", id)
-			if err != nil {
-				return nil, err
-			}
+		for _, e := range eips {
 			v.AssociatedEipAddresses.AssociatedEipAddresse = append(v.AssociatedEipAddresses.AssociatedEipAddresse, e.IPAddress)
 		}
 		views = append(views, v)

@@ -298,15 +298,6 @@ func call(action string, params map[string]string, opts options, env Env) error 
 	return nil
 }
 
-// commands maps kebab-case command names to the model's actions.
-func commands() map[string]string {
-	out := map[string]string{}
-	for _, a := range model.Actions() {
-		out[kebab(a)] = a
-	}
-	return out
-}
-
 // kebab turns AllocateEipAddress into allocate-eip-address.
 func kebab(s string) string {
 	var b strings.Builder

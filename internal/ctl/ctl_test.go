@@ -29,7 +29,7 @@ func TestNames(t *testing.T) {
 			t.Errorf("paramName(%q) = %q, want %q", in, got, want)
 		}
 	}
-	if c := commands()["associate-eip-address"]; c != "AssociateEipAddress" {
+	if c := kebab("AssociateEipAddress"); c != "associate-eip-address" {
 		t.Errorf("associate-eip-address maps to %q", c)
 	}
 }
