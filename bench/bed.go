@@ -57,29 +57,52 @@ type bed struct {
 	sinkIf        int // the sink's interface, inside sink
 	objs          trafficObjects
 	types         *btf.Spec
-	dp            *dataplane.Dataplane // eipgw, opened by the first eipgw case
-	bpffs         *testbed.BPFFS
-	sinkLink      link.Link
-	genSinkLink   link.Link // the sink program on gen's interface, for inbound cases
-	genMAC        net.HardwareAddr
-	sysfs         string
+	// eipgw's dataplanes by session-table capacity, each opened by the first case
+	// that needs its capacity, on its own pin directory.
+	dps map[int]*eipgwDataplane
+	// capacity is the session-table capacity of the case being set up: twice its peak.
+	capacity    int
+	bpffs       *testbed.BPFFS
+	sinkLink    link.Link
+	genSinkLink link.Link // the sink program on gen's interface, for inbound cases
+	genMAC      net.HardwareAddr
+	sysfs       string
 	// afterSetup, when set, runs between a window's setup and its traffic.
 	afterSetup func() error
 	// restoreConntrack puts the kernel's conntrack sizing back as it was.
 	restoreConntrack func()
-	stopHops         func() // stops eipgw's next-hop watcher
 }
 
-// tableCapacity sizes both the kernel's conntrack and eipgw's session tables, by one
-// rule: twice the busiest case's peak (the new-connection cases open up to 250,000
-// connections a window, so neither table is more than 48% full).
-const tableCapacity = 524288
+// eipgwDataplane is one of eipgw's dataplanes with its next-hop watcher.
+type eipgwDataplane struct {
+	dp       *dataplane.Dataplane
+	stopHops func()
+}
 
-// sizeConntrack sets conntrack's table size and hash buckets to n. Both are global
-// (a namespace other than the first cannot write them), so the old values are put
-// back when the bench ends.
-func sizeConntrack(n int) (restore func(), err error) {
-	files := []string{"/proc/sys/net/netfilter/nf_conntrack_max", "/sys/module/nf_conntrack/parameters/hashsize"}
+// tableCapacity sizes both the kernel's conntrack and eipgw's session tables for a
+// case, by one rule: twice the case's peak, its number of flows (each flow is one
+// session; the new-connection cases open up to 250,000 a window, the established
+// ones hold 12,800), so neither table is more than half full, and neither is
+// measured at a footprint the case does not need; at least 1,024.
+func (c benchCase) tableCapacity() int { return max(2*int(c.Flows.count()), 1024) }
+
+// conntrackSizing names the kernel's two conntrack sizes, both global (a namespace
+// other than the first cannot write them).
+var conntrackSizing = []string{"/proc/sys/net/netfilter/nf_conntrack_max", "/sys/module/nf_conntrack/parameters/hashsize"}
+
+// sizeConntrack sets conntrack's table size and hash buckets to n.
+func sizeConntrack(n int) error {
+	for _, f := range conntrackSizing {
+		if err := os.WriteFile(f, []byte(strconv.Itoa(n)), 0o644); err != nil {
+			return fmt.Errorf("conntrack sizing: %w", err)
+		}
+	}
+	return nil
+}
+
+// saveConntrackSizing returns what puts conntrack's sizing back as it is now.
+func saveConntrackSizing() (restore func(), err error) {
+	files := conntrackSizing
 	var old []string
 	for _, f := range files {
 		b, err := os.ReadFile(f)
@@ -88,18 +111,11 @@ func sizeConntrack(n int) (restore func(), err error) {
 		}
 		old = append(old, strings.TrimSpace(string(b)))
 	}
-	restore = func() {
+	return func() {
 		for i, f := range files {
 			_ = os.WriteFile(f, []byte(old[i]), 0o644)
 		}
-	}
-	for _, f := range files {
-		if err := os.WriteFile(f, []byte(strconv.Itoa(n)), 0o644); err != nil {
-			restore()
-			return nil, fmt.Errorf("conntrack sizing: %w", err)
-		}
-	}
-	return restore, nil
+	}, nil
 }
 
 func newBed(prefix string) (_ *bed, err error) {
@@ -179,7 +195,7 @@ func newBed(prefix string) (_ *bed, err error) {
 	if err := b.loadPrograms(); err != nil {
 		return nil, err
 	}
-	if b.restoreConntrack, err = sizeConntrack(tableCapacity); err != nil {
+	if b.restoreConntrack, err = saveConntrackSizing(); err != nil {
 		return nil, err
 	}
 	if err := b.placeGatewayNAPI(); err != nil {
@@ -337,15 +353,13 @@ func (b *bed) attachXDP(prog *ebpf.Program, ifindex int) (link.Link, error) {
 }
 
 func (b *bed) close() {
-	if b.stopHops != nil {
-		b.stopHops()
+	for _, e := range b.dps {
+		e.stopHops()
+		_ = dataplane.Remove(e.dp.PinDir())
+		e.dp.Close()
 	}
 	if b.restoreConntrack != nil {
 		b.restoreConntrack()
-	}
-	if b.dp != nil {
-		_ = dataplane.Remove(b.dp.PinDir())
-		b.dp.Close()
 	}
 	if b.bpffs != nil {
 		b.bpffs.Close()

@@ -492,21 +492,28 @@ func eipgwNatAt(hook dataplane.Hook, open flows, configure func(*dataplane.Datap
 	}
 }
 
-// eipgw opens the dataplane once per run, on a private bpffs, with the bindings.
+// eipgw opens a dataplane with the session capacity of the case being set up, once
+// per run and capacity, on a private bpffs, with the bindings.
 func (b *bed) eipgw() (*dataplane.Dataplane, error) {
-	if b.dp != nil {
-		return b.dp, nil
+	if e := b.dps[b.capacity]; e != nil {
+		return e.dp, nil
 	}
-	fs, err := testbed.MountBPFFS()
+	if b.bpffs == nil {
+		fs, err := testbed.MountBPFFS()
+		if err != nil {
+			return nil, err
+		}
+		b.bpffs = fs
+	}
+	dp, err := dataplane.Open(dataplane.Config{PinDir: filepath.Join(b.bpffs.Dir, fmt.Sprintf("eipgw-%d", b.capacity)), MaxSessions: uint32(b.capacity)})
 	if err != nil {
 		return nil, err
 	}
-	b.bpffs = fs
-	dp, err := dataplane.Open(dataplane.Config{PinDir: filepath.Join(fs.Dir, "eipgw"), MaxSessions: tableCapacity})
-	if err != nil {
+	fail := func(err error) (*dataplane.Dataplane, error) {
+		_ = dataplane.Remove(dp.PinDir())
+		dp.Close()
 		return nil, err
 	}
-	b.dp = dp
 	// Every generator host sends from the generator's MAC: register each of its
 	// addresses with it, as eipd registers an instance's, so the edge lets them through.
 	var sources []netip.Addr
@@ -516,7 +523,7 @@ func (b *bed) eipgw() (*dataplane.Dataplane, error) {
 	for priv, eip := range bindings() {
 		sources = append(sources, priv)
 		if err := dp.SetBinding(eip, priv); err != nil {
-			return nil, err
+			return fail(err)
 		}
 	}
 	for priv := range inboundTargets() {
@@ -524,7 +531,7 @@ func (b *bed) eipgw() (*dataplane.Dataplane, error) {
 	}
 	for _, a := range sources {
 		if err := dp.SetSource(dataplane.Source{Addr: a, MAC: b.genMAC}); err != nil {
-			return nil, err
+			return fail(err)
 		}
 	}
 	// Next hops cached from the gateway's tables and kept current, as eipd does.
@@ -533,8 +540,11 @@ func (b *bed) eipgw() (*dataplane.Dataplane, error) {
 	var wait func()
 	if err := b.gw.Do(func() error { var err error; wait, err = w.Start(ctx); return err }); err != nil {
 		cancel()
-		return nil, err
+		return fail(err)
 	}
-	b.stopHops = func() { cancel(); wait() }
+	if b.dps == nil {
+		b.dps = map[int]*eipgwDataplane{}
+	}
+	b.dps[b.capacity] = &eipgwDataplane{dp: dp, stopHops: func() { cancel(); wait() }}
 	return dp, nil
 }

@@ -38,8 +38,8 @@ func (f flows) base() uint16 {
 var (
 	oneFlow   = flows{Hosts: 1, Ports: 1}
 	manyFlows = flows{Hosts: manyHosts, Ports: manyPorts}
-	// newFlows: 250 hosts x 1,000 ports, each sent once a window. 250,000 fills the
-	// session table and conntrack, both sized tableCapacity, to at most 48%; the
+	// newFlows: 250 hosts x 1,000 ports, each sent once a window. 250,000 fill the
+	// session table and conntrack, both sized by tableCapacity, to at most half; the
 	// ports are apart from the other cases' flows.
 	newFlows = flows{Hosts: 250, Ports: 1000, Base: 30000, Once: true}
 	// inFlows: 50 clients x 256 ports, spread over the inboundEIPs EIPs.

@@ -30,13 +30,18 @@ func (b *bed) programClock() (map[string]ebpf.ProgramStats, error) {
 		}
 		out[name] = *st
 	}
-	if b.dp != nil {
-		ps, err := b.dp.ProgramStats()
+	// Programs of the same name in eipgw's dataplanes add up: one case's window runs
+	// one dataplane's.
+	for _, e := range b.dps {
+		ps, err := e.dp.ProgramStats()
 		if err != nil {
 			return nil, err
 		}
 		for _, p := range ps {
-			out[p.Name] = ebpf.ProgramStats{RunCount: p.Runs, Runtime: p.RunTime}
+			st := out[p.Name]
+			st.RunCount += p.Runs
+			st.Runtime += p.RunTime
+			out[p.Name] = st
 		}
 	}
 	return out, nil

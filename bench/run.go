@@ -126,6 +126,10 @@ type rateReport struct {
 
 // measureWindow runs one window of a case at pace and checks what arrived.
 func (b *bed) measureWindow(c benchCase, pacePPS float64, window time.Duration) (sample, error) {
+	b.capacity = c.tableCapacity()
+	if err := sizeConntrack(b.capacity); err != nil {
+		return sample{}, fmt.Errorf("%s: %w", c.Name, err)
+	}
 	teardown, err := c.Setup(b)
 	if err != nil {
 		return sample{}, fmt.Errorf("%s: setup: %w", c.Name, err)
