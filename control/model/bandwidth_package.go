@@ -42,6 +42,7 @@ type BandwidthPackage struct {
 	ResourceGroupID    string    `json:"resource_group_id,omitempty"`
 	CreatedAt          time.Time `json:"created_at"`
 	DeletionProtection bool      `json:"deletion_protection,omitempty"` // refuses DeleteCommonBandwidthPackage
+	Tags               []Tag     `json:"tags,omitempty"`
 }
 
 // A package's bandwidth range, Mbit/s.
@@ -106,8 +107,12 @@ func (s *Service) createBandwidthPackage(c *Call) (any, error) {
 	if isp := c.Params["ISP"]; isp != "" && isp != "BGP" {
 		return nil, errPackageISP
 	}
+	group, err := resourceGroupParam(c)
+	if err != nil {
+		return nil, err
+	}
 	p := &BandwidthPackage{BandwidthPackageID: newID("cbwp"), Owner: c.Account, Region: s.Region, Bandwidth: bw,
-		InternetChargeType: charge, ISP: "BGP", ResourceGroupID: c.Params["ResourceGroupId"], CreatedAt: c.Now}
+		InternetChargeType: charge, ISP: "BGP", ResourceGroupID: group, CreatedAt: c.Now}
 	if p.Name, _, err = c.Params.packageName(); err != nil {
 		return nil, err
 	}
@@ -276,7 +281,7 @@ type bandwidthPackageView struct {
 		PublicIPAddresse []packageIPView `json:"PublicIpAddresse"`
 	} `json:"PublicIpAddresses"`
 	Tags struct {
-		Tag []struct{} `json:"Tag"`
+		Tag []tagView `json:"Tag"`
 	} `json:"Tags"`
 	SecurityProtectionTypes struct {
 		SecurityProtectionType []string `json:"SecurityProtectionType"`
@@ -305,11 +310,15 @@ func (s *Service) describeBandwidthPackages(c *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	tagged, err := c.Params.tagFilter("Tag")
+	if err != nil {
+		return nil, err
+	}
 	match := c.Params.matches
 	var mine []*BandwidthPackage
 	for _, p := range packages {
 		if p.Owner == c.Account && match("BandwidthPackageId", p.BandwidthPackageID) && match("Name", p.Name) &&
-			match("ResourceGroupId", p.ResourceGroupID) {
+			match("ResourceGroupId", p.ResourceGroupID) && tagged(p.Tags) {
 			mine = append(mine, p)
 		}
 	}
@@ -332,7 +341,7 @@ func (s *Service) describeBandwidthPackages(c *Call) (any, error) {
 			ResourceGroupID: p.ResourceGroupID, CreationTime: p.CreatedAt.UTC().Format(time.RFC3339),
 			HasReservationData: "false", DeletionProtection: p.DeletionProtection}
 		v.PublicIPAddresses.PublicIPAddresse = []packageIPView{}
-		v.Tags.Tag = []struct{}{}
+		v.Tags.Tag = tagViews(p.Tags)
 		v.SecurityProtectionTypes.SecurityProtectionType = []string{}
 		members, err := packageMembers(c.Tx, p.BandwidthPackageID)
 		if err != nil {

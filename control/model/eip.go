@@ -97,6 +97,10 @@ func (s *Service) allocate(c *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	group, err := resourceGroupParam(c)
+	if err != nil {
+		return nil, err
+	}
 	ip, err := s.pickAddress(c, want)
 	if err != nil {
 		return nil, err
@@ -106,7 +110,7 @@ func (s *Service) allocate(c *Call) (any, error) {
 	}
 	e := &EIP{AllocationID: newID("eip"), IPAddress: ip, Owner: c.Account, Region: s.Region, Status: StatusAvailable,
 		Bandwidth: bw, InternetChargeType: charge, InstanceChargeType: instanceCharge,
-		Name: name, Description: description, AllocatedAt: c.Now, ResourceGroupID: c.Params["ResourceGroupId"]}
+		Name: name, Description: description, AllocatedAt: c.Now, ResourceGroupID: group}
 	if err := saveEIP(c.Tx, nil, e); err != nil {
 		return nil, err
 	}
@@ -269,6 +273,9 @@ type EipAddressView struct {
 	BandwidthPackageType      string `json:"BandwidthPackageType"`
 	BandwidthPackageBandwidth string `json:"BandwidthPackageBandwidth"`
 	EipBandwidth              string `json:"EipBandwidth,omitempty"`
+	Tags                      struct {
+		Tag []tagView `json:"Tag"`
+	} `json:"Tags"`
 }
 
 type describeResponse struct {
@@ -303,13 +310,17 @@ func (s *Service) describe(c *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	tagged, err := c.Params.tagFilter("Tag")
+	if err != nil {
+		return nil, err
+	}
 	packages := map[string]*BandwidthPackage{}
 	var views []EipAddressView
 	for _, e := range eips {
 		if e.Owner != c.Account || (ids != nil && !ids[e.AllocationID]) || (addrs != nil && !addrs[e.IPAddress]) ||
 			!match("Status", e.Status) || !match("AssociatedInstanceType", e.InstanceType) ||
 			!match("AssociatedInstanceId", e.InstanceID) || !match("EipName", e.Name) || !match("ISP", eipISP) ||
-			!match("ResourceGroupId", e.ResourceGroupID) || !match("ChargeType", e.InstanceChargeType) {
+			!match("ResourceGroupId", e.ResourceGroupID) || !match("ChargeType", e.InstanceChargeType) || !tagged(e.Tags) {
 			continue
 		}
 		mode := e.Mode
@@ -322,6 +333,7 @@ func (s *Service) describe(c *Call) (any, error) {
 			AllocationTime: e.AllocatedAt.UTC().Format(time.RFC3339), InstanceType: e.InstanceType,
 			InstanceID: e.InstanceID, PrivateIPAddress: e.PrivateIPAddress, Mode: mode, ISP: eipISP, Netmode: eipNetmode,
 			ResourceGroupID: e.ResourceGroupID, DeletionProtection: e.DeletionProtection})
+		views[len(views)-1].Tags.Tag = tagViews(e.Tags)
 		if e.BandwidthPackageID == "" {
 			continue
 		}

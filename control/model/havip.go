@@ -75,6 +75,10 @@ type haVipView struct {
 	AssociatedEipAddresses struct {
 		AssociatedEipAddresse []string `json:"associatedEipAddresse"`
 	} `json:"AssociatedEipAddresses"`
+	ResourceGroupID string `json:"ResourceGroupId"`
+	Tags            struct {
+		Tag []tagView `json:"Tag"`
+	} `json:"Tags"`
 }
 
 // haVipFilterKeys are the Filter keys DescribeHaVips takes, and what each compares.
@@ -103,16 +107,23 @@ func (s *Service) describeHaVips(c *Call) (any, error) {
 			return nil, invalid(fmt.Sprintf("Filter.%d.Key", i+1), f.Key)
 		}
 	}
+	tagged, err := c.Params.tagFilter("Tags")
+	if err != nil {
+		return nil, err
+	}
 	all, err := list[HaVip](c.Tx, KindHaVip)
 	if err != nil {
 		return nil, err
 	}
 	var views []haVipView
 	for _, h := range all {
-		if h.Region != s.Region || !matchesFilters(filters, func(key string) string { return haVipFilterKeys[key](h) }) {
+		if h.Region != s.Region || !matchesFilters(filters, func(key string) string { return haVipFilterKeys[key](h) }) ||
+			!c.Params.matches("ResourceGroupId", h.ResourceGroupID) || !tagged(h.Tags) {
 			continue
 		}
-		v := haVipView{HaVipID: h.HaVipID, RegionID: h.Region, VpcID: h.VpcID, IPAddress: h.IPAddress, Status: h.Status}
+		v := haVipView{HaVipID: h.HaVipID, RegionID: h.Region, VpcID: h.VpcID, IPAddress: h.IPAddress, Status: h.Status,
+			ResourceGroupID: h.ResourceGroupID}
+		v.Tags.Tag = tagViews(h.Tags)
 		v.AssociatedInstances.AssociatedInstance = append([]string{}, h.Instances...)
 		if len(h.Instances) > 0 {
 			v.AssociatedInstanceType, v.MasterInstanceID = TypeEcs, h.Instances[0]

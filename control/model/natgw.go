@@ -525,6 +525,17 @@ type natGatewayView struct {
 	IPLists struct {
 		IPList []map[string]string `json:"IpList"`
 	} `json:"IpLists"`
+	ResourceGroupID string `json:"ResourceGroupId"`
+	Tags            struct {
+		Tag []natGatewayTagView `json:"Tag"`
+	} `json:"Tags"`
+}
+
+// natGatewayTagView is a tag in DescribeNatGateways, which names its fields TagKey
+// and TagValue.
+type natGatewayTagView struct {
+	TagKey   string `json:"TagKey"`
+	TagValue string `json:"TagValue"`
 }
 
 func (s *Service) describeNatGateways(c *Call) (any, error) {
@@ -532,12 +543,22 @@ func (s *Service) describeNatGateways(c *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	tagged, err := c.Params.tagFilter("Tag")
+	if err != nil {
+		return nil, err
+	}
+	match := c.Params.matches
 	var rows []natGatewayView
 	for _, g := range gws {
-		if id := c.Params["NatGatewayId"]; id != "" && id != g.NatGatewayID {
+		if !match("NatGatewayId", g.NatGatewayID) || !match("ResourceGroupId", g.ResourceGroupID) || !tagged(g.Tags) {
 			continue
 		}
-		v := natGatewayView{NatGatewayID: g.NatGatewayID, VpcID: g.VpcID, Name: g.Name, Description: g.Description, Status: "Available"}
+		v := natGatewayView{NatGatewayID: g.NatGatewayID, VpcID: g.VpcID, Name: g.Name, Description: g.Description, Status: "Available",
+			ResourceGroupID: g.ResourceGroupID}
+		v.Tags.Tag = []natGatewayTagView{}
+		for _, t := range g.Tags {
+			v.Tags.Tag = append(v.Tags.Tag, natGatewayTagView{TagKey: t.Key, TagValue: t.Value})
+		}
 		snat, fwd := natTables(g)
 		v.SnatTableIDs.SnatTableID = []string{snat}
 		v.ForwardTableIDs.ForwardTableID = []string{fwd}

@@ -61,6 +61,8 @@ var actionParams = map[string][]Param{
 		{Name: "HaVipId"},
 		{Name: "IpAddress", Required: true},
 		{Name: "RegionId"},
+		{Name: "ResourceGroupId"},
+		{Name: "Tag", List: true},
 		{Name: "VpcId", Required: true},
 	},
 	"CreateNatGateway": {
@@ -68,6 +70,7 @@ var actionParams = map[string][]Param{
 		{Name: "Name"},
 		{Name: "NatGatewayId"},
 		{Name: "RegionId"},
+		{Name: "Tag", List: true},
 		{Name: "VpcId", Required: true},
 	},
 	"CreateNetworkInterface": {
@@ -96,8 +99,17 @@ var actionParams = map[string][]Param{
 	"DeleteHaVip": {
 		{Name: "HaVipId", Required: true},
 	},
+	"DeleteInstance": {
+		{Name: "InstanceId", Required: true},
+	},
+	"DeleteLoadBalancer": {
+		{Name: "LoadBalancerId", Required: true},
+	},
 	"DeleteNatGateway": {
 		{Name: "NatGatewayId", Required: true},
+	},
+	"DeleteNetworkInterface": {
+		{Name: "NetworkInterfaceId", Required: true},
 	},
 	"DeleteSnatEntry": {
 		{Name: "SnatEntryId", Required: true},
@@ -114,6 +126,7 @@ var actionParams = map[string][]Param{
 		{Name: "PageNumber", Default: "1", Range: [2]int{1, 1073741824}},
 		{Name: "PageSize", Default: "10", Range: [2]int{1, 50}},
 		{Name: "ResourceGroupId"},
+		{Name: "Tag", List: true},
 	},
 	"DescribeEipAddresses": {
 		{Name: "AllocationId"},
@@ -127,6 +140,7 @@ var actionParams = map[string][]Param{
 		{Name: "PageSize", Default: "10", Range: [2]int{1, 100}},
 		{Name: "ResourceGroupId"},
 		{Name: "Status"},
+		{Name: "Tag", List: true},
 	},
 	"DescribeEipGatewayInfo": {
 		{Name: "InstanceId", Required: true},
@@ -147,6 +161,24 @@ var actionParams = map[string][]Param{
 		{Name: "Filter", List: true},
 		{Name: "PageNumber", Default: "1", Range: [2]int{1, 1073741824}},
 		{Name: "PageSize", Default: "10", Range: [2]int{1, 50}},
+		{Name: "ResourceGroupId"},
+		{Name: "Tags", List: true},
+	},
+	"DescribeInstances": {
+		{Name: "InstanceIds"},
+		{Name: "PageNumber", Default: "1", Range: [2]int{1, 1073741824}},
+		{Name: "PageSize", Default: "10", Range: [2]int{1, 100}},
+		{Name: "RegionId"},
+		{Name: "Status"},
+		{Name: "VpcId"},
+	},
+	"DescribeLoadBalancers": {
+		{Name: "Address"},
+		{Name: "LoadBalancerId"},
+		{Name: "PageNumber", Default: "1", Range: [2]int{1, 1073741824}},
+		{Name: "PageSize", Default: "10", Range: [2]int{1, 100}},
+		{Name: "RegionId"},
+		{Name: "VpcId"},
 	},
 	"DescribeNatGatewayPortUsage": {
 		{Name: "NatGatewayId", Required: true},
@@ -163,6 +195,17 @@ var actionParams = map[string][]Param{
 		{Name: "NatGatewayId"},
 		{Name: "PageNumber", Default: "1", Range: [2]int{1, 1073741824}},
 		{Name: "PageSize", Default: "10", Range: [2]int{1, 100}},
+		{Name: "ResourceGroupId"},
+		{Name: "Tag", List: true},
+	},
+	"DescribeNetworkInterfaces": {
+		{Name: "InstanceId"},
+		{Name: "NetworkInterfaceId", List: true},
+		{Name: "PageNumber", Default: "1", Range: [2]int{1, 1073741824}},
+		{Name: "PageSize", Default: "10", Range: [2]int{1, 100}},
+		{Name: "RegionId"},
+		{Name: "Type"},
+		{Name: "VpcId"},
 	},
 	"DescribeRegions": {},
 	"DescribeSnatTableEntries": {
@@ -174,6 +217,14 @@ var actionParams = map[string][]Param{
 	"DetachNetworkInterface": {
 		{Name: "InstanceId"},
 		{Name: "NetworkInterfaceId", Required: true},
+	},
+	"ListTagResources": {
+		{Name: "MaxResults", Default: "50", Range: [2]int{1, 1000}},
+		{Name: "NextToken"},
+		{Name: "ResourceId", List: true},
+		{Name: "ResourceType", Required: true},
+		{Name: "Tag", List: true},
+		{Name: "Tag.1.Key"},
 	},
 	"ModifyCommonBandwidthPackageAttribute": {
 		{Name: "BandwidthPackageId", Required: true},
@@ -215,6 +266,11 @@ var actionParams = map[string][]Param{
 		{Name: "SnatIp"},
 		{Name: "SnatTableId", Required: true},
 	},
+	"MoveResourceGroup": {
+		{Name: "NewResourceGroupId", Required: true},
+		{Name: "ResourceId", Required: true},
+		{Name: "ResourceType", Required: true},
+	},
 	"RegisterInstance": {
 		{Name: "InstanceId"},
 		{Name: "MacAddress"},
@@ -237,6 +293,17 @@ var actionParams = map[string][]Param{
 	"RemoveCommonBandwidthPackageIp": {
 		{Name: "BandwidthPackageId", Required: true},
 		{Name: "IpInstanceId", Required: true},
+	},
+	"TagResources": {
+		{Name: "ResourceId", List: true},
+		{Name: "ResourceType", Required: true},
+		{Name: "Tag", List: true},
+	},
+	"UnTagResources": {
+		{Name: "All", Default: "false", Values: []string{"true", "false"}},
+		{Name: "ResourceId", List: true},
+		{Name: "ResourceType", Required: true},
+		{Name: "TagKey", List: true},
 	},
 	"UnassociateEipAddress": {
 		{Name: "AllocationId", Required: true},

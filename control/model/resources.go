@@ -48,7 +48,8 @@ type EIP struct {
 	BandwidthPackageID string `json:"bandwidth_package_id,omitempty"`
 	ResourceGroupID    string `json:"resource_group_id,omitempty"`
 	// DeletionProtection refuses ReleaseEipAddress until it is turned off.
-	DeletionProtection bool `json:"deletion_protection,omitempty"`
+	DeletionProtection bool  `json:"deletion_protection,omitempty"`
+	Tags               []Tag `json:"tags,omitempty"`
 }
 
 // Released is an address released by its owner, recoverable by that owner only
@@ -94,6 +95,9 @@ type HaVip struct {
 	IPAddress string   `json:"ip_address"`
 	Status    string   `json:"status"` // Available, or InUse once an instance is associated
 	Instances []string `json:"instances,omitempty"`
+	// ResourceGroupID and Tags are the caller's labels (MoveResourceGroup, TagResources).
+	ResourceGroupID string `json:"resource_group_id,omitempty"`
+	Tags            []Tag  `json:"tags,omitempty"`
 }
 
 // SLB is a CLB instance, reached at its private VIP.
@@ -115,4 +119,7 @@ type NatGateway struct {
 	VpcID        string `json:"vpc_id"`
 	Name         string `json:"name,omitempty"`
 	Description  string `json:"description,omitempty"`
+	// ResourceGroupID and Tags are the caller's labels (MoveResourceGroup, TagResources).
+	ResourceGroupID string `json:"resource_group_id,omitempty"`
+	Tags            []Tag  `json:"tags,omitempty"`
 }

@@ -27,11 +27,12 @@ type Param struct {
 	Range    [2]int   // an integer's bounds, where the handler checks them
 }
 
-// placesInventory are the actions that register a resource in the region RegionId
-// names, which may be another one than eipd's (to model the cloud's cross-region
-// rules); every other action answers for eipd's region only.
+// placesInventory are the actions that register, list or remove a resource in the
+// region RegionId names, which may be another one than eipd's (to model the cloud's
+// cross-region rules); every other action answers for eipd's region only.
 var placesInventory = map[string]bool{"RegisterInstance": true, "CreateNetworkInterface": true, "CreateHaVip": true,
-	"RegisterLoadBalancer": true, "CreateNatGateway": true}
+	"RegisterLoadBalancer": true, "CreateNatGateway": true, "DescribeInstances": true, "DeleteInstance": true,
+	"DescribeNetworkInterfaces": true, "DeleteNetworkInterface": true, "DescribeLoadBalancers": true, "DeleteLoadBalancer": true}
 
 var errRegionNotFound = fail(http.StatusNotFound, "InvalidRegionId.NotFound", "The specified RegionId does not exist in our records.")
 

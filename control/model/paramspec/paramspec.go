@@ -112,7 +112,8 @@ func Extract(dir string) (map[string][]Spec, error) {
 	}
 	isAddr := func(e ast.Expr) bool { u, ok := e.(*ast.UnaryExpr); return ok && u.Op == token.AND }
 	accessors := map[string]bool{"required": true, "intIn": true, "oneOf": true, "list": true, "ipv4": true,
-		"text": true, "entryName": true, "matches": true, "match": true, "commaSet": true, "filters": true}
+		"text": true, "entryName": true, "matches": true, "match": true, "commaSet": true, "filters": true,
+		"tagPairs": true, "tagFilter": true}
 
 	reads := map[string]map[string]*read{} // function -> parameter -> how
 	calls := map[string]map[string]bool{}
@@ -231,7 +232,7 @@ func Extract(dir string) (map[string][]Spec, error) {
 									r.required = true
 								}
 							}
-						case "list", "filters":
+						case "list", "filters", "tagPairs", "tagFilter":
 							r.list = true
 						case "oneOf":
 							if len(x.Args) > 1 {
