@@ -28,28 +28,7 @@ func TestOfficialSDK(t *testing.T) {
 	d.start(t, true)
 	d.registerVM(t, "i-vm1", d.VM1, testbed.VM1Addr)
 
-	var prof struct{ AccessKeyID, AccessKeySecret string }
-	raw, err := os.ReadFile(d.profile)
-	if err != nil || json.Unmarshal(raw, &struct {
-		ID     *string `json:"access_key_id"`
-		Secret *string `json:"access_key_secret"`
-	}{&prof.AccessKeyID, &prof.AccessKeySecret}) != nil {
-		t.Fatalf("profile: %v", err)
-	}
-	client, err := vpc.NewClientWithAccessKey("eipgw-1", prof.AccessKeyID, prof.AccessKeySecret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Wrapped, because the SDK replaces the dialer of a plain *http.Transport; it
-	// trusts eipd's self-signed certificate.
-	roots := x509.NewCertPool()
-	if pem, err := os.ReadFile(d.cert); err != nil || !roots.AppendCertsFromPEM(pem) {
-		t.Fatalf("eipd's certificate: %v", err)
-	}
-	client.SetTransport(nsTransport{&http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots},
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return d.GW.Dial(network, addr, 5*time.Second)
-		}}})
+	client := officialClient(t, d)
 	at := func(r interface {
 		SetDomain(string)
 		SetScheme(string)
@@ -200,6 +179,36 @@ func TestOfficialSDK(t *testing.T) {
 	if err != nil || rresp.EipAddress != eip {
 		t.Fatalf("recovering %s: %+v, %v", eip, rresp, err)
 	}
+}
+
+// officialClient is the cloud's legacy Go SDK client for d: the profile's key, a
+// transport that dials from inside the gateway's namespace, where eipd listens,
+// trusting eipd's certificate.
+func officialClient(t *testing.T, d *daemon) *vpc.Client {
+	t.Helper()
+	var prof struct{ AccessKeyID, AccessKeySecret string }
+	raw, err := os.ReadFile(d.profile)
+	if err != nil || json.Unmarshal(raw, &struct {
+		ID     *string `json:"access_key_id"`
+		Secret *string `json:"access_key_secret"`
+	}{&prof.AccessKeyID, &prof.AccessKeySecret}) != nil {
+		t.Fatalf("profile: %v", err)
+	}
+	client, err := vpc.NewClientWithAccessKey("eipgw-1", prof.AccessKeyID, prof.AccessKeySecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Wrapped, because the SDK replaces the dialer of a plain *http.Transport; it
+	// trusts eipd's self-signed certificate.
+	roots := x509.NewCertPool()
+	if pem, err := os.ReadFile(d.cert); err != nil || !roots.AppendCertsFromPEM(pem) {
+		t.Fatalf("eipd's certificate: %v", err)
+	}
+	client.SetTransport(nsTransport{&http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots},
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return d.GW.Dial(network, addr, 5*time.Second)
+		}}})
+	return client
 }
 
 func hasCode(err error, code string) bool {

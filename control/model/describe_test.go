@@ -94,3 +94,18 @@ func TestDeletionProtection(t *testing.T) {
 	w.ok("admin", "DeletionProtection", "InstanceId", pkg, "ProtectionEnable", "false", "Type", "CBWP")
 	w.ok("admin", "DeleteCommonBandwidthPackage", "BandwidthPackageId", pkg)
 }
+
+// TestDescribeEipSegmentAndLock: SegmentInstanceId and LockReason are filters no EIP
+// here matches (none is in a segment or locked), not ignored parameters.
+func TestDescribeEipSegmentAndLock(t *testing.T) {
+	w := newWorld(t)
+	w.allocate(acct)
+	for _, kv := range [][]string{{"SegmentInstanceId", "eipsg-1"}, {"LockReason", "financial"}} {
+		if n := w.ok(acct, "DescribeEipAddresses", kv...)["TotalCount"]; n != float64(0) {
+			t.Errorf("%s: %v EIPs", kv[0], n)
+		}
+	}
+	if n := w.ok(acct, "DescribeEipAddresses")["TotalCount"]; n != float64(1) {
+		t.Errorf("no filter: %v EIPs", n)
+	}
+}

@@ -314,6 +314,11 @@ func (s *Service) describe(c *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	// No EIP here is in a contiguous-address segment or locked (for overdue payment or
+	// security): a filter on either matches none.
+	if c.Params["SegmentInstanceId"] != "" || c.Params["LockReason"] != "" {
+		eips = nil
+	}
 	packages := map[string]*BandwidthPackage{}
 	var views []EipAddressView
 	for _, e := range eips {

@@ -311,8 +311,27 @@ func (s *Service) createNatGateway(c *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The cloud creates Enhanced NAT gateways, on the internet, pay-as-you-go; eipgw's
+	// is one of those, billed by nothing: other values are refused, not ignored.
+	if _, err := c.Params.oneOf("NatType", "Enhanced", "Enhanced"); err != nil {
+		return nil, err
+	}
+	if _, err := c.Params.oneOf("NetworkType", "internet", "internet"); err != nil {
+		return nil, err
+	}
+	if _, err := c.Params.oneOf("InstanceChargeType", "PostPaid", "PostPaid"); err != nil {
+		return nil, err
+	}
+	charge, err := c.Params.oneOf("InternetChargeType", "PayByLcu", "PayByLcu", "PayBySpec")
+	if err != nil {
+		return nil, err
+	}
+	// eipgw has no vSwitches (as for SNAT entries' SourceVSwitchId).
+	if v := c.Params["VSwitchId"]; v != "" {
+		return nil, notFound("VSwitch", v)
+	}
 	g := &NatGateway{NatGatewayID: idParam(c.Params, "NatGatewayId", "ngw"), Region: s.region(c), VpcID: vpc, Name: name,
-		Description: description, Tags: tags}
+		Description: description, Tags: tags, InternetChargeType: charge}
 	if ok, err := exists(c.Tx, KindNAT, g.NatGatewayID); err != nil || ok {
 		return nil, firstErr(err, errAlreadyExists)
 	}

@@ -84,3 +84,22 @@ func TestInventoryListAndRemove(t *testing.T) {
 		t.Errorf("after DeleteInstance: %v", got)
 	}
 }
+
+// TestCreateNatGatewayKinds: what the provider sends for alicloud_nat_gateway is taken
+// where eipgw's gateway is that kind (Enhanced, internet, PostPaid; PayByLcu or
+// PayBySpec kept and described), refused where it is not, and a vSwitch, which eipgw
+// does not have, is not found.
+func TestCreateNatGatewayKinds(t *testing.T) {
+	w := newWorld(t)
+	w.ok("admin", "CreateNatGateway", "NatGatewayId", "ngw-1", "VpcId", "vpc-1", "NatType", "Enhanced",
+		"NetworkType", "internet", "InstanceChargeType", "PostPaid", "InternetChargeType", "PayBySpec")
+	g := rowsOf(w.ok("admin", "DescribeNatGateways", "NatGatewayId", "ngw-1"), "NatGateways", "NatGateway")[0]
+	if g["NatType"] != "Enhanced" || g["InternetChargeType"] != "PayBySpec" || g["InstanceChargeType"] != "PostPaid" ||
+		g["NetworkType"] != "internet" || g["NatGatewayPrivateInfo"].(map[string]any)["VswitchId"] != "" {
+		t.Errorf("described: %v", g)
+	}
+	w.wantCode("InvalidParameter", "admin", "CreateNatGateway", "VpcId", "vpc-1", "NatType", "Normal")
+	w.wantCode("InvalidParameter", "admin", "CreateNatGateway", "VpcId", "vpc-1", "NetworkType", "intranet")
+	w.wantCode("InvalidParameter", "admin", "CreateNatGateway", "VpcId", "vpc-1", "InstanceChargeType", "PrePaid")
+	w.wantCode("InvalidVSwitchId.NotFound", "admin", "CreateNatGateway", "VpcId", "vpc-1", "VSwitchId", "vsw-1")
+}

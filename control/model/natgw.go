@@ -529,6 +529,18 @@ type natGatewayView struct {
 	Tags            struct {
 		Tag []natGatewayTagView `json:"Tag"`
 	} `json:"Tags"`
+	RegionID           string `json:"RegionId"`
+	NatType            string `json:"NatType"`
+	NetworkType        string `json:"NetworkType"`
+	InstanceChargeType string `json:"InstanceChargeType"`
+	InternetChargeType string `json:"InternetChargeType"`
+	Spec               string `json:"Spec"`
+	DeletionProtection bool   `json:"DeletionProtection"`
+	// The provider reads NatGatewayPrivateInfo.VswitchId unconditionally: eipgw has no
+	// vSwitch, so it is empty.
+	NatGatewayPrivateInfo struct {
+		VswitchID string `json:"VswitchId"`
+	} `json:"NatGatewayPrivateInfo"`
 }
 
 // natGatewayTagView is a tag in DescribeNatGateways, which names its fields TagKey
@@ -553,8 +565,13 @@ func (s *Service) describeNatGateways(c *Call) (any, error) {
 		if !match("NatGatewayId", g.NatGatewayID) || !match("ResourceGroupId", g.ResourceGroupID) || !tagged(g.Tags) {
 			continue
 		}
+		charge := g.InternetChargeType
+		if charge == "" {
+			charge = "PayByLcu" // gateways stored before the field was
+		}
 		v := natGatewayView{NatGatewayID: g.NatGatewayID, VpcID: g.VpcID, Name: g.Name, Description: g.Description, Status: "Available",
-			ResourceGroupID: g.ResourceGroupID}
+			ResourceGroupID: g.ResourceGroupID, RegionID: g.Region, NatType: "Enhanced", NetworkType: "internet",
+			InstanceChargeType: "PostPaid", InternetChargeType: charge}
 		v.Tags.Tag = []natGatewayTagView{}
 		for _, t := range g.Tags {
 			v.Tags.Tag = append(v.Tags.Tag, natGatewayTagView{TagKey: t.Key, TagValue: t.Value})

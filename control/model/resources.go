@@ -122,4 +122,7 @@ type NatGateway struct {
 	// ResourceGroupID and Tags are the caller's labels (MoveResourceGroup, TagResources).
 	ResourceGroupID string `json:"resource_group_id,omitempty"`
 	Tags            []Tag  `json:"tags,omitempty"`
+	// InternetChargeType is the billing method the creator chose (PayByLcu or
+	// PayBySpec): eipgw bills nothing, it is kept so that reads return what was set.
+	InternetChargeType string `json:"internet_charge_type,omitempty"`
 }
