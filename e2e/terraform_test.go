@@ -110,8 +110,8 @@ func expect(t *testing.T, what string, got map[string]any, want map[string]strin
 // TestTerraformProviderReplay replays, call for call, what the alicloud Terraform
 // provider sends through the whole life of alicloud_eip_address,
 // alicloud_eip_association, alicloud_nat_gateway, alicloud_snat_entry,
-// alicloud_forward_entry, alicloud_havip_attachment and the alicloud_eip_addresses
-// data source (derived from aliyun/terraform-provider-alicloud's source), and checks
+// alicloud_forward_entry, alicloud_havip, alicloud_havip_attachment and the
+// alicloud_eip_addresses data source (derived from aliyun/terraform-provider-alicloud's source), and checks
 // that every read returns what was set, so a plan after apply is empty.
 func TestTerraformProviderReplay(t *testing.T) {
 	d := newDaemon(t, "xdp")
@@ -145,7 +145,7 @@ func TestTerraformProviderReplay(t *testing.T) {
 	expect(t, "alicloud_eip_address", readEIP(), map[string]string{"Name": "tf-eip", "Description": "tf eip",
 		"Bandwidth": "5", "ResourceGroupId": "rg-tf1", "ISP": "BGP", "Netmode": "public", "ChargeType": "PostPaid",
 		"InternetChargeType": "PayByTraffic", "Status": "Available", "IpAddress": ip, "DeletionProtection": "true",
-		"tags": "env=test,owner=tf"})
+		"tags": "env=test,owner=tf", "HDMonitorStatus": "OFF"})
 	// Destroying a protected EIP fails as in the cloud.
 	if _, code := p.call("ReleaseEipAddress", false, map[string]string{"AllocationId": id}); code != "InvalidOperation.DeletionProtection" {
 		t.Errorf("ReleaseEipAddress of a protected EIP: %q", code)
@@ -251,16 +251,37 @@ func TestTerraformProviderReplay(t *testing.T) {
 		t.Errorf("alicloud_nat_gateway after destroy: %v", rows)
 	}
 
-	// alicloud_havip_attachment on a HaVip made with eipd's CreateHaVip (VpcId: the
-	// provider's alicloud_havip sends a VSwitchId, which eipgw does not have).
-	d.must(t, "create-ha-vip", "--ha-vip-id", "havip-tf", "--vpc-id", "vpc-1", "--ip-address", "10.0.1.250")
-	p.ok("AssociateHaVip", true, map[string]string{"HaVipId": "havip-tf", "InstanceId": "i-vm1", "InstanceType": "EcsInstance"})
-	hv := path(p.ok("DescribeHaVips", false, map[string]string{"Filter.1.Key": "HaVipId", "Filter.1.Value.1": "havip-tf"}), "HaVips", "HaVip", 0)
-	if got := path(hv, "AssociatedInstances", "associatedInstance", 0); got != "i-vm1" {
-		t.Errorf("alicloud_havip_attachment read: %v", hv)
+	// alicloud_havip in a vSwitch (made as alicloud_vswitch makes one): create,
+	// read, update of its name, description, group and tags; then
+	// alicloud_havip_attachment; destroy.
+	p.ok("CreateVSwitch", true, map[string]string{"VpcId": "vpc-1", "CidrBlock": "10.0.9.0/24", "ZoneId": "eipgw-1-a", "VSwitchName": "tf-vsw"})
+	vsw, _ := path(p.ok("DescribeVSwitches", false, map[string]string{"VSwitchName": "tf-vsw"}), "VSwitches", "VSwitch", 0, "VSwitchId").(string)
+	hv := p.ok("CreateHaVip", true, map[string]string{"VSwitchId": vsw, "IpAddress": "10.0.9.10", "Description": "tf havip",
+		"Name": "tf-havip", "ResourceGroupId": "rg-tf1"})
+	hvID, _ := hv["HaVipId"].(string)
+	p.ok("TagResources", false, map[string]string{"ResourceId.1": hvID, "ResourceType": "HAVIP", "Tag.1.Key": "env", "Tag.1.Value": "test"})
+	readHaVip := func() map[string]any {
+		t.Helper()
+		row, _ := path(p.ok("DescribeHaVips", false, map[string]string{"Filter.1.Key": "HaVipId", "Filter.1.Value.1": hvID}), "HaVips", "HaVip", 0).(map[string]any)
+		if row == nil {
+			t.Fatalf("DescribeHaVips %s: no row", hvID)
+		}
+		row["tags"] = tagsToMap(path(row, "Tags", "Tag"))
+		row["instance"] = path(row, "AssociatedInstances", "associatedInstance", 0)
+		return row
 	}
-	p.ok("UnassociateHaVip", true, map[string]string{"HaVipId": "havip-tf", "InstanceId": "i-vm1", "InstanceType": "EcsInstance"})
-	p.ok("DeleteHaVip", true, map[string]string{"HaVipId": "havip-tf"})
+	expect(t, "alicloud_havip", readHaVip(), map[string]string{"Name": "tf-havip", "Description": "tf havip", "IpAddress": "10.0.9.10",
+		"VSwitchId": vsw, "VpcId": "vpc-1", "ResourceGroupId": "rg-tf1", "Status": "Available", "tags": "env=test"})
+	p.ok("ModifyHaVipAttribute", true, map[string]string{"HaVipId": hvID, "Description": "tf havip 2", "Name": "tf-havip-2"})
+	p.ok("MoveResourceGroup", false, map[string]string{"ResourceId": hvID, "NewResourceGroupId": "rg-tf2", "ResourceType": "HAVIP"})
+	p.ok("UnTagResources", false, map[string]string{"ResourceId.1": hvID, "ResourceType": "HAVIP", "TagKey.1": "env"})
+	expect(t, "alicloud_havip after update", readHaVip(), map[string]string{"Name": "tf-havip-2", "Description": "tf havip 2",
+		"ResourceGroupId": "rg-tf2", "tags": ""})
+	p.ok("AssociateHaVip", true, map[string]string{"HaVipId": hvID, "InstanceId": "i-vm1", "InstanceType": "EcsInstance"})
+	expect(t, "alicloud_havip_attachment", readHaVip(), map[string]string{"instance": "i-vm1", "Status": "InUse"})
+	p.ok("UnassociateHaVip", true, map[string]string{"HaVipId": hvID, "InstanceId": "i-vm1", "InstanceType": "EcsInstance"})
+	p.ok("DeleteHaVip", true, map[string]string{"HaVipId": hvID})
+	p.ok("DeleteVSwitch", true, map[string]string{"VSwitchId": vsw})
 
 	// alicloud_eip_address destroy: ReleaseEipAddress, then the read finds nothing.
 	p.ok("ReleaseEipAddress", false, map[string]string{"AllocationId": id})

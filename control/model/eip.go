@@ -276,6 +276,11 @@ type EipAddressView struct {
 	Tags                      struct {
 		Tag []tagView `json:"Tag"`
 	} `json:"Tags"`
+	// No EIP here has high-definition monitoring or a DDoS protection edition.
+	HDMonitorStatus         string `json:"HDMonitorStatus"`
+	SecurityProtectionTypes struct {
+		SecurityProtectionType []string `json:"SecurityProtectionType"`
+	} `json:"SecurityProtectionTypes"`
 }
 
 type describeResponse struct {
@@ -339,6 +344,8 @@ func (s *Service) describe(c *Call) (any, error) {
 			InstanceID: e.InstanceID, PrivateIPAddress: e.PrivateIPAddress, Mode: mode, ISP: eipISP, Netmode: eipNetmode,
 			ResourceGroupID: e.ResourceGroupID, DeletionProtection: e.DeletionProtection})
 		views[len(views)-1].Tags.Tag = tagViews(e.Tags)
+		views[len(views)-1].HDMonitorStatus = "OFF"
+		views[len(views)-1].SecurityProtectionTypes.SecurityProtectionType = []string{}
 		if e.BandwidthPackageID == "" {
 			continue
 		}

@@ -4,13 +4,16 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"time"
 )
 
-// HaVips beyond create and associate (inventory.go): describe, unassociate, delete.
+// HaVips beyond create and associate (inventory.go): describe, modify, unassociate,
+// delete.
 func init() {
 	register("DescribeHaVips", false, (*Service).describeHaVips)
 	register("UnassociateHaVip", true, (*Service).unassociateHaVip)
 	register("DeleteHaVip", true, (*Service).deleteHaVip)
+	register("ModifyHaVipAttribute", true, (*Service).modifyHaVipAttribute)
 }
 
 var errHaVipNotAssociated = badRequest("InvalidParameter", "The instance is not associated with the HaVip.")
@@ -79,12 +82,36 @@ type haVipView struct {
 	Tags            struct {
 		Tag []tagView `json:"Tag"`
 	} `json:"Tags"`
+	VSwitchID   string `json:"VSwitchId"`
+	Name        string `json:"Name"`
+	Description string `json:"Description"`
+	CreateTime  string `json:"CreateTime"`
+}
+
+// modifyHaVipAttribute changes a HaVip's Name and Description.
+func (s *Service) modifyHaVipAttribute(c *Call) (any, error) {
+	h, err := haVipParam(c, "HaVipId")
+	if err != nil {
+		return nil, err
+	}
+	if v, ok, err := c.Params.text("Name", 1, 128, true, true); err != nil {
+		return nil, err
+	} else if ok {
+		h.Name = v
+	}
+	if v, ok, err := c.Params.text("Description", 1, 256, true, false); err != nil {
+		return nil, err
+	} else if ok {
+		h.Description = v
+	}
+	return struct{}{}, put(c.Tx, KindHaVip, h.HaVipID, h)
 }
 
 // haVipFilterKeys are the Filter keys DescribeHaVips takes, and what each compares.
 var haVipFilterKeys = map[string]func(*HaVip) string{
 	"HaVipId":   func(h *HaVip) string { return h.HaVipID },
 	"VpcId":     func(h *HaVip) string { return h.VpcID },
+	"VSwitchId": func(h *HaVip) string { return h.VSwitchID },
 	"Status":    func(h *HaVip) string { return h.Status },
 	"IpAddress": func(h *HaVip) string { return h.IPAddress },
 }
@@ -122,7 +149,10 @@ func (s *Service) describeHaVips(c *Call) (any, error) {
 			continue
 		}
 		v := haVipView{HaVipID: h.HaVipID, RegionID: h.Region, VpcID: h.VpcID, IPAddress: h.IPAddress, Status: h.Status,
-			ResourceGroupID: h.ResourceGroupID}
+			ResourceGroupID: h.ResourceGroupID, VSwitchID: h.VSwitchID, Name: h.Name, Description: h.Description}
+		if !h.CreatedAt.IsZero() {
+			v.CreateTime = h.CreatedAt.UTC().Format(time.RFC3339)
+		}
 		v.Tags.Tag = tagViews(h.Tags)
 		v.AssociatedInstances.AssociatedInstance = append([]string{}, h.Instances...)
 		if len(h.Instances) > 0 {

@@ -3,6 +3,7 @@ package model
 import (
 	"encoding/json"
 	"net"
+	"net/netip"
 	"slices"
 	"sort"
 	"strings"
@@ -210,12 +211,37 @@ func (s *Service) assignPrivateIPs(c *Call) (any, error) {
 	return struct{}{}, put(c.Tx, KindENI, e.ENIID, e)
 }
 
+// createHaVip makes a HaVip in a vSwitch (VSwitchId, as the cloud does: its address
+// is IpAddress, in the vSwitch's block, or the first one free there), or, eipgw's
+// shorter form, in a VPC (VpcId, with IpAddress).
 func (s *Service) createHaVip(c *Call) (any, error) {
-	vpc, err := c.Params.required("VpcId")
+	var vpc, vswitch, ip string
+	var err error
+	if c.Params["VSwitchId"] != "" {
+		v, err := vSwitchParam(c, "VSwitchId")
+		if err != nil {
+			return nil, err
+		}
+		vpc, vswitch = v.VpcID, v.VSwitchID
+		if ip, err = c.Params.ipv4("IpAddress", false); err != nil {
+			return nil, err
+		}
+		if ip, err = addressInVSwitch(c, v, ip); err != nil {
+			return nil, err
+		}
+	} else {
+		if vpc, err = c.Params.required("VpcId"); err != nil {
+			return nil, err
+		}
+		if ip, err = c.Params.ipv4("IpAddress", true); err != nil {
+			return nil, err
+		}
+	}
+	name, _, err := c.Params.text("Name", 1, 128, true, true)
 	if err != nil {
 		return nil, err
 	}
-	ip, err := c.Params.ipv4("IpAddress", true)
+	description, _, err := c.Params.text("Description", 1, 256, true, false)
 	if err != nil {
 		return nil, err
 	}
@@ -228,7 +254,7 @@ func (s *Service) createHaVip(c *Call) (any, error) {
 		return nil, err
 	}
 	h := &HaVip{HaVipID: idParam(c.Params, "HaVipId", "havip"), Region: s.region(c), VpcID: vpc, IPAddress: ip, Status: "Available",
-		ResourceGroupID: group, Tags: tags}
+		ResourceGroupID: group, Tags: tags, VSwitchID: vswitch, Name: name, Description: description, CreatedAt: c.Now}
 	if ok, err := exists(c.Tx, KindHaVip, h.HaVipID); err != nil || ok {
 		return nil, firstErr(err, errAlreadyExists)
 	}
@@ -236,6 +262,49 @@ func (s *Service) createHaVip(c *Call) (any, error) {
 		HaVipID   string `json:"HaVipId"`
 		IPAddress string `json:"IpAddress"`
 	}{h.HaVipID, h.IPAddress}, put(c.Tx, KindHaVip, h.HaVipID, h)
+}
+
+// addressInVSwitch checks that want is a usable address of the vSwitch held by no
+// other HaVip or ENI, or with want empty picks the first such one.
+func addressInVSwitch(c *Call, v *VSwitch, want string) (string, error) {
+	taken := map[string]bool{}
+	havips, err := list[HaVip](c.Tx, KindHaVip)
+	if err != nil {
+		return "", err
+	}
+	for _, h := range havips {
+		if h.VpcID == v.VpcID {
+			taken[h.IPAddress] = true
+		}
+	}
+	enis, err := list[ENI](c.Tx, KindENI)
+	if err != nil {
+		return "", err
+	}
+	for _, e := range enis {
+		if e.VpcID == v.VpcID {
+			taken[e.PrimaryIP] = true
+			for _, ip := range e.SecondaryIPs {
+				taken[ip] = true
+			}
+		}
+	}
+	if want != "" {
+		if !v.usable(netip.MustParseAddr(want)) {
+			return "", errIPNotInVSwitch
+		}
+		if taken[want] {
+			return "", badRequest("InvalidIpAddress.AlreadyUsed", "The specified IpAddress is already used in the VPC.")
+		}
+		return want, nil
+	}
+	block := netip.MustParsePrefix(v.CidrBlock)
+	for a := block.Addr(); block.Contains(a); a = a.Next() {
+		if v.usable(a) && !taken[a.String()] {
+			return a.String(), nil
+		}
+	}
+	return "", errVSwitchFull
 }
 
 func haVipParam(c *Call, name string) (*HaVip, error) {
@@ -326,12 +395,19 @@ func (s *Service) createNatGateway(c *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	// eipgw has no vSwitches (as for SNAT entries' SourceVSwitchId).
-	if v := c.Params["VSwitchId"]; v != "" {
-		return nil, notFound("VSwitch", v)
+	var vswitch string
+	if c.Params["VSwitchId"] != "" {
+		v, err := vSwitchParam(c, "VSwitchId")
+		if err != nil {
+			return nil, err
+		}
+		if v.VpcID != vpc {
+			return nil, badRequest("InvalidParameter.Mismatch", "The vSwitch is not in the VPC.")
+		}
+		vswitch = v.VSwitchID
 	}
 	g := &NatGateway{NatGatewayID: idParam(c.Params, "NatGatewayId", "ngw"), Region: s.region(c), VpcID: vpc, Name: name,
-		Description: description, Tags: tags, InternetChargeType: charge}
+		Description: description, Tags: tags, InternetChargeType: charge, VSwitchID: vswitch}
 	if ok, err := exists(c.Tx, KindNAT, g.NatGatewayID); err != nil || ok {
 		return nil, firstErr(err, errAlreadyExists)
 	}

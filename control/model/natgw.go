@@ -38,10 +38,13 @@ type SnatEntry struct {
 	SnatTableID  string `json:"SnatTableId"`
 	NatGatewayID string `json:"NatGatewayId"`
 	SourceCIDR   string `json:"SourceCIDR"`
-	SnatIP       string `json:"SnatIp"` // the API's comma list of the pool's EIPs
-	Name         string `json:"SnatEntryName"`
-	EipAffinity  int    `json:"EipAffinity"`
-	Status       string `json:"Status"`
+	// SourceVSwitchID, when the entry was made for a vSwitch, names it: SourceCIDR is
+	// its block then.
+	SourceVSwitchID string `json:"SourceVSwitchId"`
+	SnatIP          string `json:"SnatIp"` // the API's comma list of the pool's EIPs
+	Name            string `json:"SnatEntryName"`
+	EipAffinity     int    `json:"EipAffinity"`
+	Status          string `json:"Status"`
 }
 
 // ForwardEntry publishes an internal address (and port range) on an EIP.
@@ -77,7 +80,6 @@ var (
 	errIPNotInNatgw      = badRequest("InvalidIp.NotInNatgw", "The specified Ip not belong to natgateway.")
 	errExternalIPInSnat  = badRequest("Forbidden.ExternalIp.UsedInSnatTable", "The specified ExternalIp is already used in SnatTable")
 	errPortOccupied      = badRequest("Forbidden.PortOccupied", "ExternalIp, ExternalPort and IpProtocol overlap an existing forward entry.")
-	errVSwitchNotFound   = fail(http.StatusNotFound, "InvalidVSwitchId.NotFound", "The specified virtual switch does not exists.")
 	errEipUsedByNatEntry = badRequest("DependencyViolation.NatEntry", "The EIP is used by a SNAT or forward entry; delete the entry first.")
 	errInternalIPMapped  = badRequest("Forbidden.InternalIpMapped", "The specified InternalIp already has an EIP or an IP mapping (Any/Any forward entry).")
 	errNatGatewayInUse   = badRequest("DependencyViolation.NatGateway", "The NAT gateway still has EIPs or entries.")
@@ -161,11 +163,22 @@ func (s *Service) createSnatEntry(c *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A vSwitch's block, or a CIDR block (one of the two).
+	var vswitch string
+	rawCIDR := c.Params["SourceCIDR"]
 	if c.Params["SourceVSwitchId"] != "" {
-		return nil, errVSwitchNotFound // the inventory has no vSwitches: use SourceCIDR
-	}
-	rawCIDR, err := c.Params.required("SourceCIDR")
-	if err != nil {
+		if rawCIDR != "" {
+			return nil, invalid("SourceCIDR", rawCIDR)
+		}
+		v, err := vSwitchParam(c, "SourceVSwitchId")
+		if err != nil {
+			return nil, err
+		}
+		if v.VpcID != g.VpcID {
+			return nil, badRequest("InvalidParameter.Mismatch", "The vSwitch is not in the NAT gateway's VPC.")
+		}
+		vswitch, rawCIDR = v.VSwitchID, v.CidrBlock
+	} else if rawCIDR, err = c.Params.required("SourceCIDR"); err != nil {
 		return nil, err
 	}
 	src, err := netip.ParsePrefix(rawCIDR)
@@ -199,7 +212,7 @@ func (s *Service) createSnatEntry(c *Call) (any, error) {
 		}
 	}
 	e := &SnatEntry{SnatEntryID: newID("snat"), SnatTableID: table, NatGatewayID: g.NatGatewayID, SourceCIDR: src.String(),
-		SnatIP: strings.Join(ips, ","), Name: name, EipAffinity: affinity, Status: "Available"}
+		SourceVSwitchID: vswitch, SnatIP: strings.Join(ips, ","), Name: name, EipAffinity: affinity, Status: "Available"}
 	return struct {
 		SnatEntryID string `json:"SnatEntryId"`
 	}{e.SnatEntryID}, put(c.Tx, KindSnat, e.SnatEntryID, e)
@@ -536,8 +549,8 @@ type natGatewayView struct {
 	InternetChargeType string `json:"InternetChargeType"`
 	Spec               string `json:"Spec"`
 	DeletionProtection bool   `json:"DeletionProtection"`
-	// The provider reads NatGatewayPrivateInfo.VswitchId unconditionally: eipgw has no
-	// vSwitch, so it is empty.
+	// The vSwitch the gateway was created in, if any (the provider reads it
+	// unconditionally).
 	NatGatewayPrivateInfo struct {
 		VswitchID string `json:"VswitchId"`
 	} `json:"NatGatewayPrivateInfo"`
@@ -572,6 +585,7 @@ func (s *Service) describeNatGateways(c *Call) (any, error) {
 		v := natGatewayView{NatGatewayID: g.NatGatewayID, VpcID: g.VpcID, Name: g.Name, Description: g.Description, Status: "Available",
 			ResourceGroupID: g.ResourceGroupID, RegionID: g.Region, NatType: "Enhanced", NetworkType: "internet",
 			InstanceChargeType: "PostPaid", InternetChargeType: charge}
+		v.NatGatewayPrivateInfo.VswitchID = g.VSwitchID
 		v.Tags.Tag = []natGatewayTagView{}
 		for _, t := range g.Tags {
 			v.Tags.Tag = append(v.Tags.Tag, natGatewayTagView{TagKey: t.Key, TagValue: t.Value})

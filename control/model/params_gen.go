@@ -58,11 +58,14 @@ var actionParams = map[string][]Param{
 		{Name: "PortBreak"},
 	},
 	"CreateHaVip": {
+		{Name: "Description"},
 		{Name: "HaVipId"},
 		{Name: "IpAddress", Required: true},
+		{Name: "Name"},
 		{Name: "RegionId"},
 		{Name: "ResourceGroupId"},
 		{Name: "Tag", List: true},
+		{Name: "VSwitchId", Required: true},
 		{Name: "VpcId", Required: true},
 	},
 	"CreateNatGateway": {
@@ -75,7 +78,7 @@ var actionParams = map[string][]Param{
 		{Name: "NetworkType", Default: "internet", Values: []string{"internet"}},
 		{Name: "RegionId"},
 		{Name: "Tag", List: true},
-		{Name: "VSwitchId"},
+		{Name: "VSwitchId", Required: true},
 		{Name: "VpcId", Required: true},
 	},
 	"CreateNetworkInterface": {
@@ -91,7 +94,16 @@ var actionParams = map[string][]Param{
 		{Name: "SnatIp", Required: true},
 		{Name: "SnatTableId", Required: true},
 		{Name: "SourceCIDR", Required: true},
-		{Name: "SourceVSwitchId"},
+		{Name: "SourceVSwitchId", Required: true},
+	},
+	"CreateVSwitch": {
+		{Name: "CidrBlock", Required: true},
+		{Name: "Description"},
+		{Name: "RegionId"},
+		{Name: "VSwitchId"},
+		{Name: "VSwitchName"},
+		{Name: "VpcId", Required: true},
+		{Name: "ZoneId", Required: true},
 	},
 	"DeleteCommonBandwidthPackage": {
 		{Name: "BandwidthPackageId", Required: true},
@@ -119,6 +131,9 @@ var actionParams = map[string][]Param{
 	"DeleteSnatEntry": {
 		{Name: "SnatEntryId", Required: true},
 		{Name: "SnatTableId", Required: true},
+	},
+	"DeleteVSwitch": {
+		{Name: "VSwitchId", Required: true},
 	},
 	"DeletionProtection": {
 		{Name: "InstanceId", Required: true},
@@ -221,6 +236,15 @@ var actionParams = map[string][]Param{
 		{Name: "SnatEntryId"},
 		{Name: "SnatTableId", Required: true},
 	},
+	"DescribeVSwitches": {
+		{Name: "PageNumber", Default: "1", Range: [2]int{1, 1073741824}},
+		{Name: "PageSize", Default: "10", Range: [2]int{1, 100}},
+		{Name: "RegionId"},
+		{Name: "VSwitchId"},
+		{Name: "VSwitchName"},
+		{Name: "VpcId"},
+		{Name: "ZoneId"},
+	},
 	"DetachNetworkInterface": {
 		{Name: "InstanceId"},
 		{Name: "NetworkInterfaceId", Required: true},
@@ -231,7 +255,6 @@ var actionParams = map[string][]Param{
 		{Name: "ResourceId", List: true},
 		{Name: "ResourceType", Required: true},
 		{Name: "Tag", List: true},
-		{Name: "Tag.1.Key"},
 	},
 	"ModifyCommonBandwidthPackageAttribute": {
 		{Name: "BandwidthPackageId", Required: true},
@@ -257,6 +280,11 @@ var actionParams = map[string][]Param{
 		{Name: "InternalIp"},
 		{Name: "InternalPort"},
 		{Name: "IpProtocol"},
+	},
+	"ModifyHaVipAttribute": {
+		{Name: "Description"},
+		{Name: "HaVipId", Required: true},
+		{Name: "Name"},
 	},
 	"ModifyInstanceStatus": {
 		{Name: "InstanceId", Required: true},

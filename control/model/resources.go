@@ -96,8 +96,12 @@ type HaVip struct {
 	Status    string   `json:"status"` // Available, or InUse once an instance is associated
 	Instances []string `json:"instances,omitempty"`
 	// ResourceGroupID and Tags are the caller's labels (MoveResourceGroup, TagResources).
-	ResourceGroupID string `json:"resource_group_id,omitempty"`
-	Tags            []Tag  `json:"tags,omitempty"`
+	ResourceGroupID string    `json:"resource_group_id,omitempty"`
+	Tags            []Tag     `json:"tags,omitempty"`
+	VSwitchID       string    `json:"vswitch_id,omitempty"` // created in a vSwitch, its address from its block
+	Name            string    `json:"name,omitempty"`
+	Description     string    `json:"description,omitempty"`
+	CreatedAt       time.Time `json:"created_at"`
 }
 
 // SLB is a CLB instance, reached at its private VIP.
@@ -125,4 +129,5 @@ type NatGateway struct {
 	// InternetChargeType is the billing method the creator chose (PayByLcu or
 	// PayBySpec): eipgw bills nothing, it is kept so that reads return what was set.
 	InternetChargeType string `json:"internet_charge_type,omitempty"`
+	VSwitchID          string `json:"vswitch_id,omitempty"`
 }

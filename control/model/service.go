@@ -32,7 +32,8 @@ type Param struct {
 // cross-region rules); every other action answers for eipd's region only.
 var placesInventory = map[string]bool{"RegisterInstance": true, "CreateNetworkInterface": true, "CreateHaVip": true,
 	"RegisterLoadBalancer": true, "CreateNatGateway": true, "DescribeInstances": true, "DeleteInstance": true,
-	"DescribeNetworkInterfaces": true, "DeleteNetworkInterface": true, "DescribeLoadBalancers": true, "DeleteLoadBalancer": true}
+	"DescribeNetworkInterfaces": true, "DeleteNetworkInterface": true, "DescribeLoadBalancers": true, "DeleteLoadBalancer": true,
+	"CreateVSwitch": true, "DescribeVSwitches": true, "DeleteVSwitch": true}
 
 var errRegionNotFound = fail(http.StatusNotFound, "InvalidRegionId.NotFound", "The specified RegionId does not exist in our records.")
 

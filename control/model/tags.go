@@ -322,8 +322,8 @@ func (s *Service) listTagResources(c *Call) (any, error) {
 		return nil, err
 	}
 	if rs == nil {
-		if _, ok := c.Params["Tag.1.Key"]; !ok {
-			return nil, missing("ResourceId.1")
+		if want, err := c.Params.tagPairs("Tag"); err != nil || len(want) == 0 {
+			return nil, firstErr(err, missing("ResourceId.1"))
 		}
 		if rs, err = allTaggable(c, t); err != nil {
 			return nil, err

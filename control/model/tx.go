@@ -33,7 +33,7 @@ const (
 
 // Kinds lists every kind the store must hold.
 var Kinds = []string{KindEIP, KindReleased, KindInstance, KindENI, KindHaVip, KindSLB, KindNAT, KindToken, KindNonce, KindSnat, KindForward, KindMonitor,
-	KindBandwidthPackage, kindEIPByPackage, kindEIPByIP, kindEIPByTarget, kindEIPByPrivate, kindEIPPending, kindEIPCut, kindEIPBandwidth, kindInventoryGen}
+	KindBandwidthPackage, KindVSwitch, kindEIPByPackage, kindEIPByIP, kindEIPByTarget, kindEIPByPrivate, kindEIPPending, kindEIPCut, kindEIPBandwidth, kindInventoryGen}
 
 // Tx is one store transaction: every API write runs in exactly one, so a failed or
 // interrupted write leaves nothing behind.

@@ -148,6 +148,18 @@ func actionCommand(action string, opts *options, env Env) *cobra.Command {
 			for api, vs := range lists {
 				for i, v := range *vs {
 					item := api + "." + strconv.Itoa(i+1)
+					if tagParams[api] {
+						// Tag.N is a key and a value: --tag Key=value (--tag Key: the key alone).
+						key, value, hasValue := strings.Cut(v, "=")
+						if key == "" {
+							return usageError{fmt.Errorf("--%s %q: want Key=value", flagName(api), v)}
+						}
+						req[item+".Key"] = key
+						if hasValue {
+							req[item+".Value"] = value
+						}
+						continue
+					}
 					if api != filterParam {
 						req[item] = v
 						continue
@@ -202,6 +214,10 @@ func actionCommand(action string, opts *options, env Env) *cobra.Command {
 // (Filter.N.Key, Filter.N.Value.M).
 const filterParam = "Filter"
 
+// tagParams are the API's names of tag lists (Tag.N.Key, Tag.N.Value; DescribeHaVips
+// spells it Tags).
+var tagParams = map[string]bool{"Tag": true, "Tags": true}
+
 // paramUsage describes a parameter in a command's help.
 func paramUsage(p model.Param) string {
 	var parts []string
@@ -211,6 +227,8 @@ func paramUsage(p model.Param) string {
 	parts = append(parts, "the API's "+p.Name)
 	if p.List && p.Name == filterParam {
 		parts = append(parts, "Key=value[,value...], repeatable")
+	} else if p.List && tagParams[p.Name] {
+		parts = append(parts, "Key=value (or Key alone), repeatable")
 	} else if p.List {
 		parts = append(parts, "a list: repeat the flag")
 	}

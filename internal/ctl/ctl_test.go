@@ -208,20 +208,56 @@ func TestOptionsAndHelp(t *testing.T) {
 	if code, _, errOut := run("describe-ha-vips", "--filter", "Status"); code != 2 || !strings.Contains(errOut, "Key=value") {
 		t.Errorf("--filter without values: %d %q", code, errOut)
 	}
+	// Tags as Key=value.
+	if code, out, errOut := run("--output", "json", "allocate-eip-address", "--name", "tagged"); code != 0 {
+		t.Fatalf("allocate: %d %q %q", code, out, errOut)
+	} else {
+		id := jsonField(t, out, "AllocationId")
+		if code, _, errOut := run("tag-resources", "--resource-type", "EIP", "--resource-id", id, "--tag", "env=prod", "--tag", "team=net"); code != 0 {
+			t.Fatalf("tag-resources: %d %q", code, errOut)
+		}
+		code, out, errOut := run("--output", "json", "describe-eip-addresses", "--tag", "env=prod", "--tag", "team")
+		if code != 0 || !strings.Contains(out, `"TotalCount": 1`) || !strings.Contains(out, `"Value": "net"`) {
+			t.Errorf("describe-eip-addresses --tag env=prod --tag team: %d %s %q", code, out, errOut)
+		}
+		if code, _, errOut := run("tag-resources", "--resource-type", "EIP", "--resource-id", id, "--tag", "=x"); code != 2 || !strings.Contains(errOut, "Key=value") {
+			t.Errorf("--tag =x: %d %q", code, errOut)
+		}
+	}
 	code, out, _ := run("--output", "json", "describe-eip-addresses", "--page-size", "1")
 	if code != 0 || !strings.Contains(out, `"PageSize": 1`) {
 		t.Errorf("--page-size 1: %d %s", code, out)
 	}
 }
 
-// TestFlagNames: every parameter of every action has a flag whose name turns back
-// into the parameter's (so a flag always sends what the API spells).
+// TestFlagNames: every parameter of every action has its own flag, and the spellings a
+// user may type for it (the flag, the API's name) normalize to that flag, so a flag
+// always sends the parameter it names (the request is built from the API's names).
 func TestFlagNames(t *testing.T) {
 	for _, a := range model.Actions() {
+		seen := map[string]string{}
 		for _, p := range model.ActionParams(a) {
-			if got := paramName(flagName(p.Name)); got != p.Name {
-				t.Errorf("%s: %s -> --%s -> %s", a, p.Name, flagName(p.Name), got)
+			flag := flagName(p.Name)
+			if other, ok := seen[flag]; ok {
+				t.Errorf("%s: %s and %s share --%s", a, other, p.Name, flag)
+			}
+			seen[flag] = p.Name
+			for _, typed := range []string{flag, p.Name} {
+				if got := flagName(paramName(typed)); got != flag {
+					t.Errorf("%s: %s typed as %q normalizes to --%s, not --%s", a, p.Name, typed, got, flag)
+				}
 			}
 		}
 	}
+}
+
+// jsonField reads a top-level string field of a JSON reply.
+func jsonField(t *testing.T, out, name string) string {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatalf("reply %q: %v", out, err)
+	}
+	v, _ := m[name].(string)
+	return v
 }
