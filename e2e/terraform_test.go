@@ -204,6 +204,9 @@ func TestTerraformProviderReplay(t *testing.T) {
 		t.Errorf("DescribeNatGateways without NatGatewayPrivateInfo: %v", nat)
 	}
 	p.ok("ModifyNatGatewayAttribute", false, map[string]string{"NatGatewayId": ngwID, "Name": "tf-nat-2", "Description": "tf nat 2"})
+	p.ok("DeletionProtection", true, map[string]string{"InstanceId": ngwID, "ProtectionEnable": "true", "Type": "NATGW"})
+	expect(t, "alicloud_nat_gateway deletion_protection", readNAT(), map[string]string{"DeletionProtection": "true"})
+	p.ok("DeletionProtection", true, map[string]string{"InstanceId": ngwID, "ProtectionEnable": "false", "Type": "NATGW"})
 	p.ok("TagResources", false, map[string]string{"ResourceId.1": ngwID, "ResourceType": "NATGATEWAY", "Tag.1.Key": "env", "Tag.1.Value": "prod"})
 	expect(t, "alicloud_nat_gateway after update", readNAT(), map[string]string{"Name": "tf-nat-2", "Description": "tf nat 2", "tags": "env=prod"})
 

@@ -431,8 +431,9 @@ func (s *Service) describeRegions(c *Call) (any, error) {
 	return resp, nil
 }
 
-// deletionProtection turns an EIP's or a bandwidth package's deletion protection on or
-// off (Type EIP or CBWP): a protected one is not released or deleted.
+// deletionProtection turns an EIP's, a bandwidth package's or a NAT gateway's deletion
+// protection on or off (Type EIP, CBWP or NATGW): a protected one is not released or
+// deleted.
 func (s *Service) deletionProtection(c *Call) (any, error) {
 	id, err := c.Params.required("InstanceId")
 	if err != nil {
@@ -468,6 +469,13 @@ func (s *Service) deletionProtection(c *Call) (any, error) {
 		}
 		p.DeletionProtection = enable == "true"
 		return struct{}{}, put(c.Tx, KindBandwidthPackage, p.BandwidthPackageID, p)
+	case "NATGW":
+		g, err := natGatewayNamed(c, "InstanceId")
+		if err != nil {
+			return nil, err
+		}
+		g.DeletionProtection = enable == "true"
+		return struct{}{}, put(c.Tx, KindNAT, g.NatGatewayID, g)
 	}
 	return nil, invalid("Type", kind)
 }

@@ -103,3 +103,18 @@ func TestCreateNatGatewayKinds(t *testing.T) {
 	w.wantCode("InvalidParameter", "admin", "CreateNatGateway", "VpcId", "vpc-1", "InstanceChargeType", "PrePaid")
 	w.wantCode("InvalidVSwitchId.NotFound", "admin", "CreateNatGateway", "VpcId", "vpc-1", "VSwitchId", "vsw-1")
 }
+
+// TestNatGatewayDeletionProtection: DeletionProtection Type NATGW, as the provider's
+// deletion_protection sends it, refuses DeleteNatGateway until turned off.
+func TestNatGatewayDeletionProtection(t *testing.T) {
+	w := newWorld(t)
+	w.ok("admin", "CreateNatGateway", "NatGatewayId", "ngw-1", "VpcId", "vpc-1")
+	w.ok("admin", "DeletionProtection", "InstanceId", "ngw-1", "ProtectionEnable", "true", "Type", "NATGW")
+	if g := rowsOf(w.ok("admin", "DescribeNatGateways", "NatGatewayId", "ngw-1"), "NatGateways", "NatGateway")[0]; g["DeletionProtection"] != true {
+		t.Errorf("described: %v", g)
+	}
+	w.wantCode("InvalidOperation.DeletionProtection", "admin", "DeleteNatGateway", "NatGatewayId", "ngw-1")
+	w.wantCode("InvalidNatGatewayId.NotFound", "admin", "DeletionProtection", "InstanceId", "ngw-2", "ProtectionEnable", "true", "Type", "NATGW")
+	w.ok("admin", "DeletionProtection", "InstanceId", "ngw-1", "ProtectionEnable", "false", "Type", "NATGW")
+	w.ok("admin", "DeleteNatGateway", "NatGatewayId", "ngw-1")
+}

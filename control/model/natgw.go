@@ -584,7 +584,7 @@ func (s *Service) describeNatGateways(c *Call) (any, error) {
 		}
 		v := natGatewayView{NatGatewayID: g.NatGatewayID, VpcID: g.VpcID, Name: g.Name, Description: g.Description, Status: "Available",
 			ResourceGroupID: g.ResourceGroupID, RegionID: g.Region, NatType: "Enhanced", NetworkType: "internet",
-			InstanceChargeType: "PostPaid", InternetChargeType: charge}
+			InstanceChargeType: "PostPaid", InternetChargeType: charge, DeletionProtection: g.DeletionProtection}
 		v.NatGatewayPrivateInfo.VswitchID = g.VSwitchID
 		v.Tags.Tag = []natGatewayTagView{}
 		for _, t := range g.Tags {
@@ -615,8 +615,11 @@ func (p Params) natGatewayDescription() (string, bool, error) {
 }
 
 // natGatewayParam is the NAT gateway NatGatewayId names.
-func natGatewayParam(c *Call) (*NatGateway, error) {
-	id, err := c.Params.required("NatGatewayId")
+func natGatewayParam(c *Call) (*NatGateway, error) { return natGatewayNamed(c, "NatGatewayId") }
+
+// natGatewayNamed finds the NAT gateway the parameter name names.
+func natGatewayNamed(c *Call, name string) (*NatGateway, error) {
+	id, err := c.Params.required(name)
 	if err != nil {
 		return nil, err
 	}
@@ -653,6 +656,9 @@ func (s *Service) deleteNatGateway(c *Call) (any, error) {
 	g, err := natGatewayParam(c)
 	if err != nil {
 		return nil, err
+	}
+	if g.DeletionProtection {
+		return nil, errDeletionProtected
 	}
 	id := g.NatGatewayID
 	eips, err := eipIDsOn(c.Tx, TypeNat, id)

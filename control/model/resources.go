@@ -130,4 +130,6 @@ type NatGateway struct {
 	// PayBySpec): eipgw bills nothing, it is kept so that reads return what was set.
 	InternetChargeType string `json:"internet_charge_type,omitempty"`
 	VSwitchID          string `json:"vswitch_id,omitempty"`
+	// DeletionProtection refuses DeleteNatGateway until it is turned off.
+	DeletionProtection bool `json:"deletion_protection,omitempty"`
 }
