@@ -200,51 +200,41 @@ func (d *Dataplane) recoverBindings() error {
 	d.portBlocks = newSlotAllocator(d.objs.NatEips.MaxEntries())
 	d.bound, d.cuts, d.slotByEIP = map[uint32]uint32{}, map[uint32][6]uint8{}, map[uint32]uint32{}
 	d.sharedBuckets = map[string]uint32{}
+	// A start reads every entry: a batch a syscall (eachEntry), where iterating took
+	// two syscalls an entry (600 ms of a start at 100,000 bindings).
 	inbound := map[uint32]natBinding{}
-	var key uint32
-	var val natBinding
-	it := d.objs.InboundBindings.Iterate()
-	for it.Next(&key, &val) {
+	if err := eachEntry(d.objs.InboundBindings, func(key uint32, val natBinding) {
 		inbound[key] = val
 		d.bound[key] = val.Addr
 		d.slotByEIP[key] = val.CounterSlot
 		d.slots.mark(val.CounterSlot)
-	}
-	if err := it.Err(); err != nil {
+	}); err != nil {
 		return fmt.Errorf("recover bindings: %w", err)
 	}
-	var ct natCutThrough
-	cit := d.objs.CutThroughs.Iterate()
-	for cit.Next(&key, &ct) {
+	if err := eachEntry(d.objs.CutThroughs, func(key uint32, ct natCutThrough) {
 		d.cuts[key] = ct.EniMac
 		d.slotByEIP[key] = ct.CounterSlot
 		d.slots.mark(ct.CounterSlot)
-	}
-	if err := cit.Err(); err != nil {
+	}); err != nil {
 		return fmt.Errorf("recover cut-through EIPs: %w", err)
 	}
 	d.fwd = map[natEndpoint]natForwardTarget{}
 	if err := eachEntry(d.objs.ForwardPorts, func(k natEndpoint, t natForwardTarget) { d.fwd[k] = t }); err != nil {
 		return fmt.Errorf("recover forward ports: %w", err)
 	}
-	var ne natNatEip
-	nit := d.objs.NatEips.Iterate()
-	for nit.Next(&key, &ne) {
+	if err := eachEntry(d.objs.NatEips, func(key uint32, ne natNatEip) {
 		d.slots.mark(ne.CounterSlot)
 		d.slotByEIP[key] = ne.CounterSlot
 		d.portBlocks.mark(ne.PortBlock)
-	}
-	if err := nit.Err(); err != nil {
+	}); err != nil {
 		return fmt.Errorf("recover NAT EIPs: %w", err)
 	}
 	var orphans []uint32
-	it = d.objs.OutboundBindings.Iterate()
-	for it.Next(&key, &val) {
+	if err := eachEntry(d.objs.OutboundBindings, func(key uint32, val natBinding) {
 		if in, ok := inbound[val.Addr]; !ok || in.Addr != key {
 			orphans = append(orphans, key)
 		}
-	}
-	if err := it.Err(); err != nil {
+	}); err != nil {
 		return fmt.Errorf("recover bindings: %w", err)
 	}
 	for _, k := range orphans {
