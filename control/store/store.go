@@ -105,8 +105,10 @@ func openBolt(path string, create bool) (db *bolt.DB, err error) {
 	}()
 	// The free-page list is not written at each commit but rebuilt at open (a walk of
 	// the file, as the consistency check at open makes anyway): at 100,000 EIPs
-	// writing it was half of each commit's time.
-	return bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true})
+	// writing it was half of each commit's time. It is kept as a map of spans: the
+	// default array is merged into a new slice of every free page at each commit
+	// (150 KiB a write at 100,000 EIPs, half of all a write allocated).
+	return bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 }
 
 // Close closes the state file.
