@@ -64,6 +64,14 @@ var (
 	errAlreadyExists     = badRequest("InvalidParameter.AlreadyExists", "A resource with the specified ID already exists.")
 )
 
+// What a store shared by a cluster of gateways (etcd) answers a write that another
+// gateway's write overtook (nothing was written: the request can be sent again), and
+// any request while it cannot be reached (the dataplanes keep forwarding).
+var (
+	ErrStoreConflict    = fail(http.StatusConflict, "OperationConflict", "Another write changed the state at the same time; nothing was changed: send the request again.")
+	ErrStoreUnavailable = fail(http.StatusServiceUnavailable, "ServiceUnavailable.StateStore", "The state store cannot be reached: the request was not served; traffic is not affected.")
+)
+
 func notFound(kind, id string) *Error {
 	return fail(http.StatusNotFound, "Invalid"+kind+"Id.NotFound", "Specified %s %q does not exist.", kind, id)
 }

@@ -209,7 +209,7 @@ func (r *Reconciler) ReconcilePending(ctx context.Context) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("reconcile: %w", err)
 	}
-	if err := r.Store.Update(func(tx model.Tx) error {
+	if err := model.UpdateRetrying(r.Store.Update, func(tx model.Tx) error {
 		n, err := model.Settle(tx, applied)
 		res.Settled = n
 		return err
@@ -452,7 +452,7 @@ func (r *Reconciler) reconcileLocked(ctx context.Context) (Result, error) {
 	if len(pending) == 0 && r.snapshotOK && r.snapshotGen == sourcesGen {
 		return res, nil
 	}
-	if err := r.Store.Update(func(tx model.Tx) error {
+	if err := model.UpdateRetrying(r.Store.Update, func(tx model.Tx) error {
 		n, err := model.Settle(tx, pending)
 		res.Settled = n
 		if err != nil {

@@ -3,6 +3,8 @@
 package eipd
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/eipgw/eipgw/control/api"
 	"github.com/eipgw/eipgw/control/model"
+	"github.com/eipgw/eipgw/control/store"
 	"github.com/eipgw/eipgw/dataplane"
 )
 
@@ -57,6 +60,9 @@ type Config struct {
 	// and the only destinations untranslated VPC traffic may be forwarded to;
 	// absent: dataplane.DefaultSpecialPurpose (RFC 6890), [] for none.
 	SpecialPurposeSources *[]string `json:"special_purpose_sources,omitempty"`
+	// Store selects where the state lives: the state file in StateDir (bbolt, one
+	// gateway) when absent, or an etcd shared by a cluster of gateways.
+	Store *StoreSettings `json:"store,omitempty"`
 
 	nat               dataplane.NatConfig
 	edge              dataplane.EdgeConfig
@@ -73,6 +79,80 @@ type Config struct {
 type TLSConfig struct {
 	CertFile string `json:"cert_file"`
 	KeyFile  string `json:"key_file"`
+}
+
+// StoreSettings is the config's store section.
+type StoreSettings struct {
+	Etcd *EtcdSettings `json:"etcd"`
+}
+
+// EtcdSettings says where a cluster's etcd is and how to reach it.
+type EtcdSettings struct {
+	Endpoints []string `json:"endpoints"`
+	// Prefix keeps this cluster's keys apart from others' in one etcd ("/eipgw").
+	Prefix string `json:"prefix"`
+	// Timeout bounds each request (default 2s): past it, etcd counts as
+	// unreachable and the request is refused.
+	Timeout string `json:"timeout"`
+	// TLS, when set, reaches etcd over TLS: the CA that signed its certificate, and
+	// this gateway's client certificate when etcd asks for one.
+	TLS *EtcdTLS `json:"tls,omitempty"`
+
+	timeout time.Duration
+}
+
+// EtcdTLS names the files of an etcd TLS connection.
+type EtcdTLS struct {
+	CAFile   string `json:"ca_file"`
+	CertFile string `json:"cert_file,omitempty"`
+	KeyFile  string `json:"key_file,omitempty"`
+}
+
+// etcdConfig is the store's configuration from the settings.
+func (s *EtcdSettings) etcdConfig() (store.EtcdConfig, error) {
+	c := store.EtcdConfig{Endpoints: s.Endpoints, Prefix: s.Prefix, Timeout: s.timeout}
+	if s.TLS == nil {
+		return c, nil
+	}
+	pem, err := os.ReadFile(s.TLS.CAFile)
+	if err != nil {
+		return c, fmt.Errorf("store.etcd.tls.ca_file: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return c, fmt.Errorf("store.etcd.tls.ca_file %s: no certificate", s.TLS.CAFile)
+	}
+	c.TLS = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	if s.TLS.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(s.TLS.CertFile, s.TLS.KeyFile)
+		if err != nil {
+			return c, fmt.Errorf("store.etcd.tls: %w", err)
+		}
+		c.TLS.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}
+
+func (s *EtcdSettings) check() []error {
+	var errs []error
+	if len(s.Endpoints) == 0 {
+		errs = append(errs, errors.New("store.etcd.endpoints: at least one is required"))
+	}
+	s.timeout = 2 * time.Second
+	if s.Timeout != "" {
+		d, err := time.ParseDuration(s.Timeout)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("store.etcd.timeout: %q is not a positive duration", s.Timeout))
+		}
+		s.timeout = d
+	}
+	if s.TLS != nil && s.TLS.CAFile == "" {
+		errs = append(errs, errors.New("store.etcd.tls.ca_file is required with tls"))
+	}
+	if s.TLS != nil && (s.TLS.CertFile == "") != (s.TLS.KeyFile == "") {
+		errs = append(errs, errors.New("store.etcd.tls: cert_file and key_file go together"))
+	}
+	return errs
 }
 
 // LoadConfig reads and checks a configuration file; every error names the field.
@@ -118,6 +198,13 @@ func (c *Config) check() error {
 	}
 	if err := c.checkListen(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.Store != nil {
+		if c.Store.Etcd == nil {
+			errs = append(errs, errors.New("store: etcd is the one store to configure (the state file needs no section)"))
+		} else {
+			errs = append(errs, c.Store.Etcd.check()...)
+		}
 	}
 	c.apiLimits = api.DefaultLimits
 	c.apiLimits.MaxConnections = c.MaxConnections

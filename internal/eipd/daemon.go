@@ -38,21 +38,36 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(filepath.Join(cfg.StateDir, StateFile), initState)
-	if err != nil {
-		return err
+	var st stateStore
+	var cluster *store.Etcd // the cluster's shared store, when the config names one
+	if cfg.Store != nil && cfg.Store.Etcd != nil {
+		ec, err := cfg.Store.Etcd.etcdConfig()
+		if err != nil {
+			return err
+		}
+		if cluster, err = store.OpenEtcd(ec); err != nil {
+			return err
+		}
+		st = cluster
+		log.Info("state in etcd, shared with the cluster", "endpoints", ec.Endpoints, "prefix", cfg.Store.Etcd.Prefix)
+	} else {
+		file, err := store.Open(filepath.Join(cfg.StateDir, StateFile), initState)
+		if err != nil {
+			return err
+		}
+		st = file
+		// eipd backup copies the state through this socket while eipd runs; closed
+		// before the store (the defers run in reverse).
+		if stopBackups, err := serveBackups(file, cfg.StateDir, log); err != nil {
+			// Not a reason to leave the gateway down: eipd backup then needs eipd stopped.
+			log.Warn("no online backups", "error", err)
+		} else {
+			defer stopBackups()
+		}
 	}
 	defer st.Close()
-	// eipd backup copies the state through this socket while eipd runs; closed
-	// before the store (the defers run in reverse).
-	if stopBackups, err := serveBackups(st, cfg.StateDir, log); err != nil {
-		// Not a reason to leave the gateway down: eipd backup then needs eipd stopped.
-		log.Warn("no online backups", "error", err)
-	} else {
-		defer stopBackups()
-	}
 	// A state file from before the bandwidth index gets it once.
-	if err := st.Update(func(tx model.Tx) error {
+	if err := model.UpdateRetrying(st.Update, func(tx model.Tx) error {
 		n, err := model.EnsureBandwidthIndex(tx)
 		if n > 0 {
 			log.Info("bandwidth index built", "eips", n)
@@ -170,11 +185,15 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 	go collector.run(collectCtx, cfg.natCollect, collectorDone)
 	defer func() { stopCollector(); <-collectorDone }()
 	// The traffic sampler too: stopped, its last write done, before the store closes.
-	sampler := &trafficSampler{counters: dp, store: st, retention: cfg.monitorRetention, log: log}
-	sampleCtx, stopSampler := context.WithCancel(context.Background())
-	samplerDone := make(chan struct{})
-	go sampler.run(sampleCtx, samplerDone)
-	defer func() { stopSampler(); <-samplerDone }()
+	// In a cluster each gateway carries part of an EIP's traffic and no gateway's
+	// counters are the EIP's: no samples (docs/cluster.md).
+	if cluster == nil {
+		sampler := &trafficSampler{counters: dp, store: st, retention: cfg.monitorRetention, log: log}
+		sampleCtx, stopSampler := context.WithCancel(context.Background())
+		samplerDone := make(chan struct{})
+		go sampler.run(sampleCtx, samplerDone)
+		defer func() { stopSampler(); <-samplerDone }()
+	}
 	guard := &dataplaneGuard{dp: dp, log: log}
 	metrics := api.NewMetrics()
 	if err := metrics.Register(dataplaneMetrics{dp: dp, log: log}, natMetrics{collector}, guardMetrics{guard},
@@ -231,6 +250,14 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 
 	tick := time.NewTicker(cfg.reconcileInterval)
 	defer tick.Stop()
+	// In a cluster, a write through any gateway reaches this one's dataplane by a
+	// pass as soon as etcd reports it.
+	var changes <-chan struct{}
+	if cluster != nil {
+		watchCtx, stopWatch := context.WithCancel(context.Background())
+		defer stopWatch()
+		changes = watchStore(watchCtx, cluster, log)
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -259,6 +286,8 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 		case <-tick.C:
 			guard.repair()
 			_ = reconcileNow() // logged; the next pass retries
+		case <-changes:
+			_ = reconcileNow()
 		}
 	}
 }
@@ -268,6 +297,38 @@ func modelCapacity(c dataplane.Capacities) model.Capacity {
 		SnatRules: int(c.SnatRules), ForwardPorts: int(c.ForwardPorts), SharedBandwidths: dataplane.MaxSharedBandwidths}
 }
 
+// stateStore is what eipd needs of its state: the state file (store.Store) or a
+// cluster's etcd (store.Etcd).
+type stateStore interface {
+	View(func(model.Tx) error) error
+	Update(func(model.Tx) error) error
+	Close() error
+}
+
+// watchStore reports the cluster's changes, watching etcd again (a second later)
+// whenever a watch ends while ctx has not: etcd gone and back, a leader lost.
+func watchStore(ctx context.Context, e *store.Etcd, log *slog.Logger) <-chan struct{} {
+	out := make(chan struct{}, 1)
+	go func() {
+		for ctx.Err() == nil {
+			for range e.Watch(ctx) {
+				select {
+				case out <- struct{}{}:
+				default:
+				}
+			}
+			if ctx.Err() == nil {
+				log.Warn("etcd watch ended; watching again")
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+				}
+			}
+		}
+	}()
+	return out
+}
+
 // ErrEmptyStateOverLiveDataplane means the state holds no EIP while the pinned
 // dataplane carries some: reconciling would remove them all, so eipd refuses unless
 // started with --init.
@@ -275,7 +336,7 @@ var ErrEmptyStateOverLiveDataplane = errors.New("the state holds no EIP but the 
 
 // refuseEmptyOverLive stops a start that would reconcile an empty store over a live
 // dataplane: a lost, replaced or emptied state file must not unbind every EIP.
-func refuseEmptyOverLive(st *store.Store, dp *dataplane.Dataplane) error {
+func refuseEmptyOverLive(st stateStore, dp *dataplane.Dataplane) error {
 	empty := true
 	if err := st.View(func(tx model.Tx) error {
 		return tx.ForEach(model.KindEIP, func(string, []byte) error { empty = false; return nil })

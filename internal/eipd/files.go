@@ -27,6 +27,8 @@ type LocalSetup struct {
 	// makes for the listen address, which the profile's ca_file trusts.
 	TLS bool
 	Nat NatSettings
+	// Etcd, when set, keeps the state in a cluster's etcd instead of the state file.
+	Etcd *EtcdSettings
 }
 
 // Files are the paths WriteLocalSetup wrote.
@@ -57,6 +59,9 @@ func WriteLocalSetup(dir string, s LocalSetup) (Files, error) {
 	}
 	if s.MaxSources != 0 {
 		config["max_sources"] = s.MaxSources
+	}
+	if s.Etcd != nil {
+		config["store"] = map[string]any{"etcd": s.Etcd}
 	}
 	if s.MetricsListen != "" {
 		config["metrics_listen"] = s.MetricsListen

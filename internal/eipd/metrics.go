@@ -5,7 +5,6 @@ import (
 	"net/netip"
 
 	"github.com/eipgw/eipgw/control/model"
-	"github.com/eipgw/eipgw/control/store"
 	"github.com/eipgw/eipgw/dataplane"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -163,7 +162,7 @@ func (m guardMetrics) Collect(ch chan<- prometheus.Metric) {
 // poolMetrics is each pool's size and how many of its addresses are allocated, the
 // first thing to alert on: read from the store's address index (one walk a scrape).
 type poolMetrics struct {
-	st    *store.Store
+	st    stateStore
 	pools []netip.Prefix
 	log   *slog.Logger
 }

@@ -2,6 +2,7 @@ package testbed
 
 import (
 	"os"
+	"os/exec"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -31,4 +32,14 @@ func skipOrFail(t testing.TB, reason string) {
 		t.Fatalf("CI=true and this test cannot run: %s", reason)
 	}
 	t.Skip(reason)
+}
+
+// RequireEtcd is Require for a test that also starts an etcd server: it skips (or,
+// under CI=true, fails) where Debian's etcd-server is not installed.
+func RequireEtcd(t testing.TB) {
+	t.Helper()
+	Require(t)
+	if _, err := exec.LookPath(EtcdBinary); err != nil {
+		skipOrFail(t, "needs etcd (Debian's etcd-server: scripts/deps.sh installs it)")
+	}
 }

@@ -1,0 +1,223 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eipgw/eipgw/control/model"
+	"github.com/eipgw/eipgw/internal/testbed"
+)
+
+// etcdFixture is an etcd server in a namespace of its own and a store on it, its
+// client dialing from inside that namespace.
+func etcdFixture(t *testing.T) (*testbed.Etcd, func(prefix string) *Etcd) {
+	t.Helper()
+	testbed.RequireEtcd(t)
+	h, err := testbed.NewHost(fmt.Sprintf("st-etcd-%d", time.Now().UnixNano()%100000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	srv, err := testbed.StartEtcd(h, "127.0.0.1:2379", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	open := func(prefix string) *Etcd {
+		t.Helper()
+		e, err := OpenEtcd(EtcdConfig{Endpoints: []string{"127.0.0.1:2379"}, Prefix: prefix, Timeout: time.Second,
+			Dial: func(ctx context.Context, addr string) (net.Conn, error) { return h.Dial("tcp", addr, time.Second) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Close() })
+		return e
+	}
+	return srv, open
+}
+
+// TestEtcdTransactions: a write's reads see its own writes, ForEach walks keys in
+// order merging them, a failed write leaves nothing, and another prefix is another
+// store.
+func TestEtcdTransactions(t *testing.T) {
+	_, open := etcdFixture(t)
+	e := open("/a")
+	if err := e.Update(func(tx model.Tx) error {
+		for _, id := range []string{"b", "d", "f"} {
+			if err := tx.Put(model.KindEIP, id, []byte("v-"+id)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	walk := func(tx model.Tx) string {
+		var out []string
+		if err := tx.ForEach(model.KindEIP, func(id string, v []byte) error { out = append(out, id+"="+string(v)); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(out, ",")
+	}
+	if err := e.Update(func(tx model.Tx) error {
+		tx.Put(model.KindEIP, "a", []byte("new"))
+		tx.Put(model.KindEIP, "d", []byte("changed"))
+		tx.Delete(model.KindEIP, "f")
+		tx.Put(model.KindEIP, "g", []byte("last"))
+		if got := walk(tx); got != "a=new,b=v-b,d=changed,g=last" {
+			t.Errorf("a walk inside the write: %s", got)
+		}
+		if v, _ := tx.Get(model.KindEIP, "f"); v != nil {
+			t.Errorf("a deleted key read back: %q", v)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Update(func(tx model.Tx) error {
+		tx.Put(model.KindEIP, "z", []byte("never"))
+		return errors.New("refused")
+	}); err == nil {
+		t.Fatal("a failing write succeeded")
+	}
+	e.View(func(tx model.Tx) error {
+		if got := walk(tx); got != "a=new,b=v-b,d=changed,g=last" {
+			t.Errorf("after the writes: %s", got)
+		}
+		return nil
+	})
+	other := open("/b")
+	other.View(func(tx model.Tx) error {
+		if got := walk(tx); got != "" {
+			t.Errorf("another prefix sees %s", got)
+		}
+		return nil
+	})
+}
+
+// TestEtcdConflict: of two writes over the same snapshot, exactly one commits, the
+// other fails with ErrStoreConflict and writes nothing; many writers racing on one
+// counter lose no increment among those that succeeded.
+func TestEtcdConflict(t *testing.T) {
+	_, open := etcdFixture(t)
+	a, b := open("/c"), open("/c")
+	inA := make(chan struct{})
+	done := make(chan error)
+	go func() {
+		done <- a.Update(func(tx model.Tx) error {
+			tx.Get(model.KindEIP, "x")
+			<-inA // b commits meanwhile
+			return tx.Put(model.KindEIP, "x", []byte("from-a"))
+		})
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if err := b.Update(func(tx model.Tx) error { return tx.Put(model.KindEIP, "x", []byte("from-b")) }); err != nil {
+		t.Fatal(err)
+	}
+	close(inA)
+	if err := <-done; !errors.Is(err, model.ErrStoreConflict) {
+		t.Fatalf("the overtaken write: %v, want ErrStoreConflict", err)
+	}
+	a.View(func(tx model.Tx) error {
+		if v, _ := tx.Get(model.KindEIP, "x"); string(v) != "from-b" {
+			t.Errorf("x is %q, want the winner's", v)
+		}
+		return nil
+	})
+
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins := 0
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := open("/c")
+			for i := 0; i < 10; i++ {
+				err := s.Update(func(tx model.Tx) error {
+					v, _ := tx.Get(model.KindEIP, "n")
+					var n int
+					fmt.Sscan(string(v), &n)
+					return tx.Put(model.KindEIP, "n", []byte(fmt.Sprint(n+1)))
+				})
+				if err == nil {
+					mu.Lock()
+					wins++
+					mu.Unlock()
+				} else if !errors.Is(err, model.ErrStoreConflict) {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	a.View(func(tx model.Tx) error {
+		v, _ := tx.Get(model.KindEIP, "n")
+		if string(v) != fmt.Sprint(wins) {
+			t.Errorf("counter %s after %d successful increments", v, wins)
+		}
+		return nil
+	})
+	if wins == 0 {
+		t.Error("no racing write won")
+	}
+}
+
+// TestEtcdUnavailableAndWatch: a change by another client is reported by Watch; with
+// etcd stopped a read and a write fail with ErrStoreUnavailable within the timeout;
+// once it is back they work again and nothing committed was lost.
+func TestEtcdUnavailableAndWatch(t *testing.T) {
+	srv, open := etcdFixture(t)
+	a, b := open("/w"), open("/w")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	changes := a.Watch(ctx)
+	time.Sleep(200 * time.Millisecond)
+	if err := b.Update(func(tx model.Tx) error { return tx.Put(model.KindEIP, "k", []byte("1")) }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changes:
+	case <-time.After(2 * time.Second):
+		t.Fatal("no change reported within 2 s of another client's write")
+	}
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	err := a.Update(func(tx model.Tx) error { return tx.Put(model.KindEIP, "k", []byte("2")) })
+	if !errors.Is(err, model.ErrStoreUnavailable) || time.Since(t0) > 3*time.Second {
+		t.Errorf("a write with etcd stopped: %v after %v", err, time.Since(t0))
+	}
+	if err := a.View(func(tx model.Tx) error { _, err := tx.Get(model.KindEIP, "k"); return err }); !errors.Is(err, model.ErrStoreUnavailable) {
+		t.Errorf("a read with etcd stopped: %v", err)
+	}
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err = a.Update(func(tx model.Tx) error { return tx.Put(model.KindEIP, "k2", []byte("3")) })
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("a write once etcd is back: %v", err)
+	}
+	a.View(func(tx model.Tx) error {
+		v1, _ := tx.Get(model.KindEIP, "k")
+		v2, _ := tx.Get(model.KindEIP, "k2")
+		if string(v1) != "1" || string(v2) != "3" {
+			t.Errorf("after the restart: k=%q k2=%q", v1, v2)
+		}
+		return nil
+	})
+}
