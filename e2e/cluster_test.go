@@ -50,7 +50,8 @@ func newCluster(t *testing.T, n int) *cluster {
 	c := &cluster{}
 	for i := 0; i < n; i++ {
 		d := newDaemonWith(t, "xdp", func(s *eipd.LocalSetup) {
-			s.Etcd = &eipd.EtcdSettings{Endpoints: []string{"http://" + etcdAddr + ":2379"}, Prefix: etcdPrefix, Timeout: "1s"}
+			s.Etcd = &eipd.EtcdSettings{Endpoints: []string{"http://" + etcdAddr + ":2379"}, Prefix: etcdPrefix, Timeout: "1s",
+				Name: fmt.Sprintf("gw%d", i+1)}
 		})
 		port := fmt.Sprintf("gw%d", i)
 		if err := testbed.Veth(host, port, d.GW, "etcd"); err != nil {
@@ -126,11 +127,7 @@ func setMAC(h *testbed.Host, mac net.HardwareAddr) error {
 // binds an EIP, at the cost of one map walk (eipdp, a process, takes a second).
 func carrier(t *testing.T, g *gateway) func(eip string) bool {
 	t.Helper()
-	dp, err := dataplane.Open(dataplane.Config{PinDir: g.pinDir, ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dp.Close() })
+	dp := readDataplane(t, g)
 	return func(eip string) bool {
 		bs, err := dp.Bindings()
 		if err != nil {
@@ -143,6 +140,34 @@ func carrier(t *testing.T, g *gateway) func(eip string) bool {
 		}
 		return false
 	}
+}
+
+// natCarrier is carrier for NAT gateway EIPs.
+func natCarrier(t *testing.T, g *gateway) func(eip string) bool {
+	t.Helper()
+	dp := readDataplane(t, g)
+	return func(eip string) bool {
+		eips, err := dp.NatEIPs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range eips {
+			if e.String() == eip {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func readDataplane(t *testing.T, g *gateway) *dataplane.Dataplane {
+	t.Helper()
+	dp, err := dataplane.Open(dataplane.Config{PinDir: g.pinDir, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dp.Close() })
+	return dp
 }
 
 // TestClusterSharedStore: gateways sharing one etcd. An association made through one
@@ -258,5 +283,65 @@ func TestClusterSharedStore(t *testing.T) {
 		if !inboundWorks(t, d, d.VM1, eip, 7702) {
 			t.Errorf("after etcd came back, inbound through %s does not reach the VM", d.GW.Name)
 		}
+	}
+}
+
+// TestClusterNatFailover: a NAT gateway is carried by exactly one member, its owner;
+// when the owner's eipd is killed (kill -9: no goodbye, its lease runs out), another
+// member carries the NAT gateway within 3 s of the kill, and new flows through its
+// EIP work there.
+func TestClusterNatFailover(t *testing.T) {
+	c := newCluster(t, 2)
+	gw1 := c.gws[0]
+	gw1.registerVM(t, "i-vm1", gw1.VM1, testbed.VM1Addr)
+	gw1.must(t, "create-nat-gateway", "--nat-gateway-id", "ngw-1", "--vpc-id", "vpc-1")
+	id, eip := gw1.allocate(t)
+	gw1.must(t, "associate-eip-address", "--allocation-id", id, "--instance-id", "ngw-1", "--instance-type", "Nat")
+	gw1.must(t, "create-snat-entry", "--snat-table-id", "stb-1", "--source-cidr", testbed.VM1Addr+"/32", "--snat-ip", eip)
+	carries := []func(string) bool{natCarrier(t, c.gws[0].gateway), natCarrier(t, c.gws[1].gateway)}
+	owner := -1
+	waitFor(t, "one gateway to carry the NAT gateway", 5*time.Second, func() bool {
+		a, b := carries[0](eip), carries[1](eip)
+		if a != b {
+			owner = map[bool]int{true: 0, false: 1}[a]
+		}
+		return a != b
+	})
+	time.Sleep(500 * time.Millisecond) // a second carrier would show by now
+	if carries[1-owner](eip) {
+		t.Fatal("both gateways carry the NAT gateway")
+	}
+	snatThrough := func(d *daemon, port int) error {
+		t.Helper()
+		saw, _, err := testbed.UDPExchange(d.Inet1, fmt.Sprintf(":%d", port), d.VM1, fmt.Sprintf("%s:%d", testbed.Inet1Addr, port), []byte("out"))
+		if err != nil {
+			return err
+		}
+		host, _, err := net.SplitHostPort(saw)
+		if err != nil {
+			host = saw
+		}
+		if host != eip {
+			return fmt.Errorf("the internet host saw %s, not the EIP %s", saw, eip)
+		}
+		return nil
+	}
+	if err := snatThrough(c.gws[owner], 7800); err != nil {
+		t.Fatalf("SNAT through the owner, %s: %v", c.gws[owner].GW.Name, err)
+	}
+
+	survivor := c.gws[1-owner]
+	killed := time.Now()
+	if err := c.gws[owner].cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the other gateway to carry the NAT gateway", 10*time.Second, func() bool { return carries[1-owner](eip) })
+	moved := time.Since(killed)
+	t.Logf("the NAT gateway's owner killed: carried by the other member %v later (lease 2 s)", moved)
+	if moved > 3*time.Second {
+		t.Errorf("the NAT gateway moved %v after its owner was killed, want within 3 s", moved)
+	}
+	if err := snatThrough(survivor, 7801); err != nil {
+		t.Errorf("a new flow through the member that took the NAT gateway over: %v", err)
 	}
 }

@@ -17,6 +17,37 @@ type DesiredNat struct {
 	// IPMappings are Any/Any forward entries: the whole EIP maps to the internal
 	// address, carried as a 1:1 binding.
 	IPMappings []desired.Binding
+	// Gateways names each active NAT gateway EIP's NAT gateway.
+	Gateways map[netip.Addr]string
+}
+
+// Only is the part of d whose NAT gateways keep says: in a cluster, a gateway carries
+// the NAT gateways it owns (control/cluster).
+func (d DesiredNat) Only(keep func(natGatewayID string) bool) DesiredNat {
+	kept := func(a netip.Addr) bool { return keep(d.Gateways[a]) }
+	out := DesiredNat{Gateways: d.Gateways}
+	for _, a := range d.EIPs {
+		if kept(a) {
+			out.EIPs = append(out.EIPs, a)
+		}
+	}
+	for _, r := range d.Rules {
+		// A rule's pool is one NAT gateway's EIPs.
+		if len(r.Pool) > 0 && kept(r.Pool[0]) {
+			out.Rules = append(out.Rules, r)
+		}
+	}
+	for _, p := range d.Ports {
+		if kept(p.External.Addr()) {
+			out.Ports = append(out.Ports, p)
+		}
+	}
+	for _, b := range d.IPMappings {
+		if kept(b.EIP) {
+			out.IPMappings = append(out.IPMappings, b)
+		}
+	}
+	return out
 }
 
 // DesiredNatState reads the NAT gateways' desired dataplane state.
@@ -32,6 +63,7 @@ func DesiredNatState(tx Tx) (DesiredNat, error) {
 		return d, err
 	}
 	active := map[string]bool{}
+	d.Gateways = map[netip.Addr]string{}
 	for _, id := range ids {
 		e, err := indexedEIP(tx, "target", id)
 		if err != nil {
@@ -39,6 +71,9 @@ func DesiredNatState(tx Tx) (DesiredNat, error) {
 		}
 		if e.InstanceType == TypeNat && e.Status != StatusUnassociating && e.Status != StatusAvailable {
 			active[e.IPAddress] = true
+			if a, err := netip.ParseAddr(e.IPAddress); err == nil {
+				d.Gateways[a] = e.InstanceID
+			}
 		}
 	}
 	fwds, err := list[ForwardEntry](tx, KindForward)

@@ -105,8 +105,11 @@ type Reconciler struct {
 	Dataplane Dataplane
 	Routes    Routes       // nil: the gateway's routes are not managed
 	Nat       NatDataplane // nil: NAT gateways are not carried
-	mu        sync.Mutex
-	stopped   bool // Stop ran: no pass starts any more
+	// OwnsNatGateway, in a cluster, says which NAT gateways this gateway carries
+	// (control/cluster); nil: all of them.
+	OwnsNatGateway func(natGatewayID string) bool
+	mu             sync.Mutex
+	stopped        bool // Stop ran: no pass starts any more
 
 	// The desired sources of the last inventory generation read: decoding every ENI
 	// on every pass would cost a write at 100,000 instances far more than its own work.
@@ -331,6 +334,9 @@ func (r *Reconciler) reconcileLocked(ctx context.Context) (Result, error) {
 		if r.Nat != nil {
 			if nat, err = model.DesiredNatState(tx); err != nil {
 				return err
+			}
+			if r.OwnsNatGateway != nil {
+				nat = nat.Only(r.OwnsNatGateway)
 			}
 			bindings = append(bindings, nat.IPMappings...)
 		}

@@ -84,6 +84,11 @@ func OpenEtcd(cfg EtcdConfig) (*Etcd, error) {
 // Close disconnects from etcd.
 func (e *Etcd) Close() error { return e.cli.Close() }
 
+// Client and Prefix are the connection and the key prefix, for the cluster's
+// membership beside the state (control/cluster).
+func (e *Etcd) Client() *clientv3.Client { return e.cli }
+func (e *Etcd) Prefix() string           { return e.prefix }
+
 func (e *Etcd) guardPrefix() string           { return e.prefix + "/_meta/rev/" }
 func (e *Etcd) guardKey(kind string) string   { return e.guardPrefix() + kind }
 func (e *Etcd) key(kind, id string) string    { return e.prefix + "/" + kind + "/" + id }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -14,25 +13,14 @@ import (
 	"github.com/eipgw/eipgw/internal/testbed"
 )
 
-// etcdFixture is an etcd server in a namespace of its own and a store on it, its
-// client dialing from inside that namespace.
+// etcdFixture is an etcd server in a namespace of its own and a way to open stores on
+// it, their clients dialing from inside that namespace.
 func etcdFixture(t *testing.T) (*testbed.Etcd, func(prefix string) *Etcd) {
 	t.Helper()
-	testbed.RequireEtcd(t)
-	h, err := testbed.NewHost(fmt.Sprintf("st-etcd-%d", time.Now().UnixNano()%100000))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	srv, err := testbed.StartEtcd(h, "127.0.0.1:2379", t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	srv, dial := testbed.EtcdForTest(t)
 	open := func(prefix string) *Etcd {
 		t.Helper()
-		e, err := OpenEtcd(EtcdConfig{Endpoints: []string{"127.0.0.1:2379"}, Prefix: prefix, Timeout: time.Second,
-			Dial: func(ctx context.Context, addr string) (net.Conn, error) { return h.Dial("tcp", addr, time.Second) }})
+		e, err := OpenEtcd(EtcdConfig{Endpoints: []string{"127.0.0.1:2379"}, Prefix: prefix, Timeout: time.Second, Dial: dial})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -97,8 +97,15 @@ type EtcdSettings struct {
 	// TLS, when set, reaches etcd over TLS: the CA that signed its certificate, and
 	// this gateway's client certificate when etcd asks for one.
 	TLS *EtcdTLS `json:"tls,omitempty"`
+	// Name is this gateway's name in the cluster (default: the host name); each
+	// member's must differ.
+	Name string `json:"name,omitempty"`
+	// LeaseTTL is how long this gateway stays a member after it stops renewing (it
+	// died or lost etcd): then the others take its NAT gateways (default 2s, etcd's
+	// least).
+	LeaseTTL string `json:"lease_ttl,omitempty"`
 
-	timeout time.Duration
+	timeout, leaseTTL time.Duration
 }
 
 // EtcdTLS names the files of an etcd TLS connection.
@@ -145,6 +152,21 @@ func (s *EtcdSettings) check() []error {
 			errs = append(errs, fmt.Errorf("store.etcd.timeout: %q is not a positive duration", s.Timeout))
 		}
 		s.timeout = d
+	}
+	s.leaseTTL = 2 * time.Second
+	if s.LeaseTTL != "" {
+		d, err := time.ParseDuration(s.LeaseTTL)
+		if err != nil || d < 2*time.Second {
+			errs = append(errs, fmt.Errorf("store.etcd.lease_ttl: %q is not a duration of 2s or more", s.LeaseTTL))
+		}
+		s.leaseTTL = d
+	}
+	if s.Name == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("store.etcd.name: none given and no host name: %w", err))
+		}
+		s.Name = host
 	}
 	if s.TLS != nil && s.TLS.CAFile == "" {
 		errs = append(errs, errors.New("store.etcd.tls.ca_file is required with tls"))

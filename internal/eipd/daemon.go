@@ -16,6 +16,7 @@ import (
 
 	"github.com/cilium/ebpf/rlimit"
 	"github.com/eipgw/eipgw/control/api"
+	"github.com/eipgw/eipgw/control/cluster"
 	"github.com/eipgw/eipgw/control/model"
 	"github.com/eipgw/eipgw/control/netcfg"
 	"github.com/eipgw/eipgw/control/reconcile"
@@ -39,16 +40,16 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 		return err
 	}
 	var st stateStore
-	var cluster *store.Etcd // the cluster's shared store, when the config names one
+	var shared *store.Etcd // the cluster's shared store, when the config names one
 	if cfg.Store != nil && cfg.Store.Etcd != nil {
 		ec, err := cfg.Store.Etcd.etcdConfig()
 		if err != nil {
 			return err
 		}
-		if cluster, err = store.OpenEtcd(ec); err != nil {
+		if shared, err = store.OpenEtcd(ec); err != nil {
 			return err
 		}
-		st = cluster
+		st = shared
 		log.Info("state in etcd, shared with the cluster", "endpoints", ec.Endpoints, "prefix", cfg.Store.Etcd.Prefix)
 	} else {
 		file, err := store.Open(filepath.Join(cfg.StateDir, StateFile), initState)
@@ -117,6 +118,24 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 	defer nl.Close()
 	rec := &reconcile.Reconciler{Store: st, Dataplane: dp, Nat: dp,
 		Routes: netcfg.GatewayRoutes{Handle: nl, Interface: cfg.VPC.Name}}
+	// In a cluster this gateway is a member while it runs, and carries the NAT
+	// gateways it owns; leaving on the way out hands them over at once.
+	var member *cluster.Member
+	var ownership <-chan struct{}
+	if shared != nil {
+		s := cfg.Store.Etcd
+		if member, err = cluster.Join(context.Background(), shared.Client(), shared.Prefix(), s.Name, s.leaseTTL); err != nil {
+			return err
+		}
+		defer func() {
+			if err := member.Leave(); err != nil {
+				log.Warn("leaving the cluster", "error", err)
+			}
+		}()
+		rec.OwnsNatGateway = member.Owns
+		ownership = member.Changes()
+		log.Info("cluster member", "name", s.Name, "members", member.Members())
+	}
 	// Passes run under their own context, ended on the way out after the API has
 	// drained; then Stop waits for the last pass, so that the dataplane and the store
 	// (closed by the deferred calls above) never close under one.
@@ -187,7 +206,7 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 	// The traffic sampler too: stopped, its last write done, before the store closes.
 	// In a cluster each gateway carries part of an EIP's traffic and no gateway's
 	// counters are the EIP's: no samples (docs/cluster.md).
-	if cluster == nil {
+	if shared == nil {
 		sampler := &trafficSampler{counters: dp, store: st, retention: cfg.monitorRetention, log: log}
 		sampleCtx, stopSampler := context.WithCancel(context.Background())
 		samplerDone := make(chan struct{})
@@ -253,10 +272,10 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 	// In a cluster, a write through any gateway reaches this one's dataplane by a
 	// pass as soon as etcd reports it.
 	var changes <-chan struct{}
-	if cluster != nil {
+	if shared != nil {
 		watchCtx, stopWatch := context.WithCancel(context.Background())
 		defer stopWatch()
-		changes = watchStore(watchCtx, cluster, log)
+		changes = watchStore(watchCtx, shared, log)
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -287,6 +306,9 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 			guard.repair()
 			_ = reconcileNow() // logged; the next pass retries
 		case <-changes:
+			_ = reconcileNow()
+		case <-ownership:
+			log.Info("cluster members changed", "members", member.Members(), "member", member.Alive())
 			_ = reconcileNow()
 		}
 	}

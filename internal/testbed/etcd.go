@@ -1,6 +1,7 @@
 package testbed
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -106,4 +108,21 @@ func (e *Etcd) Restart() error {
 func (e *Etcd) Close() error {
 	err := e.Stop()
 	return errors.Join(err, os.RemoveAll(e.dir))
+}
+
+// EtcdForTest starts etcd on 127.0.0.1:2379 in a namespace of its own, for a test's
+// clients that dial from inside it (dial); both go when the test ends.
+func EtcdForTest(t testing.TB) (srv *Etcd, dial func(ctx context.Context, addr string) (net.Conn, error)) {
+	t.Helper()
+	RequireEtcd(t)
+	h, err := NewHost(fmt.Sprintf("etcd-t%d", time.Now().UnixNano()%1000000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	if srv, err = StartEtcd(h, "127.0.0.1:2379", t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv, func(ctx context.Context, addr string) (net.Conn, error) { return h.Dial("tcp", addr, time.Second) }
 }
