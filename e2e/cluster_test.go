@@ -9,12 +9,14 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/eipgw/eipgw/dataplane"
 	"github.com/eipgw/eipgw/internal/eipd"
 	"github.com/eipgw/eipgw/internal/testbed"
+	"github.com/vishvananda/netlink"
 )
 
 // The cluster's etcd is in a namespace of its own, on a bridge to which each
@@ -24,18 +26,33 @@ const (
 	etcdPrefix = "/eipgw-test"
 )
 
-// cluster is gateways, each in a standard topology of its own, sharing one etcd.
+// cluster is gateways, each in a standard topology of its own, sharing one etcd, and,
+// when asked for, announcing their EIPs over BGP to one BIRD router.
 type cluster struct {
-	etcd *testbed.Etcd
-	gws  []*daemon
+	etcd   *testbed.Etcd
+	gws    []*daemon
+	router *testbed.Host // the BGP router, when there is one
+	bird   *testbed.Bird
 }
+
+// The BGP router's network: the router at .1, gateway i at .10+i.
+const (
+	bgpRouterAddr = "172.16.251.1"
+	routerASN     = 65000
+	gatewayASN    = 65010
+)
+
+func gatewayBGPAddr(i int) string { return fmt.Sprintf("172.16.251.%d", 10+i) }
 
 // newCluster starts etcd and n eipd gateways on it, all with the first one's API key.
 // Their VMs of one name have the same MAC, so an instance registered through any
 // gateway is the same machine behind every gateway.
-func newCluster(t *testing.T, n int) *cluster {
+func newCluster(t *testing.T, n int, withBGP bool) *cluster {
 	t.Helper()
 	testbed.RequireEtcd(t)
+	if withBGP {
+		testbed.RequireBird(t)
+	}
 	host, err := testbed.NewHost(fmt.Sprintf("etcd-%d", time.Now().UnixNano()%1000000))
 	if err != nil {
 		t.Fatal(err)
@@ -48,11 +65,39 @@ func newCluster(t *testing.T, n int) *cluster {
 		t.Fatal(err)
 	}
 	c := &cluster{}
+	if withBGP {
+		if c.router, err = testbed.NewHost(fmt.Sprintf("bgp-%d", time.Now().UnixNano()%1000000)); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.router.Close() })
+		if err := c.router.Bridge("br0"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.router.Addr("br0", bgpRouterAddr+"/24"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for i := 0; i < n; i++ {
 		d := newDaemonWith(t, "xdp", func(s *eipd.LocalSetup) {
 			s.Etcd = &eipd.EtcdSettings{Endpoints: []string{"http://" + etcdAddr + ":2379"}, Prefix: etcdPrefix, Timeout: "1s",
 				Name: fmt.Sprintf("gw%d", i+1)}
+			if withBGP {
+				s.BGP = &eipd.BGPSettings{ASN: gatewayASN, RouterID: gatewayBGPAddr(i), NextHop: gatewayBGPAddr(i), HoldTime: "3s",
+					Peers: []eipd.BGPPeer{{Address: bgpRouterAddr, ASN: routerASN}}}
+			}
 		})
+		if withBGP {
+			port := fmt.Sprintf("gw%d", i)
+			if err := testbed.Veth(c.router, port, d.GW, "bgp"); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.router.Enslave(port, "br0"); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.GW.Addr("bgp", gatewayBGPAddr(i)+"/24"); err != nil {
+				t.Fatal(err)
+			}
+		}
 		port := fmt.Sprintf("gw%d", i)
 		if err := testbed.Veth(host, port, d.GW, "etcd"); err != nil {
 			t.Fatal(err)
@@ -69,6 +114,21 @@ func newCluster(t *testing.T, n int) *cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.etcd.Close() })
+	if withBGP {
+		// One session a gateway, short timers (a session that failed is tried again
+		// after a second, not BIRD's default minute), and the routes into the kernel
+		// with their equal paths merged (ECMP).
+		conf := "router id " + bgpRouterAddr + ";\nprotocol device { scan time 1; }\n" +
+			"protocol kernel { ipv4 { import none; export all; }; merge paths on; }\n"
+		for i := range c.gws {
+			conf += fmt.Sprintf("protocol bgp gw%d { local %s as %d; neighbor %s as %d; hold time 3; keepalive time 1; "+
+				"connect retry time 1; error wait time 1, 3; ipv4 { import all; export none; }; }\n", i, bgpRouterAddr, routerASN, gatewayBGPAddr(i), gatewayASN)
+		}
+		if c.bird, err = testbed.StartBird(c.router, conf, t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.bird.Close() })
+	}
 	first := c.gws[0]
 	for _, d := range c.gws[1:] {
 		shareKey(t, first, d)
@@ -178,7 +238,7 @@ func readDataplane(t *testing.T, g *gateway) *dataplane.Dataplane {
 // gets ServiceUnavailable.StateStore, and once etcd is back writes resume with
 // nothing lost.
 func TestClusterSharedStore(t *testing.T) {
-	c := newCluster(t, 2)
+	c := newCluster(t, 2, false)
 	gw1, gw2 := c.gws[0], c.gws[1]
 	gw1.registerVM(t, "i-vm1", gw1.VM1, testbed.VM1Addr)
 	gw2.registerVM(t, "i-vm2", gw1.VM2, testbed.VM2Addr) // through the other gateway: the same store
@@ -291,7 +351,7 @@ func TestClusterSharedStore(t *testing.T) {
 // member carries the NAT gateway within 3 s of the kill, and new flows through its
 // EIP work there.
 func TestClusterNatFailover(t *testing.T) {
-	c := newCluster(t, 2)
+	c := newCluster(t, 2, false)
 	gw1 := c.gws[0]
 	gw1.registerVM(t, "i-vm1", gw1.VM1, testbed.VM1Addr)
 	gw1.must(t, "create-nat-gateway", "--nat-gateway-id", "ngw-1", "--vpc-id", "vpc-1")
@@ -344,4 +404,111 @@ func TestClusterNatFailover(t *testing.T) {
 	if err := snatThrough(survivor, 7801); err != nil {
 		t.Errorf("a new flow through the member that took the NAT gateway over: %v", err)
 	}
+}
+
+// nextHops are the router's kernel next hops towards eip/32, sorted: what BGP and
+// BIRD's merged paths put there.
+func (c *cluster) nextHops(t *testing.T, eip string) []string {
+	t.Helper()
+	dst := &net.IPNet{IP: net.ParseIP(eip).To4(), Mask: net.CIDRMask(32, 32)}
+	routes, err := c.router.Netlink().RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: dst}, netlink.RT_FILTER_DST)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hops []string
+	for _, r := range routes {
+		if r.Gw != nil {
+			hops = append(hops, r.Gw.String())
+		}
+		for _, p := range r.MultiPath {
+			hops = append(hops, p.Gw.String())
+		}
+	}
+	sort.Strings(hops)
+	return hops
+}
+
+// TestClusterBGP: every gateway announces the 1:1 EIPs it carries to the router,
+// which spreads them over both (ECMP: two next hops), and a NAT gateway's EIP from
+// its owner only; kill -9 of a gateway: the router drops its next hops (its sessions
+// close with the process) and the NAT gateway's EIP is announced by the other member
+// within 3 s; a frozen gateway is dropped within the 3 s hold time and comes back when
+// it wakes; a gateway stopped cleanly withdraws its routes at once.
+func TestClusterBGP(t *testing.T) {
+	c := newCluster(t, 2, true)
+	gw1 := c.gws[0]
+	gw1.registerVM(t, "i-vm1", gw1.VM1, testbed.VM1Addr)
+	id, eip := gw1.allocate(t)
+	gw1.must(t, "associate-eip-address", "--allocation-id", id, "--instance-id", "i-vm1")
+	both := fmt.Sprint([]string{gatewayBGPAddr(0), gatewayBGPAddr(1)})
+	waitFor(t, "the router to reach the 1:1 EIP through both gateways", 10*time.Second, func() bool {
+		return fmt.Sprint(c.nextHops(t, eip)) == both
+	})
+
+	gw1.must(t, "create-nat-gateway", "--nat-gateway-id", "ngw-1", "--vpc-id", "vpc-1")
+	natID, natEIP := gw1.allocate(t)
+	gw1.must(t, "associate-eip-address", "--allocation-id", natID, "--instance-id", "ngw-1", "--instance-type", "Nat")
+	var owner int
+	waitFor(t, "the router to reach the NAT gateway's EIP through its owner", 10*time.Second, func() bool {
+		hops := c.nextHops(t, natEIP)
+		if len(hops) != 1 {
+			return false
+		}
+		owner = map[bool]int{true: 0, false: 1}[hops[0] == gatewayBGPAddr(0)]
+		return true
+	})
+	time.Sleep(time.Second) // a second announcement would show by now
+	if hops := c.nextHops(t, natEIP); len(hops) != 1 {
+		t.Fatalf("the NAT gateway's EIP through %v: want its owner only", hops)
+	}
+
+	other := 1 - owner
+	killed := time.Now()
+	if err := c.gws[owner].cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the router to drop the killed gateway", 10*time.Second, func() bool {
+		return fmt.Sprint(c.nextHops(t, eip)) == fmt.Sprint([]string{gatewayBGPAddr(other)})
+	})
+	dropped := time.Since(killed)
+	waitFor(t, "the NAT gateway's EIP through the other member", 10*time.Second, func() bool {
+		return fmt.Sprint(c.nextHops(t, natEIP)) == fmt.Sprint([]string{gatewayBGPAddr(other)})
+	})
+	moved := time.Since(killed)
+	t.Logf("kill -9 of a gateway: the router dropped it after %v, the NAT gateway's EIP moved after %v", dropped, moved)
+	if dropped > 3500*time.Millisecond || moved > 3500*time.Millisecond {
+		t.Errorf("routes after a gateway's death: dropped after %v, NAT EIP moved after %v; want within the 3 s hold time", dropped, moved)
+	}
+
+	// A gateway that hangs (SIGSTOP: its sessions stay open but silent, as a host that
+	// froze) is dropped when the hold time runs out; when it wakes, its routes return.
+	frozen := time.Now()
+	if err := c.gws[other].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the router to drop the frozen gateway", 10*time.Second, func() bool { return len(c.nextHops(t, eip)) == 0 })
+	held := time.Since(frozen)
+	if err := c.gws[other].cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("a frozen gateway: the router dropped its routes after %v (hold time 3 s)", held)
+	if held > 3500*time.Millisecond {
+		t.Errorf("a frozen gateway's routes dropped after %v, want within the 3 s hold time", held)
+	}
+	back := time.Now()
+	for fmt.Sprint(c.nextHops(t, eip)) != fmt.Sprint([]string{gatewayBGPAddr(other)}) {
+		if time.Since(back) > 15*time.Second {
+			protocols, _ := c.bird.Show("protocols")
+			t.Fatalf("the woken gateway's routes did not return within 15 s; bird:\n%s\ngateway:\n%s", protocols, c.gws[other].log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// A clean stop withdraws at once.
+	stopped := time.Now()
+	if err := c.gws[other].cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the router to drop the stopped gateway", 5*time.Second, func() bool { return len(c.nextHops(t, eip)) == 0 })
+	t.Logf("a gateway stopped cleanly: its routes withdrawn after %v", time.Since(stopped))
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/eipgw/eipgw/control/api"
+	"github.com/eipgw/eipgw/control/bgp"
 	"github.com/eipgw/eipgw/control/model"
 	"github.com/eipgw/eipgw/control/store"
 	"github.com/eipgw/eipgw/dataplane"
@@ -63,6 +64,8 @@ type Config struct {
 	// Store selects where the state lives: the state file in StateDir (bbolt, one
 	// gateway) when absent, or an etcd shared by a cluster of gateways.
 	Store *StoreSettings `json:"store,omitempty"`
+	// BGP, when set, announces the EIPs this gateway carries to upstream routers.
+	BGP *BGPSettings `json:"bgp,omitempty"`
 
 	nat               dataplane.NatConfig
 	edge              dataplane.EdgeConfig
@@ -79,6 +82,60 @@ type Config struct {
 type TLSConfig struct {
 	CertFile string `json:"cert_file"`
 	KeyFile  string `json:"key_file"`
+}
+
+// BGPSettings is the config's bgp section (docs/cluster.md).
+type BGPSettings struct {
+	ASN      uint32 `json:"asn"`
+	RouterID string `json:"router_id"`
+	// NextHop is this gateway's address on the routers' network: every EIP's next hop.
+	NextHop  string    `json:"next_hop"`
+	Peers    []BGPPeer `json:"peers"`
+	HoldTime string    `json:"hold_time,omitempty"` // default 3s
+	speaker  bgp.Config
+}
+
+// BGPPeer is an upstream router.
+type BGPPeer struct {
+	Address string `json:"address"`
+	ASN     uint32 `json:"asn"`
+}
+
+func (b *BGPSettings) check() []error {
+	var errs []error
+	c := bgp.Config{ASN: b.ASN}
+	if b.ASN == 0 {
+		errs = append(errs, errors.New("bgp.asn is required"))
+	}
+	for _, f := range []struct {
+		name, v string
+		into    *netip.Addr
+	}{{"bgp.router_id", b.RouterID, &c.RouterID}, {"bgp.next_hop", b.NextHop, &c.NextHop}} {
+		a, err := netip.ParseAddr(f.v)
+		if err != nil || !a.Is4() {
+			errs = append(errs, fmt.Errorf("%s: %q is not an IPv4 address", f.name, f.v))
+		}
+		*f.into = a
+	}
+	if len(b.Peers) == 0 {
+		errs = append(errs, errors.New("bgp.peers: at least one is required"))
+	}
+	for i, p := range b.Peers {
+		a, err := netip.ParseAddr(p.Address)
+		if err != nil || !a.Is4() || p.ASN == 0 {
+			errs = append(errs, fmt.Errorf("bgp.peers[%d]: want an IPv4 address and an ASN", i))
+		}
+		c.Peers = append(c.Peers, bgp.Peer{Address: a, ASN: p.ASN})
+	}
+	if b.HoldTime != "" {
+		d, err := time.ParseDuration(b.HoldTime)
+		if err != nil || d < 3*time.Second {
+			errs = append(errs, fmt.Errorf("bgp.hold_time: %q is not a duration of 3s or more", b.HoldTime))
+		}
+		c.HoldTime = d
+	}
+	b.speaker = c
+	return errs
 }
 
 // StoreSettings is the config's store section.
@@ -220,6 +277,9 @@ func (c *Config) check() error {
 	}
 	if err := c.checkListen(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.BGP != nil {
+		errs = append(errs, c.BGP.check()...)
 	}
 	if c.Store != nil {
 		if c.Store.Etcd == nil {

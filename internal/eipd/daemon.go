@@ -16,6 +16,7 @@ import (
 
 	"github.com/cilium/ebpf/rlimit"
 	"github.com/eipgw/eipgw/control/api"
+	"github.com/eipgw/eipgw/control/bgp"
 	"github.com/eipgw/eipgw/control/cluster"
 	"github.com/eipgw/eipgw/control/model"
 	"github.com/eipgw/eipgw/control/netcfg"
@@ -167,7 +168,11 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 			log.Error("next-hop cache: turning it off on the way out", "error", err)
 		}
 	}()
+	var ann *announcer // BGP, when configured: told after each pass
 	logged := func(res reconcile.Result, err error) error {
+		if ann != nil {
+			ann.poke()
+		}
 		if err != nil {
 			reconcileRuns.WithLabelValues("failed").Inc()
 			log.Error("reconcile", "error", err)
@@ -214,6 +219,30 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 		defer func() { stopSampler(); <-samplerDone }()
 	}
 	guard := &dataplaneGuard{dp: dp, log: log}
+	if cfg.BGP != nil {
+		conf := cfg.BGP.speaker
+		conf.Log = log
+		speaker, err := bgp.Start(context.Background(), conf)
+		if err != nil {
+			return err
+		}
+		ann = newAnnouncer(speaker, dp, guard, member, log)
+		announceCtx, stopAnnouncing := context.WithCancel(context.Background())
+		announceDone := make(chan struct{})
+		go ann.run(announceCtx, announceDone)
+		// On the way out the sessions close: the routers withdraw this gateway's
+		// routes at once, before the dataplane or the store close.
+		defer func() {
+			stopAnnouncing()
+			<-announceDone
+			stop, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			if err := speaker.Stop(stop); err != nil {
+				log.Warn("bgp: stop", "error", err)
+			}
+		}()
+		log.Info("bgp speaker started", "asn", conf.ASN, "next_hop", conf.NextHop, "peers", len(conf.Peers))
+	}
 	metrics := api.NewMetrics()
 	if err := metrics.Register(dataplaneMetrics{dp: dp, log: log}, natMetrics{collector}, guardMetrics{guard},
 		poolMetrics{st: st, pools: cfg.pools, log: log}, reconcileRuns); err != nil {

@@ -29,6 +29,8 @@ type LocalSetup struct {
 	Nat NatSettings
 	// Etcd, when set, keeps the state in a cluster's etcd instead of the state file.
 	Etcd *EtcdSettings
+	// BGP, when set, announces the carried EIPs.
+	BGP *BGPSettings
 }
 
 // Files are the paths WriteLocalSetup wrote.
@@ -62,6 +64,9 @@ func WriteLocalSetup(dir string, s LocalSetup) (Files, error) {
 	}
 	if s.Etcd != nil {
 		config["store"] = map[string]any{"etcd": s.Etcd}
+	}
+	if s.BGP != nil {
+		config["bgp"] = s.BGP
 	}
 	if s.MetricsListen != "" {
 		config["metrics_listen"] = s.MetricsListen

@@ -43,3 +43,12 @@ func RequireEtcd(t testing.TB) {
 		skipOrFail(t, "needs etcd (Debian's etcd-server: scripts/deps.sh installs it)")
 	}
 }
+
+// RequireBird is Require for a test that also starts BIRD (Debian's bird2).
+func RequireBird(t testing.TB) {
+	t.Helper()
+	Require(t)
+	if _, err := exec.LookPath(BirdBinary); err != nil {
+		skipOrFail(t, "needs bird (Debian's bird2: scripts/deps.sh installs it)")
+	}
+}
