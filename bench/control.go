@@ -136,7 +136,7 @@ func (a *agent) seed(n, associated int) (instances, eips []string, err error) {
 // `associated`; with settle they are InUse, as a running gateway leaves them. It
 // commits every seedChunk instances: bbolt splits a node only at commit, so one
 // transaction of 100,000 inserts spends minutes moving a node's keys on each insert.
-func seedStore(st *store.Store, svc *model.Service, n, associated int, settle bool) (instances, eips []string, err error) {
+func seedStore(st storeUpdater, svc *model.Service, n, associated int, settle bool) (instances, eips []string, err error) {
 	const seedChunk = 2000
 	priv := netip.MustParseAddr("10.1.0.1")
 	pub := svc.Pool[0].Addr().Next()

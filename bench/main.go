@@ -116,6 +116,15 @@ func run(opts options, out, only string) error {
 				return fmt.Errorf("control plane: %w", err)
 			}
 		}
+		clusterExisting, clusterWrites := 2000, 500
+		if opts.Smoke {
+			clusterExisting, clusterWrites = 100, 20
+		}
+		fmt.Printf("cluster: %d writes over %d associations, state file beside etcd, propagation to a second gateway...\n",
+			clusterWrites, clusterExisting)
+		if rep.Cluster, err = measureCluster(clusterExisting, clusterWrites); err != nil {
+			return fmt.Errorf("cluster: %w", err)
+		}
 		startN := 1000000
 		if opts.Smoke {
 			startN = 2000
@@ -134,6 +143,13 @@ func run(opts options, out, only string) error {
 				}
 				fmt.Printf("smoke: %-26s delivered %d packets, %d checksums checked, all valid\n",
 					c.Name, c.Samples[0].Delivered, c.Samples[0].Checked)
+			}
+		}
+		if opts.Smoke && rep.Cluster != nil {
+			if rep.Cluster.Unavailable != "" {
+				fmt.Printf("smoke: cluster not measured: %s\n", rep.Cluster.Unavailable)
+			} else {
+				fmt.Printf("smoke: cluster: %d writes through etcd, each carried by a second gateway\n", rep.Cluster.Writes)
 			}
 		}
 		if opts.Smoke && rep.Control != nil {

@@ -55,6 +55,7 @@ type report struct {
 	// sessions grow.
 	SessionScale []sessionScalePoint `json:"session_scale"`
 	Control      *controlReport      `json:"control_plane,omitempty"`
+	Cluster      *clusterReport      `json:"cluster,omitempty"`
 }
 
 // markdown renders the tables people read in bench/README.md.
@@ -155,6 +156,18 @@ func (r *report) markdown() string {
 			fmt.Fprintf(&b, "| its resident memory once serving / peak | %.0f / %.0f MiB |\n", float64(e.ResidentBytes)/(1<<20), float64(e.PeakBytes)/(1<<20))
 		}
 		b.WriteString("\n")
+	}
+	if c := r.Cluster; c != nil {
+		b.WriteString("A cluster's store (etcd, one node, in a namespace on this machine) beside the state file:\n\n")
+		if c.Unavailable != "" {
+			fmt.Fprintf(&b, "not measured: %s\n\n", c.Unavailable)
+			return b.String()
+		}
+		b.WriteString("| figure | state file (bbolt) | etcd |\n|---|---:|---:|\n")
+		fmt.Fprintf(&b, "| AssociateEipAddress, API call to the binding in the dataplane, p50 / p99 (%d writes over %d associations) | %.2f / %.2f ms | %.2f / %.2f ms |\n",
+			c.Writes, c.ExistingAssociations, c.BoltP50Ms, c.BoltP99Ms, c.EtcdP50Ms, c.EtcdP99Ms)
+		fmt.Fprintf(&b, "| the same write carried by a second gateway's dataplane (it watches etcd), p50 / p99 after the call | - | %.2f / %.2f ms |\n\n",
+			c.PropagationP50Ms, c.PropagationP99Ms)
 	}
 	return b.String()
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/eipgw/eipgw/control/model"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Etcd keeps the state in etcd, for a cluster of gateways that share it: every kind's
@@ -49,6 +51,9 @@ type EtcdConfig struct {
 // etcdPage is how many keys one range read returns.
 const etcdPage = 2000
 
+// maxEtcdMessage bounds a request to etcd and a reply from it.
+const maxEtcdMessage = 64 << 20
+
 // OpenEtcd connects to etcd and checks that it answers.
 func OpenEtcd(cfg EtcdConfig) (*Etcd, error) {
 	if len(cfg.Endpoints) == 0 {
@@ -63,7 +68,11 @@ func OpenEtcd(cfg EtcdConfig) (*Etcd, error) {
 		timeout = 2 * time.Second
 	}
 	conf := clientv3.Config{Endpoints: cfg.Endpoints, DialTimeout: timeout, TLS: cfg.TLS,
-		DialKeepAliveTime: timeout, DialKeepAliveTimeout: timeout}
+		DialKeepAliveTime: timeout, DialKeepAliveTimeout: timeout,
+		// A pass that settles many associations, or the sources snapshot, is one large
+		// transaction: the client lets it through and etcd's --max-request-bytes
+		// decides (docs/cluster.md).
+		MaxCallSendMsgSize: maxEtcdMessage, MaxCallRecvMsgSize: maxEtcdMessage}
 	if cfg.Dial != nil {
 		conf.DialOptions = []grpc.DialOption{grpc.WithContextDialer(cfg.Dial)}
 	}
@@ -94,9 +103,18 @@ func (e *Etcd) guardKey(kind string) string   { return e.guardPrefix() + kind }
 func (e *Etcd) key(kind, id string) string    { return e.prefix + "/" + kind + "/" + id }
 func (e *Etcd) kindPrefix(kind string) string { return e.prefix + "/" + kind + "/" }
 
-// unavailable turns a failed request into the API's error, keeping the cause.
+// unavailable turns a failed request into the API's error, keeping the cause: etcd
+// out of reach (or too slow to answer) is ErrStoreUnavailable; anything else (a
+// request etcd refuses, such as one over its size limit) is an error of its own.
 func unavailable(err error) error {
-	return fmt.Errorf("%w (%v)", model.ErrStoreUnavailable, err)
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+		return fmt.Errorf("%w (%v)", model.ErrStoreUnavailable, err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%w (%v)", model.ErrStoreUnavailable, err)
+	}
+	return fmt.Errorf("etcd store: %w", err)
 }
 
 // snapshot reads the revision a transaction reads at, and each kind's guard as of it.
