@@ -235,8 +235,8 @@ func readDataplane(t *testing.T, g *gateway) *dataplane.Dataplane {
 // is measured, p99 logged) and carries traffic there; two gateways racing to
 // associate one EIP with different instances through their own APIs leave exactly
 // one association, the same everywhere; with etcd stopped, traffic goes on, a write
-// gets ServiceUnavailable.StateStore, and once etcd is back writes resume with
-// nothing lost.
+// gets ServiceUnavailable.StateStore and reads are served from the last copy, flagged
+// stale; once etcd is back writes resume with nothing lost.
 func TestClusterSharedStore(t *testing.T) {
 	c := newCluster(t, 2, false)
 	gw1, gw2 := c.gws[0], c.gws[1]
@@ -328,6 +328,15 @@ func TestClusterSharedStore(t *testing.T) {
 	if _, errText := gw2.ctl(t, "modify-eip-address-attribute", "--allocation-id", id, "--bandwidth", "50"); !strings.Contains(errText, "ServiceUnavailable.StateStore") {
 		t.Errorf("a write with etcd stopped: %q", errText)
 	}
+	// Reads are served from the gateway's last copy, flagged (the reply's header,
+	// and the metric).
+	waitFor(t, "gateway 2 to say its state may be stale", 5*time.Second, func() bool {
+		return metricValue(gw2.metrics(t), "eipgw_state_stale") == "1"
+	})
+	if list := gw2.must(t, "describe-eip-addresses", "--allocation-id", id)["EipAddresses"].(map[string]any)["EipAddress"].([]any); len(list) != 1 ||
+		list[0].(map[string]any)["InstanceId"] != "i-vm1" {
+		t.Errorf("a read with etcd stopped: %v", list)
+	}
 	if err := c.etcd.Restart(); err != nil {
 		t.Fatal(err)
 	}
@@ -336,13 +345,22 @@ func TestClusterSharedStore(t *testing.T) {
 		return errText == ""
 	})
 	for _, d := range c.gws {
-		list := d.must(t, "describe-eip-addresses", "--allocation-id", id)["EipAddresses"].(map[string]any)["EipAddress"].([]any)
-		if e := list[0].(map[string]any); e["InstanceId"] != "i-vm1" || e["Bandwidth"] != "50" {
+		// Each gateway's mirror follows etcd again once it is back.
+		var e map[string]any
+		waitFor(t, d.GW.Name+" to describe the write made through the other", 5*time.Second, func() bool {
+			list := d.must(t, "describe-eip-addresses", "--allocation-id", id)["EipAddresses"].(map[string]any)["EipAddress"].([]any)
+			e = list[0].(map[string]any)
+			return e["Bandwidth"] == "50"
+		})
+		if e["InstanceId"] != "i-vm1" {
 			t.Errorf("after etcd came back, %s describes %v", d.GW.Name, e)
 		}
 		if !inboundWorks(t, d, d.VM1, eip, 7702) {
 			t.Errorf("after etcd came back, inbound through %s does not reach the VM", d.GW.Name)
 		}
+		waitFor(t, d.GW.Name+" to say its state is current", 5*time.Second, func() bool {
+			return metricValue(d.metrics(t), "eipgw_state_stale") == "0"
+		})
 	}
 }
 

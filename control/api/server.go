@@ -35,6 +35,10 @@ type Server struct {
 	// with the write's action; when it fails, the reply says the change is recorded
 	// but not yet carried.
 	AfterWrite func(action string) error
+	// StaleState, when set, says whether reads may be behind the state (a cluster's
+	// store out of reach: reads are served from the gateway's last copy). Such a
+	// read's reply carries the header StaleStateHeader.
+	StaleState func() bool
 	Metrics    *Metrics
 	Log        *slog.Logger
 	Now        func() time.Time
@@ -212,6 +216,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string, audit 
 	if write {
 		err = s.Store.Update(run) // any error, DryRunOperation included, rolls back
 	} else {
+		if s.StaleState != nil && s.StaleState() {
+			w.Header().Set(StaleStateHeader, "true")
+		}
 		err = s.Store.View(run)
 	}
 	// A committed write stored its nonce with it; anything else (a read, a refused or
@@ -270,6 +277,10 @@ func withRequestID(resp any, id string) (map[string]any, error) {
 	m["RequestId"] = id
 	return m, nil
 }
+
+// StaleStateHeader marks a read served while the state store cannot be reached: the
+// reply is the gateway's last copy of the state (docs/cluster.md).
+const StaleStateHeader = "X-Eipgw-Stale-State"
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json;charset=utf-8")

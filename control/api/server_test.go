@@ -32,6 +32,7 @@ type testAPI struct {
 	client    *Client
 	writes    int
 	applyFail error // what the next AfterWrite returns
+	stale     bool  // what StaleState says
 }
 
 func newTestAPI(t *testing.T) *testAPI {
@@ -47,6 +48,7 @@ func newTestAPI(t *testing.T) *testAPI {
 		Model:    &model.Service{Region: "eipgw-1", Pool: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}},
 		Store:    st, Metrics: NewMetrics(), Now: time.Now,
 		AfterWrite: func(string) error { a.writes++; return a.applyFail },
+		StaleState: func() bool { return a.stale },
 	}
 	a.srv = httptest.NewServer(s)
 	t.Cleanup(a.srv.Close)
@@ -494,5 +496,30 @@ func TestFormatXML(t *testing.T) {
 	yaml.Set("Signature", Sign(http.MethodPost, yaml, "testsecret"))
 	if status, code := a.rawPost(t, yaml); status != http.StatusBadRequest || code != "InvalidParameter.Format" {
 		t.Errorf("Format=YAML: %d %s", status, code)
+	}
+}
+
+// TestStaleStateHeader: while the server says the state may be stale (a cluster's
+// store out of reach), a read's reply carries the header and a write's does not.
+func TestStaleStateHeader(t *testing.T) {
+	a := newTestAPI(t)
+	post := func(action, nonce string) *http.Response {
+		t.Helper()
+		resp, err := http.PostForm(a.srv.URL, signedForm(action, nil, nonce, time.Now()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if h := post("DescribeEipAddresses", "n1").Header.Get(StaleStateHeader); h != "" {
+		t.Errorf("a current read carries %s: %q", StaleStateHeader, h)
+	}
+	a.stale = true
+	if resp := post("DescribeEipAddresses", "n2"); resp.StatusCode != http.StatusOK || resp.Header.Get(StaleStateHeader) != "true" {
+		t.Errorf("a stale read: status %d, %s %q", resp.StatusCode, StaleStateHeader, resp.Header.Get(StaleStateHeader))
+	}
+	if h := post("AllocateEipAddress", "n3").Header.Get(StaleStateHeader); h != "" {
+		t.Errorf("a write carries %s: %q", StaleStateHeader, h)
 	}
 }

@@ -248,6 +248,20 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 		poolMetrics{st: st, pools: cfg.pools, log: log}, reconcileRuns); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
+	var staleState func() bool
+	if shared != nil {
+		staleState = shared.Stale
+		if err := metrics.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "eipgw_state_stale",
+			Help: "1 while the cluster's store (etcd) cannot be reached or this gateway's copy is behind it: reads are served from the copy, writes are refused."},
+			func() float64 {
+				if shared.Stale() {
+					return 1
+				}
+				return 0
+			})); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+	}
 	srv := api.NewHTTPServer(
 		&api.Server{
 			Verifier: verifier,
@@ -256,6 +270,7 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 				Capacity: modelCapacity(dp.Capacities())},
 			Store:      &reconcile.Committer{Reconciler: rec},
 			AfterWrite: afterWrite,
+			StaleState: staleState,
 			Metrics:    metrics,
 			Log:        log,
 			Now:        time.Now,
