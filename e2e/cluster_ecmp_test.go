@@ -1,0 +1,264 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eipgw/eipgw/internal/eipd"
+	"github.com/eipgw/eipgw/internal/testbed"
+)
+
+// streamLog is one TCP stream's arrivals at its receiver.
+type streamLog struct {
+	mu       sync.Mutex
+	arrivals []time.Time
+	err      error
+}
+
+func (s *streamLog) add(t time.Time) {
+	s.mu.Lock()
+	s.arrivals = append(s.arrivals, t)
+	s.mu.Unlock()
+}
+
+// gapAfter is the longest time without data from `from` on, and the last arrival.
+func (s *streamLog) gapAfter(from time.Time) (gap time.Duration, last time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	prev := from
+	for _, a := range s.arrivals {
+		if a.Before(from) {
+			continue
+		}
+		if d := a.Sub(prev); d > gap {
+			gap = d
+		}
+		prev = a
+	}
+	return gap, prev
+}
+
+// TestClusterECMPStreams: three eipd gateways behind one BGP router (BIRD, its kernel
+// routes multipath) and on one VPC switch, sharing one etcd. A 1:1 EIP is reached
+// through all three; long TCP streams from the internet to the instance spread over
+// them; one gateway dies (eipd killed with SIGKILL and its links down, as a machine
+// that stops): the router drops it within the 3 s hold time, and every stream
+// survives, its longest pause measured.
+func TestClusterECMPStreams(t *testing.T) {
+	testbed.RequireEtcd(t)
+	testbed.RequireBird(t)
+	topo, err := testbed.NewCluster(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := topo.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	etcdHost, err := testbed.NewHost(fmt.Sprintf("etcd-%d", time.Now().UnixNano()%1000000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { etcdHost.Close() })
+	if err := etcdHost.Bridge("br0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := etcdHost.Addr("br0", etcdAddr+"/24"); err != nil {
+		t.Fatal(err)
+	}
+	var gws []*daemon
+	for i, gwHost := range topo.GWs {
+		port := fmt.Sprintf("gw%d", i)
+		if err := testbed.Veth(etcdHost, port, gwHost, "etcd"); err != nil {
+			t.Fatal(err)
+		}
+		if err := etcdHost.Enslave(port, "br0"); err != nil {
+			t.Fatal(err)
+		}
+		if err := gwHost.Addr("etcd", fmt.Sprintf("172.16.250.%d/24", 10+i)); err != nil {
+			t.Fatal(err)
+		}
+		fs, err := testbed.MountBPFFS()
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := &gateway{Topology: &testbed.Topology{GW: gwHost, VM1: topo.VM, Inet1: topo.Inet}, pinDir: fs.Dir + "/eipgw", hook: "xdp"}
+		t.Cleanup(func() {
+			g.eipdp(t, "remove")
+			fs.Close()
+		})
+		d := &daemon{gateway: g, dir: t.TempDir(), listen: apiListen}
+		files, err := eipd.WriteLocalSetup(d.dir, eipd.LocalSetup{Uplink: testbed.GWUplink, VPC: testbed.GWVPC, Hook: "xdp",
+			Pools: []string{testbed.EIPPool}, Listen: apiListen, MetricsListen: metricsListen, BPFFSDir: g.pinDir,
+			ReconcileInterval: "1s", TLS: true,
+			Etcd: &eipd.EtcdSettings{Endpoints: []string{"http://" + etcdAddr + ":2379"}, Prefix: etcdPrefix, Timeout: "1s",
+				Name: port},
+			BGP: &eipd.BGPSettings{ASN: gatewayASN, RouterID: testbed.ClusterGWUplinkAddr(i), NextHop: testbed.ClusterGWUplinkAddr(i),
+				HoldTime: "3s", Peers: []eipd.BGPPeer{{Address: testbed.ClusterRouterGWsAddr, ASN: routerASN}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.profile, d.cert = files.Profile, files.Certificate
+		if i > 0 {
+			shareKey(t, gws[0], d)
+		}
+		gws = append(gws, d)
+	}
+	srv, err := testbed.StartEtcd(etcdHost, etcdAddr+":2379", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	conf := "router id " + testbed.ClusterRouterGWsAddr + ";\nprotocol device { scan time 1; }\n" +
+		"protocol kernel { ipv4 { import none; export all; }; merge paths on; }\n"
+	for i := range gws {
+		conf += fmt.Sprintf("protocol bgp gw%d { local %s as %d; neighbor %s as %d; hold time 3; keepalive time 1; "+
+			"connect retry time 1; error wait time 1, 3; ipv4 { import all; export none; }; }\n",
+			i, testbed.ClusterRouterGWsAddr, routerASN, testbed.ClusterGWUplinkAddr(i), gatewayASN)
+	}
+	bird, err := testbed.StartBird(topo.Router, conf, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bird.Close() })
+	for _, d := range gws {
+		d.start(t, true)
+	}
+	c := &cluster{router: topo.Router, bird: bird}
+
+	gws[0].registerVM(t, "i-vm1", topo.VM, testbed.VM1Addr)
+	id, eip := gws[0].allocate(t)
+	gws[0].must(t, "associate-eip-address", "--allocation-id", id, "--instance-id", "i-vm1")
+	all := fmt.Sprint([]string{testbed.ClusterGWUplinkAddr(0), testbed.ClusterGWUplinkAddr(1), testbed.ClusterGWUplinkAddr(2)})
+	waitFor(t, "the router to reach the EIP through all three gateways", 15*time.Second, func() bool {
+		return fmt.Sprint(c.nextHops(t, eip)) == all
+	})
+
+	// Streams: the internet host sends a small write every 5 ms on each, for at most
+	// 20 s; the instance records what arrives when.
+	const streams, port = 8, 7900
+	ln, err := topo.VM.Listen("tcp4", fmt.Sprintf("%s:%d", testbed.VM1Addr, port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	logs := make([]*streamLog, streams)
+	var received sync.WaitGroup
+	go func() {
+		for i := 0; i < streams; i++ {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			l := &streamLog{}
+			logs[i] = l
+			received.Add(1)
+			go func() {
+				defer received.Done()
+				defer conn.Close()
+				buf := make([]byte, 4096)
+				for {
+					n, err := conn.Read(buf)
+					if n > 0 {
+						l.add(time.Now())
+					}
+					if err != nil {
+						if err != io.EOF {
+							l.err = err
+						}
+						return
+					}
+				}
+			}()
+		}
+	}()
+	stop := make(chan struct{})
+	var sending sync.WaitGroup
+	sendErrs := make([]error, streams)
+	for i := 0; i < streams; i++ {
+		conn, err := topo.Inet.Dial("tcp4", fmt.Sprintf("%s:%d", eip, port), 3*time.Second)
+		if err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+		sending.Add(1)
+		go func() {
+			defer sending.Done()
+			defer conn.Close()
+			chunk := make([]byte, 512)
+			deadline := time.Now().Add(20 * time.Second)
+			for time.Now().Before(deadline) {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_ = conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+				if _, err := conn.Write(chunk); err != nil {
+					sendErrs[i] = err
+					return
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+	time.Sleep(1500 * time.Millisecond)
+	// Which gateways the streams go through: each one's inbound packets for the EIP.
+	carried := make([]uint64, len(gws))
+	for i, d := range gws {
+		counters, err := readDataplane(t, d.gateway).Counters(netip.MustParseAddr(eip))
+		if err != nil {
+			t.Fatal(err)
+		}
+		carried[i] = counters.InPackets
+	}
+	t.Logf("inbound packets of the EIP through each gateway before the death: %v", carried)
+	if carried[1] == 0 {
+		t.Fatal("no stream goes through gateway 1, the one to die: the router does not spread the streams")
+	}
+
+	// Gateway 1 dies: its eipd killed and its links down, as a machine that stops.
+	dead := gws[1]
+	killed := time.Now()
+	if err := dead.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	for _, ifname := range []string{testbed.GWUplink, testbed.GWVPC, "etcd"} {
+		l, err := dead.GW.Netlink().LinkByName(ifname)
+		if err == nil {
+			err = dead.GW.Netlink().LinkSetDown(l)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	rest := fmt.Sprint([]string{testbed.ClusterGWUplinkAddr(0), testbed.ClusterGWUplinkAddr(2)})
+	waitFor(t, "the router to drop the dead gateway", 10*time.Second, func() bool { return fmt.Sprint(c.nextHops(t, eip)) == rest })
+	converged := time.Since(killed)
+	time.Sleep(6 * time.Second) // the streams that went through it retransmit meanwhile
+	close(stop)
+	sending.Wait()
+	t.Logf("a gateway died: the router dropped it after %v (hold time 3 s)", converged)
+	if converged > 3500*time.Millisecond {
+		t.Errorf("the router dropped the dead gateway after %v, want within the 3 s hold time", converged)
+	}
+	for i, l := range logs {
+		if l == nil {
+			t.Errorf("stream %d was never accepted", i)
+			continue
+		}
+		gap, last := l.gapAfter(killed.Add(-time.Second))
+		t.Logf("stream %d: longest pause from a second before the death %v; last data %v after it", i, gap.Round(time.Millisecond),
+			last.Sub(killed).Round(time.Millisecond))
+		if sendErrs[i] != nil || l.err != nil {
+			t.Errorf("stream %d broke: send %v, receive %v", i, sendErrs[i], l.err)
+		}
+		if last.Sub(killed) < converged+2*time.Second {
+			t.Errorf("stream %d carried nothing from 2 s after the router converged on: last data %v after the death", i, last.Sub(killed))
+		}
+	}
+}
