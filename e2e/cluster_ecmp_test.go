@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -43,8 +44,9 @@ func (s *streamLog) gapAfter(from time.Time) (gap time.Duration, last time.Time)
 }
 
 // TestClusterECMPStreams: three eipd gateways behind one BGP router (BIRD, its kernel
-// routes multipath) and on one VPC switch, sharing one etcd. A 1:1 EIP is reached
-// through all three; long TCP streams from the internet to the instance spread over
+// routes multipath) and on one VPC switch, sharing one etcd. An association through
+// one gateway is carried by all three within a second (the slowest of ten rounds
+// logged). A 1:1 EIP is reached through all three; long TCP streams from the internet to the instance spread over
 // them; one gateway dies (eipd killed with SIGKILL and its links down, as a machine
 // that stops): the router drops it within the 3 s hold time, and every stream
 // survives, its longest pause measured.
@@ -132,6 +134,36 @@ func TestClusterECMPStreams(t *testing.T) {
 	c := &cluster{router: topo.Router, bird: bird}
 
 	gws[0].registerVM(t, "i-vm1", topo.VM, testbed.VM1Addr)
+	// An association through the first gateway, carried by all three: the slowest
+	// of them, over ten rounds.
+	probe, probeEIP := gws[0].allocate(t)
+	var carriers []func(string) bool
+	for _, d := range gws {
+		carriers = append(carriers, carrier(t, d.gateway))
+	}
+	var lags []time.Duration
+	for round := 0; round < 10; round++ {
+		gws[0].must(t, "associate-eip-address", "--allocation-id", probe, "--instance-id", "i-vm1")
+		replied := time.Now()
+		for _, carries := range carriers {
+			for !carries(probeEIP) {
+				if time.Since(replied) > 5*time.Second {
+					t.Fatalf("round %d: a gateway does not carry the association 5 s after the reply", round)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+		lags = append(lags, time.Since(replied))
+		gws[0].must(t, "unassociate-eip-address", "--allocation-id", probe, "--instance-id", "i-vm1")
+		for _, carries := range carriers {
+			waitFor(t, "the disassociation everywhere", 5*time.Second, func() bool { return !carries(probeEIP) })
+		}
+	}
+	sort.Slice(lags, func(i, j int) bool { return lags[i] < lags[j] })
+	t.Logf("an association through gateway 0 carried by all three after: p50 %v, slowest of ten (p99) %v", lags[5], lags[9])
+	if lags[9] > time.Second {
+		t.Errorf("propagation to all three gateways took %v, want within 1 s", lags[9])
+	}
 	id, eip := gws[0].allocate(t)
 	gws[0].must(t, "associate-eip-address", "--allocation-id", id, "--instance-id", "i-vm1")
 	all := fmt.Sprint([]string{testbed.ClusterGWUplinkAddr(0), testbed.ClusterGWUplinkAddr(1), testbed.ClusterGWUplinkAddr(2)})
