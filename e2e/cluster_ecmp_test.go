@@ -62,29 +62,11 @@ func TestClusterECMPStreams(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	etcdHost, err := testbed.NewHost(fmt.Sprintf("etcd-%d", time.Now().UnixNano()%1000000))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { etcdHost.Close() })
-	if err := etcdHost.Bridge("br0"); err != nil {
-		t.Fatal(err)
-	}
-	if err := etcdHost.Addr("br0", etcdAddr+"/24"); err != nil {
-		t.Fatal(err)
-	}
+	etcdHost := bridgeHost(t, "etcd", etcdAddr+"/24")
 	var gws []*daemon
 	for i, gwHost := range topo.GWs {
 		port := fmt.Sprintf("gw%d", i)
-		if err := testbed.Veth(etcdHost, port, gwHost, "etcd"); err != nil {
-			t.Fatal(err)
-		}
-		if err := etcdHost.Enslave(port, "br0"); err != nil {
-			t.Fatal(err)
-		}
-		if err := gwHost.Addr("etcd", fmt.Sprintf("172.16.250.%d/24", 10+i)); err != nil {
-			t.Fatal(err)
-		}
+		linkToBridge(t, etcdHost, port, gwHost, "etcd", fmt.Sprintf("172.16.250.%d/24", 10+i))
 		fs, err := testbed.MountBPFFS()
 		if err != nil {
 			t.Fatal(err)
@@ -116,14 +98,11 @@ func TestClusterECMPStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close() })
-	conf := "router id " + testbed.ClusterRouterGWsAddr + ";\nprotocol device { scan time 1; }\n" +
-		"protocol kernel { ipv4 { import none; export all; }; merge paths on; }\n"
+	var peers []string
 	for i := range gws {
-		conf += fmt.Sprintf("protocol bgp gw%d { local %s as %d; neighbor %s as %d; hold time 3; keepalive time 1; "+
-			"connect retry time 1; error wait time 1, 3; ipv4 { import all; export none; }; }\n",
-			i, testbed.ClusterRouterGWsAddr, routerASN, testbed.ClusterGWUplinkAddr(i), gatewayASN)
+		peers = append(peers, testbed.ClusterGWUplinkAddr(i))
 	}
-	bird, err := testbed.StartBird(topo.Router, conf, t.TempDir())
+	bird, err := testbed.StartBird(topo.Router, birdConfig(testbed.ClusterRouterGWsAddr, peers), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

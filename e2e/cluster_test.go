@@ -53,29 +53,10 @@ func newCluster(t *testing.T, n int, withBGP bool) *cluster {
 	if withBGP {
 		testbed.RequireBird(t)
 	}
-	host, err := testbed.NewHost(fmt.Sprintf("etcd-%d", time.Now().UnixNano()%1000000))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { host.Close() })
-	if err := host.Bridge("br0"); err != nil {
-		t.Fatal(err)
-	}
-	if err := host.Addr("br0", etcdAddr+"/24"); err != nil {
-		t.Fatal(err)
-	}
+	host := bridgeHost(t, "etcd", etcdAddr+"/24")
 	c := &cluster{}
 	if withBGP {
-		if c.router, err = testbed.NewHost(fmt.Sprintf("bgp-%d", time.Now().UnixNano()%1000000)); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.router.Close() })
-		if err := c.router.Bridge("br0"); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.router.Addr("br0", bgpRouterAddr+"/24"); err != nil {
-			t.Fatal(err)
-		}
+		c.router = bridgeHost(t, "bgp", bgpRouterAddr+"/24")
 	}
 	for i := 0; i < n; i++ {
 		d := newDaemonWith(t, "xdp", func(s *eipd.LocalSetup) {
@@ -87,44 +68,22 @@ func newCluster(t *testing.T, n int, withBGP bool) *cluster {
 			}
 		})
 		if withBGP {
-			port := fmt.Sprintf("gw%d", i)
-			if err := testbed.Veth(c.router, port, d.GW, "bgp"); err != nil {
-				t.Fatal(err)
-			}
-			if err := c.router.Enslave(port, "br0"); err != nil {
-				t.Fatal(err)
-			}
-			if err := d.GW.Addr("bgp", gatewayBGPAddr(i)+"/24"); err != nil {
-				t.Fatal(err)
-			}
+			linkToBridge(t, c.router, fmt.Sprintf("gw%d", i), d.GW, "bgp", gatewayBGPAddr(i)+"/24")
 		}
-		port := fmt.Sprintf("gw%d", i)
-		if err := testbed.Veth(host, port, d.GW, "etcd"); err != nil {
-			t.Fatal(err)
-		}
-		if err := host.Enslave(port, "br0"); err != nil {
-			t.Fatal(err)
-		}
-		if err := d.GW.Addr("etcd", fmt.Sprintf("172.16.250.%d/24", 10+i)); err != nil {
-			t.Fatal(err)
-		}
+		linkToBridge(t, host, fmt.Sprintf("gw%d", i), d.GW, "etcd", fmt.Sprintf("172.16.250.%d/24", 10+i))
 		c.gws = append(c.gws, d)
 	}
+	var err error
 	if c.etcd, err = testbed.StartEtcd(host, etcdAddr+":2379", t.TempDir()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.etcd.Close() })
 	if withBGP {
-		// One session a gateway, short timers (a session that failed is tried again
-		// after a second, not BIRD's default minute), and the routes into the kernel
-		// with their equal paths merged (ECMP).
-		conf := "router id " + bgpRouterAddr + ";\nprotocol device { scan time 1; }\n" +
-			"protocol kernel { ipv4 { import none; export all; }; merge paths on; }\n"
+		var peers []string
 		for i := range c.gws {
-			conf += fmt.Sprintf("protocol bgp gw%d { local %s as %d; neighbor %s as %d; hold time 3; keepalive time 1; "+
-				"connect retry time 1; error wait time 1, 3; ipv4 { import all; export none; }; }\n", i, bgpRouterAddr, routerASN, gatewayBGPAddr(i), gatewayASN)
+			peers = append(peers, gatewayBGPAddr(i))
 		}
-		if c.bird, err = testbed.StartBird(c.router, conf, t.TempDir()); err != nil {
+		if c.bird, err = testbed.StartBird(c.router, birdConfig(bgpRouterAddr, peers), t.TempDir()); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.bird.Close() })
@@ -146,6 +105,51 @@ func newCluster(t *testing.T, n int, withBGP bool) *cluster {
 		d.start(t, true)
 	}
 	return c
+}
+
+// bridgeHost is a namespace of its own with a bridge, br0, at addr (a CIDR): the
+// etcd's network, or the BGP router's.
+func bridgeHost(t *testing.T, name, addr string) *testbed.Host {
+	t.Helper()
+	h, err := testbed.NewHost(fmt.Sprintf("%s-%d", name, time.Now().UnixNano()%1000000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	if err := h.Bridge("br0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Addr("br0", addr); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// linkToBridge links gw (its interface ifname, at addr) to bridge's br0 (port).
+func linkToBridge(t *testing.T, bridge *testbed.Host, port string, gw *testbed.Host, ifname, addr string) {
+	t.Helper()
+	if err := testbed.Veth(bridge, port, gw, ifname); err != nil {
+		t.Fatal(err)
+	}
+	if err := bridge.Enslave(port, "br0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Addr(ifname, addr); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// birdConfig is the BGP router's: one session a gateway, short timers (a session that
+// failed is tried again after a second, not BIRD's default minute), and the routes
+// into the kernel with their equal paths merged (ECMP).
+func birdConfig(routerAddr string, gateways []string) string {
+	conf := "router id " + routerAddr + ";\nprotocol device { scan time 1; }\n" +
+		"protocol kernel { ipv4 { import none; export all; }; merge paths on; }\n"
+	for i, gw := range gateways {
+		conf += fmt.Sprintf("protocol bgp gw%d { local %s as %d; neighbor %s as %d; hold time 3; keepalive time 1; "+
+			"connect retry time 1; error wait time 1, 3; ipv4 { import all; export none; }; }\n", i, routerAddr, routerASN, gw, gatewayASN)
+	}
+	return conf
 }
 
 // shareKey gives d the API key of first: one account across the cluster.

@@ -3,7 +3,6 @@ package testbed
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 )
 
@@ -151,10 +150,7 @@ func NewCluster(n int) (_ *ClusterTopology, err error) {
 
 // Close deletes every namespace, killing what runs there.
 func (t *ClusterTopology) Close() error {
-	var errs []error
-	for i := len(t.hosts) - 1; i >= 0; i-- {
-		errs = append(errs, t.hosts[i].Close())
-	}
+	err := closeHosts(t.hosts)
 	t.hosts = nil
-	return errors.Join(errs...)
+	return err
 }

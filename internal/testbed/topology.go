@@ -173,10 +173,16 @@ func New(opts Options) (_ *Topology, err error) {
 
 // Close deletes every namespace, killing what runs there.
 func (t *Topology) Close() error {
-	var errs []error
-	for i := len(t.hosts) - 1; i >= 0; i-- {
-		errs = append(errs, t.hosts[i].Close())
-	}
+	err := closeHosts(t.hosts)
 	t.hosts = nil
+	return err
+}
+
+// closeHosts closes hosts, the last made first.
+func closeHosts(hosts []*Host) error {
+	var errs []error
+	for i := len(hosts) - 1; i >= 0; i-- {
+		errs = append(errs, hosts[i].Close())
+	}
 	return errors.Join(errs...)
 }
