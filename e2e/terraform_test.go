@@ -207,6 +207,10 @@ func TestTerraformProviderReplay(t *testing.T) {
 	p.ok("DeletionProtection", true, map[string]string{"InstanceId": ngwID, "ProtectionEnable": "true", "Type": "NATGW"})
 	expect(t, "alicloud_nat_gateway deletion_protection", readNAT(), map[string]string{"DeletionProtection": "true"})
 	p.ok("DeletionProtection", true, map[string]string{"InstanceId": ngwID, "ProtectionEnable": "false", "Type": "NATGW"})
+	// specification: refused with its own code, as docs/api.md says.
+	if _, code := p.call("ModifyNatGatewaySpec", true, map[string]string{"NatGatewayId": ngwID, "Spec": "Middle"}); code != "OperationUnsupported.NatGatewaySpec" {
+		t.Errorf("ModifyNatGatewaySpec: %q", code)
+	}
 	p.ok("TagResources", false, map[string]string{"ResourceId.1": ngwID, "ResourceType": "NATGATEWAY", "Tag.1.Key": "env", "Tag.1.Value": "prod"})
 	expect(t, "alicloud_nat_gateway after update", readNAT(), map[string]string{"Name": "tf-nat-2", "Description": "tf nat 2", "tags": "env=prod"})
 

@@ -118,3 +118,17 @@ func TestNatGatewayDeletionProtection(t *testing.T) {
 	w.ok("admin", "DeletionProtection", "InstanceId", "ngw-1", "ProtectionEnable", "false", "Type", "NATGW")
 	w.ok("admin", "DeleteNatGateway", "NatGatewayId", "ngw-1")
 }
+
+// TestModifyNatGatewaySpec: a specification change is checked and refused with its
+// own code, the gateway untouched.
+func TestModifyNatGatewaySpec(t *testing.T) {
+	w := newWorld(t)
+	w.ok("admin", "CreateNatGateway", "NatGatewayId", "ngw-1", "VpcId", "vpc-1")
+	w.wantCode("OperationUnsupported.NatGatewaySpec", "admin", "ModifyNatGatewaySpec", "NatGatewayId", "ngw-1", "Spec", "Middle")
+	w.wantCode("InvalidParameter", "admin", "ModifyNatGatewaySpec", "NatGatewayId", "ngw-1", "Spec", "Huge")
+	w.wantCode("MissingParameter", "admin", "ModifyNatGatewaySpec", "NatGatewayId", "ngw-1")
+	w.wantCode("InvalidNatGatewayId.NotFound", "admin", "ModifyNatGatewaySpec", "NatGatewayId", "ngw-2", "Spec", "Small")
+	if g := rowsOf(w.ok("admin", "DescribeNatGateways", "NatGatewayId", "ngw-1"), "NatGateways", "NatGateway")[0]; g["Spec"] != "" {
+		t.Errorf("after a refused spec change: %v", g["Spec"])
+	}
+}

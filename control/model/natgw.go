@@ -17,6 +17,7 @@ func init() {
 	register("DescribeNatGateways", false, (*Service).describeNatGateways)
 	register("DeleteNatGateway", true, (*Service).deleteNatGateway)
 	register("ModifyNatGatewayAttribute", true, (*Service).modifyNatGatewayAttribute)
+	register("ModifyNatGatewaySpec", true, (*Service).modifyNatGatewaySpec)
 	register("CreateSnatEntry", true, (*Service).createSnatEntry)
 	register("ModifySnatEntry", true, (*Service).modifySnatEntry)
 	register("DeleteSnatEntry", true, (*Service).deleteSnatEntry)
@@ -631,6 +632,27 @@ func natGatewayNamed(c *Call, name string) (*NatGateway, error) {
 		return nil, notFound("NatGateway", id)
 	}
 	return g, nil
+}
+
+// errNoNatSpec refuses a specification change: eipgw's NAT gateways are of the
+// enhanced kind, whose capacity is not a specification; here it is the dataplane's
+// (nat.max_sessions and the per-source quotas, docs/eipd.md).
+var errNoNatSpec = badRequest("OperationUnsupported.NatGatewaySpec",
+	"This NAT gateway has no specification to change: its capacity is the gateway's dataplane's.")
+
+// modifyNatGatewaySpec checks its request and refuses it (errNoNatSpec), so that a
+// caller learns why instead of a change that would mean nothing.
+func (s *Service) modifyNatGatewaySpec(c *Call) (any, error) {
+	if _, err := natGatewayParam(c); err != nil {
+		return nil, err
+	}
+	if _, err := c.Params.required("Spec"); err != nil {
+		return nil, err
+	}
+	if _, err := c.Params.oneOf("Spec", "", "Small", "Middle", "Large", "XLarge.1"); err != nil {
+		return nil, err
+	}
+	return nil, errNoNatSpec
 }
 
 // modifyNatGatewayAttribute changes a NAT gateway's Name and Description.

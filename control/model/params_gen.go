@@ -295,6 +295,10 @@ var actionParams = map[string][]Param{
 		{Name: "Name"},
 		{Name: "NatGatewayId", Required: true},
 	},
+	"ModifyNatGatewaySpec": {
+		{Name: "NatGatewayId", Required: true},
+		{Name: "Spec", Required: true, Values: []string{"Small", "Middle", "Large", "XLarge.1"}},
+	},
 	"ModifySnatEntry": {
 		{Name: "SnatEntryId", Required: true},
 		{Name: "SnatEntryName"},
