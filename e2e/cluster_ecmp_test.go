@@ -46,10 +46,10 @@ func (s *streamLog) gapAfter(from time.Time) (gap time.Duration, last time.Time)
 // TestClusterECMPStreams: three eipd gateways behind one BGP router (BIRD, its kernel
 // routes multipath) and on one VPC switch, sharing one etcd. An association through
 // one gateway is carried by all three within a second (the slowest of ten rounds
-// logged). A 1:1 EIP is reached through all three; long TCP streams from the internet to the instance spread over
-// them; one gateway dies (eipd killed with SIGKILL and its links down, as a machine
-// that stops): the router drops it within the 3 s hold time, and every stream
-// survives, its longest pause measured.
+// logged). A 1:1 EIP is reached through all three; long TCP streams from the internet
+// to the instance spread over them; a gateway that carries some dies (eipd killed with
+// SIGKILL and its links down, as a machine that stops): the router drops it within
+// the 3 s hold time, and every stream survives, its longest pause measured.
 func TestClusterECMPStreams(t *testing.T) {
 	testbed.RequireEtcd(t)
 	testbed.RequireBird(t)
@@ -152,7 +152,7 @@ func TestClusterECMPStreams(t *testing.T) {
 
 	// Streams: the internet host sends a small write every 5 ms on each, for at most
 	// 20 s; the instance records what arrives when.
-	const streams, port = 8, 7900
+	const streams, port = 16, 7900
 	ln, err := topo.VM.Listen("tcp4", fmt.Sprintf("%s:%d", testbed.VM1Addr, port))
 	if err != nil {
 		t.Fatal(err)
@@ -228,12 +228,18 @@ func TestClusterECMPStreams(t *testing.T) {
 		carried[i] = counters.InPackets
 	}
 	t.Logf("inbound packets of the EIP through each gateway before the death: %v", carried)
-	if carried[1] == 0 {
-		t.Fatal("no stream goes through gateway 1, the one to die: the router does not spread the streams")
+	// The one to die carries streams (of the two that are not the VM's way out): with
+	// 16 streams over three paths, both others carry none once in 43 million runs.
+	victim := 1
+	if carried[2] > carried[1] {
+		victim = 2
+	}
+	if carried[victim] == 0 {
+		t.Fatal("no stream goes through gateway 1 or 2: the router does not spread the streams")
 	}
 
-	// Gateway 1 dies: its eipd killed and its links down, as a machine that stops.
-	dead := gws[1]
+	// That gateway dies: its eipd killed and its links down, as a machine that stops.
+	dead := gws[victim]
 	killed := time.Now()
 	if err := dead.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
@@ -247,13 +253,13 @@ func TestClusterECMPStreams(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rest := fmt.Sprint([]string{testbed.ClusterGWUplinkAddr(0), testbed.ClusterGWUplinkAddr(2)})
+	rest := fmt.Sprint([]string{testbed.ClusterGWUplinkAddr(0), testbed.ClusterGWUplinkAddr(3 - victim)})
 	waitFor(t, "the router to drop the dead gateway", 10*time.Second, func() bool { return fmt.Sprint(c.nextHops(t, eip)) == rest })
 	converged := time.Since(killed)
 	time.Sleep(6 * time.Second) // the streams that went through it retransmit meanwhile
 	close(stop)
 	sending.Wait()
-	t.Logf("a gateway died: the router dropped it after %v (hold time 3 s)", converged)
+	t.Logf("gateway %d died: the router dropped it after %v (hold time 3 s)", victim, converged)
 	if converged > 3500*time.Millisecond {
 		t.Errorf("the router dropped the dead gateway after %v, want within the 3 s hold time", converged)
 	}
