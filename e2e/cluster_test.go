@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -192,35 +194,30 @@ func setMAC(h *testbed.Host, mac net.HardwareAddr) error {
 func carrier(t *testing.T, g *gateway) func(eip string) bool {
 	t.Helper()
 	dp := readDataplane(t, g)
-	return func(eip string) bool {
+	return carries(t, func() ([]netip.Addr, error) {
 		bs, err := dp.Bindings()
-		if err != nil {
-			t.Fatal(err)
+		eips := make([]netip.Addr, len(bs))
+		for i, b := range bs {
+			eips[i] = b.EIP
 		}
-		for _, b := range bs {
-			if b.EIP.String() == eip {
-				return true
-			}
-		}
-		return false
-	}
+		return eips, err
+	})
 }
 
 // natCarrier is carrier for NAT gateway EIPs.
 func natCarrier(t *testing.T, g *gateway) func(eip string) bool {
 	t.Helper()
-	dp := readDataplane(t, g)
+	return carries(t, readDataplane(t, g).NatEIPs)
+}
+
+// carries tells whether list holds an EIP.
+func carries(t *testing.T, list func() ([]netip.Addr, error)) func(eip string) bool {
 	return func(eip string) bool {
-		eips, err := dp.NatEIPs()
+		eips, err := list()
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, e := range eips {
-			if e.String() == eip {
-				return true
-			}
-		}
-		return false
+		return slices.Contains(eips, netip.MustParseAddr(eip))
 	}
 }
 

@@ -92,20 +92,25 @@ func InventoryGeneration(tx Tx) (uint64, error) {
 	return binary.BigEndian.Uint64(raw), nil
 }
 
-// conflictRetries is how many times UpdateRetrying runs a write again.
+// conflictRetries is how many times RetryConflicts runs a write again.
 const conflictRetries = 8
 
-// UpdateRetrying runs update(fn), and runs it again while another writer's commit
-// overtook it (ErrStoreConflict: a cluster's shared store), up to conflictRetries
-// times with a short random pause between: for a write whose fn derives everything
-// from what it reads, so that running it again is the same write on the newer state.
-func UpdateRetrying(update func(func(Tx) error) error, fn func(Tx) error) error {
-	err := update(fn)
+// RetryConflicts runs write, and runs it again while another writer's commit overtook
+// it (ErrStoreConflict: a cluster's shared store), up to conflictRetries times with a
+// short random pause between: for a write that derives everything from what it reads,
+// so that running it again is the same write on the newer state.
+func RetryConflicts(write func() error) error {
+	err := write()
 	for i := 0; i < conflictRetries && errors.Is(err, ErrStoreConflict); i++ {
 		time.Sleep(time.Duration(1+rand.IntN(5<<i)) * time.Millisecond)
-		err = update(fn)
+		err = write()
 	}
 	return err
+}
+
+// UpdateRetrying is RetryConflicts for update(fn).
+func UpdateRetrying(update func(func(Tx) error) error, fn func(Tx) error) error {
+	return RetryConflicts(func() error { return update(fn) })
 }
 
 func bumpInventoryGeneration(tx Tx) error {

@@ -105,11 +105,11 @@ func (c *Committer) commit(group []*groupedWrite, apply bool) []error {
 	var fnErr error
 	// Another gateway's commit overtaking this one (a cluster's store) undid nothing
 	// but this one, whose writes run again on the newer state.
-	err := model.UpdateRetrying(func(func(model.Tx) error) error {
+	err := model.RetryConflicts(func() error {
 		var err error
 		failed, fnErr, err = c.commitOnce(group, apply)
 		return err
-	}, nil)
+	})
 	switch {
 	case errors.Is(err, errGroupSplit) && len(group) == 1:
 		errs[0] = fnErr

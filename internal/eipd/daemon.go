@@ -319,7 +319,7 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 	if shared != nil {
 		watchCtx, stopWatch := context.WithCancel(context.Background())
 		defer stopWatch()
-		changes = watchStore(watchCtx, shared, log)
+		changes = shared.Watch(watchCtx) // ends only with watchCtx: the store reloads its copy itself
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -369,30 +369,6 @@ type stateStore interface {
 	View(func(model.Tx) error) error
 	Update(func(model.Tx) error) error
 	Close() error
-}
-
-// watchStore reports the cluster's changes, watching etcd again (a second later)
-// whenever a watch ends while ctx has not: etcd gone and back, a leader lost.
-func watchStore(ctx context.Context, e *store.Etcd, log *slog.Logger) <-chan struct{} {
-	out := make(chan struct{}, 1)
-	go func() {
-		for ctx.Err() == nil {
-			for range e.Watch(ctx) {
-				select {
-				case out <- struct{}{}:
-				default:
-				}
-			}
-			if ctx.Err() == nil {
-				log.Warn("etcd watch ended; watching again")
-				select {
-				case <-ctx.Done():
-				case <-time.After(time.Second):
-				}
-			}
-		}
-	}()
-	return out
 }
 
 // ErrEmptyStateOverLiveDataplane means the state holds no EIP while the pinned

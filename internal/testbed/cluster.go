@@ -100,19 +100,12 @@ func NewCluster(n int) (_ *ClusterTopology, err error) {
 	if err := t.Router.Sysctl("net/ipv4/fib_multipath_hash_policy", "1"); err != nil {
 		return nil, err
 	}
-	for _, h := range append([]*Host{t.Router}, t.GWs...) {
-		for _, kv := range [][2]string{{"net/ipv4/ip_forward", "1"}, {"net/ipv4/conf/all/rp_filter", "0"},
-			{"net/ipv4/conf/default/rp_filter", "0"}} {
-			if err := h.Sysctl(kv[0], kv[1]); err != nil {
-				return nil, err
-			}
-		}
+	if err := t.Router.forwarder(); err != nil {
+		return nil, err
 	}
 	for _, g := range t.GWs {
-		for _, ifname := range []string{GWUplink, GWVPC} {
-			if err := g.Sysctl("net/ipv4/conf/"+ifname+"/rp_filter", "0"); err != nil {
-				return nil, err
-			}
+		if err := g.forwarder(GWUplink, GWVPC); err != nil {
+			return nil, err
 		}
 	}
 	for _, h := range []*Host{t.Inet, t.VM} {

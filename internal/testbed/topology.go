@@ -120,23 +120,15 @@ func New(opts Options) (_ *Topology, err error) {
 		}
 	}
 
-	for _, h := range []*Host{t.Router, t.GW} {
-		for _, kv := range [][2]string{
-			{"net/ipv4/ip_forward", "1"},
-			// The gateway forwards translated packets whose source routes out of
-			// the other side; strict reverse-path filtering would drop them.
-			{"net/ipv4/conf/all/rp_filter", "0"},
-			{"net/ipv4/conf/default/rp_filter", "0"},
-			// Tests count ICMP errors; the default rate limit would hide some.
-			{"net/ipv4/icmp_ratelimit", "0"},
-		} {
-			if err := h.Sysctl(kv[0], kv[1]); err != nil {
-				return nil, err
-			}
-		}
+	if err := t.Router.forwarder(); err != nil {
+		return nil, err
 	}
-	for _, ifname := range []string{GWUplink, GWVPC} {
-		if err := t.GW.Sysctl("net/ipv4/conf/"+ifname+"/rp_filter", "0"); err != nil {
+	if err := t.GW.forwarder(GWUplink, GWVPC); err != nil {
+		return nil, err
+	}
+	for _, h := range []*Host{t.Router, t.GW} {
+		// Tests count ICMP errors; the default rate limit would hide some.
+		if err := h.Sysctl("net/ipv4/icmp_ratelimit", "0"); err != nil {
 			return nil, err
 		}
 	}
@@ -176,6 +168,25 @@ func (t *Topology) Close() error {
 	err := closeHosts(t.hosts)
 	t.hosts = nil
 	return err
+}
+
+// forwarder makes h forward IPv4 without reverse-path filtering (on every interface,
+// and on ifaces, made before): a gateway forwards translated packets whose source
+// routes out of the other side, which strict filtering would drop.
+func (h *Host) forwarder(ifaces ...string) error {
+	keys := []string{"net/ipv4/conf/all/rp_filter", "net/ipv4/conf/default/rp_filter"}
+	for _, i := range ifaces {
+		keys = append(keys, "net/ipv4/conf/"+i+"/rp_filter")
+	}
+	if err := h.Sysctl("net/ipv4/ip_forward", "1"); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := h.Sysctl(k, "0"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // closeHosts closes hosts, the last made first.
