@@ -178,6 +178,10 @@ func (d *Dataplane) attach(iface *net.Interface, role Role, hook Hook) error {
 		if err := ethtool.SetFlag(iface.Name, ethtool.FlagRXVLAN, false); err != nil {
 			return fmt.Errorf("attach to %s at xdp: turn off receive VLAN offload (or attach at tc): %w", iface.Name, err)
 		}
+		// Which frames are sent to this interface, the program learns from its MAC.
+		if err := d.setInterfaceMAC(iface.Index, iface.HardwareAddr); err != nil {
+			return fmt.Errorf("attach to %s at xdp: %w", iface.Name, err)
+		}
 		// The companion first: until it runs, XDP's held fragments would reach the
 		// kernel untranslated.
 		companion, err := d.fragmentCompanion(role)
@@ -289,6 +293,11 @@ func (d *Dataplane) Detach(ifname string) error {
 	}
 	if !found {
 		return fmt.Errorf("detach from %s: not attached", ifname)
+	}
+	if iface, err := net.InterfaceByName(ifname); err == nil {
+		if err := d.forgetInterfaceMAC(iface.Index); err != nil {
+			return fmt.Errorf("detach from %s: %w", ifname, err)
+		}
 	}
 	return nil
 }

@@ -152,6 +152,11 @@ func (d *Dataplane) checkAttachment(ifname string, want attachment, repair bool)
 	pins := []string{d.linkPin(ifname, want.hook)}
 	if want.hook == HookXDP {
 		pins = append(pins, d.linkPin(ifname, companionPinHook))
+		if iface, err := net.InterfaceByName(ifname); err == nil {
+			if p := d.checkInterfaceMAC(iface, repair); p != nil {
+				out = append(out, *p)
+			}
+		}
 	}
 	for _, pin := range pins {
 		if _, err := os.Stat(pin); err == nil {

@@ -28,42 +28,44 @@ type harnessHarnessTemplate struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	harnessMapBucketsBySlot     = "buckets_by_slot"
-	harnessMapCountersBySlot    = "counters_by_slot"
-	harnessMapCreditsBySlot     = "credits_by_slot"
-	harnessMapCutThroughs       = "cut_throughs"
-	harnessMapEdgeSettings      = "edge_settings"
-	harnessMapExpireQueue       = "expire_queue"
-	harnessMapFibParams         = "fib_params"
-	harnessMapForwardPorts      = "forward_ports"
-	harnessMapFragments         = "fragments"
-	harnessMapFrameScratch      = "frame_scratch"
-	harnessMapHarnessCursor     = "harness_cursor"
-	harnessMapHarnessTemplates  = "harness_templates"
-	harnessMapHeldFragments     = "held_fragments"
-	harnessMapInboundBindings   = "inbound_bindings"
-	harnessMapNatEips           = "nat_eips"
-	harnessMapNatSettings       = "nat_settings"
-	harnessMapNextHopFallbacks  = "next_hop_fallbacks"
-	harnessMapNextHopSettings   = "next_hop_settings"
-	harnessMapNextHops          = "next_hops"
-	harnessMapOutboundBindings  = "outbound_bindings"
-	harnessMapPortBitmaps       = "port_bitmaps"
-	harnessMapPortSearches      = "port_searches"
-	harnessMapRatesBySlot       = "rates_by_slot"
-	harnessMapReasonCounters    = "reason_counters"
-	harnessMapSessionOpenings   = "session_openings"
-	harnessMapSessionTable      = "session_table"
-	harnessMapSnatRules         = "snat_rules"
-	harnessMapUsageBySource     = "usage_by_source"
-	harnessMapVpcSources        = "vpc_sources"
-	harnessProgHarnessRebuild   = "harness_rebuild"
-	harnessProgHarnessUplink    = "harness_uplink"
-	harnessProgHarnessVpc       = "harness_vpc"
-	harnessVarPortBitmapLayout  = "port_bitmap_layout"
-	harnessVarReasonKinds       = "reason_kinds"
-	harnessVarRecordStateLayout = "record_state_layout"
-	harnessVarSessionClockShift = "session_clock_shift"
+	harnessMapBucketsBySlot        = "buckets_by_slot"
+	harnessMapCountersBySlot       = "counters_by_slot"
+	harnessMapCreditsBySlot        = "credits_by_slot"
+	harnessMapCutThroughs          = "cut_throughs"
+	harnessMapEdgeSettings         = "edge_settings"
+	harnessMapExpireQueue          = "expire_queue"
+	harnessMapFibParams            = "fib_params"
+	harnessMapForwardPorts         = "forward_ports"
+	harnessMapFragments            = "fragments"
+	harnessMapFrameScratch         = "frame_scratch"
+	harnessMapHarnessCursor        = "harness_cursor"
+	harnessMapHarnessTemplates     = "harness_templates"
+	harnessMapHeldFragments        = "held_fragments"
+	harnessMapInboundBindings      = "inbound_bindings"
+	harnessMapInterfaceMacs        = "interface_macs"
+	harnessMapNatEips              = "nat_eips"
+	harnessMapNatSettings          = "nat_settings"
+	harnessMapNextHopFallbacks     = "next_hop_fallbacks"
+	harnessMapNextHopSettings      = "next_hop_settings"
+	harnessMapNextHops             = "next_hops"
+	harnessMapOutboundBindings     = "outbound_bindings"
+	harnessMapPortBitmaps          = "port_bitmaps"
+	harnessMapPortSearches         = "port_searches"
+	harnessMapRatesBySlot          = "rates_by_slot"
+	harnessMapReasonCounters       = "reason_counters"
+	harnessMapSessionOpenings      = "session_openings"
+	harnessMapSessionTable         = "session_table"
+	harnessMapSnatRules            = "snat_rules"
+	harnessMapUsageBySource        = "usage_by_source"
+	harnessMapVpcSources           = "vpc_sources"
+	harnessProgHarnessRebuild      = "harness_rebuild"
+	harnessProgHarnessUplink       = "harness_uplink"
+	harnessProgHarnessVpc          = "harness_vpc"
+	harnessVarInterfaceSlotsLayout = "interface_slots_layout"
+	harnessVarPortBitmapLayout     = "port_bitmap_layout"
+	harnessVarReasonKinds          = "reason_kinds"
+	harnessVarRecordStateLayout    = "record_state_layout"
+	harnessVarSessionClockShift    = "session_clock_shift"
 )
 
 // loadHarness returns the embedded CollectionSpec for harness.
@@ -131,6 +133,7 @@ type harnessMapSpecs struct {
 	HarnessTemplates *ebpf.MapSpec `ebpf:"harness_templates"`
 	HeldFragments    *ebpf.MapSpec `ebpf:"held_fragments"`
 	InboundBindings  *ebpf.MapSpec `ebpf:"inbound_bindings"`
+	InterfaceMacs    *ebpf.MapSpec `ebpf:"interface_macs"`
 	NatEips          *ebpf.MapSpec `ebpf:"nat_eips"`
 	NatSettings      *ebpf.MapSpec `ebpf:"nat_settings"`
 	NextHopFallbacks *ebpf.MapSpec `ebpf:"next_hop_fallbacks"`
@@ -152,10 +155,11 @@ type harnessMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type harnessVariableSpecs struct {
-	PortBitmapLayout  *ebpf.VariableSpec `ebpf:"port_bitmap_layout"`
-	ReasonKinds       *ebpf.VariableSpec `ebpf:"reason_kinds"`
-	RecordStateLayout *ebpf.VariableSpec `ebpf:"record_state_layout"`
-	SessionClockShift *ebpf.VariableSpec `ebpf:"session_clock_shift"`
+	InterfaceSlotsLayout *ebpf.VariableSpec `ebpf:"interface_slots_layout"`
+	PortBitmapLayout     *ebpf.VariableSpec `ebpf:"port_bitmap_layout"`
+	ReasonKinds          *ebpf.VariableSpec `ebpf:"reason_kinds"`
+	RecordStateLayout    *ebpf.VariableSpec `ebpf:"record_state_layout"`
+	SessionClockShift    *ebpf.VariableSpec `ebpf:"session_clock_shift"`
 }
 
 // harnessObjects contains all objects after they have been loaded into the kernel.
@@ -192,6 +196,7 @@ type harnessMaps struct {
 	HarnessTemplates *ebpf.Map `ebpf:"harness_templates"`
 	HeldFragments    *ebpf.Map `ebpf:"held_fragments"`
 	InboundBindings  *ebpf.Map `ebpf:"inbound_bindings"`
+	InterfaceMacs    *ebpf.Map `ebpf:"interface_macs"`
 	NatEips          *ebpf.Map `ebpf:"nat_eips"`
 	NatSettings      *ebpf.Map `ebpf:"nat_settings"`
 	NextHopFallbacks *ebpf.Map `ebpf:"next_hop_fallbacks"`
@@ -225,6 +230,7 @@ func (m *harnessMaps) Close() error {
 		m.HarnessTemplates,
 		m.HeldFragments,
 		m.InboundBindings,
+		m.InterfaceMacs,
 		m.NatEips,
 		m.NatSettings,
 		m.NextHopFallbacks,
@@ -247,10 +253,11 @@ func (m *harnessMaps) Close() error {
 //
 // It can be passed to loadHarnessObjects or ebpf.CollectionSpec.LoadAndAssign.
 type harnessVariables struct {
-	PortBitmapLayout  *ebpf.Variable `ebpf:"port_bitmap_layout"`
-	ReasonKinds       *ebpf.Variable `ebpf:"reason_kinds"`
-	RecordStateLayout *ebpf.Variable `ebpf:"record_state_layout"`
-	SessionClockShift *ebpf.Variable `ebpf:"session_clock_shift"`
+	InterfaceSlotsLayout *ebpf.Variable `ebpf:"interface_slots_layout"`
+	PortBitmapLayout     *ebpf.Variable `ebpf:"port_bitmap_layout"`
+	ReasonKinds          *ebpf.Variable `ebpf:"reason_kinds"`
+	RecordStateLayout    *ebpf.Variable `ebpf:"record_state_layout"`
+	SessionClockShift    *ebpf.Variable `ebpf:"session_clock_shift"`
 }
 
 // harnessPrograms contains all programs after they have been loaded into the kernel.

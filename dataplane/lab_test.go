@@ -134,6 +134,17 @@ func newLabWith(t testing.TB, cfg Config) *lab {
 	if err := l.dp.SetSource(Source{Addr: privNoEIP, MAC: macVM9}); err != nil {
 		t.Fatal(err)
 	}
+	// The programs run on the lab's interfaces as Attach would have them: knowing
+	// their MACs.
+	for _, name := range []string{"uplink", "vpc", "small"} {
+		attrs, err := host.Link(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.dp.setInterfaceMAC(attrs.Index, attrs.HardwareAddr); err != nil {
+			t.Fatal(err)
+		}
+	}
 	edge := DefaultEdgeConfig()
 	edge.EIPPools = []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}
 	if err := l.dp.SetEdgeConfig(edge); err != nil {

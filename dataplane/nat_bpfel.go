@@ -137,6 +137,20 @@ type natHeldKey struct {
 	Index    uint32
 }
 
+type natInterfaceMac struct {
+	_       structs.HostLayout
+	Ifindex uint32
+	Mac     [6]uint8
+	Pad     uint16
+}
+
+type natInterfaceSlotsLayout uint32
+
+const (
+	natInterfaceSlotsLayoutINTERFACE_SLOTS  natInterfaceSlotsLayout = 256
+	natInterfaceSlotsLayoutINTERFACE_PROBES natInterfaceSlotsLayout = 4
+)
+
 type natNatConfig struct {
 	_                    structs.HostLayout
 	TcpEstablishedNs     uint64
@@ -247,31 +261,32 @@ const (
 	natReasonREASON_PASS_FRAGMENT_TO_TC          natReason = 6
 	natReasonREASON_PASS_VLAN_TAGGED             natReason = 7
 	natReasonREASON_PASS_BROADCAST_MULTICAST     natReason = 8
-	natReasonREASON_HELD_FRAGMENT                natReason = 9
-	natReasonREASON_DROP_TRUNCATED_ETH           natReason = 10
-	natReasonREASON_DROP_BAD_IP_HEADER           natReason = 11
-	natReasonREASON_DROP_BAD_IP_LENGTH           natReason = 12
-	natReasonREASON_DROP_TRUNCATED_L4            natReason = 13
-	natReasonREASON_DROP_BAD_TCP_HEADER          natReason = 14
-	natReasonREASON_DROP_BAD_UDP_LENGTH          natReason = 15
-	natReasonREASON_DROP_BAD_ICMP_ERROR          natReason = 16
-	natReasonREASON_DROP_ICMP_MISMATCH           natReason = 17
-	natReasonREASON_DROP_CUT_THROUGH_SPOOF       natReason = 18
-	natReasonREASON_DROP_SPOOFED_SOURCE          natReason = 19
-	natReasonREASON_DROP_UNTRANSLATED_SOURCE     natReason = 20
-	natReasonREASON_DROP_BOGON_SOURCE            natReason = 21
-	natReasonREASON_DROP_UNPUBLISHED_DESTINATION natReason = 22
-	natReasonREASON_DROP_NAT_NO_SESSION          natReason = 23
-	natReasonREASON_DROP_NAT_UNSUPPORTED         natReason = 24
-	natReasonREASON_DROP_NAT_PORTS_EXHAUSTED     natReason = 25
-	natReasonREASON_DROP_NAT_PORT_QUOTA          natReason = 26
-	natReasonREASON_DROP_NAT_SESSION_QUOTA       natReason = 27
-	natReasonREASON_DROP_NAT_TABLE_FULL          natReason = 28
-	natReasonREASON_DROP_NAT_MAPPING_EXPIRING    natReason = 29
-	natReasonREASON_DROP_NAT_CONTENDED           natReason = 30
-	natReasonREASON_DROP_FRAGMENT_NO_STATE       natReason = 31
-	natReasonREASON_DROP_OVER_BANDWIDTH          natReason = 32
-	natReasonREASON_MAX                          natReason = 33
+	natReasonREASON_PASS_OTHER_HOST              natReason = 9
+	natReasonREASON_HELD_FRAGMENT                natReason = 10
+	natReasonREASON_DROP_TRUNCATED_ETH           natReason = 11
+	natReasonREASON_DROP_BAD_IP_HEADER           natReason = 12
+	natReasonREASON_DROP_BAD_IP_LENGTH           natReason = 13
+	natReasonREASON_DROP_TRUNCATED_L4            natReason = 14
+	natReasonREASON_DROP_BAD_TCP_HEADER          natReason = 15
+	natReasonREASON_DROP_BAD_UDP_LENGTH          natReason = 16
+	natReasonREASON_DROP_BAD_ICMP_ERROR          natReason = 17
+	natReasonREASON_DROP_ICMP_MISMATCH           natReason = 18
+	natReasonREASON_DROP_CUT_THROUGH_SPOOF       natReason = 19
+	natReasonREASON_DROP_SPOOFED_SOURCE          natReason = 20
+	natReasonREASON_DROP_UNTRANSLATED_SOURCE     natReason = 21
+	natReasonREASON_DROP_BOGON_SOURCE            natReason = 22
+	natReasonREASON_DROP_UNPUBLISHED_DESTINATION natReason = 23
+	natReasonREASON_DROP_NAT_NO_SESSION          natReason = 24
+	natReasonREASON_DROP_NAT_UNSUPPORTED         natReason = 25
+	natReasonREASON_DROP_NAT_PORTS_EXHAUSTED     natReason = 26
+	natReasonREASON_DROP_NAT_PORT_QUOTA          natReason = 27
+	natReasonREASON_DROP_NAT_SESSION_QUOTA       natReason = 28
+	natReasonREASON_DROP_NAT_TABLE_FULL          natReason = 29
+	natReasonREASON_DROP_NAT_MAPPING_EXPIRING    natReason = 30
+	natReasonREASON_DROP_NAT_CONTENDED           natReason = 31
+	natReasonREASON_DROP_FRAGMENT_NO_STATE       natReason = 32
+	natReasonREASON_DROP_OVER_BANDWIDTH          natReason = 33
+	natReasonREASON_MAX                          natReason = 34
 )
 
 type natReasonKind uint32
@@ -432,44 +447,46 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	natMapBucketsBySlot      = "buckets_by_slot"
-	natMapCountersBySlot     = "counters_by_slot"
-	natMapCreditsBySlot      = "credits_by_slot"
-	natMapCutThroughs        = "cut_throughs"
-	natMapEdgeSettings       = "edge_settings"
-	natMapExpireQueue        = "expire_queue"
-	natMapFibParams          = "fib_params"
-	natMapForwardPorts       = "forward_ports"
-	natMapFragments          = "fragments"
-	natMapFrameScratch       = "frame_scratch"
-	natMapHeldFragments      = "held_fragments"
-	natMapInboundBindings    = "inbound_bindings"
-	natMapNatEips            = "nat_eips"
-	natMapNatSettings        = "nat_settings"
-	natMapNextHopFallbacks   = "next_hop_fallbacks"
-	natMapNextHopSettings    = "next_hop_settings"
-	natMapNextHops           = "next_hops"
-	natMapOutboundBindings   = "outbound_bindings"
-	natMapPortBitmaps        = "port_bitmaps"
-	natMapPortSearches       = "port_searches"
-	natMapRatesBySlot        = "rates_by_slot"
-	natMapReasonCounters     = "reason_counters"
-	natMapSessionOpenings    = "session_openings"
-	natMapSessionTable       = "session_table"
-	natMapSnatRules          = "snat_rules"
-	natMapUsageBySource      = "usage_by_source"
-	natMapVpcSources         = "vpc_sources"
-	natProgExpireSessions    = "expire_sessions"
-	natProgTcUplink          = "tc_uplink"
-	natProgTcUplinkFragments = "tc_uplink_fragments"
-	natProgTcVpc             = "tc_vpc"
-	natProgTcVpcFragments    = "tc_vpc_fragments"
-	natProgXdpUplink         = "xdp_uplink"
-	natProgXdpVpc            = "xdp_vpc"
-	natVarPortBitmapLayout   = "port_bitmap_layout"
-	natVarReasonKinds        = "reason_kinds"
-	natVarRecordStateLayout  = "record_state_layout"
-	natVarSessionClockShift  = "session_clock_shift"
+	natMapBucketsBySlot        = "buckets_by_slot"
+	natMapCountersBySlot       = "counters_by_slot"
+	natMapCreditsBySlot        = "credits_by_slot"
+	natMapCutThroughs          = "cut_throughs"
+	natMapEdgeSettings         = "edge_settings"
+	natMapExpireQueue          = "expire_queue"
+	natMapFibParams            = "fib_params"
+	natMapForwardPorts         = "forward_ports"
+	natMapFragments            = "fragments"
+	natMapFrameScratch         = "frame_scratch"
+	natMapHeldFragments        = "held_fragments"
+	natMapInboundBindings      = "inbound_bindings"
+	natMapInterfaceMacs        = "interface_macs"
+	natMapNatEips              = "nat_eips"
+	natMapNatSettings          = "nat_settings"
+	natMapNextHopFallbacks     = "next_hop_fallbacks"
+	natMapNextHopSettings      = "next_hop_settings"
+	natMapNextHops             = "next_hops"
+	natMapOutboundBindings     = "outbound_bindings"
+	natMapPortBitmaps          = "port_bitmaps"
+	natMapPortSearches         = "port_searches"
+	natMapRatesBySlot          = "rates_by_slot"
+	natMapReasonCounters       = "reason_counters"
+	natMapSessionOpenings      = "session_openings"
+	natMapSessionTable         = "session_table"
+	natMapSnatRules            = "snat_rules"
+	natMapUsageBySource        = "usage_by_source"
+	natMapVpcSources           = "vpc_sources"
+	natProgExpireSessions      = "expire_sessions"
+	natProgTcUplink            = "tc_uplink"
+	natProgTcUplinkFragments   = "tc_uplink_fragments"
+	natProgTcVpc               = "tc_vpc"
+	natProgTcVpcFragments      = "tc_vpc_fragments"
+	natProgXdpUplink           = "xdp_uplink"
+	natProgXdpVpc              = "xdp_vpc"
+	natVarInterfaceSlotsLayout = "interface_slots_layout"
+	natVarPortBitmapLayout     = "port_bitmap_layout"
+	natVarReasonKinds          = "reason_kinds"
+	natVarRecordStateLayout    = "record_state_layout"
+	natVarSessionClockShift    = "session_clock_shift"
 )
 
 // loadNat returns the embedded CollectionSpec for nat.
@@ -539,6 +556,7 @@ type natMapSpecs struct {
 	FrameScratch     *ebpf.MapSpec `ebpf:"frame_scratch"`
 	HeldFragments    *ebpf.MapSpec `ebpf:"held_fragments"`
 	InboundBindings  *ebpf.MapSpec `ebpf:"inbound_bindings"`
+	InterfaceMacs    *ebpf.MapSpec `ebpf:"interface_macs"`
 	NatEips          *ebpf.MapSpec `ebpf:"nat_eips"`
 	NatSettings      *ebpf.MapSpec `ebpf:"nat_settings"`
 	NextHopFallbacks *ebpf.MapSpec `ebpf:"next_hop_fallbacks"`
@@ -560,10 +578,11 @@ type natMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type natVariableSpecs struct {
-	PortBitmapLayout  *ebpf.VariableSpec `ebpf:"port_bitmap_layout"`
-	ReasonKinds       *ebpf.VariableSpec `ebpf:"reason_kinds"`
-	RecordStateLayout *ebpf.VariableSpec `ebpf:"record_state_layout"`
-	SessionClockShift *ebpf.VariableSpec `ebpf:"session_clock_shift"`
+	InterfaceSlotsLayout *ebpf.VariableSpec `ebpf:"interface_slots_layout"`
+	PortBitmapLayout     *ebpf.VariableSpec `ebpf:"port_bitmap_layout"`
+	ReasonKinds          *ebpf.VariableSpec `ebpf:"reason_kinds"`
+	RecordStateLayout    *ebpf.VariableSpec `ebpf:"record_state_layout"`
+	SessionClockShift    *ebpf.VariableSpec `ebpf:"session_clock_shift"`
 }
 
 // natObjects contains all objects after they have been loaded into the kernel.
@@ -598,6 +617,7 @@ type natMaps struct {
 	FrameScratch     *ebpf.Map `ebpf:"frame_scratch"`
 	HeldFragments    *ebpf.Map `ebpf:"held_fragments"`
 	InboundBindings  *ebpf.Map `ebpf:"inbound_bindings"`
+	InterfaceMacs    *ebpf.Map `ebpf:"interface_macs"`
 	NatEips          *ebpf.Map `ebpf:"nat_eips"`
 	NatSettings      *ebpf.Map `ebpf:"nat_settings"`
 	NextHopFallbacks *ebpf.Map `ebpf:"next_hop_fallbacks"`
@@ -629,6 +649,7 @@ func (m *natMaps) Close() error {
 		m.FrameScratch,
 		m.HeldFragments,
 		m.InboundBindings,
+		m.InterfaceMacs,
 		m.NatEips,
 		m.NatSettings,
 		m.NextHopFallbacks,
@@ -651,10 +672,11 @@ func (m *natMaps) Close() error {
 //
 // It can be passed to loadNatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type natVariables struct {
-	PortBitmapLayout  *ebpf.Variable `ebpf:"port_bitmap_layout"`
-	ReasonKinds       *ebpf.Variable `ebpf:"reason_kinds"`
-	RecordStateLayout *ebpf.Variable `ebpf:"record_state_layout"`
-	SessionClockShift *ebpf.Variable `ebpf:"session_clock_shift"`
+	InterfaceSlotsLayout *ebpf.Variable `ebpf:"interface_slots_layout"`
+	PortBitmapLayout     *ebpf.Variable `ebpf:"port_bitmap_layout"`
+	ReasonKinds          *ebpf.Variable `ebpf:"reason_kinds"`
+	RecordStateLayout    *ebpf.Variable `ebpf:"record_state_layout"`
+	SessionClockShift    *ebpf.Variable `ebpf:"session_clock_shift"`
 }
 
 // natPrograms contains all programs after they have been loaded into the kernel.

@@ -223,6 +223,21 @@ func natCases(t testing.TB, l *lab) []natCase {
 		inbound(fromVM(), udpShape(8), privVM1, netip.MustParseAddr("224.0.0.251"), 64), ReasonPassBroadcastMulticast)
 	passUntouched("outbound to global multicast", RoleVPC,
 		inbound(fromVM(), udpShape(8), privVM1, netip.MustParseAddr("239.1.2.3"), 64), ReasonPassBroadcastMulticast)
+	// Sent to another host (flooded to the gateway by a bridge) or to an Ethernet group
+	// address: not the gateway's to forward, even when it would translate it.
+	passUntouched("inbound to another host's MAC", RoleUplink,
+		inbound(eth(macRemote, macVM9), udpShape(8), labInet, eipVM1, 64), ReasonPassOtherHost)
+	passUntouched("inbound to the Ethernet broadcast address", RoleUplink,
+		inbound(eth(macRemote, layers.EthernetBroadcast), udpShape(8), labInet, eipVM1, 64), ReasonPassOtherHost)
+	passUntouched("outbound to another host's MAC", RoleVPC,
+		inbound(eth(macVM1, macRouter), udpShape(8), privVM1, labInet, 64), ReasonPassOtherHost)
+	passUntouched("outbound to an Ethernet multicast address", RoleVPC,
+		inbound(eth(macVM1, net.HardwareAddr{0x01, 0, 0x5e, 0, 0, 0xfb}), udpShape(8), privVM1, labInet, 64), ReasonPassOtherHost)
+	{
+		malformed := inbound(eth(macRemote, macVM9), udpShape(0), labInet, eipVM1, 64)
+		malformed[14] = 0x44 // IHL 4: dropped when sent to us, the kernel's when not
+		passUntouched("a malformed frame to another host's MAC", RoleUplink, malformed, ReasonPassOtherHost)
+	}
 	{
 		tagged := inbound(fromVM(), udpShape(8), privVM1, labInet, 64)
 		tagged = append(tagged[:12:12], append([]byte{0x81, 0x00, 0x00, 0x0a}, tagged[12:]...)...)

@@ -19,6 +19,7 @@ const (
 	ReasonPassFragmentToTC       = Reason(natReasonREASON_PASS_FRAGMENT_TO_TC)
 	ReasonPassVLANTagged         = Reason(natReasonREASON_PASS_VLAN_TAGGED)
 	ReasonPassBroadcastMulticast = Reason(natReasonREASON_PASS_BROADCAST_MULTICAST)
+	ReasonPassOtherHost          = Reason(natReasonREASON_PASS_OTHER_HOST)
 	ReasonHeldFragment           = Reason(natReasonREASON_HELD_FRAGMENT)
 	ReasonDropTruncatedEth       = Reason(natReasonREASON_DROP_TRUNCATED_ETH)
 	ReasonDropBadIPHeader        = Reason(natReasonREASON_DROP_BAD_IP_HEADER)
@@ -57,6 +58,7 @@ var reasonNames = [...]string{
 	ReasonPassFragmentToTC:       "pass_fragment_to_tc",
 	ReasonPassVLANTagged:         "pass_vlan_tagged",
 	ReasonPassBroadcastMulticast: "pass_broadcast_multicast",
+	ReasonPassOtherHost:          "pass_other_host",
 	ReasonHeldFragment:           "held_fragment",
 	ReasonDropTruncatedEth:       "drop_truncated_eth",
 	ReasonDropBadIPHeader:        "drop_bad_ip_header",

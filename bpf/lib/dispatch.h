@@ -62,10 +62,14 @@ static __always_inline int nat_dispatch(void *ctx, const enum hook hook, const e
 	data_end = ctx_data_end(ctx, hook);
 
 	reason = parse_ipv4(data, data_end, ctx_len(ctx, hook), &pkt);
+	if (reason == REASON_MAX && is_broadcast_or_multicast(pkt.ip->daddr))
+		return pass_with(hook, REASON_PASS_BROADCAST_MULTICAST);
+	/* Any other IPv4 frame, well formed or not, is judged only when it was sent to
+	 * us; what is not IPv4 keeps its own reason. */
+	if (reason != REASON_PASS_NOT_IPV4 && reason != REASON_PASS_VLAN_TAGGED && !frame_to_us(ctx, hook))
+		return pass_with(hook, REASON_PASS_OTHER_HOST);
 	if (reason != REASON_MAX)
 		return leave_with(hook, reason);
-	if (is_broadcast_or_multicast(pkt.ip->daddr))
-		return pass_with(hook, REASON_PASS_BROADCAST_MULTICAST);
 	if (dir == DIR_INBOUND) {
 		struct edge_config *edge = edge_config_get();
 
@@ -90,14 +94,17 @@ static __always_inline int nat_dispatch(void *ctx, const enum hook hook, const e
 /* The TC companion of the XDP programs, on the same interface. XDP passes up the
  * fragments it cannot finish: one to hold, or a first fragment whose held followers
  * must be sent too, which takes more than one packet. Everything else XDP passed is
- * the kernel's and is left alone, uncounted (XDP counted it), as are fragments about
- * to expire (XDP passed them for the kernel's time-exceeded). */
+ * the kernel's and is left alone, uncounted (XDP counted it): frames to another
+ * host's MAC, and fragments about to expire (XDP passed them for the kernel's
+ * time-exceeded). */
 static __always_inline int fragment_companion(struct __sk_buff *ctx, const enum direction dir)
 {
 	struct ipv4_packet pkt = {};
 	bool ours = true, registered = false;
 	int verdict;
 
+	if (ctx->pkt_type != PACKET_HOST)
+		return TC_ACT_OK;
 	ctx_pull_headers(ctx, HOOK_TC);
 	if (parse_ipv4(ctx_data(ctx, HOOK_TC), ctx_data_end(ctx, HOOK_TC), ctx_len(ctx, HOOK_TC), &pkt) != REASON_MAX)
 		return TC_ACT_OK;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <linux/if_ether.h>
+#include <linux/if_packet.h>
 #include "ctx.h"
 #include "maps.h"
 #include "parse.h"
@@ -39,6 +40,38 @@ static __always_inline bool mac_equal(const __u8 *a, const __u8 *b)
 	__builtin_memcpy(&hi_b, b, 4);
 	__builtin_memcpy(&lo_b, b + 4, 2);
 	return hi_a == hi_b && lo_a == lo_b;
+}
+
+/* Whether the frame was sent to the MAC of the interface it came in on: another
+ * host's unicast (flooded to us by a bridge) or an Ethernet group address is not the
+ * gateway's to forward, as the kernel would not forward it (RFC 1812 section 5.3.4).
+ * At TC the kernel has judged already (skb->pkt_type); at XDP the interface's MAC
+ * comes from interface_macs, which Attach fills: an interface missing there forwards
+ * nothing, every frame goes to the kernel and is counted. A frame too short for an
+ * Ethernet header is left to parse_ipv4 to drop. */
+/* Named in the object so that bpf2go gives Go the layout (dataplane/interfaces.go). */
+const enum interface_slots_layout interface_slots_layout = INTERFACE_SLOTS;
+
+static __always_inline bool frame_to_us(void *ctx, const enum hook hook)
+{
+	struct ethhdr *eth = ctx_data(ctx, hook);
+	__u32 ifindex;
+
+	if (hook == HOOK_TC)
+		return ((struct __sk_buff *)ctx)->pkt_type == PACKET_HOST;
+	if ((void *)(eth + 1) > ctx_data_end(ctx, hook))
+		return true;
+	ifindex = ctx_ifindex(ctx, hook);
+	/* Every probe slot is looked at: Go empties a slot without moving the ones after. */
+#pragma unroll
+	for (__u32 i = 0; i < INTERFACE_PROBES; i++) {
+		__u32 slot = (ifindex + i) % INTERFACE_SLOTS;
+		struct interface_mac *entry = bpf_map_lookup_elem(&interface_macs, &slot);
+
+		if (entry && entry->ifindex == ifindex)
+			return mac_equal(eth->h_dest, entry->mac);
+	}
+	return false;
 }
 
 /* Whether the instance registered with this source address sent it (from its MAC). */

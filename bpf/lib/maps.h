@@ -281,3 +281,12 @@ struct {
 	__type(key, __u32);
 	__type(value, struct edge_config);
 } edge_settings SEC(".maps");
+
+/* The interfaces the XDP programs run on, with their MACs (TC reads the kernel's
+ * verdict, skb->pkt_type): see struct interface_mac. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, INTERFACE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct interface_mac);
+} interface_macs SEC(".maps");

@@ -18,6 +18,7 @@ enum reason {
 	REASON_PASS_FRAGMENT_TO_TC, /* XDP hands a fragment to be held or released to its TC companion */
 	REASON_PASS_VLAN_TAGGED,    /* a VLAN-tagged frame: never translated, the kernel's (its VLAN devices') business */
 	REASON_PASS_BROADCAST_MULTICAST, /* to 255.255.255.255 or 224.0.0.0/4: never translated; the kernel does not forward it */
+	REASON_PASS_OTHER_HOST,     /* a frame to another host's MAC or to an Ethernet group address: never translated; the kernel does not forward it */
 	/* Kept by the gateway, to be sent later. */
 	REASON_HELD_FRAGMENT,       /* a non-first fragment before its first fragment: held until it comes */
 	/* Dropped (XDP_DROP / TC_ACT_SHOT). */
@@ -119,6 +120,25 @@ struct eip_bucket {
 	__u32 pad;
 	__u64 tokens;   /* bytes */
 	__u64 stamp_ns; /* when tokens was last brought up to date */
+};
+
+/* An interface a NAT program runs on, with its MAC, in interface_macs (ifindex 0: a
+ * free slot). A router forwards only frames sent to it (RFC 1812 section 5.3.4): on a
+ * shared segment that floods unknown unicast (a bridge, a switch that lost its
+ * table), a gateway that translated every frame it saw would send copies of other
+ * gateways' and hosts' traffic. */
+struct interface_mac {
+	__u32 ifindex;
+	__u8 mac[6];
+	__u16 pad;
+};
+
+/* interface_macs is open addressing on the ifindex: an interface lives in one of
+ * INTERFACE_PROBES slots from ifindex % INTERFACE_SLOTS, so that the program finds it
+ * in an array (inlined, no hash) and two interfaces whose indexes collide still fit. */
+enum interface_slots_layout {
+	INTERFACE_SLOTS = 256,
+	INTERFACE_PROBES = 4,
 };
 
 /* A cut-through EIP: it lives on the instance's secondary ENI and is forwarded
