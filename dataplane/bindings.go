@@ -1,16 +1,14 @@
 package dataplane
 
 import (
-	"cmp"
-	"github.com/eipgw/eipgw/desired"
-	"slices"
-
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
 
 	"github.com/cilium/ebpf"
+	"github.com/eipgw/eipgw/desired"
+	"github.com/eipgw/eipgw/internal/intsort"
 )
 
 var (
@@ -167,27 +165,27 @@ func (d *Dataplane) DeleteBinding(eip netip.Addr) error {
 // Bindings lists the bindings in the maps, sorted by EIP: the owner's copy, or
 // (read-only) a walk.
 func (d *Dataplane) Bindings() ([]Binding, error) {
-	var keys [][2]uint32 // EIP, private address
+	// Each binding packed in an integer, the EIP as a number (its address in host
+	// order) above the private address, and sorted as integers: cheaper than as
+	// addresses, in the same order.
+	var keys []uint64
+	pack := func(eip, priv uint32) uint64 { return uint64(addrOrder(eip))<<32 | uint64(priv) }
 	if !d.cfg.ReadOnly {
 		d.mu.Lock()
-		keys = make([][2]uint32, 0, len(d.bound))
+		keys = make([]uint64, 0, len(d.bound))
 		for eip, priv := range d.bound {
-			keys = append(keys, [2]uint32{eip, priv})
+			keys = append(keys, pack(eip, priv))
 		}
 		d.mu.Unlock()
 	} else if err := eachEntry(d.objs.InboundBindings, func(key uint32, val natBinding) {
-		keys = append(keys, [2]uint32{key, val.Addr})
+		keys = append(keys, pack(key, val.Addr))
 	}); err != nil {
 		return nil, fmt.Errorf("list bindings: %w", err)
 	}
-	// Sorted as numbers, which is cheaper than as addresses, in the same order.
-	for i := range keys {
-		keys[i][0] = addrOrder(keys[i][0])
-	}
-	slices.SortFunc(keys, func(a, b [2]uint32) int { return cmp.Compare(a[0], b[0]) })
+	intsort.ByHigh32(keys) // an EIP is bound once: the upper halves differ
 	out := make([]Binding, len(keys))
 	for i, k := range keys {
-		out[i] = Binding{EIP: beAddr(addrOrder(k[0])), Private: beAddr(k[1])}
+		out[i] = Binding{EIP: beAddr(addrOrder(uint32(k >> 32))), Private: beAddr(uint32(k))}
 	}
 	return out, nil
 }

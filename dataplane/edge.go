@@ -2,8 +2,6 @@ package dataplane
 
 import (
 	"bytes"
-	"cmp"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -12,6 +10,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/eipgw/eipgw/desired"
+	"github.com/eipgw/eipgw/internal/intsort"
 	"golang.org/x/sys/unix"
 )
 
@@ -240,32 +239,34 @@ func (s sourceSet) remove(k natSourceKey) {
 // keys are the entries, by address (in host order) and then MAC: the order the
 // reconciler compares them in.
 func (s sourceSet) keys() []natSourceKey {
-	// Sorted by two integers each (the address in host order, the MAC as a number):
-	// at 100,000 sources, comparing the keys' bytes costs a start more than the rest.
-	type sortable struct {
-		addr uint32 // addrOrder of the key's, which addrOrder turns back
-		mac  uint64
-	}
-	keyed := make([]sortable, 0, len(s))
-	for addr, macs := range s {
-		for _, mac := range macs {
-			var m [8]byte
-			copy(m[2:], mac[:])
-			keyed = append(keyed, sortable{addr: addrOrder(addr), mac: binary.BigEndian.Uint64(m[:])})
+	// Sorted as integers (the address in host order above the entry's position in
+	// macs), with no comparison function: at 100,000 sources a start spends more
+	// sorting them than comparing them. Only an address with several MACs needs its
+	// run sorted again, by MAC.
+	packed := make([]uint64, 0, len(s))
+	macs := make([][6]uint8, 0, len(s))
+	for addr, ms := range s {
+		for _, mac := range ms {
+			packed = append(packed, uint64(addrOrder(addr))<<32|uint64(len(macs)))
+			macs = append(macs, mac)
 		}
 	}
-	slices.SortFunc(keyed, func(a, b sortable) int {
-		if c := cmp.Compare(a.addr, b.addr); c != 0 {
-			return c
+	intsort.ByHigh32(packed)
+	for i := 0; i < len(packed); {
+		j := i + 1
+		for j < len(packed) && packed[j]>>32 == packed[i]>>32 {
+			j++
 		}
-		return cmp.Compare(a.mac, b.mac)
-	})
-	out := make([]natSourceKey, len(keyed))
-	for i, k := range keyed {
-		var m [8]byte
-		binary.BigEndian.PutUint64(m[:], k.mac)
-		out[i] = natSourceKey{Addr: addrOrder(k.addr)}
-		copy(out[i].Mac[:], m[2:])
+		if j-i > 1 {
+			slices.SortFunc(packed[i:j], func(a, b uint64) int {
+				return bytes.Compare(macs[uint32(a)][:], macs[uint32(b)][:])
+			})
+		}
+		i = j
+	}
+	out := make([]natSourceKey, len(packed))
+	for i, p := range packed {
+		out[i] = natSourceKey{Addr: addrOrder(uint32(p >> 32)), Mac: macs[uint32(p)]}
 	}
 	return out
 }

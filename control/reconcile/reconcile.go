@@ -7,6 +7,7 @@ package reconcile
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/eipgw/eipgw/control/model"
 	"github.com/eipgw/eipgw/desired"
+	"github.com/eipgw/eipgw/internal/intsort"
 )
 
 // Dataplane is what the reconciler needs of the dataplane, in the desired state's own
@@ -365,14 +367,7 @@ func (r *Reconciler) reconcileLocked(ctx context.Context) (Result, error) {
 	// Sorted by EIP, the last binding of an EIP winning, then merged with the
 	// dataplane's (sorted too): at 100,000 bindings, hash maps of both cost a start
 	// more than the rest of the comparison.
-	slices.SortStableFunc(bindings, compareEIPs)
-	want := bindings[:0]
-	for i, b := range bindings {
-		if i+1 < len(bindings) && bindings[i+1].EIP == b.EIP {
-			continue
-		}
-		want = append(want, b)
-	}
+	want := lastByEIP(bindings)
 	// NAT gateway entries go first when they are removed (an EIP leaving NAT for
 	// an IP mapping), and their additions come after the bindings below.
 	var natAdds func() error
@@ -518,6 +513,41 @@ func (r *Reconciler) reconcileSources(want []desired.Source, res *Result) (func(
 }
 
 func compareEIPs(a, b desired.Binding) int { return a.EIP.Compare(b.EIP) }
+
+// lastByEIP sorts bindings by EIP and keeps the last of each EIP's. IPv4 EIPs (all of
+// them, as a rule) are sorted as integers, the EIP above the binding's position, so
+// that no comparison function runs and equal EIPs stay in order: a stable sort of
+// 100,000 bindings by address costs a start more than the rest of the comparison.
+func lastByEIP(bindings []desired.Binding) []desired.Binding {
+	packed := make([]uint64, len(bindings))
+	for i, b := range bindings {
+		if !b.EIP.Is4() {
+			slices.SortStableFunc(bindings, compareEIPs)
+			packed = nil
+			break
+		}
+		a := b.EIP.As4()
+		packed[i] = uint64(binary.BigEndian.Uint32(a[:]))<<32 | uint64(i)
+	}
+	var sorted []desired.Binding
+	if packed == nil {
+		sorted = bindings
+	} else {
+		intsort.ByHigh32(packed)
+		sorted = make([]desired.Binding, len(packed))
+		for i, p := range packed {
+			sorted[i] = bindings[uint32(p)]
+		}
+	}
+	want := sorted[:0]
+	for i, b := range sorted {
+		if i+1 < len(sorted) && sorted[i+1].EIP == b.EIP {
+			continue
+		}
+		want = append(want, b)
+	}
+	return want
+}
 
 // mergeSorted walks want and have, both sorted by cmp, in step: onlyWant and onlyHave
 // get the items of one list that the other lacks, both the pairs of equal ones. It

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -539,5 +540,28 @@ func TestReconcilePendingTouchesOnlyTheWrite(t *testing.T) {
 	res, err = r.ReconcilePending(context.Background())
 	if err != nil || res.Removed != 1 || !dp.src["10.0.1.13@02:00:00:00:01:13"] || dp.lists == 0 {
 		t.Fatalf("after a registration: %v, %v, sources %v (%d whole-table reads)", res, err, dp.src, dp.lists)
+	}
+}
+
+// TestLastByEIP: bindings come out sorted by EIP as addresses sort (10.0.0.9 before
+// 10.0.0.10), one per EIP, the last given winning (a NAT gateway's IP mapping after
+// the EIP's own association).
+func TestLastByEIP(t *testing.T) {
+	a := netip.MustParseAddr
+	in := []desired.Binding{
+		{EIP: a("203.0.113.10"), Private: a("10.0.0.1")},
+		{EIP: a("203.0.113.9"), Private: a("10.0.0.2")},
+		{EIP: a("198.51.100.200"), Private: a("10.0.0.3")},
+		{EIP: a("203.0.113.10"), Private: a("10.0.0.4")},
+		{EIP: a("203.0.113.9"), Private: a("10.0.0.5")},
+		{EIP: a("203.0.113.10"), Private: a("10.0.0.6")},
+	}
+	want := []desired.Binding{
+		{EIP: a("198.51.100.200"), Private: a("10.0.0.3")},
+		{EIP: a("203.0.113.9"), Private: a("10.0.0.5")},
+		{EIP: a("203.0.113.10"), Private: a("10.0.0.6")},
+	}
+	if got := lastByEIP(in); !slices.Equal(got, want) {
+		t.Fatalf("lastByEIP:\n got %v\nwant %v", got, want)
 	}
 }
