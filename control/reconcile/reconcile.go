@@ -529,19 +529,20 @@ func lastByEIP(bindings []desired.Binding) []desired.Binding {
 		a := b.EIP.As4()
 		packed[i] = uint64(binary.BigEndian.Uint32(a[:]))<<32 | uint64(i)
 	}
-	var sorted []desired.Binding
 	if packed == nil {
-		sorted = bindings
-	} else {
-		intsort.ByHigh32(packed)
-		sorted = make([]desired.Binding, len(packed))
-		for i, p := range packed {
-			sorted[i] = bindings[uint32(p)]
-		}
+		return lastOfRuns(len(bindings), func(i int) desired.Binding { return bindings[i] })
 	}
-	want := sorted[:0]
-	for i, b := range sorted {
-		if i+1 < len(sorted) && sorted[i+1].EIP == b.EIP {
+	intsort.ByHigh32(packed)
+	return lastOfRuns(len(packed), func(i int) desired.Binding { return bindings[uint32(packed[i])] })
+}
+
+// lastOfRuns keeps, of n bindings sorted by EIP (the i-th is at(i)), the last of each
+// EIP's run, in a new slice.
+func lastOfRuns(n int, at func(int) desired.Binding) []desired.Binding {
+	want := make([]desired.Binding, 0, n)
+	for i := range n {
+		b := at(i)
+		if i+1 < n && at(i+1).EIP == b.EIP {
 			continue
 		}
 		want = append(want, b)
