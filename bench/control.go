@@ -47,6 +47,9 @@ type controlReport struct {
 	// Opening the dataplane over the pinned maps of a running gateway (a restart of
 	// eipd, before its first reconcile): the owner's copies are read from the maps.
 	StartOpenMs float64 `json:"start_open_ms"`
+	// Verifying and loading the four NAT programs (both roles, XDP and TC) after that
+	// open: they load on first use, when Attach needs them.
+	StartProgramsMs float64 `json:"start_programs_ms"`
 	// Deleting a forward entry of ForwardDeletePorts ports while ForwardDeleteSessions
 	// sessions through it are live (dataplane's BenchmarkForwardDelete).
 	ForwardDeletePorts    int     `json:"forward_delete_ports,omitempty"`
@@ -308,6 +311,11 @@ func measureControl(apiN, concurrentN, existing, bigN int) (*controlReport, erro
 		return nil, err
 	}
 	rep.StartOpenMs = float64(time.Since(t0).Microseconds()) / 1000
+	t0 = time.Now()
+	if _, err := a.dp.ProgramStats(); err != nil { // loads the four NAT programs
+		return nil, err
+	}
+	rep.StartProgramsMs = float64(time.Since(t0).Microseconds()) / 1000
 	runtime.GC()
 	t0 = time.Now()
 	if res, err = (&reconcile.Reconciler{Store: a.st, Dataplane: a.dp, Nat: a.dp}).Reconcile(context.Background()); err != nil || res.Changed() {

@@ -74,13 +74,13 @@ func (d *Dataplane) program(role Role, hook Hook) (*ebpf.Program, error) {
 	xdp := hook == HookXDP
 	switch {
 	case role == RoleUplink && xdp:
-		return d.objs.XdpUplink, nil
+		return d.programFor(&d.objs.XdpUplink, natProgXdpUplink)
 	case role == RoleVPC && xdp:
-		return d.objs.XdpVpc, nil
+		return d.programFor(&d.objs.XdpVpc, natProgXdpVpc)
 	case role == RoleUplink:
-		return d.objs.TcUplink, nil
+		return d.programFor(&d.objs.TcUplink, natProgTcUplink)
 	case role == RoleVPC:
-		return d.objs.TcVpc, nil
+		return d.programFor(&d.objs.TcVpc, natProgTcVpc)
 	}
 	return nil, fmt.Errorf("no program for role %q", role)
 }
@@ -91,9 +91,9 @@ func (d *Dataplane) program(role Role, hook Hook) (*ebpf.Program, error) {
 func (d *Dataplane) fragmentCompanion(role Role) (*ebpf.Program, error) {
 	switch role {
 	case RoleUplink:
-		return d.objs.TcUplinkFragments, nil
+		return d.programFor(&d.objs.TcUplinkFragments, natProgTcUplinkFragments)
 	case RoleVPC:
-		return d.objs.TcVpcFragments, nil
+		return d.programFor(&d.objs.TcVpcFragments, natProgTcVpcFragments)
 	}
 	return nil, fmt.Errorf("no program for role %q", role)
 }

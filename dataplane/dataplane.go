@@ -8,12 +8,14 @@ package dataplane
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 )
@@ -102,6 +104,10 @@ type Dataplane struct {
 	heldMaps map[string]*ebpf.Map  // pin name -> map (the abi marker included)
 	links    map[string]link.Link  // link pin path -> link
 	wants    map[string]attachment // interface -> what Attach put there
+
+	// progMu guards the programs in objs, loaded on first use (programs.go).
+	progMu   sync.Mutex
+	programs programLoader
 }
 
 const (
@@ -335,14 +341,13 @@ func (d *Dataplane) load(spec *ebpf.CollectionSpec, abi []byte) error {
 			return fmt.Errorf("open dataplane %s: map %s: %w: %v", dir, name, ErrIncompatiblePins, err)
 		}
 	}
-	if err := spec.LoadAndAssign(&d.objs, &ebpf.CollectionOptions{MapReplacements: replacements}); err != nil {
-		var verr *ebpf.VerifierError
-		if errors.As(err, &verr) && os.Getenv("EIPGW_VERIFIER_LOG") != "" {
-			fmt.Fprintf(os.Stderr, "%+v\n", verr)
-		}
-		return fmt.Errorf("load BPF programs (set EIPGW_VERIFIER_LOG=1 for the verifier's log): %w", err)
+	// The maps only: the programs are loaded when first used (programs.go).
+	if err := spec.LoadAndAssign(&d.objs.natMaps, &ebpf.CollectionOptions{MapReplacements: replacements}); err != nil {
+		return fmt.Errorf("open dataplane %s: %w", dir, err)
 	}
 	if !d.cfg.ReadOnly {
+		// The pinned maps without the layout marker, which the object does not name.
+		d.programs = programLoader{spec: spec, maps: maps.Clone(replacements), cache: btf.NewCache()}
 		abiHeld, err := ebpf.LoadPinnedMap(filepath.Join(dir, abiMapName), nil)
 		if err != nil {
 			return fmt.Errorf("open dataplane %s: hold layout marker: %w", dir, err)

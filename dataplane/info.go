@@ -28,9 +28,14 @@ func (d *Dataplane) ProgramStats() ([]ProgramStat, error) {
 	var out []ProgramStat
 	for _, p := range []struct {
 		name string
-		prog *ebpf.Program
-	}{{"xdp_uplink", d.objs.XdpUplink}, {"xdp_vpc", d.objs.XdpVpc}, {"tc_uplink", d.objs.TcUplink}, {"tc_vpc", d.objs.TcVpc}} {
-		info, err := p.prog.Info()
+		role Role
+		hook Hook
+	}{{natProgXdpUplink, RoleUplink, HookXDP}, {natProgXdpVpc, RoleVPC, HookXDP}, {natProgTcUplink, RoleUplink, HookTC}, {natProgTcVpc, RoleVPC, HookTC}} {
+		prog, err := d.program(p.role, p.hook)
+		if err != nil {
+			return nil, err
+		}
+		info, err := prog.Info()
 		if err != nil {
 			return nil, fmt.Errorf("program %s: %w", p.name, err)
 		}
@@ -40,7 +45,7 @@ func (d *Dataplane) ProgramStats() ([]ProgramStat, error) {
 			st.Instructions = n / 8 // one BPF instruction is 8 bytes
 		}
 		st.JitedBytes, _ = info.JitedSize()
-		if rs, err := p.prog.Stats(); err == nil {
+		if rs, err := prog.Stats(); err == nil {
 			st.Runs, st.RunTime = rs.RunCount, rs.Runtime
 		}
 		out = append(out, st)

@@ -287,7 +287,11 @@ func (d *Dataplane) expireKeys(ctx context.Context, keys []natFlowKey, force boo
 		if force {
 			req.Force = 1
 		}
-		if _, err := d.objs.ExpireSessions.Run(&ebpf.RunOptions{Context: &req, ContextOut: &req}); err != nil {
+		prog, err := d.expireProgram()
+		if err != nil {
+			return removed, fmt.Errorf("expire sessions: %w", err)
+		}
+		if _, err := prog.Run(&ebpf.RunOptions{Context: &req, ContextOut: &req}); err != nil {
 			return removed, fmt.Errorf("expire sessions: %w", err)
 		}
 		removed += int(req.Expired)
