@@ -79,6 +79,7 @@ func (h *harness) use(tb testing.TB, frame []byte, s flowSpread, random bool) []
 	if len(padded) > len(t.Frame) {
 		tb.Fatalf("harness: a %d-byte frame does not fit the template", len(padded))
 	}
+	padded = h.l.onLoopback(tb, padded)
 	t.Len = uint32(len(padded))
 	t.Flows, t.Ports, t.Remotes = s.flows, max(s.ports, 1), max(s.remotes, 1)
 	if random {
@@ -89,11 +90,6 @@ func (h *harness) use(tb testing.TB, frame []byte, s flowSpread, random bool) []
 	}
 	copy(t.Frame[:], padded)
 	must(tb, h.objs.HarnessTemplates.Put(uint32(0), &t))
-	// Benchmark takes no context, so its runs arrive on the namespace's lo: give lo
-	// the MAC the frame is sent to, as Attach gives an interface its own.
-	lo, err := h.l.host.Link("lo")
-	must(tb, err)
-	must(tb, h.l.dp.setInterfaceMAC(lo.Index, net.HardwareAddr(frame[:6])))
 	cpus, err := ebpf.PossibleCPU()
 	must(tb, err)
 	must(tb, h.objs.HarnessCursor.Put(uint32(0), make([]uint32, cpus)))

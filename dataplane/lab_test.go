@@ -177,6 +177,24 @@ func (l *lab) run(t testing.TB, prog *ebpf.Program, hook Hook, ingress *netlink.
 	return ret, opts.DataOut
 }
 
+// onLoopback readies frame for Program.Benchmark, which takes no context: its runs
+// arrive on the namespace's lo. The copy returned is addressed to lo's MAC (all zero),
+// which the TC programs read the kernel's verdict on and the XDP programs are told,
+// as Attach tells them an interface's.
+func (l *lab) onLoopback(tb testing.TB, frame []byte) []byte {
+	tb.Helper()
+	lo, err := l.host.Link("lo")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := l.dp.setInterfaceMAC(lo.Index, make(net.HardwareAddr, 6)); err != nil {
+		tb.Fatal(err)
+	}
+	out := append([]byte(nil), frame...)
+	copy(out[:6], make([]byte, 6))
+	return out
+}
+
 // runOptions is a BPF_PROG_TEST_RUN of frame arriving on ingress at hook.
 func (l *lab) runOptions(hook Hook, ingress *netlink.LinkAttrs, frame []byte) (*ebpf.RunOptions, error) {
 	opts := &ebpf.RunOptions{Data: frame, DataOut: make([]byte, len(frame)+512)}
