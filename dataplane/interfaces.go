@@ -2,7 +2,6 @@ package dataplane
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"net"
 
@@ -20,21 +19,25 @@ const (
 	interfaceProbes = uint32(natInterfaceSlotsLayoutINTERFACE_PROBES)
 )
 
-// errInterfaceSlots says every slot an ifindex may live in holds a live interface.
-var errInterfaceSlots = errors.New("no free interface slot for this ifindex")
-
-// setInterfaceMAC records ifindex's MAC for the XDP programs: its own slot if it has
-// one, else the first free one of its probes (a slot of an interface that no longer
-// exists counts as free).
+// setInterfaceMAC records ifindex's MAC for the XDP programs: in its own slot if it
+// has one, else in the first free one of its probes (a slot of an interface that no
+// longer exists counts as free).
 func (d *Dataplane) setInterfaceMAC(ifindex int, mac net.HardwareAddr) error {
 	if len(mac) != 6 {
 		return fmt.Errorf("interface %d: MAC %q is not Ethernet", ifindex, mac)
 	}
 	entry := natInterfaceMac{Ifindex: uint32(ifindex)}
 	copy(entry.Mac[:], mac)
-	slot, err := d.interfaceSlot(uint32(ifindex), true)
+	probe, err := d.probeInterface(uint32(ifindex))
 	if err != nil {
 		return fmt.Errorf("interface %d: %w", ifindex, err)
+	}
+	slot, ok := probe.slot(probe.held), probe.holds
+	if !ok {
+		slot, ok = probe.free()
+	}
+	if !ok {
+		return fmt.Errorf("interface %d: every slot it may take holds a live interface", ifindex)
 	}
 	if err := d.objs.InterfaceMacs.Put(slot, &entry); err != nil {
 		return fmt.Errorf("interface %d: record MAC: %w", ifindex, err)
@@ -45,14 +48,11 @@ func (d *Dataplane) setInterfaceMAC(ifindex int, mac net.HardwareAddr) error {
 // forgetInterfaceMAC empties ifindex's slot, if it has one. The slots after it stay
 // where they are: the programs look at every probe.
 func (d *Dataplane) forgetInterfaceMAC(ifindex int) error {
-	slot, err := d.interfaceSlot(uint32(ifindex), false)
-	if errors.Is(err, errInterfaceSlots) {
-		return nil
+	probe, err := d.probeInterface(uint32(ifindex))
+	if err != nil || !probe.holds {
+		return err
 	}
-	if err != nil {
-		return fmt.Errorf("interface %d: %w", ifindex, err)
-	}
-	if err := d.objs.InterfaceMacs.Put(slot, &natInterfaceMac{}); err != nil {
+	if err := d.objs.InterfaceMacs.Put(probe.slot(probe.held), &natInterfaceMac{}); err != nil {
 		return fmt.Errorf("interface %d: forget MAC: %w", ifindex, err)
 	}
 	return nil
@@ -60,40 +60,46 @@ func (d *Dataplane) forgetInterfaceMAC(ifindex int) error {
 
 // interfaceMAC is the MAC recorded for ifindex, nil if none.
 func (d *Dataplane) interfaceMAC(ifindex int) (net.HardwareAddr, error) {
-	slot, err := d.interfaceSlot(uint32(ifindex), false)
-	if errors.Is(err, errInterfaceSlots) {
-		return nil, nil
+	probe, err := d.probeInterface(uint32(ifindex))
+	if err != nil || !probe.holds {
+		return nil, err
 	}
-	if err != nil {
-		return nil, fmt.Errorf("interface %d: %w", ifindex, err)
-	}
-	var entry natInterfaceMac
-	if err := d.objs.InterfaceMacs.Lookup(slot, &entry); err != nil {
-		return nil, fmt.Errorf("interface %d: read MAC: %w", ifindex, err)
-	}
-	return net.HardwareAddr(entry.Mac[:]), nil
+	return net.HardwareAddr(probe.entries[probe.held].Mac[:]), nil
 }
 
-// interfaceSlot finds ifindex's slot; with claim, a free one when it has none.
-func (d *Dataplane) interfaceSlot(ifindex uint32, claim bool) (uint32, error) {
-	free, found := uint32(0), false
+// interfaceProbe is what the slots an ifindex may live in hold.
+type interfaceProbe struct {
+	first   uint32 // the first slot; the others follow it, wrapping
+	entries [interfaceProbes]natInterfaceMac
+	held    uint32 // the probe (index in entries) that holds the ifindex, when holds
+	holds   bool
+}
+
+// probeInterface reads the slots ifindex may live in.
+func (d *Dataplane) probeInterface(ifindex uint32) (interfaceProbe, error) {
+	p := interfaceProbe{first: ifindex % interfaceSlots}
 	for i := range interfaceProbes {
-		slot := (ifindex + i) % interfaceSlots
-		var entry natInterfaceMac
-		if err := d.objs.InterfaceMacs.Lookup(slot, &entry); err != nil {
-			return 0, fmt.Errorf("read interface slot %d: %w", slot, err)
+		slot := p.slot(i)
+		if err := d.objs.InterfaceMacs.Lookup(slot, &p.entries[i]); err != nil {
+			return p, fmt.Errorf("read interface slot %d: %w", slot, err)
 		}
-		if entry.Ifindex == ifindex && ifindex != 0 {
-			return slot, nil
-		}
-		if !found && claim && (entry.Ifindex == 0 || !linkExists(entry.Ifindex)) {
-			free, found = slot, true
+		if !p.holds && ifindex != 0 && p.entries[i].Ifindex == ifindex {
+			p.held, p.holds = i, true
 		}
 	}
-	if found {
-		return free, nil
+	return p, nil
+}
+
+func (p *interfaceProbe) slot(i uint32) uint32 { return (p.first + i) % interfaceSlots }
+
+// free is the first slot that is empty or holds an interface that no longer exists.
+func (p *interfaceProbe) free() (uint32, bool) {
+	for i, e := range p.entries {
+		if e.Ifindex == 0 || !linkExists(e.Ifindex) {
+			return p.slot(uint32(i)), true
+		}
 	}
-	return 0, errInterfaceSlots
+	return 0, false
 }
 
 func linkExists(ifindex uint32) bool {

@@ -42,6 +42,9 @@ static __always_inline bool mac_equal(const __u8 *a, const __u8 *b)
 	return hi_a == hi_b && lo_a == lo_b;
 }
 
+/* Named in the object so that bpf2go gives Go the layout (dataplane/interfaces.go). */
+const enum interface_slots_layout interface_slots_layout = INTERFACE_SLOTS;
+
 /* Whether the frame was sent to the MAC of the interface it came in on: another
  * host's unicast (flooded to us by a bridge) or an Ethernet group address is not the
  * gateway's to forward, as the kernel would not forward it (RFC 1812 section 5.3.4).
@@ -49,9 +52,6 @@ static __always_inline bool mac_equal(const __u8 *a, const __u8 *b)
  * comes from interface_macs, which Attach fills: an interface missing there forwards
  * nothing, every frame goes to the kernel and is counted. A frame too short for an
  * Ethernet header is left to parse_ipv4 to drop. */
-/* Named in the object so that bpf2go gives Go the layout (dataplane/interfaces.go). */
-const enum interface_slots_layout interface_slots_layout = INTERFACE_SLOTS;
-
 static __always_inline bool frame_to_us(void *ctx, const enum hook hook)
 {
 	struct ethhdr *eth = ctx_data(ctx, hook);
