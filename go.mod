@@ -8,6 +8,7 @@ require (
 	github.com/alibabacloud-go/vpc-20160428/v6 v6.12.8
 	github.com/aliyun/alibaba-cloud-sdk-go v1.63.107
 	github.com/cilium/ebpf v0.22.0
+	github.com/google/btree v1.1.3
 	github.com/google/gopacket v1.1.19
 	github.com/google/nftables v0.3.0
 	github.com/osrg/gobgp/v3 v3.37.0

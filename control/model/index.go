@@ -2,6 +2,7 @@ package model
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -19,8 +20,8 @@ import (
 func saveEIP(tx Tx, old, e *EIP) error {
 	before, after := eipIndexEntries(old), eipIndexEntries(e)
 	for _, b := range before {
-		if !slices.ContainsFunc(after, func(a indexEntry) bool { return a.kind == b.kind && a.key == b.key }) {
-			if err := tx.Delete(b.kind, b.key); err != nil {
+		if !slices.ContainsFunc(after, func(a IndexEntry) bool { return a.Kind == b.Kind && a.Key == b.Key }) {
+			if err := tx.Delete(b.Kind, b.Key); err != nil {
 				return err
 			}
 		}
@@ -32,40 +33,53 @@ func saveEIP(tx Tx, old, e *EIP) error {
 		return err
 	}
 	for _, a := range after {
-		if slices.ContainsFunc(before, func(b indexEntry) bool { return b == a }) {
+		if slices.ContainsFunc(before, func(b IndexEntry) bool { return b == a }) {
 			continue
 		}
-		if err := tx.Put(a.kind, a.key, []byte(a.value)); err != nil {
+		if err := tx.Put(a.Kind, a.Key, []byte(a.Value)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// indexEntry is one entry of an EIP's indexes.
-type indexEntry struct{ kind, key, value string }
+// EIPIndexKinds are the kinds saveEIP keeps in step with the EIP records: derived
+// data, which a store may keep outside its file and rebuild with EIPIndexEntries.
+var EIPIndexKinds = []string{kindEIPByIP, kindEIPByTarget, kindEIPByPrivate, kindEIPPending, kindEIPCut, kindEIPBandwidth, kindEIPByPackage}
+
+// IndexEntry is one entry of an EIP's indexes.
+type IndexEntry struct{ Kind, Key, Value string }
+
+// EIPIndexEntries are the index entries of a stored EIP record, as saveEIP wrote them.
+func EIPIndexEntries(raw []byte) ([]IndexEntry, error) {
+	var e EIP
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return nil, fmt.Errorf("decode EIP: %w", err)
+	}
+	return eipIndexEntries(&e), nil
+}
 
 // eipIndexEntries are the index entries of e (none for nil).
-func eipIndexEntries(e *EIP) []indexEntry {
+func eipIndexEntries(e *EIP) []IndexEntry {
 	if e == nil {
 		return nil
 	}
-	out := []indexEntry{{kindEIPByIP, e.IPAddress, e.AllocationID}}
+	out := []IndexEntry{{kindEIPByIP, e.IPAddress, e.AllocationID}}
 	if active(e) {
-		out = append(out, indexEntry{kind: kindEIPByTarget, key: targetKey(e)},
-			indexEntry{kindEIPBandwidth, e.IPAddress, bandwidthValue(e)})
+		out = append(out, IndexEntry{Kind: kindEIPByTarget, Key: targetKey(e)},
+			IndexEntry{kindEIPBandwidth, e.IPAddress, bandwidthValue(e)})
 		if e.InstanceType == TypeENI && (e.Mode == ModeBinded || e.Mode == ModeMulti) {
-			out = append(out, indexEntry{kindEIPCut, e.IPAddress, e.ENIMAC + "|" + e.Status})
+			out = append(out, IndexEntry{kindEIPCut, e.IPAddress, e.ENIMAC + "|" + e.Status})
 		}
 		if oneToOne(e) {
-			out = append(out, indexEntry{kindEIPByPrivate, e.PrivateIPAddress, e.IPAddress + "|" + e.Status})
+			out = append(out, IndexEntry{kindEIPByPrivate, e.PrivateIPAddress, e.IPAddress + "|" + e.Status})
 		}
 	}
 	if e.Status == StatusAssociating || e.Status == StatusUnassociating {
-		out = append(out, indexEntry{kind: kindEIPPending, key: e.AllocationID})
+		out = append(out, IndexEntry{Kind: kindEIPPending, Key: e.AllocationID})
 	}
 	if e.BandwidthPackageID != "" {
-		out = append(out, indexEntry{kind: kindEIPByPackage, key: e.BandwidthPackageID + "|" + e.AllocationID})
+		out = append(out, IndexEntry{Kind: kindEIPByPackage, Key: e.BandwidthPackageID + "|" + e.AllocationID})
 	}
 	return out
 }

@@ -25,14 +25,18 @@ var (
 )
 
 const (
-	metaBucket    = "meta"
-	schemaKey     = "schema"
-	schemaVersion = "1"
+	metaBucket = "meta"
+	schemaKey  = "schema"
+	// Schema 2 keeps the EIP indexes out of the file (indexes.go); a schema 1 file,
+	// which has them, is taken as it is and its index buckets dropped at open.
+	schemaVersion     = "2"
+	schemaWithIndexes = "1"
 )
 
 // Store is the open state file.
 type Store struct {
-	db *bolt.DB
+	db      *bolt.DB
+	indexes indexVersions
 }
 
 // Open opens the state file at path. A missing file is created only when create is
@@ -75,10 +79,19 @@ func Open(path string, create bool) (_ *Store, err error) {
 				return err
 			}
 		}
-		if v := string(meta.Get([]byte(schemaKey))); v != schemaVersion {
+		switch v := string(meta.Get([]byte(schemaKey))); v {
+		case schemaVersion:
+		case schemaWithIndexes:
+			if err := dropIndexBuckets(tx, meta); err != nil {
+				return err
+			}
+		default:
 			return fmt.Errorf("%w: schema %q, this build reads %q", ErrCorrupt, v, schemaVersion)
 		}
 		for _, k := range model.Kinds {
+			if isIndexKind(k) {
+				continue
+			}
 			if _, err := tx.CreateBucketIfNotExists([]byte(k)); err != nil {
 				return err
 			}
@@ -88,7 +101,27 @@ func Open(path string, create bool) (_ *Store, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("open state %s: %w", path, err)
 	}
-	return &Store{db: db}, nil
+	s := &Store{db: db}
+	err = db.View(func(tx *bolt.Tx) error {
+		s.indexes.current, err = buildIndexes(tx)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open state %s: %w: %v", path, ErrCorrupt, err)
+	}
+	return s, nil
+}
+
+// dropIndexBuckets turns a schema 1 file into schema 2: its index buckets go, as the
+// indexes are rebuilt from the EIP records at each open. A build of schema 1 refuses
+// the file afterwards (it checks the schema), so it never runs without its indexes.
+func dropIndexBuckets(tx *bolt.Tx, meta *bolt.Bucket) error {
+	for _, k := range model.EIPIndexKinds {
+		if err := tx.DeleteBucket([]byte(k)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+			return fmt.Errorf("drop index bucket %s: %w", k, err)
+		}
+	}
+	return meta.Put([]byte(schemaKey), []byte(schemaVersion))
 }
 
 // openBolt opens the file, turning bbolt's panics on some damaged files into errors.
@@ -114,17 +147,55 @@ func openBolt(path string, create bool) (db *bolt.DB, err error) {
 // Close closes the state file.
 func (s *Store) Close() error { return s.db.Close() }
 
-// Update runs fn in one read-write transaction; any error rolls everything back.
+// Update runs fn in one read-write transaction; any error rolls everything back, a
+// panic in fn too.
 func (s *Store) Update(fn func(model.Tx) error) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
+	tx, err := s.db.Begin(true)
+	if err != nil {
+		return err
+	}
+	done := false
+	defer func() {
+		if !done {
+			_ = tx.Rollback()
+		}
+	}()
+	work := s.indexes.forWrite(tx.ID())
+	if err := fn(boltTx{tx: tx, idx: work}); err != nil {
+		return err
+	}
+	done = true
+	return s.indexes.commit(tx, work)
 }
 
 // View runs fn in a read-only transaction.
 func (s *Store) View(fn func(model.Tx) error) error {
-	return s.db.View(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
+	for {
+		tx, err := s.db.Begin(false)
+		if err != nil {
+			return err
+		}
+		idx, ok := s.indexes.forRead(tx.ID())
+		if !ok {
+			_ = tx.Rollback() // a commit came between; its version is the current one now
+			continue
+		}
+		defer tx.Rollback()
+		return fn(boltTx{tx: tx, idx: idx})
+	}
 }
 
-type boltTx struct{ tx *bolt.Tx }
+// boltTx is one transaction: records in bbolt, the EIP indexes in idx.
+type boltTx struct {
+	tx  *bolt.Tx
+	idx *indexVersion
+}
+
+// index is kind's in-memory index, or false when kind is stored in the file.
+func (t boltTx) index(kind string) (memIndex, bool) {
+	tree, ok := t.idx.trees[kind]
+	return memIndex{tree: tree, writable: t.tx.Writable()}, ok
+}
 
 func (t boltTx) bucket(kind string) (*bolt.Bucket, error) {
 	b := t.tx.Bucket([]byte(kind))
@@ -135,6 +206,9 @@ func (t boltTx) bucket(kind string) (*bolt.Bucket, error) {
 }
 
 func (t boltTx) Get(kind, id string) ([]byte, error) {
+	if m, ok := t.index(kind); ok {
+		return m.get(id), nil
+	}
 	b, err := t.bucket(kind)
 	if err != nil {
 		return nil, err
@@ -147,6 +221,9 @@ func (t boltTx) Get(kind, id string) ([]byte, error) {
 }
 
 func (t boltTx) Put(kind, id string, v []byte) error {
+	if m, ok := t.index(kind); ok {
+		return m.put(id, v)
+	}
 	b, err := t.bucket(kind)
 	if err != nil {
 		return err
@@ -155,6 +232,9 @@ func (t boltTx) Put(kind, id string, v []byte) error {
 }
 
 func (t boltTx) Delete(kind, id string) error {
+	if m, ok := t.index(kind); ok {
+		return m.delete(id)
+	}
 	b, err := t.bucket(kind)
 	if err != nil {
 		return err
@@ -163,6 +243,9 @@ func (t boltTx) Delete(kind, id string) error {
 }
 
 func (t boltTx) ForEachPrefix(kind, prefix string, fn func(string, []byte) error) error {
+	if m, ok := t.index(kind); ok {
+		return m.forEachPrefix([]byte(prefix), func(k, v []byte) error { return fn(string(k), v) })
+	}
 	b, err := t.bucket(kind)
 	if err != nil {
 		return err
@@ -182,6 +265,9 @@ func (t boltTx) ForEach(kind string, fn func(string, []byte) error) error {
 }
 
 func (t boltTx) ForEachRaw(kind string, fn func(key, value []byte) error) error {
+	if m, ok := t.index(kind); ok {
+		return m.forEachPrefix(nil, fn)
+	}
 	b, err := t.bucket(kind)
 	if err != nil {
 		return err
@@ -278,11 +364,17 @@ func Inspect(path string) (Summary, error) {
 			return fmt.Errorf("%w: %v", ErrCorrupt, err)
 		}
 		meta := tx.Bucket([]byte(metaBucket))
-		if meta == nil || string(meta.Get([]byte(schemaKey))) != schemaVersion {
-			return fmt.Errorf("%w: not eipgw state of schema %q", ErrCorrupt, schemaVersion)
+		if meta == nil {
+			return fmt.Errorf("%w: not eipgw state (no schema marker)", ErrCorrupt)
 		}
-		t := boltTx{tx}
-		var err error
+		if v := string(meta.Get([]byte(schemaKey))); v != schemaVersion && v != schemaWithIndexes {
+			return fmt.Errorf("%w: schema %q, this build reads %q", ErrCorrupt, v, schemaVersion)
+		}
+		idx, err := buildIndexes(tx)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		t := boltTx{tx: tx, idx: idx}
 		if sum.EIPs, err = model.CountEIPs(t); err != nil {
 			return err
 		}
