@@ -144,6 +144,7 @@ func (r *report) markdown() string {
 		fmt.Fprintf(&b, "| writes per second from %d concurrent signed clients (each reply meaning the map carries it) | %.0f |\n", c.ConcurrentClients, c.APIWritesPerSecConcurr)
 		fmt.Fprintf(&b, "| API call to the binding in the dataplane, p50 / p99 | %.2f / %.2f ms |\n", c.APIToDataplaneP50Ms, c.APIToDataplaneP99Ms)
 		fmt.Fprintf(&b, "| bindings per second through the reconciler alone (%d) | %.0f |\n", c.ReconcilerBindings, c.ReconcilerPerSec)
+		fmt.Fprintf(&b, "| state file open with %d associations (checked, EIP indexes rebuilt from the records) | %.0f ms |\n", c.ReconcilerBindings, c.StartStoreOpenMs)
 		fmt.Fprintf(&b, "| dataplane open over the pinned maps of %d associations (a restart, before its reconcile; maps only) | %.0f ms |\n", c.ReconcilerBindings, c.StartOpenMs)
 		fmt.Fprintf(&b, "| verifying and loading the four NAT programs (XDP and TC, both roles: Attach loads its hook's on first use) | %.0f ms |\n", c.StartProgramsMs)
 		fmt.Fprintf(&b, "| reconcile at start with %d associations, maps already matching | %.0f ms |\n", c.ReconcilerBindings, c.StartReconcileMs)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -362,4 +363,28 @@ func recordsMatchAddressIndex(tx model.Tx) error {
 		return fmt.Errorf("%d EIP records, %d in the address index", n, len(byIP))
 	}
 	return nil
+}
+
+// TestSortedByKey: the sort on eight bytes past the shared prefix orders keys as a
+// plain string sort does, with keys that tie on those bytes, that are prefixes of
+// each other, and that hold zero bytes.
+func TestSortedByKey(t *testing.T) {
+	keys := []string{"198.51.100.10", "198.51.100.2", "198.51.100.100", "198.51.100.1", "198.51.100.1\x00", "198.51.100.12345678a",
+		"198.51.100.12345678", "198.51.100.12345678b", "198.51.100.9", "198.51.100.", "198.51.100.255"}
+	for _, extra := range [][]string{nil, {"1"}, {"EcsInstance|i-1|eip-b", "EcsInstance|i-1|eip-a", "EcsInstance|i-10|eip-c"}} {
+		in := append(append([]string(nil), keys...), extra...)
+		es := make([]model.IndexEntry, len(in))
+		for i, k := range in {
+			es[i] = model.IndexEntry{Kind: "k", Key: k, Value: fmt.Sprint(i)}
+		}
+		want := append([]string(nil), in...)
+		slices.Sort(want)
+		var got []string
+		for _, e := range sortedByKey(es) {
+			got = append(got, e.Key)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("sorted:\n%q\nwant:\n%q", got, want)
+		}
+	}
 }

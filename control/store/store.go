@@ -244,7 +244,7 @@ func (t boltTx) Delete(kind, id string) error {
 
 func (t boltTx) ForEachPrefix(kind, prefix string, fn func(string, []byte) error) error {
 	if m, ok := t.index(kind); ok {
-		return m.forEachPrefix([]byte(prefix), func(k, v []byte) error { return fn(string(k), v) })
+		return m.forEachPrefix(prefix, func(k, v string) error { return fn(k, bytesOf(v)) })
 	}
 	b, err := t.bucket(kind)
 	if err != nil {
@@ -266,7 +266,7 @@ func (t boltTx) ForEach(kind string, fn func(string, []byte) error) error {
 
 func (t boltTx) ForEachRaw(kind string, fn func(key, value []byte) error) error {
 	if m, ok := t.index(kind); ok {
-		return m.forEachPrefix(nil, fn)
+		return m.forEachPrefix("", func(k, v string) error { return fn(bytesOf(k), bytesOf(v)) })
 	}
 	b, err := t.bucket(kind)
 	if err != nil {
