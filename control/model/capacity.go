@@ -89,9 +89,22 @@ func (c Capacity) checkNat(tx Tx) error {
 }
 
 func countKeys(tx Tx, kind, prefix string) (int, error) {
+	if c, ok := tx.(KeyCounter); ok {
+		if n, counted, err := c.CountKeys(kind, prefix); counted || err != nil {
+			return n, err
+		}
+	}
 	n := 0
 	err := tx.ForEachPrefix(kind, prefix, func(string, []byte) error { n++; return nil })
 	return n, err
+}
+
+// KeyCounter is a Tx that can count a kind's keys without visiting them: the capacity
+// check of every association counts the associations, 100,000 of them at scale.
+type KeyCounter interface {
+	// CountKeys is how many keys of kind start with prefix; counted is false when
+	// this Tx cannot count them so (the caller then visits them).
+	CountKeys(kind, prefix string) (n int, counted bool, err error)
 }
 
 // CountEIPs is how many EIPs are allocated, from the address index.

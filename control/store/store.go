@@ -260,6 +260,15 @@ func (t boltTx) ForEachPrefix(kind, prefix string, fn func(string, []byte) error
 	return nil
 }
 
+// CountKeys counts an EIP index's keys without a walk when no prefix is asked
+// (model.KeyCounter).
+func (t boltTx) CountKeys(kind, prefix string) (int, bool, error) {
+	if m, ok := t.index(kind); ok && prefix == "" {
+		return m.tree.Len(), true, nil
+	}
+	return 0, false, nil
+}
+
 func (t boltTx) ForEach(kind string, fn func(string, []byte) error) error {
 	return t.ForEachRaw(kind, func(k, v []byte) error { return fn(string(k), v) })
 }
