@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/binary"
 	"fmt"
@@ -27,28 +28,52 @@ import (
 // copy-on-write clone of the last version, installed as the pending version before
 // bbolt commits and made the current one after.
 
-// indexItem is one index entry: key and value in one string, one allocation and one
-// pointer for the garbage collector (a million EIPs make four million entries).
+// indexItem is one index entry. Key and value lie in the item itself when together
+// no longer than inlineBytes, in the B-tree node's own array: a walk then reads
+// memory in order, and the garbage collector finds no pointer to follow in the item
+// (with a pointer an entry, their marking took a fifth of a start-up reconcile at
+// 100,000 EIPs). 48 bytes hold the entries of the indexes a start-up walks (an
+// address and an address, a status, an AllocationId or a bandwidth); longer ones
+// (a target index key with a long instance ID) are in long. Each byte more costs
+// about 8 MB at a million EIPs: the trees are built in key order, which leaves nodes
+// half full.
 type indexItem struct {
-	kv     string
-	keyLen int
+	long   string // key and value, when longer together than inlineBytes
+	keyLen uint16
+	size   uint16 // of key and value together
+	inline [inlineBytes]byte
 }
+
+const inlineBytes = 48
+
+// maxEntryBytes bounds an entry's key and value together (bbolt's own key limit is
+// 32 KiB).
+const maxEntryBytes = 1<<16 - 1
 
 func newItem(key string, value []byte) indexItem {
-	return indexItem{kv: key + string(value), keyLen: len(key)}
+	it := indexItem{keyLen: uint16(len(key)), size: uint16(len(key) + len(value))}
+	if len(key)+len(value) > inlineBytes {
+		it.long = key + string(value)
+	} else {
+		copy(it.inline[copy(it.inline[:], key):], value)
+	}
+	return it
 }
 
-func (it indexItem) key() string   { return it.kv[:it.keyLen] }
-func (it indexItem) value() string { return it.kv[it.keyLen:] }
+// kv is the entry's key and value, one after the other; read only.
+func (it *indexItem) kv() []byte {
+	if it.long != "" {
+		return unsafe.Slice(unsafe.StringData(it.long), len(it.long))
+	}
+	return it.inline[:it.size]
+}
 
-func itemLess(a, b indexItem) bool { return a.key() < b.key() }
+func itemLess(a, b indexItem) bool {
+	return bytes.Compare(a.kv()[:a.keyLen], b.kv()[:b.keyLen]) < 0
+}
 
 // probe is an item to search for.
-func probe(key string) indexItem { return indexItem{kv: key, keyLen: len(key)} }
-
-// bytesOf is s as a byte slice without a copy, for the walks' callbacks (ForEachRaw's
-// contract: valid only during the call, and read only, as bbolt's own slices are).
-func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+func probe(key string) indexItem { return newItem(key, nil) }
 
 // indexDegree is the B-trees' degree: nodes of up to 63 entries.
 const indexDegree = 32
@@ -118,10 +143,9 @@ func (vs *indexVersions) commit(tx *bolt.Tx, work *indexVersion) error {
 func isIndexKind(kind string) bool { return slices.Contains(model.EIPIndexKinds, kind) }
 
 // buildIndexes computes the indexes of the EIP records in tx. The records are decoded
-// on every CPU; each kind's entries are sorted, then inserted in order, and their text
-// lies in one string a kind. Inserting them as the records come (in AllocationId
-// order, random in every index) cost a cache miss a comparison: 22 s at a million
-// EIPs, against 2 s this way. A walk over a kind then reads memory in order too.
+// on every CPU; each kind's entries are sorted, then inserted in order. Inserting
+// them as the records come (in AllocationId order, random in every index) cost a
+// cache miss a comparison: 22 s at a million EIPs, against 2 s this way.
 func buildIndexes(tx *bolt.Tx) (*indexVersion, error) {
 	entries, err := decodeIndexEntries(tx)
 	if err != nil {
@@ -130,25 +154,15 @@ func buildIndexes(tx *bolt.Tx) (*indexVersion, error) {
 	v := &indexVersion{txid: tx.ID(), trees: map[string]*btree.BTreeG[indexItem]{}}
 	for _, kind := range model.EIPIndexKinds {
 		es := sortedByKey(entries[kind])
-		size := 0
+		tree := btree.NewG(indexDegree, itemLess)
 		for i, e := range es {
 			if i > 0 && es[i-1].Key == e.Key {
 				return nil, fmt.Errorf("rebuild EIP indexes: %s has %q twice (two EIPs claim it)", kind, e.Key)
 			}
-			size += len(e.Key) + len(e.Value)
-		}
-		var arena strings.Builder
-		arena.Grow(size)
-		for _, e := range es {
-			arena.WriteString(e.Key)
-			arena.WriteString(e.Value)
-		}
-		all, off := arena.String(), 0
-		tree := btree.NewG(indexDegree, itemLess)
-		for _, e := range es {
-			n := len(e.Key) + len(e.Value)
-			tree.ReplaceOrInsert(indexItem{kv: all[off : off+n], keyLen: len(e.Key)})
-			off += n
+			if len(e.Key)+len(e.Value) > maxEntryBytes {
+				return nil, fmt.Errorf("rebuild EIP indexes: %s entry %q is %d bytes long", kind, e.Key, len(e.Key)+len(e.Value))
+			}
+			tree.ReplaceOrInsert(newItem(e.Key, []byte(e.Value)))
 		}
 		v.trees[kind] = tree
 	}
@@ -259,12 +273,15 @@ func (m memIndex) get(key string) []byte {
 	if !ok {
 		return nil
 	}
-	return []byte(it.value())
+	return bytes.Clone(it.kv()[it.keyLen:])
 }
 
 func (m memIndex) put(key string, value []byte) error {
 	if !m.writable {
 		return bolt.ErrTxNotWritable
+	}
+	if len(key)+len(value) > maxEntryBytes {
+		return fmt.Errorf("index entry %q is %d bytes long, at most %d", key, len(key)+len(value), maxEntryBytes)
 	}
 	m.tree.ReplaceOrInsert(newItem(key, value))
 	return nil
@@ -278,20 +295,24 @@ func (m memIndex) delete(key string) error {
 	return nil
 }
 
-// forEachPrefix visits the entries whose key starts with prefix, in key order. In a
+// forEachPrefix visits the entries whose key starts with prefix, in key order; key
+// and value are valid only during fn (they are copied into one buffer, reused). In a
 // write transaction it walks a clone, so fn may change the index as it goes (bbolt
 // allows that of its cursors too).
-func (m memIndex) forEachPrefix(prefix string, fn func(key, value string) error) error {
+func (m memIndex) forEachPrefix(prefix string, fn func(key, value []byte) error) error {
 	tree := m.tree
 	if m.writable {
 		tree = tree.Clone()
 	}
 	var err error
+	var entry []byte
 	tree.AscendGreaterOrEqual(probe(prefix), func(it indexItem) bool {
-		if !strings.HasPrefix(it.key(), prefix) {
+		entry = append(entry[:0], it.kv()...)
+		key := entry[:it.keyLen]
+		if !bytes.HasPrefix(key, []byte(prefix)) {
 			return false
 		}
-		err = fn(it.key(), it.value())
+		err = fn(key, entry[it.keyLen:])
 		return err == nil
 	})
 	return err

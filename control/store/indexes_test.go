@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"path/filepath"
 	"slices"
@@ -387,4 +388,65 @@ func TestSortedByKey(t *testing.T) {
 			t.Errorf("sorted:\n%q\nwant:\n%q", got, want)
 		}
 	}
+}
+
+// TestIndexEntriesOfAnyLength: entries that fit in an item and entries that do not
+// are read back whole, in key order, by Get, ForEach and ForEachRaw; one longer than
+// the limit is refused.
+func TestIndexEntriesOfAnyLength(t *testing.T) {
+	w := newIndexWorld(t)
+	kind := model.EIPIndexKinds[1]
+	want := map[string]string{}
+	for _, n := range []int{1, 40, 79, 80, 81, 200} {
+		key := fmt.Sprintf("%03d|%s", n, strings.Repeat("k", n))
+		want[key] = strings.Repeat("v", n)
+	}
+	want["000|empty value"] = ""
+	if err := w.st.Update(func(tx model.Tx) error {
+		for k, v := range want {
+			if err := tx.Put(kind, k, []byte(v)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.st.Update(func(tx model.Tx) error {
+		return tx.Put(kind, "huge", make([]byte, maxEntryBytes))
+	}); err == nil {
+		t.Fatal("an entry over the limit was taken")
+	}
+	keys := slices.Sorted(maps.Keys(want))
+	_ = w.st.View(func(tx model.Tx) error {
+		for k, v := range want {
+			if got, err := tx.Get(kind, k); err != nil || string(got) != v {
+				t.Errorf("Get %q: %q, %v; want %q", k, got, err, v)
+			}
+		}
+		var seen, seenRaw []string
+		_ = tx.ForEach(kind, func(k string, v []byte) error {
+			seen = append(seen, k)
+			if string(v) != want[k] {
+				t.Errorf("ForEach %q: %q", k, v)
+			}
+			return nil
+		})
+		_ = tx.ForEachRaw(kind, func(k, v []byte) error {
+			seenRaw = append(seenRaw, string(k))
+			if string(v) != want[string(k)] {
+				t.Errorf("ForEachRaw %q: %q", k, v)
+			}
+			return nil
+		})
+		if !slices.Equal(seen, keys) || !slices.Equal(seenRaw, keys) {
+			t.Errorf("walks visit %q and %q, want %q", seen, seenRaw, keys)
+		}
+		var prefixed []string
+		_ = tx.ForEachPrefix(kind, "08", func(k string, _ []byte) error { prefixed = append(prefixed, k); return nil })
+		if len(prefixed) != 2 || !strings.HasPrefix(prefixed[0], "080|") || !strings.HasPrefix(prefixed[1], "081|") {
+			t.Errorf("prefix 08: %q", prefixed)
+		}
+		return nil
+	})
 }

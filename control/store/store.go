@@ -244,7 +244,8 @@ func (t boltTx) Delete(kind, id string) error {
 
 func (t boltTx) ForEachPrefix(kind, prefix string, fn func(string, []byte) error) error {
 	if m, ok := t.index(kind); ok {
-		return m.forEachPrefix(prefix, func(k, v string) error { return fn(k, bytesOf(v)) })
+		// As bbolt's, the values stay valid after fn: callers may keep them.
+		return m.forEachPrefix(prefix, func(k, v []byte) error { return fn(string(k), bytes.Clone(v)) })
 	}
 	b, err := t.bucket(kind)
 	if err != nil {
@@ -275,7 +276,7 @@ func (t boltTx) ForEach(kind string, fn func(string, []byte) error) error {
 
 func (t boltTx) ForEachRaw(kind string, fn func(key, value []byte) error) error {
 	if m, ok := t.index(kind); ok {
-		return m.forEachPrefix("", func(k, v string) error { return fn(bytesOf(k), bytesOf(v)) })
+		return m.forEachPrefix("", fn)
 	}
 	b, err := t.bucket(kind)
 	if err != nil {
