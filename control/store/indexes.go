@@ -19,9 +19,10 @@ import (
 // The EIP indexes (model.EIPIndexKinds) are not written to the state file: they are
 // rebuilt from the EIP records at open and kept in memory, one B-tree a kind. On disk
 // each index is a bucket whose every change dirties a three-level path of pages at
-// 100,000 EIPs, so an association, which changes three or four indexes, committed 16
-// pages; without them it commits 5. The file holds what cannot be rebuilt; a crash can
-// lose no index entry, since the indexes are recomputed from what was committed.
+// 100,000 EIPs, so an association, which changes three or four indexes, wrote 16
+// pages at its commit; without them it writes 6. The file holds what cannot be
+// rebuilt; a crash can lose no index entry, since the indexes are recomputed from
+// what was committed.
 //
 // Each committed transaction has its own version of the indexes, so a reader sees the
 // indexes of the very commit its bbolt snapshot is from: a write works on a
