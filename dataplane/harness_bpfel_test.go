@@ -66,6 +66,7 @@ const (
 	harnessVarReasonKinds          = "reason_kinds"
 	harnessVarRecordStateLayout    = "record_state_layout"
 	harnessVarSessionClockShift    = "session_clock_shift"
+	harnessVarSessionProbeLayout   = "session_probe_layout"
 )
 
 // loadHarness returns the embedded CollectionSpec for harness.
@@ -160,6 +161,7 @@ type harnessVariableSpecs struct {
 	ReasonKinds          *ebpf.VariableSpec `ebpf:"reason_kinds"`
 	RecordStateLayout    *ebpf.VariableSpec `ebpf:"record_state_layout"`
 	SessionClockShift    *ebpf.VariableSpec `ebpf:"session_clock_shift"`
+	SessionProbeLayout   *ebpf.VariableSpec `ebpf:"session_probe_layout"`
 }
 
 // harnessObjects contains all objects after they have been loaded into the kernel.
@@ -258,6 +260,7 @@ type harnessVariables struct {
 	ReasonKinds          *ebpf.Variable `ebpf:"reason_kinds"`
 	RecordStateLayout    *ebpf.Variable `ebpf:"record_state_layout"`
 	SessionClockShift    *ebpf.Variable `ebpf:"session_clock_shift"`
+	SessionProbeLayout   *ebpf.Variable `ebpf:"session_probe_layout"`
 }
 
 // harnessPrograms contains all programs after they have been loaded into the kernel.

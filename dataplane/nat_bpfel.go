@@ -390,6 +390,13 @@ type natSessionOpening struct {
 	Endpoint natEndpoint
 }
 
+type natSessionProbeLayout uint32
+
+const (
+	natSessionProbeLayoutSESSION_PROBE_BUCKETS natSessionProbeLayout = 4
+	natSessionProbeLayoutSESSION_WINDOWS       natSessionProbeLayout = 3
+)
+
 type natSessionRecord struct {
 	_           structs.HostLayout
 	State       uint32
@@ -487,6 +494,7 @@ const (
 	natVarReasonKinds          = "reason_kinds"
 	natVarRecordStateLayout    = "record_state_layout"
 	natVarSessionClockShift    = "session_clock_shift"
+	natVarSessionProbeLayout   = "session_probe_layout"
 )
 
 // loadNat returns the embedded CollectionSpec for nat.
@@ -583,6 +591,7 @@ type natVariableSpecs struct {
 	ReasonKinds          *ebpf.VariableSpec `ebpf:"reason_kinds"`
 	RecordStateLayout    *ebpf.VariableSpec `ebpf:"record_state_layout"`
 	SessionClockShift    *ebpf.VariableSpec `ebpf:"session_clock_shift"`
+	SessionProbeLayout   *ebpf.VariableSpec `ebpf:"session_probe_layout"`
 }
 
 // natObjects contains all objects after they have been loaded into the kernel.
@@ -677,6 +686,7 @@ type natVariables struct {
 	ReasonKinds          *ebpf.Variable `ebpf:"reason_kinds"`
 	RecordStateLayout    *ebpf.Variable `ebpf:"record_state_layout"`
 	SessionClockShift    *ebpf.Variable `ebpf:"session_clock_shift"`
+	SessionProbeLayout   *ebpf.Variable `ebpf:"session_probe_layout"`
 }
 
 // natPrograms contains all programs after they have been loaded into the kernel.

@@ -265,38 +265,20 @@ func TestSessionTableExpiryUnderReaders(t *testing.T) {
 	assertTableEmpty(t, l)
 }
 
-// mix32, recordHash and the homes are bpf/lib/session_table.h's, for the test to
+// recordHash is recordKeyHash over addresses and host-order ports, for the test to
 // choose colliding tuples as an attacker who knew the seed would.
-func mix32(x uint32) uint32 {
-	x ^= x >> 16
-	x *= 0x7feb352d
-	x ^= x >> 15
-	x *= 0x846ca68b
-	x ^= x >> 16
-	return x
-}
-
 func recordHash(seed uint32, addrA, addrB netip.Addr, portA, portB uint16, proto, kind uint8) uint32 {
 	a4, b4 := addrA.As4(), addrB.As4()
-	be16 := func(p uint16) uint32 { // a __be16 read as a native integer
-		var b [2]byte
-		binary.BigEndian.PutUint16(b[:], p)
-		return uint32(binary.NativeEndian.Uint16(b[:]))
-	}
-	h := mix32(seed ^ binary.NativeEndian.Uint32(a4[:]))
-	h = mix32(h ^ binary.NativeEndian.Uint32(b4[:]))
-	h = mix32(h ^ (be16(portA)<<16 | be16(portB)))
-	return mix32(h ^ (uint32(proto)<<8 | uint32(kind)))
+	return recordKeyHash(seed, natSessionRecord{AddrA: binary.NativeEndian.Uint32(a4[:]), AddrB: binary.NativeEndian.Uint32(b4[:]),
+		PortA: htons(portA), PortB: htons(portB), Protocol: proto}, natRecordKind(kind))
 }
 
-func firstHome(hash, buckets uint32) uint32 { return uint32((uint64(hash) * uint64(buckets)) >> 32) }
-
-// windowHomes is where each of a key's SESSION_WINDOWS windows starts.
-func windowHomes(hash, buckets uint32) [3]uint32 {
-	var homes [3]uint32
+// windowHomes is where each of a key's windows starts.
+func windowHomes(hash, buckets uint32) [sessionWindows]uint32 {
+	var homes [sessionWindows]uint32
 	for w := range homes {
-		homes[w] = firstHome(hash, buckets)
-		hash = mix32(hash ^ 0x9e3779b9)
+		homes[w] = recordHome(hash, buckets)
+		hash = nextWindowHash(hash)
 	}
 	return homes
 }

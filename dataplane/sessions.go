@@ -178,21 +178,44 @@ func (d *Dataplane) eachSession(fn func(natFlowKey, Session) error) error {
 	if err != nil {
 		return err
 	}
+	// Each outbound record's inbound twin is looked up in the mapped table where the
+	// programs would find it; a reader that cannot map the table pairs them through a
+	// map of every inbound record instead.
+	var table *mappedTable
+	var inbound map[inboundTuple]natSessionRecord
+	if mem, err := d.objs.SessionTable.Memory(); err == nil {
+		var raw natNatConfig
+		if err := d.objs.NatSettings.Lookup(uint32(0), &raw); err != nil {
+			return fmt.Errorf("read NAT config: %w", err)
+		}
+		table = newMappedTable(mem, raw)
+	} else {
+		inbound = map[inboundTuple]natSessionRecord{}
+	}
 	var outbound []natSessionRecord
-	inbound := map[inboundTuple]natSessionRecord{}
 	if err := d.eachRecord(func(r natSessionRecord) {
 		switch recordKind(r) {
 		case natRecordKindRECORD_OUTBOUND:
 			outbound = append(outbound, r)
 		case natRecordKindRECORD_INBOUND:
-			inbound[inboundTuple{r.AddrA, r.AddrB, r.PortA, r.PortB, r.Protocol}] = r
+			if inbound != nil {
+				inbound[inboundTuple{r.AddrA, r.AddrB, r.PortA, r.PortB, r.Protocol}] = r
+			}
 		}
 	}); err != nil {
 		return err
 	}
 	for _, out := range outbound {
 		var in *natSessionRecord
-		if r, ok := inbound[inboundTuple{out.AddrB, out.ToAddr, out.PortB, out.ToPort, out.Protocol}]; ok {
+		if table != nil {
+			r, ok, err := table.inboundOf(out)
+			if err != nil {
+				return fmt.Errorf("read the session table: %w", err)
+			}
+			if ok {
+				in = &r
+			}
+		} else if r, ok := inbound[inboundTuple{out.AddrB, out.ToAddr, out.PortB, out.ToPort, out.Protocol}]; ok {
 			in = &r
 		}
 		k := natFlowKey{InsideAddr: out.AddrA, RemoteAddr: out.AddrB, InsidePort: out.PortA,

@@ -30,7 +30,8 @@ extern int bpf_iter_num_new(struct bpf_iter_num *it, int start, int end) __ksym;
 extern int *bpf_iter_num_next(struct bpf_iter_num *it) __ksym;
 extern void bpf_iter_num_destroy(struct bpf_iter_num *it) __ksym;
 
-#define SESSION_PROBE_BUCKETS 4
+/* The probe layout, in .rodata too so that it reaches Go through BTF. */
+const enum session_probe_layout session_probe_layout = SESSION_WINDOWS;
 
 /* The state word's layout, in .rodata too so that it reaches Go through BTF. */
 const enum record_state_layout record_state_layout = RECORD_GEN_SHIFT;
@@ -175,7 +176,6 @@ static __always_inline __u32 next_bucket(__u32 b, __u32 buckets)
  * its own hash of the key; a record goes in the first with room. One window of 8
  * slots at a third full overflows about once in a thousand inserts; all three at
  * once, about once in a billion. */
-#define SESSION_WINDOWS 3
 
 /* The hash of a key's next window. */
 static __always_inline __u32 next_window_hash(__u32 hash)

@@ -237,6 +237,14 @@ enum record_state_layout {
 	RECORD_GEN_SHIFT = 16,
 };
 
+/* How a key's records are looked for in the session table (session_table.h): in
+ * SESSION_WINDOWS windows of SESSION_PROBE_BUCKETS buckets each. An enum so that Go,
+ * which finds a session's inbound record the same way, reads it from the object. */
+enum session_probe_layout {
+	SESSION_PROBE_BUCKETS = 4,
+	SESSION_WINDOWS = 3,
+};
+
 /* The sessions' clock in last_seen: ns >> 20, about 1.05 ms a unit; 32 bits wrap after
  * 52 days, far beyond any timeout (idle times are taken modulo 2^32). An enum so that
  * Go reads it from the object. */
