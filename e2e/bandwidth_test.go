@@ -10,15 +10,21 @@ import (
 	"github.com/eipgw/eipgw/internal/testbed"
 )
 
+// linuxDefaultCongestion is the TCP congestion control the flows use: Linux's default
+// (CUBIC), the one most senders through a gateway run. A machine's own default can
+// differ (this development machine's is BBR, whose policer detection paces a flow at
+// the policed rate and so hides how a policer treats a loss-based sender).
+const linuxDefaultCongestion = "cubic"
+
 // mbps is a transfer's rate in Mbit/s.
 func mbps(tr testbed.Transfer) float64 {
 	return float64(tr.Bytes) * 8 / tr.Elapsed.Seconds() / 1e6
 }
 
 // TestBandwidthLimit: an EIP's Bandwidth is enforced in both directions on a single
-// TCP flow, which still gets within 10% of it at 20 and at 200 Mbit/s (the policer's
-// bucket holds 250 ms of traffic, dataplane.BurstFor), at XDP and at TC, measured by
-// iperf3; ModifyEipAddressAttribute changes it before its reply, for a flow already
+// TCP flow (CUBIC), which still gets within 10% of it at 20 and at 200 Mbit/s (the
+// policer's bucket holds 250 ms of traffic, dataplane.BurstFor), at XDP and at TC,
+// measured by iperf3; ModifyEipAddressAttribute changes it before its reply, for a flow already
 // running too (reached within a second, no stall); UDP sent at 3x the limit arrives
 // at no more than 1.1x it while a second EIP is untouched; what the policer drops is
 // counted for the EIP; DescribeEipMonitorData then gives back the traffic that passed.
@@ -42,24 +48,22 @@ func bandwidthLimit(t *testing.T, hook string) {
 	out := func(port int, measure, omit time.Duration, udp float64) testbed.IperfResult {
 		t.Helper()
 		r := runIperf(t, testbed.Iperf{Server: d.VM1, Listen: testbed.VM1Addr, Client: d.Inet1, Target: eip, Port: port,
-			Duration: measure, Omit: omit, UDPBitrate: udp})
+			Duration: measure, Omit: omit, UDPBitrate: udp, Congestion: linuxDefaultCongestion})
 		outBytes += r.Total
 		return r
 	}
 	in := func(port int, measure, omit time.Duration) testbed.IperfResult {
 		t.Helper()
 		r := runIperf(t, testbed.Iperf{Server: d.Inet1, Listen: testbed.Inet1Addr, Client: d.VM1, Target: testbed.Inet1Addr,
-			Port: port, Duration: measure, Omit: omit})
+			Port: port, Duration: measure, Omit: omit, Congestion: linuxDefaultCongestion})
 		inBytes += r.Total
 		return r
 	}
 	// One TCP flow each way, its first second (slow start, the bucket's first burst)
 	// left out. Over a policer the flow alternates bursts at the link's rate with
-	// pauses where it lost a window's tail; the bucket holds the pause's refill. At
-	// 20 Mbit/s the flow gets within 10% of the rate. At 200 Mbit/s it does in most
-	// runs (186-203 Mbit/s, e2e tests run alone) but not in all (171 out at TC in one
-	// CI run): that is issue 16's open point, so there the test holds the flow to the
-	// rate from above and to three quarters of it from below, and logs the figure.
+	// pauses where it lost a window's tail; the bucket holds the pause's refill. With
+	// CUBIC both rates stay within 10% (188-206 Mbit/s at 200 over five runs of this
+	// test, XDP and TC; with this machine's BBR default, 11 of 92 flows got less than 180).
 	for i, rate := range []float64{20, 200} {
 		if rate != 20 {
 			d.must(t, "modify-eip-address-attribute", "--allocation-id", id, "--bandwidth", fmt.Sprint(rate))
@@ -69,13 +73,9 @@ func bandwidthLimit(t *testing.T, hook string) {
 			r   testbed.IperfResult
 		}{{"out", out(7501+2*i, 6*time.Second, time.Second, 0)}, {"in", in(7502+2*i, 6*time.Second, time.Second)}} {
 			got := c.r.Bits / 1e6
-			t.Logf("at %.0f Mbit/s, one TCP flow %s: %.1f Mbit/s", rate, c.dir, got)
-			least := 0.9 * rate
-			if rate > 100 {
-				least = 0.75 * rate
-			}
-			if got > 1.1*rate || got < least {
-				t.Errorf("at %.0f Mbit/s, one TCP flow %s: %.1f Mbit/s, outside %.0f-%.0f", rate, c.dir, got, least, 1.1*rate)
+			t.Logf("at %.0f Mbit/s, one TCP flow %s (%s): %.1f Mbit/s", rate, c.dir, c.r.SenderCongestion, got)
+			if got > 1.1*rate || got < 0.9*rate {
+				t.Errorf("at %.0f Mbit/s, one TCP flow %s: %.1f Mbit/s, outside %.0f-%.0f", rate, c.dir, got, 0.9*rate, 1.1*rate)
 			}
 		}
 	}
@@ -115,7 +115,7 @@ func bandwidthLimit(t *testing.T, hook string) {
 	other := make(chan testbed.IperfResult, 1)
 	go func() {
 		other <- runIperf(t, testbed.Iperf{Server: d.VM2, Listen: testbed.VM2Addr, Client: d.Inet2,
-			Target: alloc2["EipAddress"].(string), Port: 7521, Duration: 4 * time.Second, Omit: time.Second})
+			Target: alloc2["EipAddress"].(string), Port: 7521, Duration: 4 * time.Second, Omit: time.Second, Congestion: linuxDefaultCongestion})
 	}()
 	udp := out(7522, 4*time.Second, time.Second, 60e6)
 	t.Logf("UDP at 60 Mbit/s through a 20 Mbit/s EIP: %.1f Mbit/s arrived", udp.Bits/1e6)

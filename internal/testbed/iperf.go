@@ -25,6 +25,10 @@ type Iperf struct {
 	// UDPBitrate, when set, makes it a UDP test sent at that many bits a second in
 	// 1,200-byte datagrams; otherwise one TCP flow.
 	UDPBitrate float64
+	// Congestion is the TCP congestion control the sender uses (iperf3 -C); empty:
+	// the sender's host default, which differs between machines (BBR here, CUBIC on
+	// a stock Debian).
+	Congestion string
 }
 
 // IperfInterval is what arrived in one interval of a run.
@@ -41,6 +45,8 @@ type IperfResult struct {
 	Bytes     int64   // after Omit
 	Bits      float64 // bits a second after Omit
 	Started   time.Time
+	// SenderCongestion is the congestion control the sender reported using (TCP).
+	SenderCongestion string
 }
 
 // Run runs the test and returns what arrived. Bounded: the client stops after Omit and
@@ -64,6 +70,8 @@ func (p Iperf) Run() (IperfResult, error) {
 		"-t", secs(p.Duration), "-O", secs(p.Omit), "-i", secs(interval), "--connect-timeout", "1000"}
 	if p.UDPBitrate > 0 {
 		args = append(args, "-u", "-l", "1200", "-b", strconv.FormatFloat(p.UDPBitrate, 'f', 0, 64))
+	} else if p.Congestion != "" {
+		args = append(args, "-C", p.Congestion)
 	}
 	started := time.Now()
 	out, err := p.Client.Run(deadline, "iperf3", args...)
@@ -79,6 +87,9 @@ func (p Iperf) Run() (IperfResult, error) {
 				Omitted bool    `json:"omitted"`
 			} `json:"sum"`
 		} `json:"intervals"`
+		End struct {
+			SenderCongestion string `json:"sender_tcp_congestion"`
+		} `json:"end"`
 		Error string `json:"error"`
 	}
 	if err := json.Unmarshal(out, &report); err != nil {
@@ -87,7 +98,10 @@ func (p Iperf) Run() (IperfResult, error) {
 	if report.Error != "" {
 		return IperfResult{}, fmt.Errorf("iperf3 to %s:%d: %s", p.Target, p.Port, report.Error)
 	}
-	res := IperfResult{Started: started}
+	res := IperfResult{Started: started, SenderCongestion: report.End.SenderCongestion}
+	if p.Congestion != "" && p.UDPBitrate == 0 && res.SenderCongestion != p.Congestion {
+		return IperfResult{}, fmt.Errorf("iperf3 to %s:%d: the sender used congestion control %q, not %q", p.Target, p.Port, res.SenderCongestion, p.Congestion)
+	}
 	var measured float64
 	for _, iv := range report.Intervals {
 		s := iv.Sum
