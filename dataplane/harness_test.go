@@ -12,6 +12,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/eipgw/eipgw/desired"
+	"golang.org/x/sys/unix"
 )
 
 // The in-program harness (bpf/harness.c) times each NAT path inside the kernel: every
@@ -103,6 +104,24 @@ func (h *harness) time(tb testing.TB, prog *ebpf.Program, frame []byte, repeat i
 	var ret uint32
 	var d time.Duration
 	err := h.l.host.Do(func() error {
+		// The in-order flow cursor is per CPU, and the kernel may move the thread to
+		// another CPU between runs of one call (it reschedules when it must): the
+		// runs after a move would take the other CPU's flows, some twice and some
+		// never. Held on one CPU, every flow is taken. Do's thread ends with f.
+		var cpus unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &cpus); err != nil {
+			return fmt.Errorf("harness: read the CPU affinity: %w", err)
+		}
+		for cpu := 0; cpu < 1024; cpu++ {
+			if cpus.IsSet(cpu) {
+				var one unix.CPUSet
+				one.Set(cpu)
+				if err := unix.SchedSetaffinity(0, &one); err != nil {
+					return fmt.Errorf("harness: hold the thread on CPU %d: %w", cpu, err)
+				}
+				break
+			}
+		}
 		var err error
 		ret, d, err = prog.Benchmark(frame, repeat, nil)
 		return err
