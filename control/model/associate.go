@@ -296,7 +296,7 @@ func (s *Service) unassociate(c *Call) (any, error) {
 // use. An association being taken down is already out: disassociation stops inbound
 // traffic at once.
 func DesiredBindings(tx Tx) ([]desired.Binding, error) {
-	var out []desired.Binding
+	out := make([]desired.Binding, 0, sizeHint(tx, kindEIPByPrivate))
 	err := tx.ForEachRaw(kindEIPByPrivate, func(private, v []byte) error {
 		// Read without making strings: this walks every association at each start.
 		ip, status, _ := bytes.Cut(v, []byte("|"))

@@ -105,7 +105,7 @@ func eipIDsOn(tx Tx, instanceType, instanceID string) ([]string, error) {
 // DesiredBandwidths is each active EIP's bandwidth from the bandwidth index (one walk,
 // no EIP decoded; one read a bandwidth package). EIPs being disassociated are left out.
 func DesiredBandwidths(tx Tx) ([]desired.Limit, error) {
-	var out []desired.Limit
+	out := make([]desired.Limit, 0, sizeHint(tx, kindEIPBandwidth))
 	packages := packageBandwidths{tx: tx, bits: map[string]uint64{}}
 	err := tx.ForEachRaw(kindEIPBandwidth, func(ip, v []byte) error {
 		a, ok := parseIPv4(ip)
