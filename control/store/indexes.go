@@ -36,8 +36,7 @@ import (
 // 100,000 EIPs). 48 bytes hold the entries of the indexes a start-up walks (an
 // address and an address, a status, an AllocationId or a bandwidth); longer ones
 // (a target index key with a long instance ID) are in long. Each byte more costs
-// about 8 MB at a million EIPs: the trees are built in key order, which leaves nodes
-// half full.
+// about 4 MB at a million EIPs (four million entries).
 type indexItem struct {
 	long   string // key and value, when longer together than inlineBytes
 	keyLen uint16

@@ -132,19 +132,7 @@ func TestIndexesAreRebuiltAtOpen(t *testing.T) {
 		t.Fatalf("settled EIPs still pending:\n%s", before)
 	}
 	w.st.Close()
-	db, err := bolt.Open(w.path, 0o600, &bolt.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = db.View(func(tx *bolt.Tx) error {
-		for _, k := range model.EIPIndexKinds {
-			if tx.Bucket([]byte(k)) != nil {
-				t.Errorf("the file has index bucket %s", k)
-			}
-		}
-		return nil
-	})
-	db.Close()
+	fileHoldsNoIndexes(t, w.path)
 	w.reopen()
 	if after := w.indexDump(); after != before {
 		t.Fatalf("indexes after reopen:\n%s\nbefore:\n%s", after, before)
@@ -194,23 +182,30 @@ func TestSchema1IsMigrated(t *testing.T) {
 		t.Fatalf("indexes of the migrated file:\n%s\nwant:\n%s", got, want)
 	}
 	w.st.Close()
-	db, err = bolt.Open(w.path, 0o600, &bolt.Options{ReadOnly: true})
+	fileHoldsNoIndexes(t, w.path)
+	w.reopen()
+}
+
+// fileHoldsNoIndexes fails unless the closed state file at path is of this build's
+// schema and has no index bucket.
+func fileHoldsNoIndexes(t *testing.T, path string) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer db.Close()
 	_ = db.View(func(tx *bolt.Tx) error {
 		if v := string(tx.Bucket([]byte(metaBucket)).Get([]byte(schemaKey))); v != schemaVersion {
-			t.Errorf("schema after migration %q, want %q", v, schemaVersion)
+			t.Errorf("the file's schema is %q, want %q", v, schemaVersion)
 		}
 		for _, k := range model.EIPIndexKinds {
 			if tx.Bucket([]byte(k)) != nil {
-				t.Errorf("index bucket %s survived the migration", k)
+				t.Errorf("the file has index bucket %s", k)
 			}
 		}
 		return nil
 	})
-	db.Close()
-	w.reopen()
 }
 
 // TestDamagedEIPRecordIsRefused: an EIP record the indexes cannot be built from makes

@@ -103,7 +103,8 @@ func Open(path string, create bool) (_ *Store, err error) {
 	}
 	s := &Store{db: db}
 	err = db.View(func(tx *bolt.Tx) error {
-		s.indexes.current, err = buildIndexes(tx)
+		current, err := buildIndexes(tx)
+		s.indexes.current = current
 		return err
 	})
 	if err != nil {

@@ -68,7 +68,8 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 		}
 	}
 	defer st.Close()
-	// A state file from before the bandwidth index gets it once.
+	// A cluster's state in etcd from before the bandwidth index gets it once (the
+	// state file's indexes are rebuilt at each open: there this finds it complete).
 	if err := model.UpdateRetrying(st.Update, func(tx model.Tx) error {
 		n, err := model.EnsureBandwidthIndex(tx)
 		if n > 0 {
