@@ -326,6 +326,75 @@ func TestNoncesSurviveARestart(t *testing.T) {
 	}
 }
 
+// TestStoredNonces: nonces are stored in the order they expire (one commit's nonces
+// then share a page); those a file stored before, keyed by the nonce alone, are
+// restored as well; expired ones of either layout are forgotten at start.
+func TestStoredNonces(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Date(2026, 12, 1, 4, 0, 0, 0, time.UTC)
+	expiries := map[string]time.Time{
+		"testid\x00late":  now.Add(14 * time.Minute),
+		"testid\x00soon":  now.Add(time.Minute),
+		"testid\x00gone":  now.Add(-time.Minute),
+		"other\x00middle": now.Add(7 * time.Minute),
+	}
+	if err := st.Update(func(tx model.Tx) error {
+		for key, until := range expiries {
+			if err := putNonce(tx, usedNonce{key: key, until: until}); err != nil {
+				return err
+			}
+		}
+		// As a file written before the expiry prefix holds them.
+		for key, until := range map[string]time.Time{"testid\x00older": now.Add(3 * time.Minute), "testid\x00old-gone": now.Add(-time.Second)} {
+			if err := tx.Put(model.KindNonce, key, []byte(until.Format(time.RFC3339Nano))); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var stored []string
+	if err := st.View(func(tx model.Tx) error {
+		return tx.ForEach(model.KindNonce, func(k string, _ []byte) error {
+			stored = append(stored, nonceOfRecordKey(k))
+			return nil
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"testid\x00gone", "testid\x00soon", "other\x00middle", "testid\x00late", "testid\x00old-gone", "testid\x00older"}
+	if strings.Join(stored, ",") != strings.Join(want, ",") {
+		t.Errorf("stored in the order %q, want expiry order then the older layout: %q", stored, want)
+	}
+
+	v := &Verifier{Secrets: staticSecrets{"testid": "testsecret"}, Window: 15 * time.Minute, MaxNonces: 100, Now: func() time.Time { return now }}
+	if n, err := v.RestoreNonces(st); err != nil || n != 4 {
+		t.Fatalf("restored %d nonces (%v), want the 4 live ones", n, err)
+	}
+	for _, key := range []string{"testid\x00late", "testid\x00soon", "other\x00middle", "testid\x00older"} {
+		if apiErr := v.remember(usedNonce{key: key, until: now.Add(time.Minute)}, now); apiErr != errNonceUsed {
+			t.Errorf("nonce %q after the restore: %v, want SignatureNonceUsed", key, apiErr)
+		}
+	}
+	if apiErr := v.remember(usedNonce{key: "testid\x00fresh", until: now.Add(time.Minute)}, now); apiErr != nil {
+		t.Errorf("a new nonce after the restore: %v", apiErr)
+	}
+	left := 0
+	if err := st.View(func(tx model.Tx) error {
+		return tx.ForEach(model.KindNonce, func(string, []byte) error { left++; return nil })
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if left != 4 {
+		t.Errorf("%d nonces stored after the restore, want the 4 live ones (expired ones of both layouts forgotten)", left)
+	}
+}
+
 // TestSlowClientsAreBounded: a client that sends its headers or body too slowly, or
 // keeps an idle connection, is disconnected; connections beyond the limit wait; an
 // oversized request gets a JSON error with a Code.

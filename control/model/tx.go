@@ -21,7 +21,7 @@ const (
 	KindSLB      = "slb"
 	KindNAT      = "natgw"
 	KindToken    = "clienttoken"
-	KindNonce    = "nonce" // AccessKeyId NUL SignatureNonce -> until when it is remembered (RFC 3339)
+	KindNonce    = "nonce" // expiry (fixed width) SP AccessKeyId NUL SignatureNonce -> the expiry (RFC 3339)
 	// Indexes of EIPs, kept by saveEIP in the same transaction as the EIP.
 	kindEIPByIP      = "eip_by_ip"      // address -> AllocationId
 	kindEIPByTarget  = "eip_by_target"  // type|instance|AllocationId -> "" (active EIPs)
