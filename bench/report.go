@@ -141,7 +141,8 @@ func (r *report) markdown() string {
 		b.WriteString("Control plane (eipd's store, model, reconciler, API server and real BPF maps in one process):\n\n| figure | value |\n|---|---:|\n")
 		fmt.Fprintf(&b, "| associations already in the store and the maps while the API is measured | %d |\n", c.ExistingAssociations)
 		fmt.Fprintf(&b, "| associations per second through the API (%d, each signed, committed and in the map before the reply) | %.0f |\n", c.APIAssociations, c.APIAssocPerSec)
-		fmt.Fprintf(&b, "| writes per second from %d concurrent signed clients (each reply meaning the map carries it) | %.0f |\n", c.ConcurrentClients, c.APIWritesPerSecConcurr)
+		fmt.Fprintf(&b, "| writes per second from %d concurrent signed clients (each reply meaning the map carries it; median of %d rounds of %d writes; slowest-fastest) | %.0f (%.0f-%.0f) |\n",
+			c.ConcurrentClients, c.ConcurrentRounds, c.ConcurrentWrites, c.APIWritesPerSecConcurr, c.APIWritesPerSecConcurrRange[0], c.APIWritesPerSecConcurrRange[1])
 		fmt.Fprintf(&b, "| API call to the binding in the dataplane, p50 / p99 | %.2f / %.2f ms |\n", c.APIToDataplaneP50Ms, c.APIToDataplaneP99Ms)
 		fmt.Fprintf(&b, "| bindings per second through the reconciler alone (%d) | %.0f |\n", c.ReconcilerBindings, c.ReconcilerPerSec)
 		fmt.Fprintf(&b, "| state file open with %d associations (checked, EIP indexes rebuilt from the records) | %.0f ms |\n", c.ReconcilerBindings, c.StartStoreOpenMs)
