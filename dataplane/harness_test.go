@@ -267,40 +267,59 @@ func (h *harness) open(tb testing.TB, prog *ebpf.Program, template []byte, s flo
 	return float64(opened - rebuild)
 }
 
-// benchSNAT: instances of affSubnet (registered, pooled over two EIPs with affinity)
-// open n sessions, 64 remote ports per mapping, 16 source addresses.
-func benchSNAT(b *testing.B, n uint32) {
+// sessionCase is a scale's established traffic: the program it enters, its frame,
+// and how that frame becomes the scale's flows.
+type sessionCase struct {
+	role     Role
+	spread   flowSpread
+	template func(natFrames) []byte
+}
+
+// snatSessions: instances of affSubnet (registered, pooled over two EIPs with
+// affinity) open n sessions, 64 remote ports per mapping, 16 source addresses.
+func snatSessions(n uint32) sessionCase {
 	const remotes, addrs = 64, 16
-	benchSessions(b, n, RoleVPC, flowSpread{flows: n, remotes: remotes, ports: (n + remotes*addrs - 1) / (remotes * addrs)},
-		func(f natFrames) []byte { return f.fromInside(affSubnet.Addr(), labInet, udpDgram(1024, 1000)) })
+	return sessionCase{RoleVPC, flowSpread{flows: n, remotes: remotes, ports: (n + remotes*addrs - 1) / (remotes * addrs)},
+		func(f natFrames) []byte { return f.fromInside(affSubnet.Addr(), labInet, udpDgram(1024, 1000)) }}
 }
 
-// benchDNAT: n internet endpoints (200 addresses x ports) reach one forward entry,
-// each opening a session.
-func benchDNAT(b *testing.B, n uint32) {
+// dnatSessions: n internet endpoints (200 addresses x ports) reach one forward
+// entry, each opening a session.
+func dnatSessions(n uint32) sessionCase {
 	const addrs = 200
-	benchSessions(b, n, RoleUplink, flowSpread{flows: n, ports: (n + addrs - 1) / addrs},
-		func(f natFrames) []byte { return f.fromInet(labInet, natEIP2, udpDgram(1024, fwdUDPPort)) })
+	return sessionCase{RoleUplink, flowSpread{flows: n, ports: (n + addrs - 1) / addrs},
+		func(f natFrames) []byte { return f.fromInet(labInet, natEIP2, udpDgram(1024, fwdUDPPort)) }}
 }
 
-// benchSessions opens n sessions with the template's flows, in a NAT lab sized for
-// them, reporting the new flow's cost, then the established one's in order and at
-// random, with the session tables' bytes per session.
-func benchSessions(b *testing.B, n uint32, role Role, spread flowSpread, template func(natFrames) []byte) {
+func benchSNAT(b *testing.B, n uint32) { benchSessions(b, n, snatSessions(n)) }
+
+func benchDNAT(b *testing.B, n uint32) { benchSessions(b, n, dnatSessions(n)) }
+
+// openSessions makes a NAT lab sized for n sessions and opens c's n sessions in it
+// (next hops cached), returning the program c enters, its frame and the mean time
+// of a new flow.
+func openSessions(b *testing.B, n uint32, c sessionCase) (*lab, *harness, *ebpf.Program, []byte, float64) {
 	l, h, f := scaledNatLab(b, n)
 	prog := h.objs.HarnessVpc
-	if role == RoleUplink {
+	if c.role == RoleUplink {
 		prog = h.objs.HarnessUplink
 	}
-	frame := template(f)
+	frame := c.template(f)
 	h.cacheNextHops(b)
-	newFlow := h.open(b, prog, frame, spread)
+	return l, h, prog, frame, h.open(b, prog, frame, c.spread)
+}
+
+// benchSessions opens n sessions of c, in a NAT lab sized for them, reporting the
+// new flow's cost, then the established one's in order and at random, with the
+// session tables' bytes per session.
+func benchSessions(b *testing.B, n uint32, c sessionCase) {
+	l, h, prog, frame, newFlow := openSessions(b, n, c)
 	mem, err := l.dp.SessionMemory()
 	must(b, err)
 	b.Run("new", func(b *testing.B) { b.ReportMetric(newFlow, "ns/packet") })
 	for _, random := range []bool{false, true} {
 		b.Run("established/"+order(random), func(b *testing.B) {
-			padded := h.use(b, frame, spread, random)
+			padded := h.use(b, frame, c.spread, random)
 			b.ReportMetric(h.cost(b, prog, padded, int(max(n, 200000))), "ns/packet")
 			b.ReportMetric(float64(mem)/float64(n), "session-bytes/session")
 			b.ReportMetric(float64(mem)/float64(l.dp.Capacities().Sessions), "session-bytes/capacity")
