@@ -401,21 +401,29 @@ func Settle(tx Tx, applied map[string]string) (int, error) {
 		if seen, ok := applied[id]; !ok || seen != pendingFingerprint(e) {
 			continue
 		}
-		old := *e
-		switch e.Status {
-		case StatusAssociating:
-			e.Status = StatusInUse
-		case StatusUnassociating:
-			e.Status, e.InstanceType, e.InstanceID, e.PrivateIPAddress, e.Mode, e.ENIMAC = StatusAvailable, "", "", "", "", ""
-		default:
-			continue
-		}
-		if err := saveEIP(tx, &old, e); err != nil {
+		settled, err := settleEIP(tx, e)
+		if err != nil {
 			return n, err
 		}
-		n++
+		if settled {
+			n++
+		}
 	}
 	return n, nil
+}
+
+// settleEIP finishes e's transition and saves it; false when e is in none.
+func settleEIP(tx Tx, e *EIP) (bool, error) {
+	old := *e
+	switch e.Status {
+	case StatusAssociating:
+		e.Status = StatusInUse
+	case StatusUnassociating:
+		e.Status, e.InstanceType, e.InstanceID, e.PrivateIPAddress, e.Mode, e.ENIMAC = StatusAvailable, "", "", "", "", ""
+	default:
+		return false, nil
+	}
+	return true, saveEIP(tx, &old, e)
 }
 
 // PendingBindings reads the pending transitions when each of them is a 1:1 EIP's (a
@@ -424,14 +432,34 @@ func Settle(tx Tx, applied map[string]string) (int, error) {
 // some pending transition asks for more than a binding (a cut-through EIP or a NAT
 // gateway's): then only a full pass will do.
 func PendingBindings(tx Tx) (set []desired.Binding, unbind []netip.Addr, applied map[string]string, ok bool, err error) {
-	applied, ok = map[string]string{}, true
-	err = tx.ForEach(kindEIPPending, func(id string, _ []byte) error {
+	p, err := ReadPendingBindings(tx)
+	if err != nil {
+		return nil, nil, nil, false, err
+	}
+	return p.Set, p.Unbind, p.Applied, p.OnlyBindings, nil
+}
+
+// PendingBindingSet is what PendingBindings reads, with the records it read, for a
+// caller that applies the bindings and settles them in the same transaction
+// (SettleRead): a group commit's writes are then decoded once, not twice.
+type PendingBindingSet struct {
+	Set          []desired.Binding
+	Unbind       []netip.Addr
+	Applied      map[string]string // as Pending gives it
+	OnlyBindings bool              // PendingBindings' ok
+	records      []*EIP            // in the pending index's order
+}
+
+// ReadPendingBindings reads what PendingBindings does, keeping the records.
+func ReadPendingBindings(tx Tx) (*PendingBindingSet, error) {
+	p := &PendingBindingSet{Applied: map[string]string{}, OnlyBindings: true}
+	err := tx.ForEach(kindEIPPending, func(id string, _ []byte) error {
 		e, err := indexedEIP(tx, "pending", id)
 		if err != nil {
 			return err
 		}
-		if !ok || !oneToOne(e) {
-			ok = false
+		if !p.OnlyBindings || !oneToOne(e) {
+			p.OnlyBindings = false
 			return nil
 		}
 		eip, err1 := netip.ParseAddr(e.IPAddress)
@@ -441,16 +469,38 @@ func PendingBindings(tx Tx) (set []desired.Binding, unbind []netip.Addr, applied
 		}
 		switch e.Status {
 		case StatusAssociating:
-			set = append(set, desired.Binding{EIP: eip, Private: priv})
+			p.Set = append(p.Set, desired.Binding{EIP: eip, Private: priv})
 		case StatusUnassociating:
-			unbind = append(unbind, eip)
+			p.Unbind = append(p.Unbind, eip)
 		default:
 			return fmt.Errorf("pending index names EIP %s in status %s", id, e.Status)
 		}
-		applied[id] = pendingFingerprint(e)
+		p.Applied[id] = pendingFingerprint(e)
+		p.records = append(p.records, e)
 		return nil
 	})
-	return set, unbind, applied, ok, err
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// SettleRead settles the transitions p read, as Settle(tx, p.Applied) would, in the
+// transaction that read them: nothing can have changed them since, so they are not
+// read again. Once only: the records are settled in place.
+func (p *PendingBindingSet) SettleRead(tx Tx) (int, error) {
+	n := 0
+	for _, e := range p.records {
+		settled, err := settleEIP(tx, e)
+		if err != nil {
+			return n, err
+		}
+		if settled {
+			n++
+		}
+	}
+	p.records = nil
+	return n, nil
 }
 
 // parseIPv4 reads a dotted-quad IPv4 address from b, as netip.ParseAddr would, without

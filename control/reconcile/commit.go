@@ -177,11 +177,11 @@ func runWrite(fn func(model.Tx) error, tx model.Tx) (err error) {
 // transitions when each is a 1:1 EIP's and the inventory has not changed since the
 // last pass; otherwise it leaves them for a pass after the commit. Under r.mu.
 func (r *Reconciler) applyInCommit(tx model.Tx) ([]bindingChange, error) {
-	set, unbind, applied, onlyBindings, err := model.PendingBindings(tx)
+	pending, err := model.ReadPendingBindings(tx)
 	if err != nil {
 		return nil, fmt.Errorf("read pending transitions: %w", err)
 	}
-	if !onlyBindings || len(applied) == 0 || !r.appliedOK {
+	if !pending.OnlyBindings || len(pending.Applied) == 0 || !r.appliedOK {
 		return nil, nil
 	}
 	if gen, err := model.InventoryGeneration(tx); err != nil {
@@ -189,15 +189,15 @@ func (r *Reconciler) applyInCommit(tx model.Tx) ([]bindingChange, error) {
 	} else if gen != r.appliedGen {
 		return nil, nil
 	}
-	rates, err := model.BandwidthsOf(tx, bindingEIPs(set))
+	rates, err := model.BandwidthsOf(tx, bindingEIPs(pending.Set))
 	if err != nil {
 		return nil, err
 	}
 	var res Result
-	changes, err := r.applyBindings(set, unbind, rates, &res)
+	changes, err := r.applyBindings(pending.Set, pending.Unbind, rates, &res)
 	if err != nil {
 		return changes, err
 	}
-	_, err = model.Settle(tx, applied)
+	_, err = pending.SettleRead(tx)
 	return changes, err
 }
