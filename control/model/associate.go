@@ -392,38 +392,39 @@ func Settle(tx Tx, applied map[string]string) (int, error) {
 	}); err != nil {
 		return 0, err
 	}
-	n := 0
+	var unchanged []*EIP
 	for _, id := range pending {
 		e, err := indexedEIP(tx, "pending", id)
 		if err != nil {
-			return n, err
+			return 0, err
 		}
-		if seen, ok := applied[id]; !ok || seen != pendingFingerprint(e) {
-			continue
-		}
-		settled, err := settleEIP(tx, e)
-		if err != nil {
-			return n, err
-		}
-		if settled {
-			n++
+		if seen, ok := applied[id]; ok && seen == pendingFingerprint(e) {
+			unchanged = append(unchanged, e)
 		}
 	}
-	return n, nil
+	return settleEIPs(tx, unchanged)
 }
 
-// settleEIP finishes e's transition and saves it; false when e is in none.
-func settleEIP(tx Tx, e *EIP) (bool, error) {
-	old := *e
-	switch e.Status {
-	case StatusAssociating:
-		e.Status = StatusInUse
-	case StatusUnassociating:
-		e.Status, e.InstanceType, e.InstanceID, e.PrivateIPAddress, e.Mode, e.ENIMAC = StatusAvailable, "", "", "", "", ""
-	default:
-		return false, nil
+// settleEIPs finishes each record's transition and saves it, in place, and counts
+// those that were in one.
+func settleEIPs(tx Tx, records []*EIP) (int, error) {
+	n := 0
+	for _, e := range records {
+		old := *e
+		switch e.Status {
+		case StatusAssociating:
+			e.Status = StatusInUse
+		case StatusUnassociating:
+			e.Status, e.InstanceType, e.InstanceID, e.PrivateIPAddress, e.Mode, e.ENIMAC = StatusAvailable, "", "", "", "", ""
+		default:
+			continue
+		}
+		if err := saveEIP(tx, &old, e); err != nil {
+			return n, err
+		}
+		n++
 	}
-	return true, saveEIP(tx, &old, e)
+	return n, nil
 }
 
 // PendingBindings reads the pending transitions when each of them is a 1:1 EIP's (a
@@ -489,18 +490,9 @@ func ReadPendingBindings(tx Tx) (*PendingBindingSet, error) {
 // transaction that read them: nothing can have changed them since, so they are not
 // read again. Once only: the records are settled in place.
 func (p *PendingBindingSet) SettleRead(tx Tx) (int, error) {
-	n := 0
-	for _, e := range p.records {
-		settled, err := settleEIP(tx, e)
-		if err != nil {
-			return n, err
-		}
-		if settled {
-			n++
-		}
-	}
+	records := p.records
 	p.records = nil
-	return n, nil
+	return settleEIPs(tx, records)
 }
 
 // parseIPv4 reads a dotted-quad IPv4 address from b, as netip.ParseAddr would, without

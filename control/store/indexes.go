@@ -315,10 +315,11 @@ func (m memIndex) forEachPrefix(prefix string, fn func(key, value []byte) error)
 	}
 	var err error
 	var entry []byte
+	want := []byte(prefix)
 	tree.AscendGreaterOrEqual(probe(prefix), func(it indexItem) bool {
 		entry = append(entry[:0], it.kv()...)
 		key := entry[:it.keyLen]
-		if !bytes.HasPrefix(key, []byte(prefix)) {
+		if !bytes.HasPrefix(key, want) {
 			return false
 		}
 		err = fn(key, entry[it.keyLen:])
