@@ -183,6 +183,45 @@ func (b *bed) ceiling(window time.Duration) (float64, error) {
 // flat out, so a little above it is enough to find a case's limit.
 func maxPace(ceilingMpps float64) float64 { return 1.5 * ceilingMpps * 1e6 }
 
+// calibrationSteps bounds how often calibrate doubles a pace that did not saturate.
+const calibrationSteps = 5
+
+// calibrate finds the pace of c's first round: Overload times the most c delivered
+// in short windows, the first as fast as the generator goes, then at paces doubling
+// while a window loses under 2% (so the case was not at its limit). Flat out is not
+// enough alone: the generator's bursts overflow the gateway's queue faster than it
+// drains it, and a case can then deliver far less than it carries at a pace. On the
+// 2-core VM the new-connection case at XDP delivered 0.06 Mpps flat out and 0.51
+// Mpps at a pace with 0.6% loss; started from the first figure, the rounds' pace
+// grew 1.3x a round and never reached the case's limit in a run of eight.
+func (b *bed) calibrate(c benchCase, ceil float64, opts options) (float64, error) {
+	s, err := b.measureWindow(c, ceil*1e6, opts.Window/4)
+	if err != nil {
+		return 0, err
+	}
+	fmt.Fprintf(opts.Log, "calibrate %-26s %.2f Mpps flat out\n", c.Name, s.Mpps)
+	best := s.Mpps
+	pace := min(opts.Overload*best*1e6, maxPace(ceil))
+	for range calibrationSteps {
+		if s, err = b.measureWindow(c, pace, opts.Window/4); err != nil {
+			return 0, err
+		}
+		fmt.Fprintf(opts.Log, "calibrate %-26s pace %.2f -> %.2f Mpps, loss %4.1f%%\n", c.Name, pace/1e6, s.Mpps, 100*s.Loss)
+		best = max(best, s.Mpps)
+		if s.Loss >= unsaturatedLoss || pace >= maxPace(ceil) {
+			break
+		}
+		pace = min(2*pace, maxPace(ceil))
+	}
+	pace = min(opts.Overload*best*1e6, maxPace(ceil))
+	fmt.Fprintf(opts.Log, "calibrate %-26s -> pace %.2f Mpps\n", c.Name, pace/1e6)
+	return pace, nil
+}
+
+// unsaturatedLoss: a window that lost less than this share of what was sent ran
+// below the case's limit.
+const unsaturatedLoss = 0.02
+
 // rates measures every case in interleaved rounds under controlled overload.
 func (b *bed) rates(cases []benchCase, opts options) (*rateReport, error) {
 	rep := &rateReport{}
@@ -212,14 +251,9 @@ func (b *bed) rates(cases []benchCase, opts options) (*rateReport, error) {
 			pace[c.Name] = 0.2e6
 			continue
 		}
-		// Calibrate: a short window as fast as the generator goes, then pace at
-		// Overload times what came through.
-		s, err := b.measureWindow(c, ceil*1e6, opts.Window/4)
-		if err != nil {
+		if pace[c.Name], err = b.calibrate(c, ceil, opts); err != nil {
 			return nil, err
 		}
-		pace[c.Name] = min(opts.Overload*s.Mpps*1e6, maxPace(ceil))
-		fmt.Fprintf(opts.Log, "calibrate %-26s %.2f Mpps flat out -> pace %.2f Mpps\n", c.Name, s.Mpps, pace[c.Name]/1e6)
 	}
 	cases = runnable
 	live := func(after bool) error {
@@ -319,7 +353,7 @@ func summarize(rep *rateReport) {
 			c.VsKernelNAT = &r
 		}
 		c.GeneratorBound = c.Mpps.Median > 0.8*minCeiling
-		c.Unsaturated = c.Loss.Median < 0.02
+		c.Unsaturated = c.Loss.Median < unsaturatedLoss
 	}
 }
 
