@@ -189,11 +189,11 @@ const calibrationSteps = 5
 // calibrate finds the pace of c's first round: Overload times the most c delivered
 // in short windows, the first as fast as the generator goes, then at paces doubling
 // while a window loses under 2% (so the case was not at its limit). Flat out is not
-// enough alone: the generator's bursts overflow the gateway's queue faster than it
-// drains it, and a case can then deliver far less than it carries at a pace. On the
-// 2-core VM the new-connection case at XDP delivered 0.06 Mpps flat out and 0.51
-// Mpps at a pace with 0.6% loss; started from the first figure, the rounds' pace
-// grew 1.3x a round and never reached the case's limit in a run of eight.
+// enough alone: a case can deliver far less flat out than it carries at a pace (why
+// is not measured). On the 2-core VM the new-connection case at XDP delivered 0.06
+// Mpps flat out and 0.51 Mpps at a pace with 0.6% loss; started from the first
+// figure, the rounds' pace grew 1.3x a round and never reached the case's limit in a
+// run of eight.
 func (b *bed) calibrate(c benchCase, ceil float64, opts options) (float64, error) {
 	s, err := b.measureWindow(c, ceil*1e6, opts.Window/4)
 	if err != nil {
