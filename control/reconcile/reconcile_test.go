@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
@@ -540,6 +541,36 @@ func TestReconcilePendingTouchesOnlyTheWrite(t *testing.T) {
 	res, err = r.ReconcilePending(context.Background())
 	if err != nil || res.Removed != 1 || !dp.src["10.0.1.13@02:00:00:00:01:13"] || dp.lists == 0 {
 		t.Fatalf("after a registration: %v, %v, sources %v (%d whole-table reads)", res, err, dp.src, dp.lists)
+	}
+}
+
+// TestLastByEIPMatchesAStableSort: for shuffled bindings with repeated EIPs, lastByEIP
+// (an integer sort, then the bindings moved in place along the permutation's cycles)
+// gives what a stable sort by EIP keeping each run's last does; an IPv6 EIP among them
+// takes the comparison sort instead, with the same result.
+func TestLastByEIPMatchesAStableSort(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 200 {
+		n := rng.IntN(300)
+		in := make([]desired.Binding, n)
+		for i := range in {
+			eip := netip.AddrFrom4([4]byte{198, 51, 100, byte(rng.IntN(64))})
+			if round%10 == 9 && i == 0 {
+				eip = netip.MustParseAddr("2001:db8::1")
+			}
+			in[i] = desired.Binding{EIP: eip, Private: netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})}
+		}
+		want := slices.Clone(in)
+		slices.SortStableFunc(want, compareEIPs)
+		var kept []desired.Binding
+		for i, b := range want {
+			if i+1 == len(want) || want[i+1].EIP != b.EIP {
+				kept = append(kept, b)
+			}
+		}
+		if got := lastByEIP(slices.Clone(in)); !slices.Equal(got, kept) {
+			t.Fatalf("round %d, %d bindings:\n got %v\nwant %v", round, n, got, kept)
+		}
 	}
 }
 
