@@ -40,8 +40,9 @@ test: deps
 	./scripts/test.sh
 
 # Packet rates against the kernel's NAT and the XDP floor, program cost, scale
-# curves: writes bench/results/ (see bench/README.md).
-bench:
+# curves: writes bench/results/ (see bench/README.md). deps installs etcd, without
+# which the cluster's figures are reported as not measured.
+bench: deps
 	$(GO) run ./bench
 
 demo: deps build
