@@ -427,31 +427,22 @@ func settleEIPs(tx Tx, records []*EIP) (int, error) {
 	return n, nil
 }
 
-// PendingBindings reads the pending transitions when each of them is a 1:1 EIP's (a
+// PendingBindingSet is the pending transitions when each of them is a 1:1 EIP's (a
 // binding to set, or one to remove), for a pass that applies only those: the
-// bindings to set and the EIPs to unbind, with what Settle needs. ok is false when
-// some pending transition asks for more than a binding (a cut-through EIP or a NAT
-// gateway's): then only a full pass will do.
-func PendingBindings(tx Tx) (set []desired.Binding, unbind []netip.Addr, applied map[string]string, ok bool, err error) {
-	p, err := ReadPendingBindings(tx)
-	if err != nil {
-		return nil, nil, nil, false, err
-	}
-	return p.Set, p.Unbind, p.Applied, p.OnlyBindings, nil
-}
-
-// PendingBindingSet is what PendingBindings reads, with the records it read, for a
-// caller that applies the bindings and settles them in the same transaction
-// (SettleRead): a group commit's writes are then decoded once, not twice.
+// bindings to set and the EIPs to unbind, with what Settle needs, and the records
+// read, for a caller that applies the bindings and settles them in the same
+// transaction (SettleRead): a group commit's writes are then decoded once, not twice.
 type PendingBindingSet struct {
-	Set          []desired.Binding
-	Unbind       []netip.Addr
-	Applied      map[string]string // as Pending gives it
-	OnlyBindings bool              // PendingBindings' ok
-	records      []*EIP            // in the pending index's order
+	Set     []desired.Binding
+	Unbind  []netip.Addr
+	Applied map[string]string // as Pending gives it
+	// OnlyBindings is false when some pending transition asks for more than a binding
+	// (a cut-through EIP or a NAT gateway's): then only a full pass will do.
+	OnlyBindings bool
+	records      []*EIP // in the pending index's order
 }
 
-// ReadPendingBindings reads what PendingBindings does, keeping the records.
+// ReadPendingBindings reads the pending transitions as a PendingBindingSet.
 func ReadPendingBindings(tx Tx) (*PendingBindingSet, error) {
 	p := &PendingBindingSet{Applied: map[string]string{}, OnlyBindings: true}
 	err := tx.ForEach(kindEIPPending, func(id string, _ []byte) error {

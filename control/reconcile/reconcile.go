@@ -181,18 +181,15 @@ func (r *Reconciler) ReconcilePending(ctx context.Context) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("reconcile: %w", err)
 	}
-	var set []desired.Binding
-	var unbind []netip.Addr
-	var applied map[string]string
-	var onlyBindings bool
+	var transitions *model.PendingBindingSet
 	var gen uint64
 	var rates map[netip.Addr]desired.Limit
 	if err := r.Store.View(func(tx model.Tx) error {
 		var err error
-		if set, unbind, applied, onlyBindings, err = model.PendingBindings(tx); err != nil {
+		if transitions, err = model.ReadPendingBindings(tx); err != nil {
 			return err
 		}
-		if rates, err = model.BandwidthsOf(tx, bindingEIPs(set)); err != nil {
+		if rates, err = model.BandwidthsOf(tx, bindingEIPs(transitions.Set)); err != nil {
 			return err
 		}
 		gen, err = model.InventoryGeneration(tx)
@@ -200,22 +197,22 @@ func (r *Reconciler) ReconcilePending(ctx context.Context) (Result, error) {
 	}); err != nil {
 		return res, fmt.Errorf("reconcile: read pending transitions: %w", err)
 	}
-	if !onlyBindings || !r.appliedOK || r.appliedGen != gen {
+	if !transitions.OnlyBindings || !r.appliedOK || r.appliedGen != gen {
 		return r.reconcileLocked(ctx)
 	}
 	// Nothing pending: another writer's pass, which ran while this one waited for the
 	// lock, applied this write too. No commit either: concurrent writes share one.
-	if len(applied) == 0 {
+	if len(transitions.Applied) == 0 {
 		return res, nil
 	}
-	if _, err := r.applyBindings(set, unbind, rates, &res); err != nil {
+	if _, err := r.applyBindings(transitions.Set, transitions.Unbind, rates, &res); err != nil {
 		return res, err
 	}
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("reconcile: %w", err)
 	}
 	if err := model.UpdateRetrying(r.Store.Update, func(tx model.Tx) error {
-		n, err := model.Settle(tx, applied)
+		n, err := model.Settle(tx, transitions.Applied)
 		res.Settled = n
 		return err
 	}); err != nil {
