@@ -340,7 +340,8 @@ func (e *Etcd) View(fn func(model.Tx) error) error {
 
 // Update runs fn over the mirror as of one revision and commits its writes at once,
 // if no kind it read was written since (model.ErrStoreConflict otherwise: nothing is
-// written); it returns once the mirror holds the commit.
+// written); it returns once the mirror holds the commit, or, after a conflict, the
+// write that won.
 func (e *Etcd) Update(fn func(model.Tx) error) error {
 	e.mu.RLock()
 	tx := &etcdTx{e: e, writes: map[string][]byte{}, deleted: map[string]bool{}, read: map[string]bool{},
@@ -377,11 +378,14 @@ func (e *Etcd) Update(fn func(model.Tx) error) error {
 	if err != nil {
 		return unavailable(err)
 	}
+	// Read-your-writes: the next transaction of this gateway sees this one. After a
+	// conflict, the mirror first catches up with the write that won (the reply's
+	// revision holds it): a retry then reads it, instead of losing the same race on the
+	// same stale snapshot until the watch delivers it.
+	e.waitFor(resp.Header.Revision, e.timeout)
 	if !resp.Succeeded {
 		return model.ErrStoreConflict
 	}
-	// Read-your-writes: the next transaction of this gateway sees this one.
-	e.waitFor(resp.Header.Revision, e.timeout)
 	return nil
 }
 
