@@ -173,6 +173,7 @@ func Open(cfg Config) (*Dataplane, error) {
 	spec.Maps[natMapNatEips].MaxEntries = cfg.MaxNatEIPs
 	spec.Maps[natMapPortBitmaps].MaxEntries = cfg.MaxNatEIPs * uint32(portBlockWords)
 	spec.Maps[natMapSessionTable].MaxEntries = sessionBuckets(cfg.MaxSessions)
+	spec.Maps[natMapSessionOverflows].MaxEntries = sessionBuckets(cfg.MaxSessions) // a count per window start
 	abi, err := layoutFingerprint(spec)
 	if err != nil {
 		return nil, fmt.Errorf("open dataplane: %w", err)

@@ -54,6 +54,7 @@ const (
 	harnessMapRatesBySlot          = "rates_by_slot"
 	harnessMapReasonCounters       = "reason_counters"
 	harnessMapSessionOpenings      = "session_openings"
+	harnessMapSessionOverflows     = "session_overflows"
 	harnessMapSessionTable         = "session_table"
 	harnessMapSnatRules            = "snat_rules"
 	harnessMapUsageBySource        = "usage_by_source"
@@ -146,6 +147,7 @@ type harnessMapSpecs struct {
 	RatesBySlot      *ebpf.MapSpec `ebpf:"rates_by_slot"`
 	ReasonCounters   *ebpf.MapSpec `ebpf:"reason_counters"`
 	SessionOpenings  *ebpf.MapSpec `ebpf:"session_openings"`
+	SessionOverflows *ebpf.MapSpec `ebpf:"session_overflows"`
 	SessionTable     *ebpf.MapSpec `ebpf:"session_table"`
 	SnatRules        *ebpf.MapSpec `ebpf:"snat_rules"`
 	UsageBySource    *ebpf.MapSpec `ebpf:"usage_by_source"`
@@ -210,6 +212,7 @@ type harnessMaps struct {
 	RatesBySlot      *ebpf.Map `ebpf:"rates_by_slot"`
 	ReasonCounters   *ebpf.Map `ebpf:"reason_counters"`
 	SessionOpenings  *ebpf.Map `ebpf:"session_openings"`
+	SessionOverflows *ebpf.Map `ebpf:"session_overflows"`
 	SessionTable     *ebpf.Map `ebpf:"session_table"`
 	SnatRules        *ebpf.Map `ebpf:"snat_rules"`
 	UsageBySource    *ebpf.Map `ebpf:"usage_by_source"`
@@ -244,6 +247,7 @@ func (m *harnessMaps) Close() error {
 		m.RatesBySlot,
 		m.ReasonCounters,
 		m.SessionOpenings,
+		m.SessionOverflows,
 		m.SessionTable,
 		m.SnatRules,
 		m.UsageBySource,

@@ -60,10 +60,11 @@ func (d *Dataplane) MapMemory() (uint64, error) {
 }
 
 // SessionMemory is the kernel memory of the NAT gateway's session state (the session
-// table's session and mapping records, the port bitmaps), in bytes. Preallocated like
+// table's session and mapping records, its windows' skip counts, the port bitmaps), in
+// bytes. Preallocated like
 // the binding maps: it follows Config.MaxSessions and Config.MaxNatEIPs.
 func (d *Dataplane) SessionMemory() (uint64, error) {
-	return memlockOf(d.objs.SessionTable, d.objs.PortBitmaps)
+	return memlockOf(d.objs.SessionTable, d.objs.SessionOverflows, d.objs.PortBitmaps)
 }
 
 func memlockOf(maps ...*ebpf.Map) (uint64, error) {

@@ -478,6 +478,7 @@ const (
 	natMapRatesBySlot          = "rates_by_slot"
 	natMapReasonCounters       = "reason_counters"
 	natMapSessionOpenings      = "session_openings"
+	natMapSessionOverflows     = "session_overflows"
 	natMapSessionTable         = "session_table"
 	natMapSnatRules            = "snat_rules"
 	natMapUsageBySource        = "usage_by_source"
@@ -576,6 +577,7 @@ type natMapSpecs struct {
 	RatesBySlot      *ebpf.MapSpec `ebpf:"rates_by_slot"`
 	ReasonCounters   *ebpf.MapSpec `ebpf:"reason_counters"`
 	SessionOpenings  *ebpf.MapSpec `ebpf:"session_openings"`
+	SessionOverflows *ebpf.MapSpec `ebpf:"session_overflows"`
 	SessionTable     *ebpf.MapSpec `ebpf:"session_table"`
 	SnatRules        *ebpf.MapSpec `ebpf:"snat_rules"`
 	UsageBySource    *ebpf.MapSpec `ebpf:"usage_by_source"`
@@ -638,6 +640,7 @@ type natMaps struct {
 	RatesBySlot      *ebpf.Map `ebpf:"rates_by_slot"`
 	ReasonCounters   *ebpf.Map `ebpf:"reason_counters"`
 	SessionOpenings  *ebpf.Map `ebpf:"session_openings"`
+	SessionOverflows *ebpf.Map `ebpf:"session_overflows"`
 	SessionTable     *ebpf.Map `ebpf:"session_table"`
 	SnatRules        *ebpf.Map `ebpf:"snat_rules"`
 	UsageBySource    *ebpf.Map `ebpf:"usage_by_source"`
@@ -670,6 +673,7 @@ func (m *natMaps) Close() error {
 		m.RatesBySlot,
 		m.ReasonCounters,
 		m.SessionOpenings,
+		m.SessionOverflows,
 		m.SessionTable,
 		m.SnatRules,
 		m.UsageBySource,

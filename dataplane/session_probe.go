@@ -81,6 +81,8 @@ func (t *mappedTable) find(k natSessionRecord, kind natRecordKind) (natSessionRe
 				}
 			}
 			// A never-used slot ends the search: an insert takes the first empty one.
+			// (The program also stops after a window no record skipped, by the skip
+			// counts; reading on through every window finds the same records.)
 			if t.bucket.Records[0].State == 0 || t.bucket.Records[1].State == 0 {
 				return natSessionRecord{}, false, nil
 			}

@@ -369,3 +369,102 @@ func TestSessionTableHashFlood(t *testing.T) {
 		}
 	})
 }
+
+// skipCounts sums the session table's per-window skip counts (session_overflows).
+func skipCounts(t *testing.T, l *lab) uint64 {
+	t.Helper()
+	var sum uint64
+	var k, v uint32
+	it := l.dp.objs.SessionOverflows.Iterate()
+	for it.Next(&k, &v) {
+		sum += uint64(v)
+	}
+	must(t, it.Err())
+	return sum
+}
+
+// TestSessionTableSkippedWindow: under a known seed, sessions whose reply records all
+// start in one window fill it, and the next one's reply record goes to its second
+// window. Its replies are translated there, also after a session of the full window
+// has gone (a free slot in the first window does not end the search, the count of
+// records that skipped it says to go on); once every session has gone, no skip is
+// left counted, and the emptied windows take new sessions again.
+func TestSessionTableSkippedWindow(t *testing.T) {
+	l := newNatLabWith(t, Config{MaxBindings: 1024, MaxSessions: 4096})
+	f := newNatFrames(t, l)
+	var cfg natNatConfig
+	must(t, l.dp.objs.NatSettings.Lookup(uint32(0), &cfg))
+	secret := cfg.SessionSeed
+	known := secret ^ 0x2545f491
+	setSeed := func(seed uint32) {
+		t.Helper()
+		var v natNatConfig
+		must(t, l.dp.objs.NatSettings.Lookup(uint32(0), &v))
+		v.SessionSeed = seed
+		must(t, l.dp.objs.NatSettings.Put(uint32(0), v))
+	}
+	setSeed(known)
+	t.Cleanup(func() { l.purgeAll(t); setSeed(secret) })
+
+	// The reply record of the session of inside port p (its port kept on the EIP):
+	// the internet's tuple towards natEIP1.
+	replyHome := func(p uint16) uint32 {
+		h := recordHash(known, labInet, natEIP1, 53, p, ProtoUDP, uint8(natRecordKindRECORD_INBOUND))
+		return windowHomes(h, cfg.SessionBuckets)[0]
+	}
+	const window = 4 * 2 // SESSION_PROBE_BUCKETS buckets of two records
+	byHome := map[uint32][]uint16{}
+	var ports []uint16
+	for p := 1024; p < 65536 && len(ports) == 0; p++ {
+		h := replyHome(uint16(p))
+		byHome[h] = append(byHome[h], uint16(p))
+		if len(byHome[h]) == window+2 {
+			ports = byHome[h]
+		}
+	}
+	if ports == nil {
+		t.Fatal("no window is the first of ten reply records")
+	}
+	fillers, target, later := ports[:window], ports[window], ports[window+1]
+	hook := HookXDP
+	redirect := hookVerdict(hook, verdictRedirect)
+	open := func(name string, p uint16) {
+		t.Helper()
+		l.check(t, hook, natStep{name: name, role: RoleVPC, in: f.fromInside(natVM1, labInet, udpDgram(p, 53)),
+			out: f.toInet(natEIP1, labInet, udpDgram(p, 53)), verdict: redirect})
+	}
+	reply := func(name string, p uint16) {
+		t.Helper()
+		l.check(t, hook, natStep{name: name, role: RoleUplink, in: f.fromInet(labInet, natEIP1, udpDgram(53, p)),
+			out: f.toInside(labInet, natVM1, udpDgram(53, p)), verdict: redirect})
+	}
+	for i, p := range fillers {
+		open(fmt.Sprintf("filler %d", i), p)
+	}
+	if n := skipCounts(t, l); n != 0 {
+		t.Fatalf("%d skips counted before any window was full", n)
+	}
+	open("the session after the window filled", target)
+	if n := skipCounts(t, l); n == 0 {
+		t.Fatal("the reply record that skipped a full window was not counted")
+	}
+	reply("a reply to it", target)
+
+	gone := fillers[0]
+	if _, err := l.dp.PurgeSessions(func(s Session) bool { return s.Inside.Port() == gone }); err != nil {
+		t.Fatal(err)
+	}
+	reply("a reply to it after a session of the full window went", target)
+	open("a new session, in the freed slot", later)
+	reply("a reply to the new session", later)
+	reply("a reply to the one in the second window still", target)
+
+	l.purgeAll(t)
+	if n := skipCounts(t, l); n != 0 {
+		t.Errorf("%d skips still counted with no session left", n)
+	}
+	for i, p := range fillers[1:] {
+		open(fmt.Sprintf("again: session %d", i), p)
+		reply(fmt.Sprintf("again: reply %d", i), p)
+	}
+}

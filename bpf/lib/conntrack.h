@@ -11,13 +11,6 @@
 #include "types.h"
 
 
-static __always_inline struct nat_config *nat_config_get(void)
-{
-	__u32 zero = 0;
-
-	return bpf_map_lookup_elem(&nat_settings, &zero);
-}
-
 /* The sessions' clock: the coarse monotonic clock, which costs a load where
  * bpf_ktime_get_ns reads the clock source (10-19 ns), and is as fine as last_seen
  * needs; or the time a test froze it at (cfg: the caller's nat_config_get()). */

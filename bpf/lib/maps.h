@@ -120,6 +120,18 @@ struct {
 	__type(value, struct session_bucket);
 } session_table SEC(".maps");
 
+/* For each probe window of the session table (by the bucket it starts at): how many
+ * live records skipped it, full, for a later window of their key
+ * (session_table.h). A lookup that misses a window goes on to the key's next one
+ * only when this is not 0, so a missing key costs one window, however many slots
+ * were ever used. The loader sizes it with session_table. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_SESSIONS * 9 / 4);
+	__type(key, __u32);
+	__type(value, __u32);
+} session_overflows SEC(".maps");
+
 /* The sessions the Go collector or a purge asks expire_sessions to remove, a batch a
  * run. Mmapable: filled without a syscall. Only the dataplane's owner uses it. */
 struct {

@@ -4,7 +4,11 @@
  * buckets, each from its own hash of the key, and its record is in the first with
  * room: a lookup reads one cache line, or a few in a row, whatever the number of
  * sessions, where a preallocated hash map reads a bucket and then an element wherever
- * its free list put it.
+ * its free list put it. Each window counts the live records that skipped it, full, for
+ * a later one (session_overflows): a key missing from its first window is looked for
+ * further only when that count is not 0, so a new flow's lookups read one window each
+ * however long the table has been in use (once every slot had been used, they read all
+ * three, and a new flow cost twice as much).
  *
  * Concurrency: readers take no lock. A record's state word says what it holds (empty,
  * busy, outbound, inbound, tentative), carries its TCP bits, and a generation that
@@ -46,6 +50,14 @@ const enum record_state_layout record_state_layout = RECORD_GEN_SHIFT;
 
 #define barrier() asm volatile("" ::: "memory")
 #define READ_ONCE_U32(x) (*(volatile __u32 *)&(x))
+
+/* The NAT's settings, the session table's seed and size among them. */
+static __always_inline struct nat_config *nat_config_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&nat_settings, &zero);
+}
 
 /* What a record is found by: its direction's tuple. */
 struct record_key {
@@ -101,13 +113,20 @@ static __always_inline __u32 mix32(__u32 x)
 	return x;
 }
 
+/* The keyed hash of a record's key, from its fields. */
+static __always_inline __u32 record_fields_hash(__be32 addr_a, __be32 addr_b, __be16 port_a, __be16 port_b,
+						__u8 protocol, __u8 kind, __u32 seed)
+{
+	__u32 h = mix32(seed ^ addr_a);
+
+	h = mix32(h ^ addr_b);
+	h = mix32(h ^ ((__u32)port_a << 16 | port_b));
+	return mix32(h ^ ((__u32)protocol << 8 | kind));
+}
+
 static __always_inline __u32 record_hash(const struct record_key *k, __u32 seed)
 {
-	__u32 h = mix32(seed ^ k->addr_a);
-
-	h = mix32(h ^ k->addr_b);
-	h = mix32(h ^ ((__u32)k->port_a << 16 | k->port_b));
-	return mix32(h ^ ((__u32)k->protocol << 8 | k->kind));
+	return record_fields_hash(k->addr_a, k->addr_b, k->port_a, k->port_b, k->protocol, k->kind, seed);
 }
 
 /* The home bucket: the hash scaled to the table by multiply and shift (no division,
@@ -183,6 +202,53 @@ static __always_inline __u32 next_window_hash(__u32 hash)
 	return mix32(hash ^ 0x9e3779b9u);
 }
 
+/* Whether a live record skipped the window from home, full, for a later window of its
+ * key: only then may a key missing from the window be in a later one. The lookup's key
+ * is written at `at`, memory the caller has already: record_insert's frame, over
+ * snat_open's and a program's, is at the verifier's 512 bytes of stack, and a slot
+ * of its own for each key would pass them. */
+static __always_inline bool window_overflowed(__u32 home, __u32 *at)
+{
+	__u32 *skipped;
+
+	*at = home;
+	skipped = bpf_map_lookup_elem(&session_overflows, at);
+	return skipped && READ_ONCE_U32(*skipped) != 0;
+}
+
+/* Which window of the key with this hash holds bucket: the first that covers it (two
+ * windows may overlap). An insert counts its record's skips by it and a removal
+ * uncounts them by it, so the two always agree. */
+static __always_inline __u32 window_holding(__u32 hash, __u32 buckets, __u32 bucket)
+{
+	__u32 w, home, offset;
+
+	for (w = 0; w < SESSION_WINDOWS; w++) {
+		home = record_home(hash, buckets);
+		offset = bucket >= home ? bucket - home : bucket + buckets - home;
+		if (offset < SESSION_PROBE_BUCKETS)
+			return w;
+		hash = next_window_hash(hash);
+	}
+	return SESSION_WINDOWS;
+}
+
+/* Add delta to the skip counts of the windows that a record of the key with hash in
+ * bucket skipped: those before the one holding it. The lookups' key is written at
+ * `at` (window_overflowed says why). */
+static __always_inline void record_skips(__u32 hash, __u32 buckets, __u32 bucket, __u32 delta, __u32 *at)
+{
+	__u32 windows = window_holding(hash, buckets, bucket), w, *skipped;
+
+	for (w = 0; w < SESSION_WINDOWS - 1 && w < windows; w++) {
+		*at = record_home(hash, buckets);
+		skipped = bpf_map_lookup_elem(&session_overflows, at);
+		if (skipped)
+			__sync_fetch_and_add(skipped, delta);
+		hash = next_window_hash(hash);
+	}
+}
+
 /* A slot never claimed since the table was made (state 0: empty, generation 0). An
  * insert takes the first empty slot of its window, so a key is never found beyond
  * such a slot, and a window that has one never overflowed into the second. */
@@ -211,12 +277,12 @@ static __always_inline int window_find(__u32 home, __u32 buckets, const struct r
 	return -1;
 }
 
-/* Find k's record: 1 with v filled, or 0. Its first window, then the next if that one
- * ever filled up, and so on. A global function: the verifier checks it once, not at
- * each of its callers. */
+/* Find k's record: 1 with v filled, or 0. Its first window, then the next if a live
+ * record skipped that one, and so on. A global function: the verifier checks it once,
+ * not at each of its callers. */
 __noinline int record_find(const struct nat_config *cfg, const struct record_key *k, struct record_view *v)
 {
-	__u32 buckets, hash, w;
+	__u32 buckets, hash, home, w, w_home;
 	int found;
 
 	/* A global function's pointers may be NULL as far as the verifier knows. */
@@ -227,11 +293,31 @@ __noinline int record_find(const struct nat_config *cfg, const struct record_key
 		return 0;
 	hash = record_hash(k, cfg->session_seed);
 	for (w = 0; w < SESSION_WINDOWS; w++) {
-		found = window_find(record_home(hash, buckets), buckets, k, v);
+		home = record_home(hash, buckets);
+		found = window_find(home, buckets, k, v);
 		if (found >= 0)
 			return found;
+		if (!window_overflowed(home, &w_home))
+			return 0;
 		hash = next_window_hash(hash);
 	}
+	return 0;
+}
+
+/* The record at (bucket, index), being removed (busy: its key stays), in state seen
+ * before: it no longer counts as having skipped its key's earlier windows. A global
+ * function: every removal path shares one verified copy. */
+__noinline int record_unskip(__u32 bucket, __u32 index, __u32 seen)
+{
+	struct nat_config *cfg = nat_config_get();
+	struct session_record *r = record_at(bucket, index);
+	__u32 hash, home;
+
+	if (!cfg || !r || cfg->session_buckets == 0)
+		return 0;
+	hash = record_fields_hash(r->addr_a, r->addr_b, r->port_a, r->port_b, r->protocol,
+				  RECORD_KIND(seen) & ~RECORD_TENTATIVE, cfg->session_seed);
+	record_skips(hash, cfg->session_buckets, bucket, -1, &home);
 	return 0;
 }
 
@@ -247,6 +333,7 @@ static __always_inline int record_remove_at(__u32 bucket, __u32 index, __u32 see
 	for (i = 0; i < 4; i++) {
 		now = __sync_val_compare_and_swap(&r->state, seen, RECORD_BUSY | (seen & ~RECORD_KIND_MASK));
 		if (now == seen) {
+			record_unskip(bucket, index, seen);
 			/* Empty, keeping the generation: the next claim moves it on. */
 			__sync_lock_test_and_set(&r->state, RECORD_EMPTY | (RECORD_GEN(seen) << RECORD_GEN_SHIFT));
 			return 1;
@@ -266,28 +353,34 @@ static __always_inline int record_remove(const struct record_view *v)
 	return v ? record_remove_at(v->bucket, v->index, v->state) : 0;
 }
 
-/* Claim r if its state is still empty (as read); returns the busy state written. */
-static __always_inline bool record_claim(struct session_record *r, __u32 seen, __u32 *busy)
+/* Claim r if its state is still empty (as read): the busy state written, or 0 when
+ * another CPU changed it first. States come back as values rather than through
+ * pointers: each pointed-to local is a stack slot, and record_insert's frame is at the
+ * verifier's limit. */
+static __always_inline __u32 record_claim(struct session_record *r, __u32 seen)
 {
-	__u32 gen = RECORD_GEN(seen) + 1;
+	__u32 gen = RECORD_GEN(seen) + 1, busy;
 
 	/* Generation 0 means never used (RECORD_NEVER_USED): skip it when wrapping. */
 	if (gen > 0xffff)
 		gen = 1;
-	*busy = RECORD_BUSY | (gen << RECORD_GEN_SHIFT);
-	return __sync_val_compare_and_swap(&r->state, seen, *busy) == seen;
+	busy = RECORD_BUSY | (gen << RECORD_GEN_SHIFT);
+	return __sync_val_compare_and_swap(&r->state, seen, busy) == seen ? busy : 0;
 }
 
 /* Try to take the slot at (bucket, index) for k; on success it is filled and
- * published as tentative, and *tentative is its state. */
-static __always_inline bool record_take(struct session_bucket *bk, __u32 index, const struct record_key *k,
-					const struct session_record *values, __u32 *tentative)
+ * published as tentative, and that state is returned (0: another CPU took it). */
+static __always_inline __u32 record_take(struct session_bucket *bk, __u32 index, const struct record_key *k,
+					 const struct session_record *values)
 {
 	struct session_record *r = index ? &bk->records[1] : &bk->records[0];
-	__u32 seen = READ_ONCE_U32(r->state), busy = 0;
+	__u32 seen = READ_ONCE_U32(r->state), busy, tentative;
 
-	if (RECORD_KIND(seen) != RECORD_EMPTY || !record_claim(r, seen, &busy))
-		return false;
+	if (RECORD_KIND(seen) != RECORD_EMPTY)
+		return 0;
+	busy = record_claim(r, seen);
+	if (!busy)
+		return 0;
 	r->addr_a = k->addr_a;
 	r->addr_b = k->addr_b;
 	r->port_a = k->port_a;
@@ -298,11 +391,11 @@ static __always_inline bool record_take(struct session_bucket *bk, __u32 index, 
 	r->to_addr = values->to_addr;
 	r->counter_slot = values->counter_slot;
 	r->last_seen = values->last_seen;
-	*tentative = k->kind | RECORD_TENTATIVE | (busy & ~RECORD_KIND_MASK);
+	tentative = k->kind | RECORD_TENTATIVE | (busy & ~RECORD_KIND_MASK);
 	/* Publish: an atomic exchange, so the fields are visible before the state, and
 	 * the caller's later reads of other slots are not ordered before it. */
-	__sync_lock_test_and_set(&r->state, *tentative);
-	return true;
+	__sync_lock_test_and_set(&r->state, tentative);
+	return tentative;
 }
 
 /* Whether the slot at (bucket, index) of bk holds k, live or tentative. */
@@ -420,6 +513,7 @@ __noinline int record_insert(const struct nat_config *cfg, const struct record_k
 	struct bpf_iter_num it;
 	int twin = -1;
 	struct session_bucket *bucket;
+	struct session_record *r;
 	int found = -1;
 
 	/* A global function's pointers may be NULL as far as the verifier knows. */
@@ -429,11 +523,14 @@ __noinline int record_insert(const struct nat_config *cfg, const struct record_k
 	if (buckets == 0)
 		return -E2BIG;
 	first = hash = record_hash(k, cfg->session_seed);
-	/* The windows in order, as far as record_find would look: k may be in any of
-	 * them, and the first empty slot is where it goes. */
+	/* The windows in order, as far as record_find would look (k may be in any of
+	 * them) or until one has room: the first empty slot is where it goes. */
 	bpf_iter_num_new(&it, 0, SESSION_WINDOWS);
 	while (found < 0 && bpf_iter_num_next(&it)) {
 		found = window_scan(record_home(hash, buckets), buckets, k, v, &free);
+		/* v is this insert's to fill: its bucket serves as the lookup's key. */
+		if (found < 0 && free.bucket != NO_FREE_SLOT && !window_overflowed(record_home(hash, buckets), &v->bucket))
+			found = 0;
 		hash = next_window_hash(hash);
 	}
 	bpf_iter_num_destroy(&it);
@@ -442,32 +539,50 @@ __noinline int record_insert(const struct nat_config *cfg, const struct record_k
 	if (free.bucket == NO_FREE_SLOT)
 		return -E2BIG; /* every window is full */
 	bucket = bpf_map_lookup_elem(&session_table, &free.bucket);
-	if (!bucket || !record_take(bucket, free.index, k, values, &tentative))
+	tentative = bucket ? record_take(bucket, free.index, k, values) : 0;
+	if (!tentative)
 		return -EBUSY; /* another insert took the slot since */
-	/* A racing insert of k stopped where this one would have: at the first
-	 * never-used slot, which was never-used then too. */
-	hash = first;
-	bpf_iter_num_new(&it, 0, SESSION_WINDOWS);
-	while (twin < 0 && bpf_iter_num_next(&it)) {
-		twin = window_twin(record_home(hash, buckets), buckets, k, free.bucket, free.index);
-		hash = next_window_hash(hash);
-	}
-	bpf_iter_num_destroy(&it);
-	if (twin > 0) {
-		/* Another CPU is inserting k, or has: withdraw. */
-		record_remove_at(free.bucket, free.index, tentative);
-		return -EAGAIN;
-	}
-	/* The only one: live. Nobody else writes a tentative record. */
-	__sync_lock_test_and_set(&bucket->records[free.index ? 1 : 0].state, tentative & ~RECORD_TENTATIVE);
-	v->bucket = free.bucket;
-	v->index = free.index;
-	v->state = tentative & ~RECORD_TENTATIVE;
+	/* v's values now, so that `values` and `bucket` need not outlive the look for a
+	 * twin below: fewer registers to spill into a frame at the verifier's limit. */
 	v->to_addr = values->to_addr;
 	v->to_port = values->to_port;
 	v->flags = values->flags;
 	v->counter_slot = values->counter_slot;
 	v->last_seen = values->last_seen;
+	/* Counted before the look for a twin, and so before the record goes live:
+	 * whoever finds it live followed the skips that lead to it. */
+	record_skips(first, buckets, free.bucket, 1, &v->bucket);
+	/* A racing insert of k stopped where this one would have: at the first
+	 * never-used slot, which was never-used then too, or after a window nobody had
+	 * skipped. Of two racing inserts, the one whose look came last reaches the
+	 * other's record: each counted its skips before its own look, and a record
+	 * that skipped nothing is in the first window, which every look reads. */
+	hash = first;
+	bpf_iter_num_new(&it, 0, SESSION_WINDOWS);
+	while (twin < 0 && bpf_iter_num_next(&it)) {
+		twin = window_twin(record_home(hash, buckets), buckets, k, free.bucket, free.index);
+		if (twin < 0 && !window_overflowed(record_home(hash, buckets), &v->bucket))
+			twin = 0;
+		hash = next_window_hash(hash);
+	}
+	bpf_iter_num_destroy(&it);
+	if (twin > 0) {
+		/* Another CPU is inserting k, or has: withdraw. Nobody else removes a
+		 * tentative record (nobody else sees it): this is record_remove_at, with the
+		 * skips this insert counted. */
+		record_skips(first, buckets, free.bucket, -1, &v->bucket);
+		r = record_at(free.bucket, free.index);
+		if (r)
+			__sync_lock_test_and_set(&r->state, RECORD_EMPTY | (RECORD_GEN(tentative) << RECORD_GEN_SHIFT));
+		return -EAGAIN;
+	}
+	/* The only one: live. Nobody else writes a tentative record. */
+	r = record_at(free.bucket, free.index);
+	if (r)
+		__sync_lock_test_and_set(&r->state, tentative & ~RECORD_TENTATIVE);
+	v->bucket = free.bucket;
+	v->index = free.index;
+	v->state = tentative & ~RECORD_TENTATIVE;
 	return 0;
 }
 
