@@ -17,11 +17,13 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-// BenchmarkLineProfile says where an established packet's time goes in the program,
-// by source line: perf samples every CPU while the harness runs the path at random
-// flows, and each sample that fell in the program is put on the line the JIT's line
-// table gives for its address (perf's own annotation of BPF needs a perf built with
-// libopcodes). A developer's tool, for the cost of a path rather than its speed:
+// BenchmarkLineProfile says where a packet's time goes in the program, by source
+// line: perf samples every CPU while the harness runs the path, and each sample that
+// fell in the program is put on the line the JIT's line table gives for its address
+// (perf's own annotation of BPF needs a perf built with libopcodes). Established
+// packets at random flows; new flows opened in order into a table every slot of
+// which has been used (new-churned), purged and opened again until a second of them
+// has run. A developer's tool, for the cost of a path rather than its speed:
 //
 //	sudo go test -run '^$' -bench LineProfile ./dataplane
 //
@@ -33,42 +35,71 @@ func BenchmarkLineProfile(b *testing.B) {
 	if err != nil {
 		b.Skip("perf is not installed")
 	}
-	for _, n := range []uint32{1000, 12800} {
+	for _, n := range []uint32{1000, 12800, 100000} {
 		for _, c := range []struct {
 			name string
 			sessionCase
 		}{{"snat", snatSessions(n)}, {"dnat", dnatSessions(n)}} {
-			b.Run(fmt.Sprintf("%s/sessions=%d", c.name, n), func(b *testing.B) {
-				_, h, prog, frame, _ := openSessions(b, n, c.sessionCase)
-				padded := h.use(b, frame, c.spread, true)
-				samples := filepath.Join(b.TempDir(), "perf.data")
-				rec := exec.Command(perf, "record", "--quiet", "-a", "-o", samples)
-				must(b, rec.Start())
-				var ns float64
-				for range 3 {
-					ns += h.cost(b, prog, padded, 1000000) / 3
+			if n <= 12800 {
+				b.Run(fmt.Sprintf("%s/sessions=%d/established", c.name, n), func(b *testing.B) {
+					_, h, prog, frame, _ := openSessions(b, n, c.sessionCase)
+					padded := h.use(b, frame, c.spread, true)
+					profileLines(b, perf, prog, func() float64 {
+						var ns float64
+						for range 3 {
+							ns += h.cost(b, prog, padded, 1000000) / 3
+						}
+						return ns
+					})
+				})
+			}
+			b.Run(fmt.Sprintf("%s/sessions=%d/new-churned", c.name, n), func(b *testing.B) {
+				l, h, prog, frame, _ := openSessions(b, n, c.sessionCase)
+				reopen := func() float64 {
+					_, err := l.dp.PurgeSessions(func(Session) bool { return true })
+					must(b, err)
+					useEverySlot(b, l.dp)
+					return h.open(b, prog, frame, c.spread)
 				}
-				must(b, rec.Process.Signal(syscall.SIGINT))
-				if err := rec.Wait(); err != nil && !interrupted(err) {
-					b.Fatalf("perf record: %v", err)
-				}
-				lines, err := jitedLines(prog)
-				must(b, err)
-				out, err := exec.Command(perf, "script", "-i", samples, "-F", "ip").Output()
-				if err != nil {
-					b.Fatalf("perf script: %v", err)
-				}
-				counts, total := lines.count(out)
-				if total == 0 {
-					b.Fatal("no sample fell in the program")
-				}
-				b.ReportMetric(ns, "ns/packet")
-				b.Logf("%d samples in the program, %.0f ns a packet; the lines with the most:", total, ns)
-				for _, lc := range counts[:min(len(counts), 8)] { // a benchmark's log keeps ten lines
-					b.Logf("%5.1f%%  %s", 100*float64(lc.samples)/float64(total), lc.line)
-				}
+				reopen()
+				profileLines(b, perf, prog, func() float64 {
+					rounds := max(1, int(1e9/(1000*n))) // about a second of new flows at 1 us each
+					var ns float64
+					for range rounds {
+						ns += reopen() / float64(rounds)
+					}
+					return ns
+				})
 			})
 		}
+	}
+}
+
+// profileLines runs run (which returns the path's ns a packet) under perf record on
+// every CPU and logs the lines of prog that took the most samples.
+func profileLines(b *testing.B, perf string, prog *ebpf.Program, run func() float64) {
+	samples := filepath.Join(b.TempDir(), "perf.data")
+	rec := exec.Command(perf, "record", "--quiet", "-a", "-o", samples)
+	must(b, rec.Start())
+	ns := run()
+	must(b, rec.Process.Signal(syscall.SIGINT))
+	if err := rec.Wait(); err != nil && !interrupted(err) {
+		b.Fatalf("perf record: %v", err)
+	}
+	lines, err := jitedLines(prog)
+	must(b, err)
+	out, err := exec.Command(perf, "script", "-i", samples, "-F", "ip").Output()
+	if err != nil {
+		b.Fatalf("perf script: %v", err)
+	}
+	counts, total := lines.count(out)
+	if total == 0 {
+		b.Fatal("no sample fell in the program")
+	}
+	b.ReportMetric(ns, "ns/packet")
+	b.Logf("%d samples in the program, %.0f ns a packet; the lines with the most:", total, ns)
+	for _, lc := range counts[:min(len(counts), 8)] { // a benchmark's log keeps ten lines
+		b.Logf("%5.1f%%  %s", 100*float64(lc.samples)/float64(total), lc.line)
 	}
 }
 
