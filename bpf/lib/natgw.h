@@ -92,7 +92,7 @@ static __always_inline int natgw_inbound(void *ctx, const enum hook hook, struct
 	/* Established traffic finds its session with this one lookup; the membership test
 	 * is only paid when it misses. */
 	in_key = inbound_key(saddr, daddr, l4.sport, l4.dport, protocol);
-	established = record_find(cfg, &in_key, &in);
+	established = record_find_inline(cfg, &in_key, &in);
 	if (!established && !is_nat_eip(daddr))
 		return not_found(ours);
 	if (pkt->ip->ttl <= 1)
@@ -154,7 +154,7 @@ static __always_inline int natgw_outbound(void *ctx, const enum hook hook, struc
 	}
 	now = session_clock(session_now(cfg));
 	out_key = outbound_key(saddr, daddr, l4.sport, l4.dport, protocol);
-	if (!record_find(cfg, &out_key, &out)) {
+	if (!record_find_inline(cfg, &out_key, &out)) {
 		/* A new flow: its mapping's bucket comes in while the rule is looked up
 		 * (InProgram/snat-own-mapping: 13% off a new mapping on a churned table). */
 		record_prefetch(cfg, saddr, 0, l4.sport, 0, protocol, RECORD_MAPPING);

@@ -280,7 +280,10 @@ static __always_inline int window_find(__u32 home, __u32 buckets, const struct r
 /* Find k's record: 1 with v filled, or 0. Its first window, then the next if a live
  * record skipped that one, and so on. A global function: the verifier checks it once,
  * not at each of its callers. */
-__noinline int record_find(const struct nat_config *cfg, const struct record_key *k, struct record_view *v)
+/* record_find inlined: for the one lookup of an established packet, which the call of
+ * a global function cost 8-12% (InProgram/(snat|dnat)/sessions=12800/established). */
+static __always_inline int record_find_inline(const struct nat_config *cfg, const struct record_key *k,
+					      struct record_view *v)
 {
 	__u32 buckets, hash, home, w, w_home;
 	int found;
@@ -302,6 +305,11 @@ __noinline int record_find(const struct nat_config *cfg, const struct record_key
 		hash = next_window_hash(hash);
 	}
 	return 0;
+}
+
+__noinline int record_find(const struct nat_config *cfg, const struct record_key *k, struct record_view *v)
+{
+	return record_find_inline(cfg, k, v);
 }
 
 /* The record at (bucket, index), being removed (busy: its key stays), in state seen
