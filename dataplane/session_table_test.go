@@ -413,10 +413,10 @@ func TestSessionTableSkippedWindow(t *testing.T) {
 		return windowHomes(h, cfg.SessionBuckets)[0]
 	}
 	// Whether a record homed at other can take a slot of the window from h: its own
-	// window of SESSION_PROBE_BUCKETS buckets overlaps that one.
+	// window overlaps that one.
 	overlaps := func(other, h uint32) bool {
 		d := (other + cfg.SessionBuckets - h) % cfg.SessionBuckets
-		return d < 4 || d > cfg.SessionBuckets-4
+		return d < sessionProbeBuckets || d > cfg.SessionBuckets-sessionProbeBuckets
 	}
 	const window = 4 * 2 // SESSION_PROBE_BUCKETS buckets of two records
 	byHome := map[uint32][]uint16{}
