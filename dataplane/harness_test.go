@@ -367,9 +367,16 @@ func benchSessions(b *testing.B, n uint32, c sessionCase) {
 // mapping, a port taken and three records a flow, as in the bench's new-connection
 // case), into a fresh table (new), then again five times into the table purged with
 // every slot used (new-churned, the mean).
-func benchOwnMappings(b *testing.B, n uint32) {
+// ownMappingSessions: snatSessions with one remote, so that every flow opens its own
+// mapping, as a client's connections each from a new port do.
+func ownMappingSessions(n uint32) sessionCase {
 	c := snatSessions(n)
 	c.spread = flowSpread{flows: n, remotes: 1, ports: (n + 15) / 16} // 16 source addresses
+	return c
+}
+
+func benchOwnMappings(b *testing.B, n uint32) {
+	c := ownMappingSessions(n)
 	l, h, prog, frame, newFlow := openSessions(b, n, c)
 	b.Run("new", func(b *testing.B) { b.ReportMetric(newFlow, "ns/packet") })
 	const rounds = 5

@@ -39,8 +39,8 @@ func BenchmarkLineProfile(b *testing.B) {
 		for _, c := range []struct {
 			name string
 			sessionCase
-		}{{"snat", snatSessions(n)}, {"dnat", dnatSessions(n)}} {
-			if n <= 12800 {
+		}{{"snat", snatSessions(n)}, {"dnat", dnatSessions(n)}, {"snat-own-mapping", ownMappingSessions(n)}} {
+			if n <= 12800 && c.name != "snat-own-mapping" {
 				b.Run(fmt.Sprintf("%s/sessions=%d/established", c.name, n), func(b *testing.B) {
 					_, h, prog, frame, _ := openSessions(b, n, c.sessionCase)
 					padded := h.use(b, frame, c.spread, true)
