@@ -45,6 +45,7 @@ const (
 	harnessMapInterfaceMacs        = "interface_macs"
 	harnessMapNatEips              = "nat_eips"
 	harnessMapNatSettings          = "nat_settings"
+	harnessMapNewFlowScores        = "new_flow_scores"
 	harnessMapNextHopFallbacks     = "next_hop_fallbacks"
 	harnessMapNextHopSettings      = "next_hop_settings"
 	harnessMapNextHops             = "next_hops"
@@ -63,6 +64,7 @@ const (
 	harnessProgHarnessUplink       = "harness_uplink"
 	harnessProgHarnessVpc          = "harness_vpc"
 	harnessVarInterfaceSlotsLayout = "interface_slots_layout"
+	harnessVarNewFlowScoreKey      = "new_flow_score_key"
 	harnessVarPortBitmapLayout     = "port_bitmap_layout"
 	harnessVarReasonKinds          = "reason_kinds"
 	harnessVarRecordStateLayout    = "record_state_layout"
@@ -138,6 +140,7 @@ type harnessMapSpecs struct {
 	InterfaceMacs    *ebpf.MapSpec `ebpf:"interface_macs"`
 	NatEips          *ebpf.MapSpec `ebpf:"nat_eips"`
 	NatSettings      *ebpf.MapSpec `ebpf:"nat_settings"`
+	NewFlowScores    *ebpf.MapSpec `ebpf:"new_flow_scores"`
 	NextHopFallbacks *ebpf.MapSpec `ebpf:"next_hop_fallbacks"`
 	NextHopSettings  *ebpf.MapSpec `ebpf:"next_hop_settings"`
 	NextHops         *ebpf.MapSpec `ebpf:"next_hops"`
@@ -159,6 +162,7 @@ type harnessMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type harnessVariableSpecs struct {
 	InterfaceSlotsLayout *ebpf.VariableSpec `ebpf:"interface_slots_layout"`
+	NewFlowScoreKey      *ebpf.VariableSpec `ebpf:"new_flow_score_key"`
 	PortBitmapLayout     *ebpf.VariableSpec `ebpf:"port_bitmap_layout"`
 	ReasonKinds          *ebpf.VariableSpec `ebpf:"reason_kinds"`
 	RecordStateLayout    *ebpf.VariableSpec `ebpf:"record_state_layout"`
@@ -203,6 +207,7 @@ type harnessMaps struct {
 	InterfaceMacs    *ebpf.Map `ebpf:"interface_macs"`
 	NatEips          *ebpf.Map `ebpf:"nat_eips"`
 	NatSettings      *ebpf.Map `ebpf:"nat_settings"`
+	NewFlowScores    *ebpf.Map `ebpf:"new_flow_scores"`
 	NextHopFallbacks *ebpf.Map `ebpf:"next_hop_fallbacks"`
 	NextHopSettings  *ebpf.Map `ebpf:"next_hop_settings"`
 	NextHops         *ebpf.Map `ebpf:"next_hops"`
@@ -238,6 +243,7 @@ func (m *harnessMaps) Close() error {
 		m.InterfaceMacs,
 		m.NatEips,
 		m.NatSettings,
+		m.NewFlowScores,
 		m.NextHopFallbacks,
 		m.NextHopSettings,
 		m.NextHops,
@@ -260,6 +266,7 @@ func (m *harnessMaps) Close() error {
 // It can be passed to loadHarnessObjects or ebpf.CollectionSpec.LoadAndAssign.
 type harnessVariables struct {
 	InterfaceSlotsLayout *ebpf.Variable `ebpf:"interface_slots_layout"`
+	NewFlowScoreKey      *ebpf.Variable `ebpf:"new_flow_score_key"`
 	PortBitmapLayout     *ebpf.Variable `ebpf:"port_bitmap_layout"`
 	ReasonKinds          *ebpf.Variable `ebpf:"reason_kinds"`
 	RecordStateLayout    *ebpf.Variable `ebpf:"record_state_layout"`

@@ -121,7 +121,11 @@ type jitedLineTable struct {
 	lines []string
 }
 
-type addrRange struct{ start, end uint64 }
+// addrRange is a function's JITed code, and the function's name.
+type addrRange struct {
+	start, end uint64
+	name       string
+}
 
 type lineCount struct {
 	line    string
@@ -145,9 +149,15 @@ func jitedLines(prog *ebpf.Program) (*jitedLineTable, error) {
 	if !ok || !ok2 || !ok3 || len(jited) != len(infos) || len(syms) != len(lens) {
 		return nil, fmt.Errorf("the kernel gave no JITed line table (%d lines, %d addresses)", len(infos), len(jited))
 	}
+	// Each function's name, so that an inlined line says where it was inlined (a
+	// bucket's read in an insert is not the lookup's).
+	funcs, err := info.FuncInfos()
+	if err != nil || len(funcs) != len(syms) {
+		return nil, fmt.Errorf("the kernel gave %d function infos for %d functions (%v)", len(funcs), len(syms), err)
+	}
 	t := &jitedLineTable{}
 	for i, start := range syms {
-		t.funcs = append(t.funcs, addrRange{uint64(start), uint64(start) + uint64(lens[i])})
+		t.funcs = append(t.funcs, addrRange{uint64(start), uint64(start) + uint64(lens[i]), funcs[i].Func.Name})
 	}
 	order := make([]int, len(jited))
 	for i := range order {
@@ -171,7 +181,11 @@ func (t *jitedLineTable) count(script []byte) ([]lineCount, int) {
 	sc := bufio.NewScanner(bytes.NewReader(script))
 	for sc.Scan() {
 		ip, err := strconv.ParseUint(strings.TrimSpace(sc.Text()), 16, 64)
-		if err != nil || !slices.ContainsFunc(t.funcs, func(r addrRange) bool { return ip >= r.start && ip < r.end }) {
+		if err != nil {
+			continue
+		}
+		fn := slices.IndexFunc(t.funcs, func(r addrRange) bool { return ip >= r.start && ip < r.end })
+		if fn < 0 {
 			continue
 		}
 		i, found := slices.BinarySearch(t.addrs, ip)
@@ -181,7 +195,7 @@ func (t *jitedLineTable) count(script []byte) ([]lineCount, int) {
 		if i < 0 {
 			continue
 		}
-		byLine[t.lines[i]]++
+		byLine[t.funcs[fn].name+": "+t.lines[i]]++
 		total++
 	}
 	counts := make([]lineCount, 0, len(byLine))

@@ -233,6 +233,8 @@ type natPortSearch struct {
 	Walk       uint32
 	FoundIndex uint32
 	WordKey    uint32
+	FirstDraw  uint32
+	Drawn      uint32
 }
 
 type natPrefix4 struct {
@@ -469,6 +471,7 @@ const (
 	natMapInterfaceMacs        = "interface_macs"
 	natMapNatEips              = "nat_eips"
 	natMapNatSettings          = "nat_settings"
+	natMapNewFlowScores        = "new_flow_scores"
 	natMapNextHopFallbacks     = "next_hop_fallbacks"
 	natMapNextHopSettings      = "next_hop_settings"
 	natMapNextHops             = "next_hops"
@@ -491,6 +494,7 @@ const (
 	natProgXdpUplink           = "xdp_uplink"
 	natProgXdpVpc              = "xdp_vpc"
 	natVarInterfaceSlotsLayout = "interface_slots_layout"
+	natVarNewFlowScoreKey      = "new_flow_score_key"
 	natVarPortBitmapLayout     = "port_bitmap_layout"
 	natVarReasonKinds          = "reason_kinds"
 	natVarRecordStateLayout    = "record_state_layout"
@@ -568,6 +572,7 @@ type natMapSpecs struct {
 	InterfaceMacs    *ebpf.MapSpec `ebpf:"interface_macs"`
 	NatEips          *ebpf.MapSpec `ebpf:"nat_eips"`
 	NatSettings      *ebpf.MapSpec `ebpf:"nat_settings"`
+	NewFlowScores    *ebpf.MapSpec `ebpf:"new_flow_scores"`
 	NextHopFallbacks *ebpf.MapSpec `ebpf:"next_hop_fallbacks"`
 	NextHopSettings  *ebpf.MapSpec `ebpf:"next_hop_settings"`
 	NextHops         *ebpf.MapSpec `ebpf:"next_hops"`
@@ -589,6 +594,7 @@ type natMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type natVariableSpecs struct {
 	InterfaceSlotsLayout *ebpf.VariableSpec `ebpf:"interface_slots_layout"`
+	NewFlowScoreKey      *ebpf.VariableSpec `ebpf:"new_flow_score_key"`
 	PortBitmapLayout     *ebpf.VariableSpec `ebpf:"port_bitmap_layout"`
 	ReasonKinds          *ebpf.VariableSpec `ebpf:"reason_kinds"`
 	RecordStateLayout    *ebpf.VariableSpec `ebpf:"record_state_layout"`
@@ -631,6 +637,7 @@ type natMaps struct {
 	InterfaceMacs    *ebpf.Map `ebpf:"interface_macs"`
 	NatEips          *ebpf.Map `ebpf:"nat_eips"`
 	NatSettings      *ebpf.Map `ebpf:"nat_settings"`
+	NewFlowScores    *ebpf.Map `ebpf:"new_flow_scores"`
 	NextHopFallbacks *ebpf.Map `ebpf:"next_hop_fallbacks"`
 	NextHopSettings  *ebpf.Map `ebpf:"next_hop_settings"`
 	NextHops         *ebpf.Map `ebpf:"next_hops"`
@@ -664,6 +671,7 @@ func (m *natMaps) Close() error {
 		m.InterfaceMacs,
 		m.NatEips,
 		m.NatSettings,
+		m.NewFlowScores,
 		m.NextHopFallbacks,
 		m.NextHopSettings,
 		m.NextHops,
@@ -686,6 +694,7 @@ func (m *natMaps) Close() error {
 // It can be passed to loadNatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type natVariables struct {
 	InterfaceSlotsLayout *ebpf.Variable `ebpf:"interface_slots_layout"`
+	NewFlowScoreKey      *ebpf.Variable `ebpf:"new_flow_score_key"`
 	PortBitmapLayout     *ebpf.Variable `ebpf:"port_bitmap_layout"`
 	ReasonKinds          *ebpf.Variable `ebpf:"reason_kinds"`
 	RecordStateLayout    *ebpf.Variable `ebpf:"record_state_layout"`

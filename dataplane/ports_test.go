@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"bytes"
 	"net/netip"
 	"testing"
 )
@@ -119,5 +120,42 @@ func TestNatGatewayPortBitmaps(t *testing.T) {
 		if w != 0 {
 			t.Fatalf("word %d of a new NAT EIP's block is %#x", i, w)
 		}
+	}
+}
+
+// TestNatGatewaySearchDrawnAhead: a packet likely to open a flow (a SYN) has its port
+// search drawn before its lookup, so that the buckets of the port it will try are read
+// early. A search drawn ahead for a packet that turned out established is not used
+// once the SNAT rule changed: the next mapping of that endpoint comes from the new
+// pool. Everything runs on one CPU, whose drawn search is the one left over.
+func TestNatGatewaySearchDrawnAhead(t *testing.T) {
+	l := newNatLab(t)
+	f := newNatFrames(t, l)
+	prog := l.program(t, RoleVPC, HookXDP)
+	redirect := hookVerdict(HookXDP, verdictRedirect)
+	t.Cleanup(func() {
+		l.purgeAll(t)
+		must(t, l.dp.SetSnatRule(SnatRule{Source: natSubnet, Pool: []netip.Addr{natEIP1}}))
+	})
+	send := func(step string, in, want []byte) {
+		t.Helper()
+		verdicts, outs, err := runOn(l, prog, 0, uint32(l.vpc.Index), [][]byte{in}, nil, nil)
+		must(t, err)
+		if verdicts[0] != redirect || !bytes.Equal(outs[0], want) {
+			t.Fatalf("%s: verdict %d, frame\n%x\nwant\n%x", step, verdicts[0], outs[0], want)
+		}
+	}
+	syn := f.fromInside(natVM1, labInet, tcpSeg(40000, 80, "S"))
+	// The first SYN opens the session through the search drawn for it (port kept); the
+	// second finds it established, its own drawn search left unused.
+	send("SYN", syn, f.toInet(natEIP1, labInet, tcpSeg(40000, 80, "S")))
+	send("SYN again", syn, f.toInet(natEIP1, labInet, tcpSeg(40000, 80, "S")))
+	l.purgeAll(t)
+	must(t, l.dp.SetSnatRule(SnatRule{Source: natSubnet, Pool: []netip.Addr{natEIP3}}))
+	// Not a SYN: nothing is drawn ahead, and the search left over is for the old pool.
+	send("ACK after the rule changed", f.fromInside(natVM1, labInet, tcpSeg(40000, 80, "A")),
+		f.toInet(natEIP3, labInet, tcpSeg(40000, 80, "A")))
+	if ss := mustSessions(t, l); len(ss) != 1 || ss[0].External != netip.AddrPortFrom(natEIP3, 40000) {
+		t.Fatalf("sessions %+v, want one from %s:40000", ss, natEIP3)
 	}
 }

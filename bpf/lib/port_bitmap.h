@@ -82,6 +82,15 @@ static __always_inline __u64 range_bits(__u32 w, __u32 min, __u32 max)
 	return bits;
 }
 
+/* The first of free's bits at or after bit r, wrapping within the word (free is not
+ * 0). */
+static __always_inline __u32 first_free_bit(__u64 free, __u32 r)
+{
+	__u64 rotated = r ? (free >> r) | (free << (64 - r)) : free;
+
+	return (r + lowest_bit(rotated)) & 63;
+}
+
 /* Claim a free port in [min, max] of the word holding from's bit: the first at or
  * after from, wrapping within the word, so that where the search starts (random)
  * decides the port. 0 when the word has none (a port is never 0: port_min is at least
@@ -91,7 +100,7 @@ static __always_inline __u32 port_claim_in_word(__u32 block, __u8 protocol, __u3
 {
 	__u64 *w = port_word(block, protocol, from, key);
 	__u32 word = from >> 6, r = from & 63, i, bit;
-	__u64 valid, free, rotated;
+	__u64 valid, free;
 
 	if (!w)
 		return 0;
@@ -100,10 +109,22 @@ static __always_inline __u32 port_claim_in_word(__u32 block, __u8 protocol, __u3
 		free = ~READ_ONCE_U64(*w) & valid;
 		if (!free)
 			return 0;
-		rotated = r ? (free >> r) | (free << (64 - r)) : free;
-		bit = (r + lowest_bit(rotated)) & 63;
+		bit = first_free_bit(free, r);
 		if (!(__sync_fetch_and_or(w, 1ULL << bit) & (1ULL << bit)))
 			return word << 6 | bit;
 	}
 	return 0;
+}
+
+/* The port port_claim_in_word would claim now, claiming nothing: 0 when none. */
+static __always_inline __u32 port_peek_in_word(__u32 block, __u8 protocol, __u32 from, __u32 min, __u32 max,
+						__u32 *key)
+{
+	__u64 *w = port_word(block, protocol, from, key);
+	__u64 free;
+
+	if (!w)
+		return 0;
+	free = ~READ_ONCE_U64(*w) & range_bits(from >> 6, min, max);
+	return free ? (from >> 6) << 6 | first_free_bit(free, from & 63) : 0;
 }

@@ -28,6 +28,8 @@ struct port_search {
 	__u32 walk;        /* the range's words fit the budget: walk them instead of drawing */
 	__u32 found_index; /* out: index into eips, MAX_POOL_EIPS when none */
 	__u32 word_key;    /* port_word's lookup key */
+	__u32 first_draw;  /* where the first search after the kept-port probes starts */
+	__u32 drawn;       /* 1: drawn for `inside` (port_search_draw) and not used since */
 };
 
 /* One search per CPU: the packet path never sleeps, and one search runs at a time. */
@@ -37,6 +39,15 @@ struct {
 	__type(key, __u32);
 	__type(value, struct port_search);
 } port_searches SEC(".maps");
+
+/* Where the search of round r over the pool's EIPs starts: in the walk, a random port
+ * of the range's next word; otherwise a random port of the range. */
+static __always_inline __u32 search_start(const struct port_search *ps, __u32 r)
+{
+	if (ps->walk)
+		return ((ps->port_min >> 6) + (ps->offset + r) % ps->words) << 6 | (bpf_get_prandom_u32() & 63);
+	return ps->port_min + bpf_get_prandom_u32() % ((__u32)ps->port_max - ps->port_min + 1);
+}
 
 /* Probe i: the first `count` probes try to keep the internal port on each EIP (RFC
  * 4787 REQ-3, port preservation); the next ones search a word of 64 ports of every EIP,
@@ -61,11 +72,7 @@ static long probe_port(__u32 i, void *unused)
 			return 0;
 		ps->from = ps->lo = ps->hi = port;
 	} else if ((i - n) % n == 0) {
-		if (ps->walk)
-			ps->from = ((ps->port_min >> 6) + (ps->offset + (i - n) / n) % ps->words) << 6 |
-				   (bpf_get_prandom_u32() & 63);
-		else
-			ps->from = ps->port_min + bpf_get_prandom_u32() % ((__u32)ps->port_max - ps->port_min + 1);
+		ps->from = i == n ? ps->first_draw : search_start(ps, (i - n) / n);
 		ps->lo = ps->port_min;
 		ps->hi = ps->port_max;
 	}
@@ -92,6 +99,91 @@ static long probe_port(__u32 i, void *unused)
 static __always_inline __u32 addr_hash(__be32 addr)
 {
 	return (bpf_ntohl(addr) * 2654435761u) >> 8;
+}
+
+/* Draw a port search for inside through pool into ps: the EIPs it tries, in which
+ * order, and where its first search starts. false when the pool or the port range
+ * leaves nothing to search. Done by mapping_acquire, or ahead of it by snat_read_ahead
+ * (new_flow.h), whose guess of the port to come must be what the search then tries. */
+static __always_inline bool port_search_draw(struct port_search *ps, const struct snat_pool *pool,
+					     const struct nat_config *cfg, const struct endpoint *inside)
+{
+	__u32 n = pool->eip_count, i;
+
+	if (n == 0 || n > MAX_POOL_EIPS || cfg->port_max < cfg->port_min || cfg->port_min == 0)
+		return false;
+	__builtin_memset(ps, 0, sizeof(*ps));
+	ps->inside = *inside;
+	ps->port_min = cfg->port_min;
+	ps->port_max = cfg->port_max;
+	ps->words = (cfg->port_max >> 6) - (cfg->port_min >> 6) + 1;
+	ps->offset = bpf_get_prandom_u32() % ps->words;
+	ps->found_index = MAX_POOL_EIPS;
+	if (pool->affinity) {
+		/* Paired: this internal address always leaves from the same EIP. */
+		i = addr_hash(inside->addr) % n;
+		opaque(i);
+		if (i >= MAX_POOL_EIPS)
+			i = 0;
+		ps->eips[0] = pool->eips[i];
+		ps->blocks[0] = pool->port_blocks[i];
+		ps->count = 1;
+	} else {
+		__builtin_memcpy(ps->eips, pool->eips, sizeof(ps->eips));
+		__builtin_memcpy(ps->blocks, pool->port_blocks, sizeof(ps->blocks));
+		ps->count = n;
+		ps->start = bpf_get_prandom_u32() % n;
+	}
+	ps->walk = ps->count * (ps->words + 1) <= cfg->max_port_probes;
+	ps->first_draw = search_start(ps, 0);
+	ps->drawn = 1;
+	return true;
+}
+
+/* Whether ps was drawn for inside through pool as it is now, and not used since: a
+ * search drawn ahead of the packet's own rule lookup is used only if the rule did not
+ * change in between. */
+static __always_inline bool port_search_drawn_for(const struct port_search *ps, const struct snat_pool *pool,
+						  const struct endpoint *inside)
+{
+	__u32 n = pool->eip_count, i;
+
+	if (!ps->drawn || ps->inside.addr != inside->addr || ps->inside.port != inside->port ||
+	    ps->inside.protocol != inside->protocol || n == 0 || n > MAX_POOL_EIPS)
+		return false;
+	if (pool->affinity) {
+		i = addr_hash(inside->addr) % n;
+		opaque(i);
+		if (i >= MAX_POOL_EIPS)
+			return false;
+		return ps->count == 1 && ps->eips[0] == pool->eips[i] && ps->blocks[0] == pool->port_blocks[i];
+	}
+	if (ps->count != n)
+		return false;
+	for (i = 0; i < MAX_POOL_EIPS && i < n; i++)
+		if (ps->eips[i] != pool->eips[i] || ps->blocks[i] != pool->port_blocks[i])
+			return false;
+	return true;
+}
+
+/* The external endpoint ps's first claim would take, as the bitmaps stand (another CPU
+ * may take it first): the internal port on the first EIP tried, or else, with one EIP,
+ * the first free port from the first draw. 0 when there is no such guess. */
+static __always_inline __u32 port_search_guess(struct port_search *ps, __be32 *eip)
+{
+	__u32 idx = ps->start, port = bpf_ntohs(ps->inside.port);
+
+	opaque(idx);
+	if (idx >= MAX_POOL_EIPS)
+		return 0;
+	*eip = ps->eips[idx];
+	if (port >= ps->port_min && port <= ps->port_max &&
+	    port_peek_in_word(ps->blocks[idx], ps->inside.protocol, port, port, port, &ps->word_key))
+		return port;
+	if (ps->count != 1)
+		return 0;
+	return port_peek_in_word(ps->blocks[idx], ps->inside.protocol, ps->first_draw, ps->port_min, ps->port_max,
+				 &ps->word_key);
 }
 
 /* What mapping_acquire works on, in per-CPU memory (the caller's session_opening), not
@@ -128,40 +220,14 @@ static __always_inline enum reason mapping_acquire(const struct endpoint *inside
 		return REASON_DROP_NAT_PORTS_EXHAUSTED;
 	}
 	ps = bpf_map_lookup_elem(&port_searches, &zero);
-	if (!ps) {
+	/* A search drawn ahead for this packet (snat_read_ahead) is searched as drawn:
+	 * its first port's inbound bucket is on its way in. */
+	if (!ps || (!port_search_drawn_for(ps, pool, inside) && !port_search_draw(ps, pool, cfg, inside))) {
 		__sync_fetch_and_add(&usage->ports, -1);
 		return REASON_DROP_NAT_PORTS_EXHAUSTED;
 	}
-	__builtin_memset(ps, 0, sizeof(*ps));
-	ps->inside = *inside;
-	if (cfg->port_max < cfg->port_min || cfg->port_min == 0) {
-		__sync_fetch_and_add(&usage->ports, -1);
-		return REASON_DROP_NAT_PORTS_EXHAUSTED;
-	}
-	ps->port_min = cfg->port_min;
-	ps->port_max = cfg->port_max;
-	ps->words = (cfg->port_max >> 6) - (cfg->port_min >> 6) + 1;
-	ps->offset = bpf_get_prandom_u32() % ps->words;
-	ps->found_index = MAX_POOL_EIPS;
-	if (pool->affinity) {
-		/* Paired: this internal address always leaves from the same EIP. */
-		i = addr_hash(inside->addr) % n;
-		opaque(i);
-		if (i >= MAX_POOL_EIPS)
-			i = 0;
-		ps->eips[0] = pool->eips[i];
-		ps->blocks[0] = pool->port_blocks[i];
-		ps->count = 1;
-	} else {
-		__builtin_memcpy(ps->eips, pool->eips, sizeof(ps->eips));
-		__builtin_memcpy(ps->blocks, pool->port_blocks, sizeof(ps->blocks));
-		ps->count = n;
-		ps->start = bpf_get_prandom_u32() % n;
-	}
-	probes = ps->count * (ps->words + 1);
-	ps->walk = probes <= cfg->max_port_probes;
-	if (!ps->walk)
-		probes = cfg->max_port_probes;
+	ps->drawn = 0;
+	probes = ps->walk ? ps->count * (ps->words + 1) : cfg->max_port_probes;
 	bpf_loop(probes, probe_port, NULL, 0);
 	if (ps->found_index >= MAX_POOL_EIPS) {
 		__sync_fetch_and_add(&usage->ports, -1);
