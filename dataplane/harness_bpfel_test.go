@@ -64,7 +64,7 @@ const (
 	harnessProgHarnessUplink       = "harness_uplink"
 	harnessProgHarnessVpc          = "harness_vpc"
 	harnessVarInterfaceSlotsLayout = "interface_slots_layout"
-	harnessVarNewFlowScoreKey      = "new_flow_score_key"
+	harnessVarNewFlowScoreKeys     = "new_flow_score_keys"
 	harnessVarPortBitmapLayout     = "port_bitmap_layout"
 	harnessVarReasonKinds          = "reason_kinds"
 	harnessVarRecordStateLayout    = "record_state_layout"
@@ -162,7 +162,7 @@ type harnessMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type harnessVariableSpecs struct {
 	InterfaceSlotsLayout *ebpf.VariableSpec `ebpf:"interface_slots_layout"`
-	NewFlowScoreKey      *ebpf.VariableSpec `ebpf:"new_flow_score_key"`
+	NewFlowScoreKeys     *ebpf.VariableSpec `ebpf:"new_flow_score_keys"`
 	PortBitmapLayout     *ebpf.VariableSpec `ebpf:"port_bitmap_layout"`
 	ReasonKinds          *ebpf.VariableSpec `ebpf:"reason_kinds"`
 	RecordStateLayout    *ebpf.VariableSpec `ebpf:"record_state_layout"`
@@ -266,7 +266,7 @@ func (m *harnessMaps) Close() error {
 // It can be passed to loadHarnessObjects or ebpf.CollectionSpec.LoadAndAssign.
 type harnessVariables struct {
 	InterfaceSlotsLayout *ebpf.Variable `ebpf:"interface_slots_layout"`
-	NewFlowScoreKey      *ebpf.Variable `ebpf:"new_flow_score_key"`
+	NewFlowScoreKeys     *ebpf.Variable `ebpf:"new_flow_score_keys"`
 	PortBitmapLayout     *ebpf.Variable `ebpf:"port_bitmap_layout"`
 	ReasonKinds          *ebpf.Variable `ebpf:"reason_kinds"`
 	RecordStateLayout    *ebpf.Variable `ebpf:"record_state_layout"`

@@ -494,7 +494,7 @@ const (
 	natProgXdpUplink           = "xdp_uplink"
 	natProgXdpVpc              = "xdp_vpc"
 	natVarInterfaceSlotsLayout = "interface_slots_layout"
-	natVarNewFlowScoreKey      = "new_flow_score_key"
+	natVarNewFlowScoreKeys     = "new_flow_score_keys"
 	natVarPortBitmapLayout     = "port_bitmap_layout"
 	natVarReasonKinds          = "reason_kinds"
 	natVarRecordStateLayout    = "record_state_layout"
@@ -594,7 +594,7 @@ type natMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type natVariableSpecs struct {
 	InterfaceSlotsLayout *ebpf.VariableSpec `ebpf:"interface_slots_layout"`
-	NewFlowScoreKey      *ebpf.VariableSpec `ebpf:"new_flow_score_key"`
+	NewFlowScoreKeys     *ebpf.VariableSpec `ebpf:"new_flow_score_keys"`
 	PortBitmapLayout     *ebpf.VariableSpec `ebpf:"port_bitmap_layout"`
 	ReasonKinds          *ebpf.VariableSpec `ebpf:"reason_kinds"`
 	RecordStateLayout    *ebpf.VariableSpec `ebpf:"record_state_layout"`
@@ -694,7 +694,7 @@ func (m *natMaps) Close() error {
 // It can be passed to loadNatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type natVariables struct {
 	InterfaceSlotsLayout *ebpf.Variable `ebpf:"interface_slots_layout"`
-	NewFlowScoreKey      *ebpf.Variable `ebpf:"new_flow_score_key"`
+	NewFlowScoreKeys     *ebpf.Variable `ebpf:"new_flow_score_keys"`
 	PortBitmapLayout     *ebpf.Variable `ebpf:"port_bitmap_layout"`
 	ReasonKinds          *ebpf.Variable `ebpf:"reason_kinds"`
 	RecordStateLayout    *ebpf.Variable `ebpf:"record_state_layout"`

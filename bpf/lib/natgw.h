@@ -93,7 +93,10 @@ static __always_inline int natgw_inbound(void *ctx, const enum hook hook, struct
 	/* Established traffic finds its session with this one lookup; the membership test
 	 * is only paid when it misses. */
 	in_key = inbound_key(saddr, daddr, l4.sport, l4.dport, protocol);
+	if (new_flow_likely(&l4, DIR_INBOUND))
+		dnat_read_ahead(cfg, saddr, daddr, FLOW_PORTS(l4.sport, l4.dport, protocol));
 	established = record_find_inline(cfg, &in_key, &in);
+	new_flow_count(DIR_INBOUND, established);
 	if (!established && !is_nat_eip(daddr))
 		return not_found(ours);
 	if (pkt->ip->ttl <= 1)
@@ -155,10 +158,10 @@ static __always_inline int natgw_outbound(void *ctx, const enum hook hook, struc
 	}
 	now = session_clock(session_now(cfg));
 	out_key = outbound_key(saddr, daddr, l4.sport, l4.dport, protocol);
-	if (new_flow_likely(&l4))
+	if (new_flow_likely(&l4, DIR_OUTBOUND))
 		snat_read_ahead(cfg, saddr, daddr, FLOW_PORTS(l4.sport, l4.dport, protocol));
 	if (!record_find_inline(cfg, &out_key, &out)) {
-		new_flow_count(false);
+		new_flow_count(DIR_OUTBOUND, false);
 		/* A new flow: its mapping's bucket comes in while the rule is looked up
 		 * (InProgram/snat-own-mapping: 13% off a new mapping on a churned table). */
 		record_prefetch(cfg, saddr, 0, l4.sport, 0, protocol, RECORD_MAPPING);
@@ -182,7 +185,7 @@ static __always_inline int natgw_outbound(void *ctx, const enum hook hook, struc
 		if (reason != REASON_MAX)
 			return refuse_with_icmp(ctx, hook, reason);
 	} else {
-		new_flow_count(true);
+		new_flow_count(DIR_OUTBOUND, true);
 		if (pkt->ip->ttl <= 1)
 			return pass_with(hook, REASON_PASS_TTL_EXPIRING);
 	}

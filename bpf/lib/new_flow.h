@@ -1,20 +1,23 @@
-/* new_flow.h: reading a new SNAT flow's records ahead. In a table larger than the
- * cache a new flow waits on three misses one after the other: its outbound lookup, its
- * mapping's bucket and its inbound record's bucket, whose key holds the port the search
- * takes (live, on a 500,000-session table, the lookup's and the inbound insert's first
- * reads take 28% of the program's time each). When a packet is likely to open a flow,
- * the mapping's and the likely inbound record's buckets are read before the outbound
- * lookup, their misses overlapping it. Likely: a TCP SYN, or a packet on a CPU whose
- * recent outbound packets mostly missed (a storm of connections, a resolver's queries
- * from fresh ports). Elsewhere the reads would only cost, so established traffic pays a
- * per-CPU score's read, and its write while the score falls. */
+/* new_flow.h: reading a new NAT flow's records ahead. In a table larger than the
+ * cache a new flow waits on its misses one after the other: an SNAT flow on its
+ * outbound lookup, its mapping's bucket and its inbound record's bucket, whose key
+ * holds the port the search takes (live, on a 500,000-session table, the lookup's and
+ * the inbound insert's first reads took 28% of the program's time each); a DNAT flow
+ * on its inbound lookup and its outbound record's bucket. When a packet is likely to
+ * open a flow, the other buckets are read before the lookup, their misses overlapping
+ * it. Likely: a TCP SYN, or a packet on a CPU whose recent lookups in its direction
+ * mostly missed (a storm of connections, a resolver's queries from fresh ports).
+ * Elsewhere the reads would only cost, so established traffic pays a per-CPU score's
+ * read, and its write while the score falls. */
 #pragma once
 
+#include "maps.h"
 #include "ports.h"
 #include "rewrite.h"
 #include "session_table.h"
+#include "stats.h"
 
-/* A CPU's recent outbound lookups: up NEW_FLOW_MISS for a miss, down one for a hit,
+/* A CPU's recent lookups in a direction: up NEW_FLOW_MISS for a miss, down one for a hit,
  * within [0, NEW_FLOW_SCORE_MAX]. It rises when more than a quarter of the packets open
  * flows, about where the reads ahead start to pay: an established packet read ahead
  * for costs 80-100 ns more (harness, established SNAT with every packet read ahead),
@@ -23,32 +26,33 @@
 #define NEW_FLOW_SCORE_MAX 64
 #define NEW_FLOW_LIKELY 16
 
+/* One score a direction (enum direction), per CPU. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, __u32);
 } new_flow_scores SEC(".maps");
 
-/* The scores' one key, in .rodata rather than on the stack: the packet path's frame,
+/* The scores' keys, in .rodata rather than on the stack: the packet path's frame,
  * with snat_open's and record_insert's, is at the verifier's 512 bytes. */
-const __u32 new_flow_score_key = 0;
+const __u32 new_flow_score_keys[2] = {DIR_INBOUND, DIR_OUTBOUND};
 
-/* Whether an outbound packet is likely to open a flow. */
-static __always_inline bool new_flow_likely(const struct l4_fields *l4)
+/* Whether a packet is likely to open a flow in direction dir. */
+static __always_inline bool new_flow_likely(const struct l4_fields *l4, const enum direction dir)
 {
 	__u32 *score;
 
 	if (l4->kind == L4_TCP)
 		return (l4->tcp_flags & (SEG_SYN | SEG_ACK)) == SEG_SYN;
-	score = bpf_map_lookup_elem(&new_flow_scores, &new_flow_score_key);
+	score = bpf_map_lookup_elem(&new_flow_scores, &new_flow_score_keys[dir]);
 	return score && *score >= NEW_FLOW_LIKELY;
 }
 
-/* Count an outbound lookup: found or missed. */
-static __always_inline void new_flow_count(bool found)
+/* Count a lookup in direction dir: found or missed. */
+static __always_inline void new_flow_count(const enum direction dir, bool found)
 {
-	__u32 *score = bpf_map_lookup_elem(&new_flow_scores, &new_flow_score_key);
+	__u32 *score = bpf_map_lookup_elem(&new_flow_scores, &new_flow_score_keys[dir]);
 
 	if (!score)
 		return;
@@ -88,5 +92,22 @@ __noinline int snat_read_ahead(const struct nat_config *cfg, __be32 saddr, __be3
 	record_prefetch(cfg, saddr, 0, inside.port, 0, inside.protocol, RECORD_MAPPING);
 	if (port)
 		record_prefetch(cfg, daddr, eip, dport, bpf_htons(port), inside.protocol, RECORD_INBOUND);
+	return 0;
+}
+
+/* Start reading the bucket of the outbound record a new DNAT flow from saddr to the
+ * forward entry at daddr would insert: the entry's target and the remote's endpoint.
+ * A global function, like snat_read_ahead. */
+__noinline int dnat_read_ahead(const struct nat_config *cfg, __be32 saddr, __be32 daddr, __u64 ports)
+{
+	struct endpoint external = {daddr, (__be16)(ports >> 16), (__u8)(ports >> 32), 0};
+	struct forward_target *target;
+
+	if (!cfg)
+		return 0;
+	target = bpf_map_lookup_elem(&forward_ports, &external);
+	if (target)
+		record_prefetch(cfg, target->addr, saddr, target->port, (__be16)ports, external.protocol,
+				RECORD_OUTBOUND);
 	return 0;
 }
