@@ -95,7 +95,7 @@ static __always_inline int natgw_inbound(void *ctx, const enum hook hook, struct
 	in_key = inbound_key(saddr, daddr, l4.sport, l4.dport, protocol);
 	if (new_flow_likely(&l4, DIR_INBOUND))
 		dnat_read_ahead(cfg, saddr, daddr, FLOW_PORTS(l4.sport, l4.dport, protocol));
-	established = record_find_inline(cfg, &in_key, &in);
+	established = record_find(cfg, &in_key, &in);
 	new_flow_count(DIR_INBOUND, established);
 	if (!established && !is_nat_eip(daddr))
 		return not_found(ours);
@@ -160,7 +160,7 @@ static __always_inline int natgw_outbound(void *ctx, const enum hook hook, struc
 	out_key = outbound_key(saddr, daddr, l4.sport, l4.dport, protocol);
 	if (new_flow_likely(&l4, DIR_OUTBOUND))
 		snat_read_ahead(cfg, saddr, daddr, FLOW_PORTS(l4.sport, l4.dport, protocol));
-	if (!record_find_inline(cfg, &out_key, &out)) {
+	if (!record_find(cfg, &out_key, &out)) {
 		new_flow_count(DIR_OUTBOUND, false);
 		/* A new flow: its mapping's bucket comes in while the rule is looked up
 		 * (InProgram/snat-own-mapping: 13% off a new mapping on a churned table). */
