@@ -96,9 +96,11 @@ static __always_inline int natgw_inbound(void *ctx, const enum hook hook, struct
 	if (new_flow_likely(&l4, DIR_INBOUND))
 		dnat_read_ahead(cfg, saddr, daddr, FLOW_PORTS(l4.sport, l4.dport, protocol));
 	established = record_find(cfg, &in_key, &in);
-	new_flow_count(DIR_INBOUND, established);
 	if (!established && !is_nat_eip(daddr))
 		return not_found(ours);
+	/* Counted once the packet is a NAT gateway's: the uplink's other traffic would
+	 * make every packet look new. */
+	new_flow_count(DIR_INBOUND, established);
 	if (pkt->ip->ttl <= 1)
 		return pass_with(hook, REASON_PASS_TTL_EXPIRING);
 	reason = translate_inbound(ctx, hook, cfg, &l4, &in_key, established ? &in : NULL,
