@@ -1,10 +1,13 @@
 package testbed
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -68,14 +71,32 @@ func (e *Etcd) start() error {
 	log.Close()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
-		if c, err := e.Host.Dial("tcp", e.addr, 200*time.Millisecond); err == nil {
-			c.Close()
+		if e.healthy() {
 			return nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	raw, _ := os.ReadFile(filepath.Join(e.dir, "etcd.log"))
-	return fmt.Errorf("etcd did not serve on %s within 15 s:\n%s", e.addr, raw)
+	return fmt.Errorf("etcd was not healthy on %s within 15 s:\n%s", e.addr, raw)
+}
+
+// healthy tells whether etcd answers its health check: it has elected itself leader
+// and serves requests. It accepts connections before that, and a client's first
+// request then waits for the election, past a test's one-second timeout (a store's
+// open failed so in CI).
+func (e *Etcd) healthy() bool {
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{
+		DialContext: func(context.Context, string, string) (net.Conn, error) {
+			return e.Host.Dial("tcp", e.addr, 200*time.Millisecond)
+		}}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get(e.Endpoint + "/health")
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return err == nil && resp.StatusCode == http.StatusOK && bytes.Contains(body, []byte(`"health":"true"`))
 }
 
 // Stop stops the server (SIGTERM, then SIGKILL), keeping its data for Restart.
