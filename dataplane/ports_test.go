@@ -126,8 +126,9 @@ func TestNatGatewayPortBitmaps(t *testing.T) {
 // TestNatGatewaySearchDrawnAhead: a packet likely to open a flow (a SYN) has its port
 // search drawn before its lookup, so that the buckets of the port it will try are read
 // early. A search drawn ahead for a packet that turned out established is not used
-// once the SNAT rule changed: the next mapping of that endpoint comes from the new
-// pool. Everything runs on one CPU, whose drawn search is the one left over.
+// once the SNAT rule or the port range changed: the next mapping of that endpoint
+// comes from the new pool and range. Everything runs on one CPU, whose drawn search is
+// the one left over.
 func TestNatGatewaySearchDrawnAhead(t *testing.T) {
 	l := newNatLab(t)
 	f := newNatFrames(t, l)
@@ -146,6 +147,7 @@ func TestNatGatewaySearchDrawnAhead(t *testing.T) {
 		}
 	}
 	syn := f.fromInside(natVM1, labInet, tcpSeg(40000, 80, "S"))
+	syn2 := f.fromInside(natVM1, labInet, tcpSeg(40001, 80, "S"))
 	// The first SYN opens the session through the search drawn for it (port kept); the
 	// second finds it established, its own drawn search left unused.
 	send("SYN", syn, f.toInet(natEIP1, labInet, tcpSeg(40000, 80, "S")))
@@ -157,5 +159,28 @@ func TestNatGatewaySearchDrawnAhead(t *testing.T) {
 		f.toInet(natEIP3, labInet, tcpSeg(40000, 80, "A")))
 	if ss := mustSessions(t, l); len(ss) != 1 || ss[0].External != netip.AddrPortFrom(natEIP3, 40000) {
 		t.Fatalf("sessions %+v, want one from %s:40000", ss, natEIP3)
+	}
+
+	// Nor once the port range changed: the next mapping takes a port of the new range.
+	send("SYN from another port", syn2, f.toInet(natEIP3, labInet, tcpSeg(40001, 80, "S")))
+	send("SYN again from it", syn2, f.toInet(natEIP3, labInet, tcpSeg(40001, 80, "S")))
+	l.purgeAll(t)
+	const portMin, portMax = 20000, 20099
+	cfg := DefaultNatConfig()
+	cfg.ICMPSource = gwVPCAddr
+	cfg.PortMin, cfg.PortMax = portMin, portMax
+	must(t, l.dp.SetNatConfig(cfg))
+	t.Cleanup(func() {
+		c := DefaultNatConfig()
+		c.ICMPSource = gwVPCAddr
+		must(t, l.dp.SetNatConfig(c))
+	})
+	verdicts, _, err := runOn(l, prog, 0, uint32(l.vpc.Index),
+		[][]byte{f.fromInside(natVM1, labInet, tcpSeg(40001, 80, "A"))}, nil, nil)
+	must(t, err)
+	ss := mustSessions(t, l)
+	if verdicts[0] != redirect || len(ss) != 1 || ss[0].External.Addr() != natEIP3 ||
+		ss[0].External.Port() < portMin || ss[0].External.Port() > portMax {
+		t.Fatalf("after the range changed to %d-%d: verdict %d, sessions %+v", portMin, portMax, verdicts[0], ss)
 	}
 }

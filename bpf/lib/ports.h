@@ -140,16 +140,20 @@ static __always_inline bool port_search_draw(struct port_search *ps, const struc
 	return true;
 }
 
-/* Whether ps was drawn for inside through pool as it is now, and not used since: a
- * search drawn ahead of the packet's own rule lookup is used only if the rule did not
- * change in between. */
+/* Whether ps was drawn for inside through pool and cfg as they are now, and not used
+ * since. A search drawn ahead is used only if nothing it was drawn from changed: the
+ * rule between the packet's two lookups of it, or anything at all when it is left
+ * over from a packet that turned out established (the next new mapping of the same
+ * endpoint on this CPU finds it, maybe long after). */
 static __always_inline bool port_search_drawn_for(const struct port_search *ps, const struct snat_pool *pool,
-						  const struct endpoint *inside)
+						  const struct nat_config *cfg, const struct endpoint *inside)
 {
 	__u32 n = pool->eip_count, i;
 
 	if (!ps->drawn || ps->inside.addr != inside->addr || ps->inside.port != inside->port ||
-	    ps->inside.protocol != inside->protocol || n == 0 || n > MAX_POOL_EIPS)
+	    ps->inside.protocol != inside->protocol || n == 0 || n > MAX_POOL_EIPS ||
+	    ps->port_min != cfg->port_min || ps->port_max != cfg->port_max ||
+	    ps->walk != (ps->count * (ps->words + 1) <= cfg->max_port_probes))
 		return false;
 	if (pool->affinity) {
 		i = addr_hash(inside->addr) % n;
@@ -222,7 +226,7 @@ static __always_inline enum reason mapping_acquire(const struct endpoint *inside
 	ps = bpf_map_lookup_elem(&port_searches, &zero);
 	/* A search drawn ahead for this packet (snat_read_ahead) is searched as drawn:
 	 * its first port's inbound bucket is on its way in. */
-	if (!ps || (!port_search_drawn_for(ps, pool, inside) && !port_search_draw(ps, pool, cfg, inside))) {
+	if (!ps || (!port_search_drawn_for(ps, pool, cfg, inside) && !port_search_draw(ps, pool, cfg, inside))) {
 		__sync_fetch_and_add(&usage->ports, -1);
 		return REASON_DROP_NAT_PORTS_EXHAUSTED;
 	}
