@@ -101,6 +101,24 @@ static __always_inline __u32 addr_hash(__be32 addr)
 	return (bpf_ntohl(addr) * 2654435761u) >> 8;
 }
 
+/* The index of the EIP an affine pool of n EIPs (1 to MAX_POOL_EIPS) pairs addr
+ * with. Opaque to the compiler, which would otherwise drop the caller's bound check
+ * that the verifier needs. */
+static __always_inline __u32 affine_index(__be32 addr, __u32 n)
+{
+	__u32 i = addr_hash(addr) % n;
+
+	opaque(i);
+	return i;
+}
+
+/* Whether the search walks its range's words, within the probe budget, rather than
+ * drawing ports at random. */
+static __always_inline __u32 search_walks(const struct port_search *ps, const struct nat_config *cfg)
+{
+	return ps->count * (ps->words + 1) <= cfg->max_port_probes;
+}
+
 /* Draw a port search for inside through pool into ps: the EIPs it tries, in which
  * order, and where its first search starts. false when the pool or the port range
  * leaves nothing to search. Done by mapping_acquire, or ahead of it by snat_read_ahead
@@ -121,8 +139,7 @@ static __always_inline bool port_search_draw(struct port_search *ps, const struc
 	ps->found_index = MAX_POOL_EIPS;
 	if (pool->affinity) {
 		/* Paired: this internal address always leaves from the same EIP. */
-		i = addr_hash(inside->addr) % n;
-		opaque(i);
+		i = affine_index(inside->addr, n);
 		if (i >= MAX_POOL_EIPS)
 			i = 0;
 		ps->eips[0] = pool->eips[i];
@@ -134,7 +151,7 @@ static __always_inline bool port_search_draw(struct port_search *ps, const struc
 		ps->count = n;
 		ps->start = bpf_get_prandom_u32() % n;
 	}
-	ps->walk = ps->count * (ps->words + 1) <= cfg->max_port_probes;
+	ps->walk = search_walks(ps, cfg);
 	ps->first_draw = search_start(ps, 0);
 	ps->drawn = 1;
 	return true;
@@ -153,11 +170,10 @@ static __always_inline bool port_search_drawn_for(const struct port_search *ps, 
 	if (!ps->drawn || ps->inside.addr != inside->addr || ps->inside.port != inside->port ||
 	    ps->inside.protocol != inside->protocol || n == 0 || n > MAX_POOL_EIPS ||
 	    ps->port_min != cfg->port_min || ps->port_max != cfg->port_max ||
-	    ps->walk != (ps->count * (ps->words + 1) <= cfg->max_port_probes))
+	    ps->walk != search_walks(ps, cfg))
 		return false;
 	if (pool->affinity) {
-		i = addr_hash(inside->addr) % n;
-		opaque(i);
+		i = affine_index(inside->addr, n);
 		if (i >= MAX_POOL_EIPS)
 			return false;
 		return ps->count == 1 && ps->eips[0] == pool->eips[i] && ps->blocks[0] == pool->port_blocks[i];
@@ -237,10 +253,7 @@ static __always_inline enum reason mapping_acquire(const struct endpoint *inside
 		__sync_fetch_and_add(&usage->ports, -1);
 		return REASON_DROP_NAT_PORTS_EXHAUSTED;
 	}
-	if (pool->affinity)
-		i = addr_hash(inside->addr) % n;
-	else
-		i = ps->found_index;
+	i = pool->affinity ? affine_index(inside->addr, n) : ps->found_index;
 	opaque(i);
 	if (i >= MAX_POOL_EIPS)
 		i = 0;
