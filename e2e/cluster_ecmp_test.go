@@ -143,7 +143,10 @@ func TestClusterECMPStreams(t *testing.T) {
 	if lags[9] > time.Second {
 		t.Errorf("propagation to all three gateways took %v, want within 1 s", lags[9])
 	}
-	id, eip := gws[0].allocate(t)
+	// The streams offer about 14 Mbit/s: the EIP's bandwidth (5 Mbit/s by default) is
+	// set above it, so that a pause measured below is the failover's, not the policer's.
+	alloc := gws[0].must(t, "allocate-eip-address", "--bandwidth", "100")
+	id, eip := alloc["AllocationId"].(string), alloc["EipAddress"].(string)
 	gws[0].must(t, "associate-eip-address", "--allocation-id", id, "--instance-id", "i-vm1")
 	all := fmt.Sprint([]string{testbed.ClusterGWUplinkAddr(0), testbed.ClusterGWUplinkAddr(1), testbed.ClusterGWUplinkAddr(2)})
 	waitFor(t, "the router to reach the EIP through all three gateways", 15*time.Second, func() bool {
@@ -259,6 +262,19 @@ func TestClusterECMPStreams(t *testing.T) {
 	time.Sleep(6 * time.Second) // the streams that went through it retransmit meanwhile
 	close(stop)
 	sending.Wait()
+	for i, d := range gws {
+		if i == victim {
+			continue
+		}
+		counters, err := readDataplane(t, d.gateway).Counters(netip.MustParseAddr(eip))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if counters.InDroppedPackets+counters.OutDroppedPackets != 0 {
+			t.Errorf("gateway %d dropped %d inbound and %d outbound packets over the EIP's bandwidth: the streams measure the policer",
+				i, counters.InDroppedPackets, counters.OutDroppedPackets)
+		}
+	}
 	t.Logf("gateway %d died: the router dropped it after %v (hold time 3 s)", victim, converged)
 	if converged > 3500*time.Millisecond {
 		t.Errorf("the router dropped the dead gateway after %v, want within the 3 s hold time", converged)
