@@ -1,12 +1,18 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io"
+	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/eipgw/eipgw/internal/lineprofile"
 )
 
 // liveProgram is where a case's per-packet time goes when it runs live: the time
@@ -85,6 +91,76 @@ func (b *bed) measureLiveProgram(c benchCase, pacePPS float64, window time.Durat
 			NsPerRun: float64(a.Runtime-before[name].Runtime) / float64(runs)}
 	}
 	return best, nil
+}
+
+// profileLines runs one more window of c under perf on the gateway's CPU and writes
+// the busiest source lines of program, the one that carried c's live window, to log
+// (internal/lineprofile). Each sample interrupts the VM's CPU, which slows the
+// gateway: its own window, apart from the measured ones, and only the lines' shares
+// are reported.
+func (b *bed) profileLines(c benchCase, program string, pacePPS float64, window time.Duration, log io.Writer) error {
+	dir, err := os.MkdirTemp("", "eipgw-bench-lines")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	var rec *lineprofile.Recording
+	b.afterSetup = func() error {
+		rec, err = lineprofile.Start(dir, strconv.Itoa(gatewayCPU), 0)
+		return err
+	}
+	defer func() { b.afterSetup = nil }()
+	_, err = b.measureWindow(c, pacePPS, window)
+	if rec == nil {
+		return err
+	}
+	addrs, stopErr := rec.Stop()
+	if err = errors.Join(err, stopErr); err != nil {
+		return err
+	}
+	progs, err := b.programsNamed(program)
+	if err != nil {
+		return err
+	}
+	var best lineprofile.Profile
+	for _, p := range progs {
+		table, err := lineprofile.ForProgram(p)
+		if err != nil {
+			return fmt.Errorf("%s: %w", program, err)
+		}
+		// Only the dataplane whose program ran has samples in it.
+		if prof := table.Count(addrs); prof.Total > best.Total {
+			best = prof
+		}
+	}
+	fmt.Fprintf(log, "lines    %-26s %s: %d of the %d samples on the gateway's CPU\n", c.Name, program, best.Total, len(addrs))
+	for _, line := range best.Top(linesShown) {
+		fmt.Fprintf(log, "lines    %-26s %s\n", c.Name, line)
+	}
+	return nil
+}
+
+// linesShown is how many of a program's lines --profile-lines prints.
+const linesShown = 15
+
+// programsNamed is every loaded program of ours with that name: the floor's, or
+// one in each of eipgw's dataplanes.
+func (b *bed) programsNamed(name string) ([]*ebpf.Program, error) {
+	switch name {
+	case "xdp_floor":
+		return []*ebpf.Program{b.objs.XdpFloor}, nil
+	case "xdp_floor_in":
+		return []*ebpf.Program{b.objs.XdpFloorIn}, nil
+	}
+	var progs []*ebpf.Program
+	for _, e := range b.dps {
+		p, err := e.dp.Program(name)
+		if err != nil {
+			return nil, err
+		}
+		progs = append(progs, p)
+	}
+	return progs, nil
 }
 
 // liveProgramTable renders where each measured case's time per packet goes: the

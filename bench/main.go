@@ -30,6 +30,7 @@ func main() {
 	out := flag.String("out", "", "results directory (default bench/results; in smoke mode none)")
 	only := flag.String("only", "", "run one part: rates or control (default: everything; results are then written only with --out)")
 	cases := flag.String("cases", "", "measure only the rate cases whose names match this regular expression (results are then written only with --out)")
+	flag.BoolVar(&opts.ProfileLines, "profile-lines", false, "after the last round, run each eipgw case and floor one more window under perf on the gateway's CPU and print its program's busiest source lines (needs perf)")
 	flag.Parse()
 	if *cases != "" {
 		re, err := regexp.Compile(*cases)

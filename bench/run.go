@@ -16,6 +16,9 @@ type options struct {
 	Smoke    bool
 	Cases    *regexp.Regexp // nil: every case
 	Log      io.Writer
+	// ProfileLines runs each eipgw case and floor one more window, after the last
+	// round, under perf, and logs where its program's time went by source line.
+	ProfileLines bool
 }
 
 // selectCases keeps the cases whose names match (all of them for nil).
@@ -312,6 +315,13 @@ func (b *bed) rates(cases []benchCase, opts options) (*rateReport, error) {
 	if !opts.Smoke {
 		if err := live(true); err != nil {
 			return nil, err
+		}
+		for _, c := range cases {
+			if lp := results[c.Name].Live; opts.ProfileLines && lp != nil {
+				if err := b.profileLines(c, lp.Program, pace[c.Name], opts.Window, opts.Log); err != nil {
+					return nil, fmt.Errorf("%s: line profile: %w", c.Name, err)
+				}
+			}
 		}
 		if ceil, err = b.ceiling(opts.Window); err != nil {
 			return nil, fmt.Errorf("generator ceiling: %w", err)

@@ -23,14 +23,28 @@ type ProgramStat struct {
 	RunTime time.Duration
 }
 
+// natProgramRoles are the NAT programs by name, and where each is attached.
+var natProgramRoles = []struct {
+	name string
+	role Role
+	hook Hook
+}{{natProgXdpUplink, RoleUplink, HookXDP}, {natProgXdpVpc, RoleVPC, HookXDP}, {natProgTcUplink, RoleUplink, HookTC}, {natProgTcVpc, RoleVPC, HookTC}}
+
+// Program is the NAT program of that name (xdp_uplink, xdp_vpc, tc_uplink, tc_vpc),
+// for tools that look inside it (bench's line profile).
+func (d *Dataplane) Program(name string) (*ebpf.Program, error) {
+	for _, p := range natProgramRoles {
+		if p.name == name {
+			return d.program(p.role, p.hook)
+		}
+	}
+	return nil, fmt.Errorf("no NAT program named %q", name)
+}
+
 // ProgramStats reports on each NAT program.
 func (d *Dataplane) ProgramStats() ([]ProgramStat, error) {
 	var out []ProgramStat
-	for _, p := range []struct {
-		name string
-		role Role
-		hook Hook
-	}{{natProgXdpUplink, RoleUplink, HookXDP}, {natProgXdpVpc, RoleVPC, HookXDP}, {natProgTcUplink, RoleUplink, HookTC}, {natProgTcVpc, RoleVPC, HookTC}} {
+	for _, p := range natProgramRoles {
 		prog, err := d.program(p.role, p.hook)
 		if err != nil {
 			return nil, err
