@@ -106,7 +106,7 @@ func (b *bed) profileLines(c benchCase, program string, pacePPS float64, window 
 	defer os.RemoveAll(dir)
 	var rec *lineprofile.Recording
 	b.afterSetup = func() error {
-		rec, err = lineprofile.Start(dir, strconv.Itoa(gatewayCPU), 0)
+		rec, err = lineprofile.Start(dir, strconv.Itoa(gatewayCPU))
 		return err
 	}
 	defer func() { b.afterSetup = nil }()

@@ -64,7 +64,7 @@ func BenchmarkLineProfile(b *testing.B) {
 // profileLines runs run (which returns the path's ns a packet) under perf record on
 // every CPU and logs the lines of prog that took the most samples.
 func profileLines(b *testing.B, prog *ebpf.Program, run func() float64) {
-	rec, err := lineprofile.Start(b.TempDir(), "", 0)
+	rec, err := lineprofile.Start(b.TempDir(), "")
 	must(b, err)
 	ns := run()
 	addrs, err := rec.Stop()

@@ -1,7 +1,7 @@
 // Package lineprofile says where a BPF program's time goes, by source line: perf
 // samples the CPUs while the program runs, and each sample that fell in the program's
 // JITed code is put on the line the JIT's line table gives for its address. perf's
-// own annotation of BPF needs a perf built with libopcodes, which Debian's is not.
+// own annotation of BPF needs a perf built with libopcodes.
 //
 // Samples are the kernel's CPU clock: each lands on the instruction the CPU was
 // waiting on or just after it, so a line whose load missed the cache carries that
@@ -15,7 +15,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,12 +34,11 @@ type Recording struct {
 }
 
 // Start records the CPU clock of cpus (perf's -C list, e.g. "1"; empty: every CPU)
-// into dir/perf.data until Stop, hz samples a second on each (0: perf's default,
-// within the most the kernel allows). It returns once perf is recording: perf takes
+// into dir/perf.data until Stop. It returns once perf is recording: perf takes
 // a few hundred milliseconds to start, longer than some windows last, so it starts
 // with its events off and Start turns them on through perf's control FIFO and waits
 // for the acknowledgement.
-func Start(dir, cpus string, hz int) (*Recording, error) {
+func Start(dir, cpus string) (*Recording, error) {
 	perf, err := exec.LookPath("perf")
 	if err != nil {
 		return nil, fmt.Errorf("perf is not installed: %w", err)
@@ -53,9 +51,6 @@ func Start(dir, cpus string, hz int) (*Recording, error) {
 	}
 	r := &Recording{perf: perf, data: filepath.Join(dir, "perf.data")}
 	args := []string{"record", "--quiet", "-D", "-1", "--control", "fifo:" + ctl + "," + ack, "-o", r.data}
-	if hz > 0 {
-		args = append(args, "-F", strconv.Itoa(min(hz, sampleRateLimit())))
-	}
 	if cpus == "" {
 		args = append(args, "-a")
 	} else {
@@ -128,20 +123,6 @@ func (r *Recording) Stop() ([]uint64, error) {
 		}
 	}
 	return addrs, sc.Err()
-}
-
-// sampleRateLimit is the most samples a second the kernel allows now: it lowers the
-// limit by itself when sampling takes too long, and perf refuses a rate above it.
-func sampleRateLimit() int {
-	limit, err := os.ReadFile("/proc/sys/kernel/perf_event_max_sample_rate")
-	if err != nil {
-		return math.MaxInt
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(string(limit)))
-	if err != nil {
-		return math.MaxInt
-	}
-	return n
 }
 
 // interrupted tells whether err is a process's end by SIGINT.
