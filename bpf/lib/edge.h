@@ -87,9 +87,9 @@ static __always_inline bool vpc_source_registered(void *ctx, const enum hook hoo
 	return bpf_map_lookup_elem(&vpc_sources, &key) != 0;
 }
 
-/* Whether the frame comes from a sender a record carries (a 1:1 binding's outbound
- * half, a session's outbound record): the usual sender, checked without a
- * vpc_sources lookup. */
+/* Whether the frame comes from the sender a 1:1 binding's outbound half carries: the
+ * usual sender, checked without a vpc_sources lookup. A session's record has no room
+ * for a MAC, so NAT gateway traffic is checked against vpc_sources. */
 static __always_inline bool from_known_sender(void *ctx, const enum hook hook, const __u8 *sender_mac)
 {
 	struct ethhdr *eth = ctx_data(ctx, hook);
