@@ -355,8 +355,8 @@ func (b *bed) attachXDP(prog *ebpf.Program, ifindex int) (link.Link, error) {
 func (b *bed) close() {
 	for _, e := range b.dps {
 		e.stopHops()
+		e.dp.Close() // Remove refuses a dataplane that is still held
 		_ = dataplane.Remove(e.dp.PinDir())
-		e.dp.Close()
 	}
 	if b.restoreConntrack != nil {
 		b.restoreConntrack()

@@ -510,8 +510,8 @@ func (b *bed) eipgw() (*dataplane.Dataplane, error) {
 		return nil, err
 	}
 	fail := func(err error) (*dataplane.Dataplane, error) {
+		dp.Close() // Remove refuses a dataplane that is still held
 		_ = dataplane.Remove(dp.PinDir())
-		dp.Close()
 		return nil, err
 	}
 	// Every generator host sends from the generator's MAC: register each of its

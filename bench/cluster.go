@@ -100,7 +100,7 @@ func measureCluster(existing, writes int) (*clusterReport, error) {
 		if gws[i].dp, err = dataplane.Open(dataplane.Config{PinDir: filepath.Join(fs.Dir, fmt.Sprintf("gw%d", i))}); err != nil {
 			return nil, err
 		}
-		defer func() { _ = dataplane.Remove(gws[i].dp.PinDir()); gws[i].dp.Close() }()
+		defer func() { gws[i].dp.Close(); _ = dataplane.Remove(gws[i].dp.PinDir()) }()
 		gws[i].rec = &reconcile.Reconciler{Store: gws[i].st, Dataplane: gws[i].dp, Nat: gws[i].dp}
 	}
 	svc := &model.Service{Region: "eipgw-1", Pool: []netip.Prefix{benchPool}}

@@ -379,8 +379,31 @@ func (d *Dataplane) Close() error {
 }
 
 // Remove detaches every pinned link and deletes the pins: traffic stops being
-// translated. It is the only way pinned state is destroyed.
+// translated. It is the only way pinned state is destroyed. A dataplane that a
+// process holds open (eipd, eipdp serve, or an Open not yet closed) is refused with
+// ErrBusy and left as it is: that process's guard would pin again what Remove
+// deleted, and half a dataplane would be left. Removing what is not there is not an
+// error.
 func Remove(pinDir string) error {
+	// Creation takes the parent's lock, then the pin directory's, before releasing
+	// the first: holding the parent's lock, Remove cannot see a directory that a
+	// concurrent Open made and has not locked yet.
+	parentLock, err := lockDir(filepath.Dir(pinDir), false)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove dataplane: lock %s: %w", filepath.Dir(pinDir), err)
+	}
+	defer parentLock.Close()
+	lock, err := lockDir(pinDir, true)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove dataplane %s: %w", pinDir, err)
+	}
+	defer lock.Close()
 	links, err := os.ReadDir(filepath.Join(pinDir, linksDir))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove dataplane: %w", err)

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"errors"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -163,6 +164,38 @@ func TestSecondOwnerIsRefused(t *testing.T) {
 	dp.Close()
 	dp = mustOpen(t, cfg)
 	dp.Close()
+}
+
+// TestRemoveRefusesAHeldDataplane: Remove leaves a dataplane that a process holds as
+// it is, bindings and pins, with ErrBusy; once the holder closed it, Remove deletes
+// it, and removing it again is no error.
+func TestRemoveRefusesAHeldDataplane(t *testing.T) {
+	cfg := Config{PinDir: pinDir(t), MaxBindings: 64}
+	dp := mustOpen(t, cfg)
+	if err := dp.SetBinding(eipA, privA); err != nil {
+		t.Fatal(err)
+	}
+	if err := Remove(cfg.PinDir); !errors.Is(err, ErrBusy) {
+		t.Fatalf("Remove while the dataplane is held: %v, want ErrBusy", err)
+	}
+	dp.Close()
+	dp = mustOpen(t, cfg)
+	if !dp.Adopted() {
+		t.Fatal("the refused Remove deleted the pins")
+	}
+	if got, err := dp.Bindings(); err != nil || len(got) != 1 || got[0] != (Binding{EIP: eipA, Private: privA}) {
+		t.Fatalf("bindings after the refused Remove: %v, %v", got, err)
+	}
+	dp.Close()
+	if err := Remove(cfg.PinDir); err != nil {
+		t.Fatalf("Remove of a dataplane nobody holds: %v", err)
+	}
+	if _, err := os.Stat(cfg.PinDir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("pin directory after Remove: %v", err)
+	}
+	if err := Remove(cfg.PinDir); err != nil {
+		t.Fatalf("Remove of a removed dataplane: %v", err)
+	}
 }
 
 func TestHalfMadeBindingIsRemovedOnAdoption(t *testing.T) {

@@ -73,8 +73,8 @@ func TestClusterECMPStreams(t *testing.T) {
 		}
 		g := &gateway{Topology: &testbed.Topology{GW: gwHost, VM1: topo.VM, Inet1: topo.Inet}, pinDir: fs.Dir + "/eipgw", hook: "xdp"}
 		t.Cleanup(func() {
-			g.eipdp(t, "remove")
-			fs.Close()
+			defer fs.Close() // also when remove fails the test
+			g.remove(t)
 		})
 		d := &daemon{gateway: g, dir: t.TempDir(), listen: apiListen}
 		files, err := eipd.WriteLocalSetup(d.dir, eipd.LocalSetup{Uplink: testbed.GWUplink, VPC: testbed.GWVPC, Hook: "xdp",

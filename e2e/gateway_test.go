@@ -41,11 +41,19 @@ func newGateway(t *testing.T, hook string, endpointTXChecksum bool) *gateway {
 	}
 	g := &gateway{Topology: topo, pinDir: filepath.Join(fs.Dir, "eipgw"), hook: hook}
 	t.Cleanup(func() {
-		// Remove detaches, so the namespaces go without our programs on them.
-		g.eipdp(t, "remove")
-		fs.Close()
+		defer fs.Close() // also when remove fails the test
+		g.remove(t)
 	})
 	return g
+}
+
+// remove deletes the gateway's dataplane: it detaches, so the namespaces go without
+// our programs on them. eipd and eipdp serve hold the dataplane, and remove refuses
+// it while they do: they are stopped first.
+func (g *gateway) remove(t *testing.T) {
+	t.Helper()
+	g.GW.StopProcesses()
+	g.eipdp(t, "remove")
 }
 
 // eipdp runs the CLI inside the gateway's namespace and returns its output.

@@ -36,7 +36,9 @@ Commands that change state:
   serve --uplink IFACE --vpc IFACE [--hook H] [--interval D]  attach both and hold the
                                                               dataplane, printing counters,
                                                               until SIGINT or SIGTERM
-  remove                                                      detach everything, delete the pins
+  remove                                                      detach everything, delete the pins;
+                                                              refused while eipd or eipdp serve
+                                                              holds them
 Commands that read:
   bindings                                                    list bindings
   attachments                                                 list interfaces with the NAT on them
@@ -88,7 +90,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		if len(rest) != 0 {
 			return usageError{"remove takes no arguments"}
 		}
-		return dataplane.Remove(g.pinDir)
+		if err := dataplane.Remove(g.pinDir); errors.Is(err, dataplane.ErrBusy) {
+			return fmt.Errorf("%w: stop the process that holds it (eipd or eipdp serve) first", err)
+		} else if err != nil {
+			return err
+		}
+		return nil
 	}
 	handler, ok := map[string]func(context.Context, *dataplane.Dataplane, []string, io.Writer, globals) error{
 		"attach":      cmdAttach,

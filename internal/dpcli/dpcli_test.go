@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/eipgw/eipgw/dataplane"
 	"github.com/eipgw/eipgw/internal/testbed"
 )
 
@@ -87,7 +90,23 @@ func TestCommands(t *testing.T) {
 	if code, _, errOut := runCLI(t, append(g, "unbind", "203.0.113.1")...); code != 1 || !strings.Contains(errOut, "not bound") {
 		t.Errorf("unbind twice: exit %d, %q", code, errOut)
 	}
+	// eipd holding the dataplane: remove leaves it alone and says what to do.
+	held, err := dataplane.Open(dataplane.Config{PinDir: pin, MaxBindings: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut = runCLI(t, append(g, "remove")...)
+	held.Close()
+	if code != 1 || !strings.Contains(errOut, "stop the process that holds it") {
+		t.Errorf("remove while the dataplane is held: exit %d, %q", code, errOut)
+	}
+	if _, err := os.Stat(pin); err != nil {
+		t.Errorf("the refused remove deleted the pins: %v", err)
+	}
 	if code, _, errOut := runCLI(t, append(g, "remove")...); code != 0 {
 		t.Errorf("remove: %s", errOut)
+	}
+	if _, err := os.Stat(pin); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pins after remove: %v", err)
 	}
 }

@@ -165,9 +165,9 @@ func (h *Host) Sysctl(key, value string) error {
 	})
 }
 
-// Close kills the processes started in the host and deletes its namespace, which
-// takes its interfaces with it.
-func (h *Host) Close() error {
+// StopProcesses kills the processes started in the host (Start) and waits for them
+// to end, so that what they held (a dataplane's lock, a port) is free when it returns.
+func (h *Host) StopProcesses() {
 	h.mu.Lock()
 	procs := h.procs
 	h.procs = nil
@@ -178,6 +178,12 @@ func (h *Host) Close() error {
 			_ = p.Wait()
 		}
 	}
+}
+
+// Close kills the processes started in the host and deletes its namespace, which
+// takes its interfaces with it.
+func (h *Host) Close() error {
+	h.StopProcesses()
 	if h.nl != nil {
 		h.nl.Close()
 	}
