@@ -90,12 +90,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		if len(rest) != 0 {
 			return usageError{"remove takes no arguments"}
 		}
-		if err := dataplane.Remove(g.pinDir); errors.Is(err, dataplane.ErrBusy) {
+		err := dataplane.Remove(g.pinDir)
+		if errors.Is(err, dataplane.ErrBusy) {
 			return fmt.Errorf("%w: stop the process that holds it (eipd or eipdp serve) first", err)
-		} else if err != nil {
-			return err
 		}
-		return nil
+		return err
 	}
 	handler, ok := map[string]func(context.Context, *dataplane.Dataplane, []string, io.Writer, globals) error{
 		"attach":      cmdAttach,
