@@ -132,7 +132,7 @@ static __always_inline int natgw_outbound(void *ctx, const enum hook hook, struc
 	struct snat_pool *pool;
 	struct l4_fields l4 = {};
 	enum reason reason;
-	bool found = true;
+	bool found = true, read_ahead;
 	int verdict;
 
 	*registered = vpc_source_registered(ctx, hook, saddr);
@@ -160,13 +160,16 @@ static __always_inline int natgw_outbound(void *ctx, const enum hook hook, struc
 	}
 	now = session_clock(session_now(cfg));
 	out_key = outbound_key(saddr, daddr, l4.sport, l4.dport, protocol);
-	if (new_flow_likely(&l4, DIR_OUTBOUND))
+	read_ahead = new_flow_likely(&l4, DIR_OUTBOUND);
+	if (read_ahead)
 		snat_read_ahead(cfg, saddr, daddr, FLOW_PORTS(l4.sport, l4.dport, protocol));
 	if (!record_find(cfg, &out_key, &out)) {
 		new_flow_count(DIR_OUTBOUND, false);
 		/* A new flow: its mapping's bucket comes in while the rule is looked up
-		 * (InProgram/snat-own-mapping: 13% off a new mapping on a churned table). */
-		record_prefetch(cfg, saddr, 0, l4.sport, 0, protocol, RECORD_MAPPING);
+		 * (InProgram/snat-own-mapping: 13% off a new mapping on a churned table),
+		 * unless the read-ahead asked for it already. */
+		if (!read_ahead)
+			record_prefetch(cfg, saddr, 0, l4.sport, 0, protocol, RECORD_MAPPING);
 		pool = bpf_map_lookup_elem(&snat_rules, &rule_key);
 		if (!pool)
 			return not_found(ours);
