@@ -84,8 +84,9 @@ func TestMembership(t *testing.T) {
 		}
 		return time.Since(t0)
 	}
-	waitMembers(members[0], "[gw1 gw2 gw3]", 2*time.Second)
-	waitMembers(members[2], "[gw1 gw2 gw3]", 2*time.Second)
+	for _, m := range members {
+		waitMembers(m, "[gw1 gw2 gw3]", 2*time.Second)
+	}
 	for i := 0; i < 20; i++ {
 		id := fmt.Sprintf("ngw-%d", i)
 		owners := 0
@@ -103,6 +104,9 @@ func TestMembership(t *testing.T) {
 	clients[1].Close()
 	gone := waitMembers(members[0], "[gw1 gw3]", 5*time.Second)
 	t.Logf("a member that stopped renewing left the others' list after %v (lease 2 s)", gone)
+	// Each member learns of the lease's end from its own watch: ownership is
+	// exclusive once both have.
+	waitMembers(members[2], "[gw1 gw3]", time.Second)
 	for i := 0; i < 20; i++ {
 		id := fmt.Sprintf("ngw-%d", i)
 		if members[0].Owns(id) == members[2].Owns(id) {
