@@ -167,7 +167,8 @@ static __always_inline int natgw_outbound(void *ctx, const enum hook hook, struc
 		new_flow_count(DIR_OUTBOUND, false);
 		/* A new flow: its mapping's bucket comes in while the rule is looked up
 		 * (InProgram/snat-own-mapping: 13% off a new mapping on a churned table),
-		 * unless the read-ahead asked for it already. */
+		 * unless the read-ahead ran: it reads that bucket too, but when the rule or
+		 * the port range leave no port to search, and then the lookup reads it. */
 		if (!read_ahead)
 			record_prefetch(cfg, saddr, 0, l4.sport, 0, protocol, RECORD_MAPPING);
 		pool = bpf_map_lookup_elem(&snat_rules, &rule_key);
