@@ -150,11 +150,38 @@ func TestOfficialSDK(t *testing.T) {
 	if _, err := client.RemoveCommonBandwidthPackageIp(rmIP); !hasCode(err, "OperationUnsupported.IpNotInCbwp") {
 		t.Errorf("removing an EIP twice: %v", err)
 	}
+	// Several at once, in the SDK's repeated parameter (IpInstanceIds.N); the package
+	// is then deleted with its EIPs (Force).
+	alloc2 := vpc.CreateAllocateEipAddressRequest()
+	at(alloc2)
+	a2, err := client.AllocateEipAddress(alloc2)
+	if err != nil {
+		t.Fatalf("AllocateEipAddress: %v", err)
+	}
+	addIPs := vpc.CreateAddCommonBandwidthPackageIpsRequest()
+	at(addIPs)
+	addIPs.BandwidthPackageId, addIPs.IpInstanceIds, addIPs.IpType = cresp.BandwidthPackageId, &[]string{id, a2.AllocationId}, "EIP"
+	if _, err := client.AddCommonBandwidthPackageIps(addIPs); err != nil {
+		t.Fatalf("AddCommonBandwidthPackageIps: %v", err)
+	}
+	if r, err := client.DescribeCommonBandwidthPackages(descPkg); err != nil || len(r.CommonBandwidthPackages.CommonBandwidthPackage) != 1 ||
+		len(r.CommonBandwidthPackages.CommonBandwidthPackage[0].PublicIpAddresses.PublicIpAddresse) != 2 {
+		t.Errorf("the package after AddCommonBandwidthPackageIps: %+v, %v", r, err)
+	}
+	if _, err := client.AddCommonBandwidthPackageIps(addIPs); !hasCode(err, "IpInstanceId.AlreadyInBandwidthPackage") {
+		t.Errorf("adding the same EIPs twice: %v", err)
+	}
 	delPkg := vpc.CreateDeleteCommonBandwidthPackageRequest()
 	at(delPkg)
-	delPkg.BandwidthPackageId = cresp.BandwidthPackageId
+	delPkg.BandwidthPackageId, delPkg.Force = cresp.BandwidthPackageId, "true"
 	if _, err := client.DeleteCommonBandwidthPackage(delPkg); err != nil {
 		t.Fatalf("DeleteCommonBandwidthPackage: %v", err)
+	}
+	rel2 := vpc.CreateReleaseEipAddressRequest()
+	at(rel2)
+	rel2.AllocationId = a2.AllocationId
+	if _, err := client.ReleaseEipAddress(rel2); err != nil {
+		t.Fatalf("ReleaseEipAddress: %v", err)
 	}
 
 	un := vpc.CreateUnassociateEipAddressRequest()

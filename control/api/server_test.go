@@ -122,6 +122,9 @@ func TestBadInputChangesNothing(t *testing.T) {
 	alloc := a.ok(t, "AllocateEipAddress")
 	id := alloc["AllocationId"].(string)
 	a.ok(t, "AssociateEipAddress", "AllocationId", id, "InstanceId", "i-1")
+	pkg := a.ok(t, "CreateCommonBandwidthPackage", "Bandwidth", "10")["BandwidthPackageId"].(string)
+	free := a.ok(t, "AllocateEipAddress")["AllocationId"].(string)
+	prepaid := a.ok(t, "AllocateEipAddress", "InstanceChargeType", "PrePaid")["AllocationId"].(string)
 	before := a.snapshot(t)
 	writes := a.writes
 
@@ -156,6 +159,8 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"releasing while associated", signedForm("ReleaseEipAddress", map[string]string{"AllocationId": id}, "u10", time.Now()), 400, "IncorrectEipStatus"},
 		{"dry run", signedForm("AllocateEipAddress", map[string]string{"DryRun": "true"}, "u11", time.Now()), 400, "DryRunOperation"},
 		{"missing parameter", signedForm("AssociateEipAddress", map[string]string{"AllocationId": id}, "u12", time.Now()), 400, "MissingParameter"},
+		{"a list of EIPs one of which cannot join", signedForm("AddCommonBandwidthPackageIps", map[string]string{"BandwidthPackageId": pkg,
+			"IpInstanceIds.1": free, "IpInstanceIds.2": prepaid}, "u13", time.Now()), 400, "OperationUnsupported.PrePaidEip"},
 	} {
 		status, code := a.rawPost(t, c.form)
 		if status != c.status || code != c.code {

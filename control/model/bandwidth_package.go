@@ -18,6 +18,7 @@ func init() {
 	register("ModifyCommonBandwidthPackageSpec", true, (*Service).modifyBandwidthPackageSpec)
 	register("ModifyCommonBandwidthPackageAttribute", true, (*Service).modifyBandwidthPackageAttribute)
 	register("AddCommonBandwidthPackageIp", true, (*Service).addBandwidthPackageIP)
+	register("AddCommonBandwidthPackageIps", true, (*Service).addBandwidthPackageIPs)
 	register("RemoveCommonBandwidthPackageIp", true, (*Service).removeBandwidthPackageIP)
 	register("DeleteCommonBandwidthPackage", true, (*Service).deleteBandwidthPackage)
 }
@@ -170,21 +171,79 @@ func (s *Service) addBandwidthPackageIP(c *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if e.BandwidthPackageID != "" {
-		return nil, errAlreadyInPackage
+	return struct{}{}, joinPackage(c.Tx, p, e)
+}
+
+// packageIPsMax is how many EIPs one AddCommonBandwidthPackageIps names at most:
+// eipgw's bound, as DescribeEipAddresses' lists of 50, so that one write stays small.
+const packageIPsMax = 50
+
+// addBandwidthPackageIPs adds IpInstanceIds.1..N to the package, all or none: every
+// EIP is checked (AddCommonBandwidthPackageIp's errors, for the first that cannot
+// join) before any joins.
+func (s *Service) addBandwidthPackageIPs(c *Call) (any, error) {
+	p, err := ownPackage(c)
+	if err != nil {
+		return nil, err
 	}
-	if e.InstanceChargeType == "PrePaid" {
-		return nil, errPrePaidEip
+	if t := c.Params["IpType"]; t != "" && t != "EIP" {
+		return nil, errPackageIPType
 	}
-	if e.Region != p.Region {
-		return nil, errRegionMismatch
+	ids := c.Params.list("IpInstanceIds")
+	if len(ids) == 0 {
+		return nil, missing("IpInstanceIds.1")
 	}
-	if e.Status != StatusAvailable && e.Status != StatusInUse {
-		return nil, errIncorrectEip
+	if len(ids) > packageIPsMax {
+		return nil, invalid("IpInstanceIds."+itoa(packageIPsMax+1), ids[packageIPsMax])
+	}
+	eips := make([]*EIP, 0, len(ids))
+	seen := map[string]bool{}
+	for i, id := range ids {
+		if id == "" || seen[id] {
+			return nil, invalid("IpInstanceIds."+itoa(i+1), id)
+		}
+		seen[id] = true
+		e, err := ownEIPByID(c, id)
+		if err != nil {
+			return nil, err
+		}
+		if err := mayJoinPackage(p, e); err != nil {
+			return nil, err
+		}
+		eips = append(eips, e)
+	}
+	for _, e := range eips {
+		if err := joinPackage(c.Tx, p, e); err != nil {
+			return nil, err
+		}
+	}
+	return struct{}{}, nil
+}
+
+// mayJoinPackage says why e may not join p, if it may not: it must be pay-as-you-go,
+// in no package, in p's region, Available or InUse.
+func mayJoinPackage(p *BandwidthPackage, e *EIP) error {
+	switch {
+	case e.BandwidthPackageID != "":
+		return errAlreadyInPackage
+	case e.InstanceChargeType == "PrePaid":
+		return errPrePaidEip
+	case e.Region != p.Region:
+		return errRegionMismatch
+	case e.Status != StatusAvailable && e.Status != StatusInUse:
+		return errIncorrectEip
+	}
+	return nil
+}
+
+// joinPackage puts e in p, if it may join.
+func joinPackage(tx Tx, p *BandwidthPackage, e *EIP) error {
+	if err := mayJoinPackage(p, e); err != nil {
+		return err
 	}
 	old := *e
 	e.BandwidthPackageID = p.BandwidthPackageID
-	return struct{}{}, saveEIP(c.Tx, &old, e)
+	return saveEIP(tx, &old, e)
 }
 
 func (s *Service) removeBandwidthPackageIP(c *Call) (any, error) {

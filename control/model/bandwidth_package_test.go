@@ -102,3 +102,48 @@ func TestBandwidthPackage(t *testing.T) {
 	}
 	w.wantCode("InvalidBandwidthPackageId.NotFound", "admin", "ModifyCommonBandwidthPackageSpec", "BandwidthPackageId", id, "Bandwidth", "5")
 }
+
+// TestAddBandwidthPackageIPs: several EIPs joined in one request (IpInstanceIds.N),
+// each by AddCommonBandwidthPackageIp's rules; a list that is missing, repeats an ID
+// or is over the bound is refused, and joined EIPs share the package's limit.
+// (control/api's TestBadInputChangesNothing shows a refused list changes nothing.)
+func TestAddBandwidthPackageIPs(t *testing.T) {
+	w := newWorld(t)
+	w.instance("i-1", "10.0.1.11")
+	w.instance("i-2", "10.0.1.12")
+	a, ipA := w.allocate("admin")
+	b, ipB := w.allocate("admin")
+	prepaid, _ := w.allocate("admin", "InstanceChargeType", "PrePaid")
+	other, _ := w.allocate("other")
+	w.ok("admin", "AssociateEipAddress", "AllocationId", a, "InstanceId", "i-1")
+	w.ok("admin", "AssociateEipAddress", "AllocationId", b, "InstanceId", "i-2")
+	w.settle()
+	id := w.ok("admin", "CreateCommonBandwidthPackage", "Bandwidth", "40")["BandwidthPackageId"].(string)
+
+	w.wantCode("MissingParameter", "admin", "AddCommonBandwidthPackageIps", "BandwidthPackageId", id)
+	w.wantCode("InvalidParameter", "admin", "AddCommonBandwidthPackageIps", "BandwidthPackageId", id,
+		"IpInstanceIds.1", a, "IpInstanceIds.2", a)
+	w.wantCode("InvalidParameter.IpType", "admin", "AddCommonBandwidthPackageIps", "BandwidthPackageId", id,
+		"IpInstanceIds.1", a, "IpType", "IPv6")
+	tooMany := []string{"BandwidthPackageId", id}
+	for i := 1; i <= packageIPsMax+1; i++ {
+		tooMany = append(tooMany, "IpInstanceIds."+itoa(i), "eip-"+itoa(i))
+	}
+	w.wantCode("InvalidParameter", "admin", "AddCommonBandwidthPackageIps", tooMany...)
+	w.wantCode("InvalidBandwidthPackageId.NotFound", "other", "AddCommonBandwidthPackageIps", "BandwidthPackageId", id,
+		"IpInstanceIds.1", other)
+	w.wantCode("InvalidAllocationId.NotFound", "admin", "AddCommonBandwidthPackageIps", "BandwidthPackageId", id,
+		"IpInstanceIds.1", other)
+	w.wantCode("OperationUnsupported.PrePaidEip", "admin", "AddCommonBandwidthPackageIps", "BandwidthPackageId", id,
+		"IpInstanceIds.1", prepaid)
+
+	w.ok("admin", "AddCommonBandwidthPackageIps", "BandwidthPackageId", id, "IpInstanceIds.1", a, "IpInstanceIds.2", b)
+	addrA, addrB := netip.MustParseAddr(ipA), netip.MustParseAddr(ipB)
+	got, err := BandwidthsOf(w.tx, []netip.Addr{addrA, addrB})
+	if err != nil || got[addrA] != (desired.Limit{EIP: addrA, Bits: 40_000_000, Shared: id}) ||
+		got[addrB] != (desired.Limit{EIP: addrB, Bits: 40_000_000, Shared: id}) {
+		t.Errorf("limits of the EIPs added together: %v, %v", got, err)
+	}
+	w.wantCode("IpInstanceId.AlreadyInBandwidthPackage", "admin", "AddCommonBandwidthPackageIps", "BandwidthPackageId", id,
+		"IpInstanceIds.1", b)
+}

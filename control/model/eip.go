@@ -57,6 +57,11 @@ func ownEIPNamed(c *Call, param string) (*EIP, error) {
 	if err != nil {
 		return nil, err
 	}
+	return ownEIPByID(c, id)
+}
+
+// ownEIPByID finds the caller's EIP of that AllocationId.
+func ownEIPByID(c *Call, id string) (*EIP, error) {
 	e, err := get[EIP](c.Tx, KindEIP, id)
 	if err != nil {
 		return nil, err

@@ -10,6 +10,11 @@ var actionParams = map[string][]Param{
 		{Name: "IpInstanceId", Required: true},
 		{Name: "IpType"},
 	},
+	"AddCommonBandwidthPackageIps": {
+		{Name: "BandwidthPackageId", Required: true},
+		{Name: "IpInstanceIds", List: true},
+		{Name: "IpType"},
+	},
 	"AllocateEipAddress": {
 		{Name: "Bandwidth"},
 		{Name: "Description"},
