@@ -159,13 +159,19 @@ func (s *Service) modifyBandwidthPackageAttribute(c *Call) (any, error) {
 	return struct{}{}, put(c.Tx, KindBandwidthPackage, p.BandwidthPackageID, p)
 }
 
-func (s *Service) addBandwidthPackageIP(c *Call) (any, error) {
-	p, err := ownPackage(c)
-	if err != nil {
-		return nil, err
-	}
+// packageToJoin is the caller's package that an Add action names, with the type of
+// what joins it (IpType: EIP, the only one).
+func packageToJoin(c *Call) (*BandwidthPackage, error) {
 	if t := c.Params["IpType"]; t != "" && t != "EIP" {
 		return nil, errPackageIPType
+	}
+	return ownPackage(c)
+}
+
+func (s *Service) addBandwidthPackageIP(c *Call) (any, error) {
+	p, err := packageToJoin(c)
+	if err != nil {
+		return nil, err
 	}
 	e, err := ownEIPNamed(c, "IpInstanceId")
 	if err != nil {
@@ -182,12 +188,9 @@ const packageIPsMax = 50
 // EIP is checked (AddCommonBandwidthPackageIp's errors, for the first that cannot
 // join) before any joins.
 func (s *Service) addBandwidthPackageIPs(c *Call) (any, error) {
-	p, err := ownPackage(c)
+	p, err := packageToJoin(c)
 	if err != nil {
 		return nil, err
-	}
-	if t := c.Params["IpType"]; t != "" && t != "EIP" {
-		return nil, errPackageIPType
 	}
 	ids := c.Params.list("IpInstanceIds")
 	if len(ids) == 0 {
