@@ -192,9 +192,9 @@ func (s *Service) addBandwidthPackageIPs(c *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	ids := c.Params.list("IpInstanceIds")
-	if len(ids) == 0 {
-		return nil, missing("IpInstanceIds.1")
+	ids, err := c.Params.requiredList("IpInstanceIds")
+	if err != nil {
+		return nil, err
 	}
 	if len(ids) > packageIPsMax {
 		return nil, invalid("IpInstanceIds."+itoa(packageIPsMax+1), ids[packageIPsMax])

@@ -191,9 +191,9 @@ func (s *Service) assignPrivateIPs(c *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	ips := c.Params.list("PrivateIpAddress")
-	if len(ips) == 0 {
-		return nil, missing("PrivateIpAddress.1")
+	ips, err := c.Params.requiredList("PrivateIpAddress")
+	if err != nil {
+		return nil, err
 	}
 	for i, raw := range ips {
 		ip, err := Params{"p": raw}.ipv4("p", true)

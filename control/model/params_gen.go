@@ -12,7 +12,7 @@ var actionParams = map[string][]Param{
 	},
 	"AddCommonBandwidthPackageIps": {
 		{Name: "BandwidthPackageId", Required: true},
-		{Name: "IpInstanceIds", List: true},
+		{Name: "IpInstanceIds", Required: true, List: true},
 		{Name: "IpType"},
 	},
 	"AllocateEipAddress": {
@@ -27,7 +27,7 @@ var actionParams = map[string][]Param{
 	},
 	"AssignPrivateIpAddresses": {
 		{Name: "NetworkInterfaceId", Required: true},
-		{Name: "PrivateIpAddress", List: true},
+		{Name: "PrivateIpAddress", Required: true, List: true},
 	},
 	"AssociateEipAddress": {
 		{Name: "AllocationId", Required: true},

@@ -161,6 +161,14 @@ func matchesFilters(fs []Filter, field func(key string) string) bool {
 	return true
 }
 
+// requiredList is list, refused as missing when Name.1 is absent.
+func (p Params) requiredList(name string) ([]string, error) {
+	if v := p.list(name); len(v) > 0 {
+		return v, nil
+	}
+	return nil, missing(name + ".1")
+}
+
 // list reads Name.1, Name.2, ... in order.
 func (p Params) list(name string) []string {
 	var out []string

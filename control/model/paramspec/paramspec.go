@@ -111,7 +111,7 @@ func Extract(dir string) (map[string][]Spec, error) {
 		return false
 	}
 	isAddr := func(e ast.Expr) bool { u, ok := e.(*ast.UnaryExpr); return ok && u.Op == token.AND }
-	accessors := map[string]bool{"required": true, "intIn": true, "oneOf": true, "list": true, "ipv4": true,
+	accessors := map[string]bool{"required": true, "intIn": true, "oneOf": true, "list": true, "requiredList": true, "ipv4": true,
 		"text": true, "entryName": true, "matches": true, "match": true, "commaSet": true, "filters": true,
 		"tagPairs": true, "tagFilter": true}
 
@@ -234,6 +234,8 @@ func Extract(dir string) (map[string][]Spec, error) {
 							}
 						case "list", "filters", "tagPairs", "tagFilter":
 							r.list = true
+						case "requiredList":
+							r.list, r.required = true, true
 						case "oneOf":
 							if len(x.Args) > 1 {
 								r.def, _ = str(x.Args[1])
