@@ -96,8 +96,16 @@ func (d *Dataplane) BandwidthChanges(want []desired.Limit) ([]desired.Limit, err
 		if w.Shared != "" {
 			bucket, known = d.sharedBuckets[w.Shared]
 		}
-		if wantRate := rateOf(w.Bits, bucket); !known || have != wantRate {
+		wantRate, wantCap := d.ratesOf(w, slot, bucket)
+		if !known || have != wantRate {
 			changes = append(changes, w)
+			continue
+		}
+		if wantRate.Capped != 0 {
+			var haveCap natEipRate
+			if err := d.objs.CapsBySlot.Lookup(slot, &haveCap); err != nil || haveCap != wantCap {
+				changes = append(changes, w)
+			}
 		}
 	}
 	// The limited slots counted in slot order (the allocator knows which are
@@ -186,6 +194,10 @@ func (d *Dataplane) SetBandwidths(limits []desired.Limit) error {
 			errs = append(errs, fmt.Errorf("set bandwidth of %v: %d bit/s is over %d", l.EIP, l.Bits, uint64(MaxBandwidth)))
 			continue
 		}
+		if l.Cap > MaxBandwidth {
+			errs = append(errs, fmt.Errorf("set bandwidth of %v: a cap of %d bit/s is over %d", l.EIP, l.Cap, uint64(MaxBandwidth)))
+			continue
+		}
 		bucket := slot
 		if l.Shared != "" && l.Bits != 0 {
 			if bucket, err = d.sharedBucket(l.Shared); err != nil {
@@ -193,8 +205,15 @@ func (d *Dataplane) SetBandwidths(limits []desired.Limit) error {
 				continue
 			}
 		}
+		rate, capRate := d.ratesOf(l, slot, bucket)
+		if rate.Capped != 0 {
+			if err := d.setCap(slot, capRate); err != nil {
+				errs = append(errs, fmt.Errorf("set bandwidth of %v: %w", l.EIP, err))
+				continue
+			}
+		}
 		slots = append(slots, slot)
-		rates = append(rates, rateOf(l.Bits, bucket))
+		rates = append(rates, rate)
 	}
 	if err := d.writeRates(slots, rates); err != nil {
 		errs = append(errs, fmt.Errorf("set bandwidths: %w", err))
@@ -249,6 +268,39 @@ func (d *Dataplane) resetBuckets(b uint32) error {
 		if err := d.objs.CreditsBySlot.Update(key, noCredit, ebpf.UpdateAny); err != nil {
 			return fmt.Errorf("reset credit %d: %w", key, err)
 		}
+	}
+	return nil
+}
+
+// ratesOf is the program's form of limit l of the EIP in slot, drawing on bucket pair
+// bucket: its rate, and, for a capped EIP of a shared bandwidth, its cap, drawn from
+// the slot's own pair (which the shared bandwidth leaves unused).
+func (d *Dataplane) ratesOf(l desired.Limit, slot, bucket uint32) (rate, capRate natEipRate) {
+	rate = rateOf(l.Bits, bucket)
+	if l.Shared == "" || l.Bits == 0 || l.Cap == 0 {
+		return rate, natEipRate{}
+	}
+	rate.Capped = 1
+	return rate, rateOf(l.Cap, slot)
+}
+
+// setCap writes the cap of the EIP in slot, before its rate says it has one, so that
+// the program never reads an old cap as this one. A cap it did not have (or another)
+// starts from a full bucket and no credit left from the slot's time before its shared
+// bandwidth. Under d.mu.
+func (d *Dataplane) setCap(slot uint32, capRate natEipRate) error {
+	var have natEipRate
+	if err := d.objs.CapsBySlot.Lookup(slot, &have); err != nil {
+		return fmt.Errorf("read cap: %w", err)
+	}
+	if have == capRate {
+		return nil
+	}
+	if err := d.resetBuckets(slot); err != nil {
+		return err
+	}
+	if err := d.objs.CapsBySlot.Update(slot, capRate, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("write cap: %w", err)
 	}
 	return nil
 }

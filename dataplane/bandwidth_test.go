@@ -170,25 +170,13 @@ func TestSharedBandwidth(t *testing.T) {
 		bits    = 8_000_000 // 1,000,000 bytes a second: a 250,000-byte bucket
 		ipBytes = 1000
 	)
-	inbound := func(eip netip.Addr) []byte {
-		return serialize(t, eth(macRouter, l.uplink.HardwareAddr), ip4(labInet, eip, layers.IPProtocolUDP, 64),
-			udp(40000, 53), payload(ipBytes-28))
-	}
 	shared := []desired.Limit{{EIP: eipVM1, Bits: bits, Shared: "cbwp-1"}, {EIP: eipNoNeigh, Bits: bits, Shared: "cbwp-1"}}
 	own := desired.Limit{EIP: eipSmallMTU, Bits: bits}
 	want := append(slices.Clone(shared), own)
-	must(t, l.dp.SetBandwidths(want))
-	t.Cleanup(func() { _ = l.dp.freezeSessionClock(0) })
 	start := 1000 * time.Second
-	must(t, l.dp.freezeSessionClock(start))
 	// eipVM1's packets are redirected to the instance; eipNoNeigh's, translated, go to
 	// the kernel to resolve its neighbour: either way, not dropped.
-	passes := func(eip netip.Addr, verdict uint32) int {
-		t.Helper()
-		n, err := l.passesOnOneCPU(l.program(t, RoleUplink, HookXDP), HookXDP, l.uplink, inbound(eip), verdict, 1000)
-		must(t, err)
-		return n
-	}
+	passes := inboundPolicing(t, l, want, start)
 	redirect, pass := hookVerdict(HookXDP, verdictRedirect), hookVerdict(HookXDP, verdictPass)
 	if n := passes(eipVM1, redirect); n != 250 {
 		t.Fatalf("%d packets of %d bytes through a full 250,000-byte shared bucket, want 250", n, ipBytes)
@@ -231,5 +219,88 @@ func TestSharedBandwidth(t *testing.T) {
 	}
 	if n := passes(eipVM1, redirect); n != 0 {
 		t.Errorf("the EIP left in the shared bandwidth passed %d packets from its empty bucket", n)
+	}
+}
+
+// TestCappedInSharedBandwidth: an EIP of a shared bandwidth held to a cap of its own
+// (desired.Limit.Cap) takes from its cap and from the shared bucket; the other EIP is
+// held only by what the shared bucket has left; a packet the shared bucket refuses
+// gives the cap's credit back, so it spends neither; a changed or lifted cap is a
+// change, and a restart needs none.
+func TestCappedInSharedBandwidth(t *testing.T) {
+	l := newLab(t)
+	const (
+		bits    = 8_000_000 // 1,000,000 bytes a second: a 250,000-byte bucket
+		capBits = 4_000_000 // 500,000 bytes a second: a 125,000-byte bucket
+		ipBytes = 1000
+	)
+	want := []desired.Limit{{EIP: eipVM1, Bits: bits, Shared: "cbwp-1", Cap: capBits}, {EIP: eipNoNeigh, Bits: bits, Shared: "cbwp-1"}}
+	start := 1000 * time.Second
+	passes := inboundPolicing(t, l, want, start)
+	redirect, pass := hookVerdict(HookXDP, verdictRedirect), hookVerdict(HookXDP, verdictPass)
+	if n := passes(eipVM1, redirect); n != 125 {
+		t.Fatalf("the capped EIP passed %d packets of %d bytes from a full 125,000-byte cap, want 125", n, ipBytes)
+	}
+	if n := passes(eipNoNeigh, pass); n != 125 {
+		t.Errorf("the other EIP passed %d packets, want the 125 the shared bucket had left", n)
+	}
+	// 10 ms: the shared bucket gets 10 packets, the cap 5. The other EIP takes the
+	// shared ones; the capped EIP's packets are then refused by the shared bucket, and
+	// its cap keeps what they would have spent.
+	must(t, l.dp.freezeSessionClock(start+10*time.Millisecond))
+	if a, b := passes(eipNoNeigh, pass), passes(eipVM1, redirect); a != 10 || b != 0 {
+		t.Errorf("10 ms: %d packets through the other EIP and %d through the capped one; want 10 and 0", a, b)
+	}
+	must(t, l.dp.freezeSessionClock(start+20*time.Millisecond))
+	if n := passes(eipVM1, redirect); n != 10 {
+		t.Errorf("20 ms: the capped EIP passed %d packets, want 10 (its cap's 5 kept from the refused packets and 5 more)", n)
+	}
+	if changes, err := l.dp.BandwidthChanges(want); err != nil || len(changes) != 0 {
+		t.Fatalf("changes with every limit set: %v, %v", changes, err)
+	}
+	cfg := l.dp.cfg
+	must(t, l.dp.Close())
+	l.dp = mustOpen(t, cfg)
+	if changes, err := l.dp.BandwidthChanges(want); err != nil || len(changes) != 0 {
+		t.Fatalf("changes after a reopen: %v, %v", changes, err)
+	}
+	for _, c := range []struct {
+		name string
+		cap  uint64
+	}{{"another cap", 2_000_000}, {"no cap", 0}} {
+		next := slices.Clone(want)
+		next[0].Cap = c.cap
+		changes, err := l.dp.BandwidthChanges(next)
+		if err != nil || len(changes) != 1 || changes[0] != next[0] {
+			t.Fatalf("%s: changes %v, %v", c.name, changes, err)
+		}
+		must(t, l.dp.SetBandwidths(changes))
+		if changes, err := l.dp.BandwidthChanges(next); err != nil || len(changes) != 0 {
+			t.Fatalf("%s set: changes %v, %v", c.name, changes, err)
+		}
+	}
+	// Uncapped, at 30 ms: the capped EIP's old cap no longer holds it, only the
+	// shared bucket's 10 packets.
+	must(t, l.dp.freezeSessionClock(start+30*time.Millisecond))
+	if n := passes(eipVM1, redirect); n != 10 {
+		t.Errorf("cap lifted: %d packets, want the shared bucket's 10", n)
+	}
+}
+
+// inboundPolicing sets limits on l and freezes the policers' clock at start (thawed
+// when the test ends), and returns how many 1,000-byte inbound UDP packets to an EIP
+// pass, on one CPU, before the first that does not get verdict.
+func inboundPolicing(t *testing.T, l *lab, limits []desired.Limit, start time.Duration) func(eip netip.Addr, verdict uint32) int {
+	t.Helper()
+	must(t, l.dp.SetBandwidths(limits))
+	t.Cleanup(func() { _ = l.dp.freezeSessionClock(0) })
+	must(t, l.dp.freezeSessionClock(start))
+	return func(eip netip.Addr, verdict uint32) int {
+		t.Helper()
+		frame := serialize(t, eth(macRouter, l.uplink.HardwareAddr), ip4(labInet, eip, layers.IPProtocolUDP, 64),
+			udp(40000, 53), payload(1000-28))
+		n, err := l.passesOnOneCPU(l.program(t, RoleUplink, HookXDP), HookXDP, l.uplink, frame, verdict, 1000)
+		must(t, err)
+		return n
 	}
 }

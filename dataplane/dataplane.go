@@ -166,6 +166,7 @@ func Open(cfg Config) (*Dataplane, error) {
 	spec.Maps[natMapCutThroughs].MaxEntries = cfg.MaxBindings
 	spec.Maps[natMapCountersBySlot].MaxEntries = cfg.MaxBindings
 	spec.Maps[natMapRatesBySlot].MaxEntries = cfg.MaxBindings
+	spec.Maps[natMapCapsBySlot].MaxEntries = cfg.MaxBindings
 	spec.Maps[natMapBucketsBySlot].MaxEntries = 2 * (cfg.MaxBindings + MaxSharedBandwidths)
 	spec.Maps[natMapCreditsBySlot].MaxEntries = 2 * (cfg.MaxBindings + MaxSharedBandwidths)
 	spec.Maps[natMapVpcSources].MaxEntries = cfg.MaxSources

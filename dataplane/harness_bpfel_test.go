@@ -29,6 +29,7 @@ type harnessHarnessTemplate struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	harnessMapBucketsBySlot        = "buckets_by_slot"
+	harnessMapCapsBySlot           = "caps_by_slot"
 	harnessMapCountersBySlot       = "counters_by_slot"
 	harnessMapCreditsBySlot        = "credits_by_slot"
 	harnessMapCutThroughs          = "cut_throughs"
@@ -124,6 +125,7 @@ type harnessProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type harnessMapSpecs struct {
 	BucketsBySlot    *ebpf.MapSpec `ebpf:"buckets_by_slot"`
+	CapsBySlot       *ebpf.MapSpec `ebpf:"caps_by_slot"`
 	CountersBySlot   *ebpf.MapSpec `ebpf:"counters_by_slot"`
 	CreditsBySlot    *ebpf.MapSpec `ebpf:"credits_by_slot"`
 	CutThroughs      *ebpf.MapSpec `ebpf:"cut_throughs"`
@@ -191,6 +193,7 @@ func (o *harnessObjects) Close() error {
 // It can be passed to loadHarnessObjects or ebpf.CollectionSpec.LoadAndAssign.
 type harnessMaps struct {
 	BucketsBySlot    *ebpf.Map `ebpf:"buckets_by_slot"`
+	CapsBySlot       *ebpf.Map `ebpf:"caps_by_slot"`
 	CountersBySlot   *ebpf.Map `ebpf:"counters_by_slot"`
 	CreditsBySlot    *ebpf.Map `ebpf:"credits_by_slot"`
 	CutThroughs      *ebpf.Map `ebpf:"cut_throughs"`
@@ -227,6 +230,7 @@ type harnessMaps struct {
 func (m *harnessMaps) Close() error {
 	return _HarnessClose(
 		m.BucketsBySlot,
+		m.CapsBySlot,
 		m.CountersBySlot,
 		m.CreditsBySlot,
 		m.CutThroughs,

@@ -63,7 +63,7 @@ type natEipRate struct {
 	BytesPerSec uint64
 	BurstBytes  uint64
 	Bucket      uint32
-	Pad         uint32
+	Capped      uint32
 }
 
 type natEndpoint struct {
@@ -457,6 +457,7 @@ const (
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	natMapBucketsBySlot        = "buckets_by_slot"
+	natMapCapsBySlot           = "caps_by_slot"
 	natMapCountersBySlot       = "counters_by_slot"
 	natMapCreditsBySlot        = "credits_by_slot"
 	natMapCutThroughs          = "cut_throughs"
@@ -558,6 +559,7 @@ type natProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type natMapSpecs struct {
 	BucketsBySlot    *ebpf.MapSpec `ebpf:"buckets_by_slot"`
+	CapsBySlot       *ebpf.MapSpec `ebpf:"caps_by_slot"`
 	CountersBySlot   *ebpf.MapSpec `ebpf:"counters_by_slot"`
 	CreditsBySlot    *ebpf.MapSpec `ebpf:"credits_by_slot"`
 	CutThroughs      *ebpf.MapSpec `ebpf:"cut_throughs"`
@@ -623,6 +625,7 @@ func (o *natObjects) Close() error {
 // It can be passed to loadNatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type natMaps struct {
 	BucketsBySlot    *ebpf.Map `ebpf:"buckets_by_slot"`
+	CapsBySlot       *ebpf.Map `ebpf:"caps_by_slot"`
 	CountersBySlot   *ebpf.Map `ebpf:"counters_by_slot"`
 	CreditsBySlot    *ebpf.Map `ebpf:"credits_by_slot"`
 	CutThroughs      *ebpf.Map `ebpf:"cut_throughs"`
@@ -657,6 +660,7 @@ type natMaps struct {
 func (m *natMaps) Close() error {
 	return _NatClose(
 		m.BucketsBySlot,
+		m.CapsBySlot,
 		m.CountersBySlot,
 		m.CreditsBySlot,
 		m.CutThroughs,

@@ -19,11 +19,13 @@ type Binding struct {
 
 // Limit is an EIP's bandwidth in each direction, in bits per second. Shared names a
 // bandwidth the EIP shares (a bandwidth package): the EIPs with the same Shared draw
-// on one bucket at Bits together; empty, the EIP has Bits to itself.
+// on one bucket at Bits together; empty, the EIP has Bits to itself. Cap holds an EIP
+// of a shared bandwidth to at most Cap of it (0: no cap; ignored unshared).
 type Limit struct {
 	EIP    netip.Addr
 	Bits   uint64
 	Shared string
+	Cap    uint64
 }
 
 // CutThrough is an EIP forwarded untranslated to the ENI with ENIMAC, and accepted as

@@ -64,6 +64,16 @@ struct {
 	__type(value, struct eip_rate);
 } rates_by_slot SEC(".maps");
 
+/* The cap of an EIP inside a shared bandwidth (ModifyCommonBandwidthPackageIpBandwidth),
+ * indexed like rates_by_slot, read only where its rate says `capped`: its bucket is
+ * the slot's own pair, which the shared bandwidth leaves unused. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_BINDINGS);
+	__type(key, __u32);
+	__type(value, struct eip_rate);
+} caps_by_slot SEC(".maps");
+
 /* Two per bucket pair (eip_rate.bucket): inbound at bucket * 2, outbound at bucket *
  * 2 + 1. A slot's own pair has the slot's number; the loader adds the shared
  * bandwidths' pairs after them. */

@@ -109,20 +109,19 @@ static __always_inline __u64 police_now(void)
  * and no more than this sits unspent on a CPU when its flows stop. */
 #define POLICE_BATCH_BYTES (16U << 10)
 
-/* Takes ip_bytes of the EIP's credit for dir: this CPU's own first, then a batch from
- * the bucket the EIP draws from (its own, or its shared bandwidth's). False when the bucket cannot cover what is missing (the packet is
- * over the bandwidth and takes nothing). */
-static __always_inline bool police_eip(__u32 slot, const enum direction dir, __u32 ip_bytes)
+/* Takes ip_bytes of credit for dir at rate r: this CPU's own first, then a batch from
+ * r's bucket (an EIP's own, or its shared bandwidth's). False when the bucket cannot
+ * cover what is missing (the packet is over the bandwidth and takes nothing). Not
+ * inlined: its frame is its own, not added to the packet path's, whose chain of frames
+ * through snat_open and record_insert is at the verifier's 512 bytes. */
+static __noinline bool police_take(const struct eip_rate *r, const enum direction dir, __u32 ip_bytes)
 {
-	struct eip_rate *rate = bpf_map_lookup_elem(&rates_by_slot, &slot);
 	struct eip_bucket *b;
 	__u64 now, elapsed, tokens, per_sec, burst, need, batch, grant = 0;
 	__u64 *credit;
 	__u32 key;
 
-	if (!rate || rate->bytes_per_sec == 0)
-		return true;
-	key = rate->bucket * 2 + (dir == DIR_INBOUND ? 0 : 1);
+	key = r->bucket * 2 + (dir == DIR_INBOUND ? 0 : 1);
 	credit = bpf_map_lookup_elem(&credits_by_slot, &key);
 	if (!credit)
 		return true;
@@ -130,8 +129,8 @@ static __always_inline bool police_eip(__u32 slot, const enum direction dir, __u
 		*credit -= ip_bytes;
 		return true;
 	}
-	per_sec = rate->bytes_per_sec;
-	burst = rate->burst_bytes;
+	per_sec = r->bytes_per_sec;
+	burst = r->burst_bytes;
 	need = ip_bytes - *credit;
 	batch = burst / 4 < POLICE_BATCH_BYTES ? burst / 4 : POLICE_BATCH_BYTES;
 	if (batch < need)
@@ -162,6 +161,36 @@ static __always_inline bool police_eip(__u32 slot, const enum direction dir, __u
 		return false;
 	*credit = *credit + grant - ip_bytes;
 	return true;
+}
+
+/* Polices a packet of the EIP in slot for dir: false when it is over the EIP's
+ * bandwidth. A capped EIP of a shared bandwidth takes from its cap first, then from
+ * the shared bucket; when the shared one refuses, the cap's credit goes back to this
+ * CPU, so a refused packet spends neither. */
+static __always_inline bool police_eip(__u32 slot, const enum direction dir, __u32 ip_bytes)
+{
+	struct eip_rate *rate = bpf_map_lookup_elem(&rates_by_slot, &slot), *cap = 0;
+	__u64 *credit;
+	__u32 key;
+
+	if (!rate || rate->bytes_per_sec == 0)
+		return true;
+	if (rate->capped) {
+		cap = bpf_map_lookup_elem(&caps_by_slot, &slot);
+		if (cap && cap->bytes_per_sec == 0)
+			cap = 0;
+	}
+	if (cap && !police_take(cap, dir, ip_bytes))
+		return false;
+	if (police_take(rate, dir, ip_bytes))
+		return true;
+	if (cap) {
+		key = cap->bucket * 2 + (dir == DIR_INBOUND ? 0 : 1);
+		credit = bpf_map_lookup_elem(&credits_by_slot, &key);
+		if (credit)
+			*credit += ip_bytes;
+	}
+	return false;
 }
 
 /* Meters a packet through its EIP: false when it is over the EIP's bandwidth, and

@@ -104,12 +104,13 @@ struct eip_counters {
  * bytes_per_sec with a bucket burst_bytes deep (0 bytes_per_sec: not policed), taken
  * from the bucket pair `bucket` (buckets_by_slot and credits_by_slot at bucket * 2 +
  * direction): the slot's own, or one the EIPs of a shared bandwidth (a bandwidth
- * package) all name, past the slots' own. */
+ * package) all name, past the slots' own. An EIP of a shared bandwidth may also be
+ * capped: held to its caps_by_slot rate too, from its own bucket pair. */
 struct eip_rate {
 	__u64 bytes_per_sec;
 	__u64 burst_bytes;
 	__u32 bucket;
-	__u32 pad;
+	__u32 capped; /* 1: caps_by_slot holds the EIP's cap (rates_by_slot only) */
 };
 
 /* One direction's token bucket of an EIP or a shared bandwidth (buckets_by_slot,
