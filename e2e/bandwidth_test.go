@@ -203,21 +203,23 @@ func TestBandwidthLimitNatGateway(t *testing.T) {
 // added to a 30 Mbit/s shared bandwidth (CommonBandwidthPackage) carry 30 Mbit/s
 // together: each sends UDP at the package's whole rate at once, and what arrives
 // past the first second is within 10% of 30; ModifyCommonBandwidthPackageSpec to 60
-// takes effect before its reply. UDP, because it keeps sending into the shared bucket
-// whatever the other flow does, so the sum is the policer's alone: two TCP flows
-// through one tail-dropping bucket share it unevenly (one backs off for seconds).
+// takes effect before its reply; ModifyCommonBandwidthPackageIpBandwidth caps one EIP
+// at 10 of the 60, and UDP sent through it at 30 arrives at 10 within 10%. UDP,
+// because it keeps sending into the shared bucket whatever the other flow does, so
+// the sum is the policer's alone: two TCP flows through one tail-dropping bucket share
+// it unevenly (one backs off for seconds).
 func TestBandwidthPackage(t *testing.T) {
 	d := newDaemon(t, "xdp")
 	d.start(t, true)
 	d.registerVM(t, "i-vm1", d.VM1, testbed.VM1Addr)
 	d.registerVM(t, "i-vm2", d.VM2, testbed.VM2Addr)
 	pkg := d.must(t, "create-common-bandwidth-package", "--bandwidth", "30")["BandwidthPackageId"].(string)
-	var eips []string
+	var eips, ids []string
 	for _, vm := range []string{"i-vm1", "i-vm2"} {
 		alloc := d.must(t, "allocate-eip-address", "--bandwidth", "100")
 		d.must(t, "associate-eip-address", "--allocation-id", alloc["AllocationId"].(string), "--instance-id", vm)
 		d.must(t, "add-common-bandwidth-package-ip", "--bandwidth-package-id", pkg, "--ip-instance-id", alloc["AllocationId"].(string))
-		eips = append(eips, alloc["EipAddress"].(string))
+		eips, ids = append(eips, alloc["EipAddress"].(string)), append(ids, alloc["AllocationId"].(string))
 	}
 	together := func(mbit float64, port int) {
 		t.Helper()
@@ -242,4 +244,12 @@ func TestBandwidthPackage(t *testing.T) {
 	together(30, 7521)
 	d.must(t, "modify-common-bandwidth-package-spec", "--bandwidth-package-id", pkg, "--bandwidth", "60")
 	together(60, 7523)
+
+	d.must(t, "modify-common-bandwidth-package-ip-bandwidth", "--bandwidth-package-id", pkg, "--eip-id", ids[0], "--bandwidth", "10")
+	capped := runIperf(t, testbed.Iperf{Server: d.VM1, Listen: testbed.VM1Addr, Client: d.Inet1, Target: eips[0], Port: 7525,
+		Duration: 4 * time.Second, Omit: time.Second, UDPBitrate: 30e6})
+	t.Logf("an EIP capped at 10 Mbit/s in a 60 Mbit/s package, sending UDP at 30: %.1f Mbit/s arrived", capped.Bits/1e6)
+	if got := capped.Bits / 1e6; got > 11 || got < 9 {
+		t.Errorf("an EIP capped at 10 Mbit/s in its package carried %.1f Mbit/s", got)
+	}
 }

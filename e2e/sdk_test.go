@@ -141,6 +141,25 @@ func TestOfficialSDK(t *testing.T) {
 		r.EipAddresses.EipAddress[0].BandwidthPackageId != cresp.BandwidthPackageId || r.EipAddresses.EipAddress[0].Bandwidth != "30" {
 		t.Errorf("an EIP in a package, described: %+v, %v", r, err)
 	}
+	// A cap inside the package: described as the EIP's Bandwidth, then lifted.
+	capIP := vpc.CreateModifyCommonBandwidthPackageIpBandwidthRequest()
+	at(capIP)
+	capIP.BandwidthPackageId, capIP.EipId, capIP.Bandwidth = cresp.BandwidthPackageId, id, "10"
+	if _, err := client.ModifyCommonBandwidthPackageIpBandwidth(capIP); err != nil {
+		t.Fatalf("ModifyCommonBandwidthPackageIpBandwidth: %v", err)
+	}
+	if r, err := client.DescribeEipAddresses(descEIP); err != nil || len(r.EipAddresses.EipAddress) != 1 || r.EipAddresses.EipAddress[0].Bandwidth != "10" {
+		t.Errorf("an EIP capped in its package, described: %+v, %v", r, err)
+	}
+	uncap := vpc.CreateCancelCommonBandwidthPackageIpBandwidthRequest()
+	at(uncap)
+	uncap.BandwidthPackageId, uncap.EipId = cresp.BandwidthPackageId, id
+	if _, err := client.CancelCommonBandwidthPackageIpBandwidth(uncap); err != nil {
+		t.Fatalf("CancelCommonBandwidthPackageIpBandwidth: %v", err)
+	}
+	if r, err := client.DescribeEipAddresses(descEIP); err != nil || len(r.EipAddresses.EipAddress) != 1 || r.EipAddresses.EipAddress[0].Bandwidth != "30" {
+		t.Errorf("an EIP whose cap was lifted, described: %+v, %v", r, err)
+	}
 	rmIP := vpc.CreateRemoveCommonBandwidthPackageIpRequest()
 	at(rmIP)
 	rmIP.BandwidthPackageId, rmIP.IpInstanceId = cresp.BandwidthPackageId, id

@@ -20,6 +20,8 @@ func init() {
 	register("AddCommonBandwidthPackageIp", true, (*Service).addBandwidthPackageIP)
 	register("AddCommonBandwidthPackageIps", true, (*Service).addBandwidthPackageIPs)
 	register("RemoveCommonBandwidthPackageIp", true, (*Service).removeBandwidthPackageIP)
+	register("ModifyCommonBandwidthPackageIpBandwidth", true, (*Service).capPackageIP)
+	register("CancelCommonBandwidthPackageIpBandwidth", true, (*Service).uncapPackageIP)
 	register("DeleteCommonBandwidthPackage", true, (*Service).deleteBandwidthPackage)
 }
 
@@ -265,7 +267,58 @@ func (s *Service) removeBandwidthPackageIP(c *Call) (any, error) {
 		return nil, errIncorrectEip
 	}
 	old := *e
-	e.BandwidthPackageID = ""
+	e.BandwidthPackageID, e.PackageIPBandwidth = "", 0
+	return struct{}{}, saveEIP(c.Tx, &old, e)
+}
+
+// packageMember is the caller's EIP named by EipId, in the caller's package named by
+// BandwidthPackageId.
+func packageMember(c *Call) (*BandwidthPackage, *EIP, error) {
+	p, err := ownPackage(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	e, err := ownEIPNamed(c, "EipId")
+	if err != nil {
+		return nil, nil, err
+	}
+	if e.BandwidthPackageID != p.BandwidthPackageID {
+		return nil, nil, errNotInPackage
+	}
+	return p, e, nil
+}
+
+// capPackageIP holds an EIP of a package to Bandwidth (Mbit/s, 1 to the package's)
+// of the package's bandwidth, in the dataplane before the reply. The cloud allows it
+// only for an EIP associated with an ECS instance; eipgw polices every kind of EIP
+// alike and caps any. A package made smaller than a cap later holds the EIP to the
+// package.
+func (s *Service) capPackageIP(c *Call) (any, error) {
+	p, e, err := packageMember(c)
+	if err != nil {
+		return nil, err
+	}
+	v, err := c.Params.required("Bandwidth")
+	if err != nil {
+		return nil, err
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < packageBandwidthMin || n > p.Bandwidth {
+		return nil, errPackageBandwidth
+	}
+	old := *e
+	e.PackageIPBandwidth = n
+	return struct{}{}, saveEIP(c.Tx, &old, e)
+}
+
+// uncapPackageIP lifts an EIP's cap inside its package (none to lift is not an error).
+func (s *Service) uncapPackageIP(c *Call) (any, error) {
+	_, e, err := packageMember(c)
+	if err != nil {
+		return nil, err
+	}
+	old := *e
+	e.PackageIPBandwidth = 0
 	return struct{}{}, saveEIP(c.Tx, &old, e)
 }
 
@@ -294,7 +347,7 @@ func (s *Service) deleteBandwidthPackage(c *Call) (any, error) {
 			return nil, err
 		}
 		old := *e
-		e.BandwidthPackageID = ""
+		e.BandwidthPackageID, e.PackageIPBandwidth = "", 0
 		if err := saveEIP(c.Tx, &old, e); err != nil {
 			return nil, err
 		}

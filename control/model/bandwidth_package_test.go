@@ -147,3 +147,67 @@ func TestAddBandwidthPackageIPs(t *testing.T) {
 	w.wantCode("IpInstanceId.AlreadyInBandwidthPackage", "admin", "AddCommonBandwidthPackageIps", "BandwidthPackageId", id,
 		"IpInstanceIds.1", b)
 }
+
+// TestPackageIPCap: an EIP of a package capped (ModifyCommonBandwidthPackageIpBandwidth)
+// to at most the package's bandwidth, in the desired state and described as its
+// Bandwidth; lifted (CancelCommonBandwidthPackageIpBandwidth); an EIP out of the
+// package cannot be capped, and one that leaves loses its cap.
+func TestPackageIPCap(t *testing.T) {
+	w := newWorld(t)
+	w.instance("i-1", "10.0.1.11")
+	a, ipA := w.allocate("admin", "Bandwidth", "5")
+	outside, _ := w.allocate("admin")
+	w.ok("admin", "AssociateEipAddress", "AllocationId", a, "InstanceId", "i-1")
+	w.settle()
+	id := w.ok("admin", "CreateCommonBandwidthPackage", "Bandwidth", "40")["BandwidthPackageId"].(string)
+	w.ok("admin", "AddCommonBandwidthPackageIp", "BandwidthPackageId", id, "IpInstanceId", a)
+	addrA := netip.MustParseAddr(ipA)
+	limit := func() desired.Limit {
+		t.Helper()
+		got, err := BandwidthsOf(w.tx, []netip.Addr{addrA})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got[addrA]
+	}
+	described := func() string {
+		t.Helper()
+		eips := w.ok("admin", "DescribeEipAddresses", "AllocationId", a)["EipAddresses"].(map[string]any)["EipAddress"].([]any)
+		return eips[0].(map[string]any)["Bandwidth"].(string)
+	}
+
+	for _, bad := range []string{"0", "41", "many"} {
+		w.wantCode("InvalidBandwidth.ValueNotSupported", "admin", "ModifyCommonBandwidthPackageIpBandwidth",
+			"BandwidthPackageId", id, "EipId", a, "Bandwidth", bad)
+	}
+	w.wantCode("MissingParameter", "admin", "ModifyCommonBandwidthPackageIpBandwidth", "BandwidthPackageId", id, "EipId", a)
+	w.wantCode("OperationUnsupported.IpNotInCbwp", "admin", "ModifyCommonBandwidthPackageIpBandwidth",
+		"BandwidthPackageId", id, "EipId", outside, "Bandwidth", "10")
+	w.wantCode("InvalidBandwidthPackageId.NotFound", "other", "ModifyCommonBandwidthPackageIpBandwidth",
+		"BandwidthPackageId", id, "EipId", a, "Bandwidth", "10")
+	w.ok("admin", "ModifyCommonBandwidthPackageIpBandwidth", "BandwidthPackageId", id, "EipId", a, "Bandwidth", "10")
+	if got := limit(); got != (desired.Limit{EIP: addrA, Bits: 40_000_000, Shared: id, Cap: 10_000_000}) {
+		t.Errorf("a capped EIP's limit: %+v", got)
+	}
+	if got := described(); got != "10" {
+		t.Errorf("a capped EIP described with Bandwidth %s, want its cap, 10", got)
+	}
+	w.ok("admin", "CancelCommonBandwidthPackageIpBandwidth", "BandwidthPackageId", id, "EipId", a)
+	if got := limit(); got != (desired.Limit{EIP: addrA, Bits: 40_000_000, Shared: id}) {
+		t.Errorf("an EIP whose cap was lifted: %+v", got)
+	}
+	if got := described(); got != "40" {
+		t.Errorf("an uncapped EIP described with Bandwidth %s, want the package's 40", got)
+	}
+	w.ok("admin", "ModifyCommonBandwidthPackageIpBandwidth", "BandwidthPackageId", id, "EipId", a, "Bandwidth", "40")
+	w.ok("admin", "RemoveCommonBandwidthPackageIp", "BandwidthPackageId", id, "IpInstanceId", a)
+	if got := limit(); got != (desired.Limit{EIP: addrA, Bits: 5_000_000}) {
+		t.Errorf("an EIP out of its package: %+v", got)
+	}
+	w.ok("admin", "AddCommonBandwidthPackageIp", "BandwidthPackageId", id, "IpInstanceId", a)
+	if got := limit(); got.Cap != 0 {
+		t.Errorf("an EIP back in its package kept its old cap: %+v", got)
+	}
+	w.wantCode("OperationUnsupported.IpNotInCbwp", "admin", "CancelCommonBandwidthPackageIpBandwidth",
+		"BandwidthPackageId", id, "EipId", outside)
+}

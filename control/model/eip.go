@@ -272,8 +272,8 @@ type EipAddressView struct {
 	Netmode            string `json:"Netmode"`
 	ResourceGroupID    string `json:"ResourceGroupId"`
 	DeletionProtection bool   `json:"DeletionProtection"`
-	// In a bandwidth package, Bandwidth is the package's and EipBandwidth the EIP's
-	// own; outside one, these are empty.
+	// In a bandwidth package, Bandwidth is the package's (or the EIP's cap in it) and
+	// EipBandwidth the EIP's own; outside one, these are empty.
 	BandwidthPackageID        string `json:"BandwidthPackageId"`
 	BandwidthPackageType      string `json:"BandwidthPackageType"`
 	BandwidthPackageBandwidth string `json:"BandwidthPackageBandwidth"`
@@ -368,6 +368,9 @@ func (s *Service) describe(c *Call) (any, error) {
 		v.BandwidthPackageID, v.BandwidthPackageType = p.BandwidthPackageID, "CommonBandwidthPackage"
 		v.BandwidthPackageBandwidth, v.EipBandwidth = strconv.Itoa(p.Bandwidth), v.Bandwidth
 		v.Bandwidth = v.BandwidthPackageBandwidth
+		if e.PackageIPBandwidth != 0 {
+			v.Bandwidth = strconv.Itoa(e.PackageIPBandwidth) // what the EIP may use of the package
+		}
 	}
 	sort.Slice(views, func(i, j int) bool {
 		return views[i].AllocationTime+views[i].AllocationID < views[j].AllocationTime+views[j].AllocationID

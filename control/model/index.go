@@ -127,11 +127,15 @@ func DesiredBandwidths(tx Tx) ([]desired.Limit, error) {
 }
 
 // bandwidthValue is an active EIP's bandwidth index value: "Mbit/s|status", and
-// "|BandwidthPackageId" when it is in a package.
+// "|BandwidthPackageId" when it is in a package, then "|Mbit/s" of its cap there when
+// it has one.
 func bandwidthValue(e *EIP) string {
 	v := strconv.Itoa(e.Bandwidth) + "|" + e.Status
 	if e.BandwidthPackageID != "" {
 		v += "|" + e.BandwidthPackageID
+		if e.PackageIPBandwidth != 0 {
+			v += "|" + strconv.Itoa(e.PackageIPBandwidth)
+		}
 	}
 	return v
 }
@@ -141,22 +145,40 @@ type bandwidthIndexEntry struct {
 	bits      uint64 // the EIP's own
 	status    string
 	packageID string
+	capBits   uint64 // its cap in the package, 0 for none
 }
 
 // bandwidthEntry reads a bandwidth index value (bandwidthValue). Without a string
 // made for the number or a known status: a start reads 100,000 of them.
 func bandwidthEntry(v []byte) (bandwidthIndexEntry, bool) {
 	mbps, rest, _ := bytes.Cut(v, []byte("|"))
-	status, pkg, _ := bytes.Cut(rest, []byte("|"))
-	var n uint64
-	for _, c := range mbps {
-		if c < '0' || c > '9' || n > 1<<32 {
+	status, rest, _ := bytes.Cut(rest, []byte("|"))
+	pkg, capMbps, capped := bytes.Cut(rest, []byte("|"))
+	n, ok := mbitsOf(mbps)
+	if !ok {
+		return bandwidthIndexEntry{}, false
+	}
+	e := bandwidthIndexEntry{bits: n * 1_000_000, status: knownStatus(status), packageID: string(pkg)}
+	if capped {
+		c, ok := mbitsOf(capMbps)
+		if !ok {
 			return bandwidthIndexEntry{}, false
+		}
+		e.capBits = c * 1_000_000
+	}
+	return e, true
+}
+
+// mbitsOf reads a bandwidth index number: decimal digits, at least one.
+func mbitsOf(digits []byte) (uint64, bool) {
+	var n uint64
+	for _, c := range digits {
+		if c < '0' || c > '9' || n > 1<<32 {
+			return 0, false
 		}
 		n = n*10 + uint64(c-'0')
 	}
-	e := bandwidthIndexEntry{bits: n * 1_000_000, status: knownStatus(status), packageID: string(pkg)}
-	return e, len(mbps) > 0
+	return n, len(digits) > 0
 }
 
 // knownStatus is status as one of the EIP status constants when it is one (no
@@ -193,7 +215,7 @@ func (p packageBandwidths) limit(eip netip.Addr, e bandwidthIndexEntry) (desired
 		bits = uint64(pkg.Bandwidth) * 1_000_000
 		p.bits[e.packageID] = bits
 	}
-	return desired.Limit{EIP: eip, Bits: bits, Shared: e.packageID}, nil
+	return desired.Limit{EIP: eip, Bits: bits, Shared: e.packageID, Cap: e.capBits}, nil
 }
 
 // EnsureBandwidthIndex fills the bandwidth index from the active EIPs when it is

@@ -44,6 +44,10 @@ var actionParams = map[string][]Param{
 		{Name: "InstanceId", Required: true},
 		{Name: "NetworkInterfaceId", Required: true},
 	},
+	"CancelCommonBandwidthPackageIpBandwidth": {
+		{Name: "BandwidthPackageId", Required: true},
+		{Name: "EipId", Required: true},
+	},
 	"CreateCommonBandwidthPackage": {
 		{Name: "Bandwidth", Required: true},
 		{Name: "Description"},
@@ -265,6 +269,11 @@ var actionParams = map[string][]Param{
 		{Name: "BandwidthPackageId", Required: true},
 		{Name: "Description"},
 		{Name: "Name"},
+	},
+	"ModifyCommonBandwidthPackageIpBandwidth": {
+		{Name: "Bandwidth", Required: true},
+		{Name: "BandwidthPackageId", Required: true},
+		{Name: "EipId", Required: true},
 	},
 	"ModifyCommonBandwidthPackageSpec": {
 		{Name: "Bandwidth", Required: true},

@@ -46,6 +46,9 @@ type EIP struct {
 	// BandwidthPackageID is the shared bandwidth the EIP is in: its traffic is held to
 	// the package's Bandwidth, and its own waits until it leaves.
 	BandwidthPackageID string `json:"bandwidth_package_id,omitempty"`
+	// PackageIPBandwidth caps the EIP inside its package, Mbit/s
+	// (ModifyCommonBandwidthPackageIpBandwidth); 0: only the package holds it.
+	PackageIPBandwidth int    `json:"package_ip_bandwidth,omitempty"`
 	ResourceGroupID    string `json:"resource_group_id,omitempty"`
 	// DeletionProtection refuses ReleaseEipAddress until it is turned off.
 	DeletionProtection bool  `json:"deletion_protection,omitempty"`
