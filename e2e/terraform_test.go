@@ -109,7 +109,8 @@ func expect(t *testing.T, what string, got map[string]any, want map[string]strin
 
 // TestTerraformProviderReplay replays, call for call, what the alicloud Terraform
 // provider sends through the whole life of alicloud_eip_address,
-// alicloud_eip_association, alicloud_nat_gateway, alicloud_snat_entry,
+// alicloud_eip_association, alicloud_common_bandwidth_package_attachment,
+// alicloud_nat_gateway, alicloud_snat_entry,
 // alicloud_forward_entry, alicloud_havip, alicloud_havip_attachment and the
 // alicloud_eip_addresses data source (derived from aliyun/terraform-provider-alicloud's source), and checks
 // that every read returns what was set, so a plan after apply is empty.
@@ -176,6 +177,40 @@ func TestTerraformProviderReplay(t *testing.T) {
 		"InstanceType": "EcsInstance", "Mode": "NAT"})
 	p.ok("UnassociateEipAddress", true, map[string]string{"AllocationId": id, "InstanceId": "i-vm1", "InstanceType": "EcsInstance"})
 	expect(t, "alicloud_eip_association destroyed", readEIP(), map[string]string{"Status": "Available", "InstanceId": ""})
+
+	// alicloud_common_bandwidth_package_attachment with bandwidth_package_bandwidth, in
+	// a package made to hold it: create (AddCommonBandwidthPackageIp, the wait for the
+	// package's Status, then the update the create ends with,
+	// ModifyCommonBandwidthPackageIpBandwidth), read (the package with the EIP among
+	// its members, then DescribeEipAddresses' Bandwidth of the EIP in that package),
+	// update, cancel_common_bandwidth_package_ip_bandwidth, destroy.
+	pkg, _ := p.ok("CreateCommonBandwidthPackage", true, map[string]string{"Bandwidth": "20"})["BandwidthPackageId"].(string)
+	readAttachment := func() map[string]any {
+		t.Helper()
+		row, _ := path(p.ok("DescribeCommonBandwidthPackages", false, map[string]string{"BandwidthPackageId": pkg}),
+			"CommonBandwidthPackages", "CommonBandwidthPackage", 0).(map[string]any)
+		eip, _ := path(p.ok("DescribeEipAddresses", false, map[string]string{"AllocationId": id}), "EipAddresses", "EipAddress", 0).(map[string]any)
+		if row == nil || eip == nil || eip["BandwidthPackageId"] != pkg {
+			t.Fatalf("the attachment of %s to %s: package %v, EIP %v", id, pkg, row, eip)
+		}
+		return map[string]any{"Status": row["Status"], "instance_id": path(row, "PublicIpAddresses", "PublicIpAddresse", 0, "AllocationId"),
+			"bandwidth_package_bandwidth": eip["Bandwidth"]}
+	}
+	p.ok("AddCommonBandwidthPackageIp", true, map[string]string{"BandwidthPackageId": pkg, "IpInstanceId": id, "IpType": "EIP"})
+	expect(t, "alicloud_common_bandwidth_package_attachment", readAttachment(), map[string]string{"Status": "Available", "instance_id": id})
+	for _, mbit := range []string{"5", "8"} {
+		p.ok("ModifyCommonBandwidthPackageIpBandwidth", false, map[string]string{"BandwidthPackageId": pkg, "EipId": id, "Bandwidth": mbit})
+		expect(t, "alicloud_common_bandwidth_package_attachment's bandwidth_package_bandwidth", readAttachment(),
+			map[string]string{"Status": "Available", "bandwidth_package_bandwidth": mbit})
+	}
+	p.ok("CancelCommonBandwidthPackageIpBandwidth", false, map[string]string{"BandwidthPackageId": pkg, "EipId": id})
+	expect(t, "alicloud_common_bandwidth_package_attachment cancelled", readAttachment(), map[string]string{"bandwidth_package_bandwidth": "20"})
+	p.ok("RemoveCommonBandwidthPackageIp", true, map[string]string{"BandwidthPackageId": pkg, "IpInstanceId": id})
+	if n := path(p.ok("DescribeCommonBandwidthPackages", false, map[string]string{"BandwidthPackageId": pkg}),
+		"CommonBandwidthPackages", "CommonBandwidthPackage", 0, "PublicIpAddresses", "PublicIpAddresse"); n != nil && len(n.([]any)) != 0 {
+		t.Errorf("alicloud_common_bandwidth_package_attachment after destroy: members %v", n)
+	}
+	p.ok("DeleteCommonBandwidthPackage", false, map[string]string{"BandwidthPackageId": pkg})
 
 	// alicloud_nat_gateway: create, read (DescribeNatGateways, ListTagResources),
 	// update (ModifyNatGatewayAttribute, tags), then its EIP and entries.
