@@ -93,14 +93,19 @@ func bandwidthLimit(t *testing.T, hook string) {
 	d.must(t, "modify-eip-address-attribute", "--allocation-id", id, "--bandwidth", "50")
 	replied := time.Now()
 	r := <-running
+	// The receiver's intervals start with the test, after the client started and
+	// connected (r.Started is before both): in their time the reply came a little
+	// before at. So the span before the change ends half a second short of at, and
+	// none of it ran at the new rate (one CI run that ended it at at measured 25.2
+	// Mbit/s "before" against a bound of 23.1).
 	at := replied.Sub(r.Started).Seconds()
-	before, after := r.Rate(1, at), r.Rate(at+1, 6)
+	before, after := r.Rate(1, at-0.5), r.Rate(at+1, 6)
 	// Over a span of s seconds a token bucket lets through its rate plus what it held
 	// at the start, at most one burst (an idle moment refills it).
 	most := func(bits, s float64) float64 { return bits + 8*float64(dataplane.BurstFor(uint64(bits)))/s }
 	t.Logf("20 then 50 Mbit/s (reply %.1f s in): %.1f before, %.1f from a second after the reply; longest stall %.1f s",
 		at, before/1e6, after/1e6, r.LongestStall())
-	if before > most(20e6, at-1) || after < 0.9*50e6 || after > most(50e6, 5-at) || r.LongestStall() > 1 {
+	if before > most(20e6, at-1.5) || after < 0.9*50e6 || after > most(50e6, 5-at) || r.LongestStall() > 1 {
 		t.Errorf("a flow across a change from 20 to 50 Mbit/s: %.1f before, %.1f after, stalled %.1f s",
 			before/1e6, after/1e6, r.LongestStall())
 	}
