@@ -28,7 +28,7 @@ const (
 	kindEIPByPrivate = "eip_by_private" // private address -> EIP address|status (active 1:1)
 	kindEIPPending   = "eip_pending"    // AllocationId -> "" (Associating, Unassociating)
 	kindEIPCut       = "eip_cut"        // EIP address -> ENI MAC|status (active cut-through)
-	kindEIPBandwidth = "eip_bandwidth"  // EIP address -> Mbit/s|status[|BandwidthPackageId] (active EIPs)
+	kindEIPBandwidth = "eip_bandwidth"  // EIP address -> Mbit/s|status[|BandwidthPackageId[|cap Mbit/s]] (active EIPs)
 	// A counter bumped by every write of what DesiredSources reads (instances, ENIs,
 	// HaVips, load balancers), so the reconciler recomputes sources only after one.
 	kindInventoryGen = "inventory_gen"
