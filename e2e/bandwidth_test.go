@@ -85,10 +85,12 @@ func bandwidthLimit(t *testing.T, hook string) {
 	}
 
 	// A flow running while the limit goes from 20 to 50 Mbit/s: at 50 within a second
-	// of the reply, and never a second without data.
+	// of the reply, and never a second without data. It runs 8 s, so that the span
+	// after the change is over 4 s, as the steady flows above are measured: over 2.4 s
+	// a loss of one TCP flow at the policer took it to 44.6 Mbit/s once in CI.
 	d.must(t, "modify-eip-address-attribute", "--allocation-id", id, "--bandwidth", "20")
 	running := make(chan testbed.IperfResult, 1)
-	go func() { running <- out(7511, 6*time.Second, 0, 0) }()
+	go func() { running <- out(7511, 8*time.Second, 0, 0) }()
 	time.Sleep(2500 * time.Millisecond)
 	d.must(t, "modify-eip-address-attribute", "--allocation-id", id, "--bandwidth", "50")
 	replied := time.Now()
@@ -99,13 +101,13 @@ func bandwidthLimit(t *testing.T, hook string) {
 	// none of it ran at the new rate (one CI run that ended it at at measured 25.2
 	// Mbit/s "before" against a bound of 23.1).
 	at := replied.Sub(r.Started).Seconds()
-	before, after := r.Rate(1, at-0.5), r.Rate(at+1, 6)
+	before, after := r.Rate(1, at-0.5), r.Rate(at+1, 8)
 	// Over a span of s seconds a token bucket lets through its rate plus what it held
 	// at the start, at most one burst (an idle moment refills it).
 	most := func(bits, s float64) float64 { return bits + 8*float64(dataplane.BurstFor(uint64(bits)))/s }
 	t.Logf("20 then 50 Mbit/s (reply %.1f s in): %.1f before, %.1f from a second after the reply; longest stall %.1f s",
 		at, before/1e6, after/1e6, r.LongestStall())
-	if before > most(20e6, at-1.5) || after < 0.9*50e6 || after > most(50e6, 5-at) || r.LongestStall() > 1 {
+	if before > most(20e6, at-1.5) || after < 0.9*50e6 || after > most(50e6, 7-at) || r.LongestStall() > 1 {
 		t.Errorf("a flow across a change from 20 to 50 Mbit/s: %.1f before, %.1f after, stalled %.1f s",
 			before/1e6, after/1e6, r.LongestStall())
 	}
