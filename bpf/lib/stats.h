@@ -109,6 +109,12 @@ static __always_inline __u64 police_now(void)
  * and no more than this sits unspent on a CPU when its flows stop. */
 #define POLICE_BATCH_BYTES (16U << 10)
 
+/* A bucket pair's entry for dir in buckets_by_slot and credits_by_slot. */
+static __always_inline __u32 bucket_key(__u32 bucket, const enum direction dir)
+{
+	return bucket * 2 + (dir == DIR_INBOUND ? 0 : 1);
+}
+
 /* Takes ip_bytes of credit for dir at rate r: this CPU's own first, then a batch from
  * r's bucket (an EIP's own, or its shared bandwidth's). False when the bucket cannot
  * cover what is missing (the packet is over the bandwidth and takes nothing). Not
@@ -121,7 +127,7 @@ static __noinline bool police_take(const struct eip_rate *r, const enum directio
 	__u64 *credit;
 	__u32 key;
 
-	key = r->bucket * 2 + (dir == DIR_INBOUND ? 0 : 1);
+	key = bucket_key(r->bucket, dir);
 	credit = bpf_map_lookup_elem(&credits_by_slot, &key);
 	if (!credit)
 		return true;
@@ -185,7 +191,7 @@ static __always_inline bool police_eip(__u32 slot, const enum direction dir, __u
 	if (police_take(rate, dir, ip_bytes))
 		return true;
 	if (cap) {
-		key = cap->bucket * 2 + (dir == DIR_INBOUND ? 0 : 1);
+		key = bucket_key(cap->bucket, dir);
 		credit = bpf_map_lookup_elem(&credits_by_slot, &key);
 		if (credit)
 			*credit += ip_bytes;
