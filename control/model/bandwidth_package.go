@@ -252,16 +252,13 @@ func joinPackage(tx Tx, p *BandwidthPackage, e *EIP) error {
 }
 
 func (s *Service) removeBandwidthPackageIP(c *Call) (any, error) {
-	p, err := ownPackage(c)
+	id, err := c.Params.required("IpInstanceId")
 	if err != nil {
 		return nil, err
 	}
-	e, err := ownEIPNamed(c, "IpInstanceId")
+	_, e, err := packageMember(c, id)
 	if err != nil {
 		return nil, err
-	}
-	if e.BandwidthPackageID != p.BandwidthPackageID {
-		return nil, errNotInPackage
 	}
 	if e.Status != StatusAvailable && e.Status != StatusInUse {
 		return nil, errIncorrectEip
@@ -271,14 +268,15 @@ func (s *Service) removeBandwidthPackageIP(c *Call) (any, error) {
 	return struct{}{}, saveEIP(c.Tx, &old, e)
 }
 
-// packageMember is the caller's EIP named by EipId, in the caller's package named by
-// BandwidthPackageId.
-func packageMember(c *Call) (*BandwidthPackage, *EIP, error) {
+// packageMember is the caller's EIP eipID, in the caller's package named by
+// BandwidthPackageId. The callers read eipID, each from its own parameter
+// (IpInstanceId, EipId), so that paramspec sees the name in the handler.
+func packageMember(c *Call, eipID string) (*BandwidthPackage, *EIP, error) {
 	p, err := ownPackage(c)
 	if err != nil {
 		return nil, nil, err
 	}
-	e, err := ownEIPNamed(c, "EipId")
+	e, err := ownEIPByID(c, eipID)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -294,7 +292,11 @@ func packageMember(c *Call) (*BandwidthPackage, *EIP, error) {
 // alike and caps any. A package made smaller than a cap later holds the EIP to the
 // package.
 func (s *Service) capPackageIP(c *Call) (any, error) {
-	p, e, err := packageMember(c)
+	id, err := c.Params.required("EipId")
+	if err != nil {
+		return nil, err
+	}
+	p, e, err := packageMember(c, id)
 	if err != nil {
 		return nil, err
 	}
@@ -313,7 +315,11 @@ func (s *Service) capPackageIP(c *Call) (any, error) {
 
 // uncapPackageIP lifts an EIP's cap inside its package (none to lift is not an error).
 func (s *Service) uncapPackageIP(c *Call) (any, error) {
-	_, e, err := packageMember(c)
+	id, err := c.Params.required("EipId")
+	if err != nil {
+		return nil, err
+	}
+	_, e, err := packageMember(c, id)
 	if err != nil {
 		return nil, err
 	}
