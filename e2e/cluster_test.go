@@ -315,6 +315,8 @@ func TestClusterSharedStore(t *testing.T) {
 		gw1.must(t, "unassociate-eip-address", "--allocation-id", id, "--instance-id", seen[0])
 	}
 
+	checkReplaysRefused(t, c.gws)
+
 	// etcd stopped: the dataplanes keep forwarding, writes are refused clearly.
 	gw1.must(t, "associate-eip-address", "--allocation-id", id, "--instance-id", "i-vm1")
 	waitFor(t, "gateway 2 to carry the EIP", 5*time.Second, func() bool { return carries(eip) })

@@ -46,8 +46,32 @@ func nonceOfRecordKey(k string) string {
 	return k
 }
 
+// nonceRecordValue is what n's record holds: when it may be forgotten.
+func nonceRecordValue(n usedNonce) []byte { return []byte(n.until.UTC().Format(time.RFC3339Nano)) }
+
 func putNonce(tx model.Tx, n usedNonce) error {
-	return tx.Put(model.KindNonce, nonceRecordKey(n), []byte(n.until.UTC().Format(time.RFC3339Nano)))
+	return tx.Put(model.KindNonce, nonceRecordKey(n), nonceRecordValue(n))
+}
+
+// SharedNonces is the store the gateways of a cluster share (store.Etcd): it creates
+// an entry only if no gateway created one under its key before.
+type SharedNonces interface {
+	CreateOnce(kind, id string, v []byte) (created bool, err error)
+}
+
+// claimShared creates n's record in the cluster's store before its request is served:
+// errNonceUsed when a gateway, this one or another, created it first. A nonce's key
+// and expiry follow from the signed request alone, so a replay through any gateway
+// claims the same record.
+func claimShared(shared SharedNonces, n usedNonce) error {
+	created, err := shared.CreateOnce(model.KindNonce, nonceRecordKey(n), nonceRecordValue(n))
+	if err != nil {
+		return fmt.Errorf("claim nonce: %w", err)
+	}
+	if !created {
+		return errNonceUsed
+	}
+	return nil
 }
 
 // RestoreNonces loads the nonces the store remembers into the verifier and forgets

@@ -45,6 +45,27 @@ type Server struct {
 	// Nonces journals the nonces of reads; nil keeps them in memory only (writes'
 	// nonces are stored with the write either way).
 	Nonces *NonceJournal
+	// Shared, for a cluster, is the store its gateways share: each request's nonce is
+	// created there before the request is served, so that a request replayed through
+	// another gateway is refused as through this one. A read while that store is out
+	// of reach (StaleState) is served without it, as reads are then (docs/cluster.md).
+	Shared SharedNonces
+}
+
+// apiError is the API's answer to a failed request: the model's or the store's own
+// error, or InternalError (logged with its cause).
+func (s *Server) apiError(err error, id, action string) *Error {
+	var apiErr *Error
+	switch {
+	case errors.Is(err, model.ErrUnknownAction):
+		return errUnknownAction
+	case errors.As(err, &apiErr):
+		return apiErr
+	}
+	if s.Log != nil {
+		s.Log.Error("api: internal error", "request_id", id, "action", action, "error", err)
+	}
+	return errInternal
 }
 
 func requestID() string {
@@ -202,13 +223,31 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string, audit 
 
 	nonce := signed.nonce
 	write := model.IsWrite(action)
+	stale := !write && s.StaleState != nil && s.StaleState()
+	// claimed: the nonce is stored in the cluster's store already.
+	claimed := false
+	if s.Shared != nil && !stale {
+		switch err := claimShared(s.Shared, nonce); {
+		case err == nil:
+			claimed = true
+		case errors.Is(err, errNonceUsed) || write:
+			return reply(s.apiError(err, id, action))
+		default:
+			// A read is served from this gateway's copy, as when the store is known to
+			// be out of reach; its nonce is journaled below.
+			stale = true
+			if s.Log != nil {
+				s.Log.Warn("api: a read served without claiming its nonce in the shared store", "request_id", id, "error", err)
+			}
+		}
+	}
 	var resp any
 	run := func(tx model.Tx) error {
 		var err error
 		if resp, err = s.Model.Do(tx, account, action, params, s.Now()); err != nil {
 			return err
 		}
-		if write {
+		if write && !claimed {
 			return putNonce(tx, nonce)
 		}
 		return nil
@@ -216,29 +255,20 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string, audit 
 	if write {
 		err = s.Store.Update(run) // any error, DryRunOperation included, rolls back
 	} else {
-		if s.StaleState != nil && s.StaleState() {
+		if stale {
 			w.Header().Set(StaleStateHeader, "true")
 		}
 		err = s.Store.View(run)
 	}
-	// A committed write stored its nonce with it; anything else (a read, a refused or
-	// rolled-back write) has it journaled.
-	if (!write || err != nil) && s.Nonces != nil {
+	// A claimed nonce, or a committed write's, is stored; anything else (a read, a
+	// refused or rolled-back write) has it journaled.
+	if !claimed && (!write || err != nil) && s.Nonces != nil {
 		if jerr := s.Nonces.remember(nonce); jerr != nil && s.Log != nil {
 			s.Log.Error("api: remember nonce", "request_id", id, "error", jerr)
 		}
 	}
-	var apiErr *Error
-	switch {
-	case errors.Is(err, model.ErrUnknownAction):
-		return reply(errUnknownAction)
-	case errors.As(err, &apiErr):
-		return reply(apiErr)
-	case err != nil:
-		if s.Log != nil {
-			s.Log.Error("api: internal error", "request_id", id, "action", action, "error", err)
-		}
-		return reply(errInternal)
+	if err != nil {
+		return reply(s.apiError(err, id, action))
 	}
 	if write && s.AfterWrite != nil {
 		if err := s.AfterWrite(action); err != nil {

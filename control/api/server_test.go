@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +29,7 @@ import (
 
 type testAPI struct {
 	srv, ops  *httptest.Server
+	server    *Server
 	st        *store.Store
 	client    *Client
 	writes    int
@@ -50,6 +52,7 @@ func newTestAPI(t *testing.T) *testAPI {
 		AfterWrite: func(string) error { a.writes++; return a.applyFail },
 		StaleState: func() bool { return a.stale },
 	}
+	a.server = s
 	a.srv = httptest.NewServer(s)
 	t.Cleanup(a.srv.Close)
 	a.ops = httptest.NewServer(OpsHandler(s.Metrics, nil))
@@ -595,5 +598,101 @@ func TestStaleStateHeader(t *testing.T) {
 	}
 	if h := post("AllocateEipAddress", "n3").Header.Get(StaleStateHeader); h != "" {
 		t.Errorf("a write carries %s: %q", StaleStateHeader, h)
+	}
+}
+
+// sharedNonces is a cluster's shared store, for nonces only, in memory; unreachable
+// makes it fail as etcd out of reach does.
+type sharedNonces struct {
+	mu          sync.Mutex
+	created     map[string]string
+	claims      int
+	unreachable bool
+}
+
+func (s *sharedNonces) CreateOnce(kind, id string, v []byte) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.claims++
+	if s.unreachable {
+		return false, fmt.Errorf("shared store: %w", model.ErrStoreUnavailable)
+	}
+	k := kind + "/" + id
+	if _, ok := s.created[k]; ok {
+		return false, nil
+	}
+	s.created[k] = string(v)
+	return true, nil
+}
+
+// TestSharedNonces: two gateways with a shared store each refuse a request the other
+// answered (a read, a write), and change nothing for it; with the shared store out of
+// reach a read is served, flagged stale, and a write is refused with
+// ServiceUnavailable.StateStore; a read while the state is known stale does not wait
+// for the shared store.
+func TestSharedNonces(t *testing.T) {
+	shared := &sharedNonces{created: map[string]string{}}
+	a, b := newTestAPI(t), newTestAPI(t)
+	a.server.Shared, b.server.Shared = shared, shared
+	post := func(to *testAPI, form url.Values) (*http.Response, string) {
+		t.Helper()
+		resp, err := http.PostForm(to.srv.URL, form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body struct{ Code string }
+		_ = jsonDecode(resp, &body)
+		return resp, body.Code
+	}
+	now := time.Now()
+	read := signedForm("DescribeEipAddresses", nil, "r1", now)
+	if resp, code := post(a, read); resp.StatusCode != http.StatusOK {
+		t.Fatalf("a read: %d %s", resp.StatusCode, code)
+	}
+	for name, gw := range map[string]*testAPI{"the other gateway": b, "the same gateway": a} {
+		if _, code := post(gw, read); code != "SignatureNonceUsed" {
+			t.Errorf("the read replayed through %s: %q", name, code)
+		}
+	}
+	write := signedForm("AllocateEipAddress", nil, "w1", now)
+	if resp, code := post(b, write); resp.StatusCode != http.StatusOK {
+		t.Fatalf("a write: %d %s", resp.StatusCode, code)
+	}
+	untouched := a.snapshot(t)
+	if _, code := post(a, write); code != "SignatureNonceUsed" {
+		t.Errorf("the write replayed through the other gateway: %q", code)
+	}
+	if got := a.snapshot(t); got != untouched {
+		t.Errorf("the refused replay changed the state:\n%s\nwas\n%s", got, untouched)
+	}
+	if b.writes != 1 || a.writes != 0 {
+		t.Errorf("writes carried out: %d and %d, want 1 and 0", a.writes, b.writes)
+	}
+	// Each claimed nonce is stored once, in the shared store, under its expiry.
+	if len(shared.created) != 2 {
+		t.Errorf("the shared store holds %d nonces, want 2: %v", len(shared.created), shared.created)
+	}
+
+	shared.unreachable = true
+	resp, code := post(a, signedForm("DescribeEipAddresses", nil, "r2", now))
+	if resp.StatusCode != http.StatusOK || resp.Header.Get(StaleStateHeader) != "true" {
+		t.Errorf("a read with the shared store out of reach: %d %s, %s %q", resp.StatusCode, code, StaleStateHeader,
+			resp.Header.Get(StaleStateHeader))
+	}
+	if resp, code := post(a, signedForm("AllocateEipAddress", nil, "w2", now)); resp.StatusCode != http.StatusServiceUnavailable ||
+		code != "ServiceUnavailable.StateStore" {
+		t.Errorf("a write with the shared store out of reach: %d %q", resp.StatusCode, code)
+	}
+	if got := a.snapshot(t); got != untouched {
+		t.Errorf("the refused write changed the state:\n%s\nwas\n%s", got, untouched)
+	}
+	a.stale = true
+	claims := shared.claims
+	if resp, _ := post(a, signedForm("DescribeEipAddresses", nil, "r3", now)); resp.StatusCode != http.StatusOK {
+		t.Errorf("a read while the state is known stale: %d", resp.StatusCode)
+	}
+	if shared.claims != claims {
+		t.Error("a read while the state is known stale waited for the shared store")
 	}
 }

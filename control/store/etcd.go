@@ -389,6 +389,23 @@ func (e *Etcd) Update(fn func(model.Tx) error) error {
 	return nil
 }
 
+// CreateOnce puts an entry only if no gateway has put one under its key, in one etcd
+// transaction that compares the key's creation: of gateways racing to create one key,
+// exactly one does, and created says whether it was this one. It rewrites no guard: a
+// transaction that reads the kind does not conflict with it (the request nonces the
+// API claims this way are read only at start and by their pruning).
+func (e *Etcd) CreateOnce(kind, id string, v []byte) (created bool, err error) {
+	k := e.key(kind, id)
+	ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
+	defer cancel()
+	resp, err := e.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+		Then(clientv3.OpPut(k, string(v))).Commit()
+	if err != nil {
+		return false, unavailable(err)
+	}
+	return resp.Succeeded, nil
+}
+
 // Watch reports changes to the store by any gateway (this one's own too) until ctx
 // ends: one value a burst of changes, never blocking. The guards are not state: their
 // changes are not reported.

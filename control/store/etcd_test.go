@@ -166,6 +166,86 @@ func TestEtcdConflict(t *testing.T) {
 	}
 }
 
+// TestEtcdCreateOnce: of eight stores racing to create one key, exactly one does,
+// whatever they read; a transaction that read the kind still commits (CreateOnce
+// rewrites no guard); every mirror then holds the winner's value; with etcd stopped,
+// it fails with ErrStoreUnavailable.
+func TestEtcdCreateOnce(t *testing.T) {
+	srv, open := etcdFixture(t)
+	reader := open("/o")
+	// A write that read the kind before the creations, committed after them.
+	readDone, inRead := make(chan error), make(chan struct{})
+	go func() {
+		readDone <- reader.Update(func(tx model.Tx) error {
+			if v, _ := tx.Get(model.KindNonce, "n"); v != nil {
+				return fmt.Errorf("read %q before any creation", v)
+			}
+			<-inRead
+			return tx.Put(model.KindEIP, "x", []byte("1"))
+		})
+	}()
+	time.Sleep(100 * time.Millisecond)
+	stores := make([]*Etcd, 8)
+	for i := range stores {
+		stores[i] = open("/o")
+	}
+	var wg sync.WaitGroup
+	created := make([]bool, len(stores))
+	for i, s := range stores {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			if created[i], err = s.CreateOnce(model.KindNonce, "n", []byte(fmt.Sprint(i))); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(inRead)
+	if err := <-readDone; err != nil {
+		t.Errorf("a write that read the kind, committed after a creation: %v", err)
+	}
+	winner := -1
+	for i, c := range created {
+		if c && winner >= 0 {
+			t.Fatalf("stores %d and %d both created the key", winner, i)
+		}
+		if c {
+			winner = i
+		}
+	}
+	if winner < 0 {
+		t.Fatal("no store created the key")
+	}
+	if again, err := stores[winner].CreateOnce(model.KindNonce, "n", []byte("again")); again || err != nil {
+		t.Errorf("the winner creating the key again: %v, %v", again, err)
+	}
+	for i, s := range append(stores, reader) {
+		var seen string
+		for deadline := time.Now().Add(5 * time.Second); seen != fmt.Sprint(winner) && time.Now().Before(deadline); {
+			s.View(func(tx model.Tx) error {
+				v, _ := tx.Get(model.KindNonce, "n")
+				seen = string(v)
+				return nil
+			})
+			if seen != fmt.Sprint(winner) {
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		if seen != fmt.Sprint(winner) {
+			t.Errorf("store %d reads %q 5 s after store %d created the key", i, seen, winner)
+		}
+	}
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	if _, err := reader.CreateOnce(model.KindNonce, "m", []byte("1")); !errors.Is(err, model.ErrStoreUnavailable) || time.Since(t0) > 3*time.Second {
+		t.Errorf("CreateOnce with etcd stopped: %v after %v", err, time.Since(t0))
+	}
+}
+
 // TestEtcdUnavailableAndWatch: a change by another client is reported by Watch; with
 // etcd stopped a write fails with ErrStoreUnavailable within the timeout, and reads
 // are served from the mirror, flagged stale; once it is back writes work again,

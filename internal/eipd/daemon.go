@@ -263,19 +263,24 @@ func Run(ctx context.Context, cfg *Config, initState bool, log *slog.Logger, rea
 			return fmt.Errorf("metrics: %w", err)
 		}
 	}
-	srv := api.NewHTTPServer(
-		&api.Server{
-			Verifier: verifier,
-			Nonces:   nonces,
-			Model: &model.Service{Region: cfg.Region, Pool: cfg.pools, EIPGateway: cfg.eipGateway, Nat: natObserver{dp},
-				Capacity: modelCapacity(dp.Capacities())},
-			Store:      &reconcile.Committer{Reconciler: rec},
-			AfterWrite: afterWrite,
-			StaleState: staleState,
-			Metrics:    metrics,
-			Log:        log,
-			Now:        time.Now,
-		}, cfg.apiLimits)
+	apiServer := &api.Server{
+		Verifier: verifier,
+		Nonces:   nonces,
+		Model: &model.Service{Region: cfg.Region, Pool: cfg.pools, EIPGateway: cfg.eipGateway, Nat: natObserver{dp},
+			Capacity: modelCapacity(dp.Capacities())},
+		Store:      &reconcile.Committer{Reconciler: rec},
+		AfterWrite: afterWrite,
+		StaleState: staleState,
+		Metrics:    metrics,
+		Log:        log,
+		Now:        time.Now,
+	}
+	if shared != nil {
+		// Each request's nonce is claimed in etcd: a replay through another gateway is
+		// refused too (docs/cluster.md).
+		apiServer.Shared = shared
+	}
+	srv := api.NewHTTPServer(apiServer, cfg.apiLimits)
 	opsLn, err := net.Listen("tcp", cfg.MetricsListen)
 	if err != nil {
 		return fmt.Errorf("listen for metrics: %w", err)
